@@ -1,0 +1,854 @@
+//! The YAML configuration: what a seed operator writes, with every default in
+//! one `DEFAULT_*` block.
+//!
+//! Loading is two steps, like Vector's `sink_validated.rs`: serde parses the
+//! file (`deny_unknown_fields` everywhere, so a typo is an error, not a silent
+//! default), then [`Config::validate`] checks what serde cannot (cross-field
+//! rules, URIs, limits) without doing any I/O and returns *every* problem with
+//! its field path. [`load_file`] adds the file name and, where it can find it,
+//! the line of the offending field, so `seedgate check-config` prints
+//! `file:line: field: problem`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::signal::Signal;
+
+// === defaults ===
+
+/// OTLP/gRPC listen address.
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:4317";
+/// OTLP/HTTP listen address.
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:4318";
+/// Admin listen address (`/metrics`, `/healthz`, `/readyz`, pprof).
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:2021";
+/// Largest request body accepted, after decompression.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes of request bodies held in memory at once across all receivers.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 128 * 1024 * 1024;
+/// Where LMDB lives.
+pub const DEFAULT_DATA_DIR: &str = "./seedgate-data";
+/// LMDB map size: the most the on-disk buffer can ever hold.
+pub const DEFAULT_MAX_STORAGE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Per-destination queue limit.
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest request an exporter builds from queued entries.
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Most records in one exported request.
+pub const DEFAULT_BATCH_MAX_RECORDS: u64 = 8192;
+/// How long an exporter waits for a batch to fill before sending what it has.
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_millis(200);
+/// First retry delay.
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const DEFAULT_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// Give up on a batch after this long; zero means retry forever.
+pub const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(0);
+/// Per-attempt timeout of one export request.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent in-flight export requests per destination.
+pub const DEFAULT_EXPORT_CONCURRENCY: usize = 1;
+/// How long SIGTERM may take before the process exits anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The resource attribute(s) that carry the routing key.
+pub const DEFAULT_ROUTING_KEY: &str = "k8s.namespace.name";
+/// `Retry-After` sent with 429 / `RetryInfo` sent with `RESOURCE_EXHAUSTED`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The embedded default: receivers on the default ports, data in
+/// `./seedgate-data`, one pipeline printing everything to stdout.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
+
+// === the file ===
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// OTLP receivers.
+    pub receivers: ReceiversConfig,
+    /// The admin port.
+    pub admin: AdminConfig,
+    /// The LMDB buffer.
+    pub storage: StorageConfig,
+    /// Queue limits every destination starts from.
+    pub queue: QueueConfig,
+    /// Batching every destination starts from.
+    pub batch: BatchConfig,
+    /// Retry every destination starts from.
+    pub retry: RetryConfig,
+    /// Routing keys read from resource attributes.
+    pub routing: RoutingConfig,
+    /// Graceful shutdown deadline.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Static pipelines (the seed's outputs).
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            receivers: ReceiversConfig::default(),
+            admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
+            queue: QueueConfig::default(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            routing: RoutingConfig::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            pipelines: Vec::new(),
+        }
+    }
+}
+
+/// Both OTLP receivers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiversConfig {
+    /// OTLP/gRPC.
+    pub grpc: ListenerConfig,
+    /// OTLP/HTTP.
+    pub http: ListenerConfig,
+    /// Request bytes held in memory at once, across both receivers; a request
+    /// that does not fit waits, so memory stays bounded under any load.
+    pub max_inflight_bytes: ByteSize,
+}
+
+impl Default for ReceiversConfig {
+    fn default() -> Self {
+        Self {
+            grpc: ListenerConfig::with_listen(DEFAULT_GRPC_LISTEN),
+            http: ListenerConfig::with_listen(DEFAULT_HTTP_LISTEN),
+            max_inflight_bytes: ByteSize(DEFAULT_MAX_INFLIGHT_BYTES),
+        }
+    }
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Turn this receiver off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `host:port` to bind.
+    pub listen: String,
+    /// Largest request accepted, after decompression (413 /
+    /// `RESOURCE_EXHAUSTED` beyond it).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: ByteSize,
+}
+
+impl ListenerConfig {
+    fn with_listen(listen: &str) -> Self {
+        Self {
+            enabled: true,
+            listen: listen.to_owned(),
+            max_request_bytes: default_max_request_bytes(),
+        }
+    }
+}
+
+/// The admin port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `host:port` to bind.
+    pub listen: String,
+    /// Serve `/debug/pprof/profile` (a CPU profile; costs CPU while it runs).
+    pub pprof: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.to_owned(),
+            pprof: false,
+        }
+    }
+}
+
+/// How hard a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync every group commit: an acknowledged request survives a power
+    /// loss. The default.
+    Fsync,
+    /// No fsync: an acknowledged request survives a crash of seedgate
+    /// (the page cache has it) but not of the machine.
+    None,
+}
+
+/// The LMDB buffer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the LMDB environment; created if missing.
+    pub data_dir: PathBuf,
+    /// `fsync` (default) or `none`.
+    pub durability: Durability,
+    /// LMDB map size: the most the buffer holds across all destinations. When
+    /// it is full, receivers answer with backpressure.
+    pub max_size: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            durability: Durability::Fsync,
+            max_size: ByteSize(DEFAULT_MAX_STORAGE_BYTES),
+        }
+    }
+}
+
+/// What happens to a request when one of its destinations is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Refuse the whole request (HTTP 429 / gRPC `RESOURCE_EXHAUSTED` with a
+    /// retry delay); nothing of it is stored anywhere.
+    Block,
+    /// Store the request everywhere else, drop this destination's part and
+    /// count it.
+    DropNewest,
+}
+
+/// Per-destination queue limits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Bytes this destination may hold on disk.
+    pub max_bytes: ByteSize,
+    /// `block` (default) or `drop_newest`.
+    pub when_full: WhenFull,
+    /// The delay suggested to refused clients.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(DEFAULT_QUEUE_MAX_BYTES),
+            when_full: WhenFull::Block,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+}
+
+/// How exporters build requests from queued entries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Stop adding entries beyond this many bytes (one entry is always sent,
+    /// even a larger one).
+    pub max_bytes: ByteSize,
+    /// Stop adding entries beyond this many records.
+    pub max_records: u64,
+    /// Wait at most this long for a batch to fill.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Requests in flight at once to this destination.
+    pub concurrency: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(DEFAULT_BATCH_MAX_BYTES),
+            max_records: DEFAULT_BATCH_MAX_RECORDS,
+            timeout: DEFAULT_BATCH_TIMEOUT,
+            concurrency: DEFAULT_EXPORT_CONCURRENCY,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First delay.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Cap on one delay.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Drop a batch (counted) after retrying this long; `0s` retries forever.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed: Duration,
+    /// Growth factor between attempts.
+    pub multiplier: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_interval: DEFAULT_RETRY_INITIAL,
+            max_interval: DEFAULT_RETRY_MAX_INTERVAL,
+            max_elapsed: DEFAULT_RETRY_MAX_ELAPSED,
+            multiplier: 2.0,
+        }
+    }
+}
+
+/// Where the routing key comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Resource attribute keys, first present wins.
+    pub keys: Vec<String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            keys: vec![DEFAULT_ROUTING_KEY.to_owned()],
+        }
+    }
+}
+
+/// One static pipeline: a named output for some signals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name; also the destination label in metrics.
+    pub name: String,
+    /// Signals this pipeline takes (default: all).
+    #[serde(default = "all_signals")]
+    pub signals: Vec<Signal>,
+    /// Where it sends.
+    pub output: OutputConfig,
+    /// Overrides of the top-level `queue`.
+    #[serde(default)]
+    pub queue: Option<QueueConfig>,
+    /// Overrides of the top-level `batch`.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    /// Overrides of the top-level `retry`.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+}
+
+/// The kind of exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    /// OTLP over gRPC (tonic).
+    OtlpGrpc,
+    /// OTLP over HTTP, protobuf body.
+    OtlpHttp,
+    /// One JSON line per record on standard output.
+    Stdout,
+    /// Accept and discard.
+    Noop,
+}
+
+impl OutputType {
+    /// Bounded label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutputType::OtlpGrpc => "otlp_grpc",
+            OutputType::OtlpHttp => "otlp_http",
+            OutputType::Stdout => "stdout",
+            OutputType::Noop => "noop",
+        }
+    }
+}
+
+/// Request compression towards a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Plain.
+    None,
+    /// gzip (the OTLP default for most backends).
+    #[default]
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// One header sent with every export request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderConfig {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+    /// Put in front of the value, e.g. `Bearer `.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// TLS towards a backend.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Plain text, no TLS (also implied by an `http://` endpoint).
+    pub insecure: bool,
+    /// Do not verify the server certificate. Loudly logged.
+    pub insecure_skip_verify: bool,
+    /// PEM file with the CA(s) to trust instead of the web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (mTLS).
+    pub cert_file: Option<PathBuf>,
+    /// PEM client key (mTLS).
+    pub key_file: Option<PathBuf>,
+    /// Server name to verify instead of the endpoint's host.
+    pub server_name: Option<String>,
+}
+
+/// The output block of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `otlp_grpc`, `otlp_http`, `stdout` or `noop`.
+    #[serde(rename = "type")]
+    pub kind: OutputType,
+    /// `http(s)://host:port` for OTLP outputs.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// OTLP/HTTP only: the path; default `/v1/<signal>`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Headers on every request.
+    #[serde(default)]
+    pub headers: Vec<HeaderConfig>,
+    /// `none`, `gzip` (default) or `zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Per-attempt timeout.
+    #[serde(default = "default_export_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl OutputConfig {
+    /// An output of this kind with every other field at its default.
+    pub fn of_kind(kind: OutputType) -> Self {
+        Self {
+            kind,
+            endpoint: None,
+            path: None,
+            headers: Vec::new(),
+            compression: Compression::default(),
+            tls: TlsConfig::default(),
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_request_bytes() -> ByteSize {
+    ByteSize(DEFAULT_MAX_REQUEST_BYTES)
+}
+fn default_export_timeout() -> Duration {
+    DEFAULT_EXPORT_TIMEOUT
+}
+fn all_signals() -> Vec<Signal> {
+    Signal::ALL.to_vec()
+}
+
+// === validation ===
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, e.g. `pipelines[0].output.endpoint`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+    /// 1-based line in the file, when it could be found.
+    pub line: Option<u64>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse into the schema (syntax, unknown field, wrong type).
+    #[error("{file}:{}: {message}", line.map_or_else(|| "?".to_owned(), |l| l.to_string()))]
+    Parse {
+        /// The file.
+        file: String,
+        /// 1-based line, when the parser knows it.
+        line: Option<u64>,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file parses but has mistakes; every one is listed.
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// Bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "read",
+            ConfigError::Parse { .. } => "parse",
+            ConfigError::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+fn render_problems(file: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("{file}:{line}: {p}"),
+            None => format!("{file}: {p}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Checks what serde cannot. Does no I/O. Returns every problem found.
+    ///
+    /// # Errors
+    /// The list of problems, each with its field path.
+    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+        let mut p = Problems::default();
+        for (name, l) in [("grpc", &self.receivers.grpc), ("http", &self.receivers.http)] {
+            if l.enabled {
+                check_listen(&mut p, &format!("receivers.{name}.listen"), &l.listen);
+            }
+            if l.max_request_bytes.0 == 0 {
+                p.push(format!("receivers.{name}.max_request_bytes"), "must be greater than 0");
+            }
+            if l.max_request_bytes.0 > self.receivers.max_inflight_bytes.0 {
+                p.push(
+                    format!("receivers.{name}.max_request_bytes"),
+                    format!(
+                        "{} is larger than receivers.max_inflight_bytes ({}): such a request could never be admitted",
+                        l.max_request_bytes, self.receivers.max_inflight_bytes
+                    ),
+                );
+            }
+        }
+        check_listen(&mut p, "admin.listen", &self.admin.listen);
+        if self.storage.data_dir.as_os_str().is_empty() {
+            p.push("storage.data_dir", "must not be empty");
+        }
+        if self.storage.max_size.0 < 1024 * 1024 {
+            p.push("storage.max_size", "must be at least 1MiB");
+        }
+        check_queue(&mut p, "queue", &self.queue);
+        check_batch(&mut p, "batch", &self.batch);
+        check_retry(&mut p, "retry", &self.retry);
+        if self.routing.keys.is_empty() {
+            p.push("routing.keys", "must name at least one resource attribute");
+        }
+        for (i, key) in self.routing.keys.iter().enumerate() {
+            if key.is_empty() {
+                p.push(format!("routing.keys[{i}]"), "must not be empty");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, pipe) in self.pipelines.iter().enumerate() {
+            let at = format!("pipelines[{i}]");
+            check_pipeline_name(&mut p, &format!("{at}.name"), &pipe.name);
+            if !names.insert(pipe.name.as_str()) {
+                p.push(format!("{at}.name"), format!("{:?} is used by an earlier pipeline", pipe.name));
+            }
+            if pipe.signals.is_empty() {
+                p.push(format!("{at}.signals"), "must list at least one of logs, metrics, traces");
+            }
+            check_output(&mut p, &format!("{at}.output"), &pipe.output);
+            if let Some(q) = &pipe.queue {
+                check_queue(&mut p, &format!("{at}.queue"), q);
+            }
+            if let Some(b) = &pipe.batch {
+                check_batch(&mut p, &format!("{at}.batch"), b);
+            }
+            if let Some(r) = &pipe.retry {
+                check_retry(&mut p, &format!("{at}.retry"), r);
+            }
+        }
+        p.finish()
+    }
+
+    /// The listen address of a listener, parsed (valid after [`Config::validate`]).
+    ///
+    /// # Errors
+    /// When the address does not parse.
+    pub fn socket_addr(listen: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+        listen.parse()
+    }
+
+    /// The effective queue limits of a pipeline.
+    pub fn queue_for(&self, pipe: &PipelineConfig) -> QueueConfig {
+        pipe.queue.unwrap_or(self.queue)
+    }
+
+    /// The effective batching of a pipeline.
+    pub fn batch_for(&self, pipe: &PipelineConfig) -> BatchConfig {
+        pipe.batch.unwrap_or(self.batch)
+    }
+
+    /// The effective retry of a pipeline.
+    pub fn retry_for(&self, pipe: &PipelineConfig) -> RetryConfig {
+        pipe.retry.unwrap_or(self.retry)
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+            line: None,
+        });
+    }
+    fn finish(self) -> Result<(), Vec<Problem>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+}
+
+fn check_listen(p: &mut Problems, field: &str, listen: &str) {
+    if let Err(e) = listen.parse::<SocketAddr>() {
+        p.push(field, format!("{listen:?} is not host:port with a numeric IP ({e})"));
+    }
+}
+
+fn check_pipeline_name(p: &mut Problems, field: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        p.push(
+            field,
+            format!("{name:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'"),
+        );
+    }
+}
+
+fn check_queue(p: &mut Problems, at: &str, q: &QueueConfig) {
+    if q.max_bytes.0 == 0 {
+        p.push(format!("{at}.max_bytes"), "must be greater than 0");
+    }
+    if q.retry_after.is_zero() {
+        p.push(format!("{at}.retry_after"), "must be greater than 0s");
+    }
+}
+
+fn check_batch(p: &mut Problems, at: &str, b: &BatchConfig) {
+    if b.max_bytes.0 == 0 {
+        p.push(format!("{at}.max_bytes"), "must be greater than 0");
+    }
+    if b.max_records == 0 {
+        p.push(format!("{at}.max_records"), "must be greater than 0");
+    }
+    if b.concurrency == 0 || b.concurrency > 64 {
+        p.push(format!("{at}.concurrency"), "must be between 1 and 64");
+    }
+}
+
+fn check_retry(p: &mut Problems, at: &str, r: &RetryConfig) {
+    if r.initial_interval.is_zero() {
+        p.push(format!("{at}.initial_interval"), "must be greater than 0s");
+    }
+    if r.max_interval < r.initial_interval {
+        p.push(
+            format!("{at}.max_interval"),
+            "must not be smaller than initial_interval",
+        );
+    }
+    if !(r.multiplier >= 1.0 && r.multiplier <= 100.0) {
+        p.push(format!("{at}.multiplier"), "must be between 1 and 100");
+    }
+}
+
+fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
+    let otlp = matches!(o.kind, OutputType::OtlpGrpc | OutputType::OtlpHttp);
+    match (&o.endpoint, otlp) {
+        (None, true) => p.push(format!("{at}.endpoint"), format!("is required for type {}", o.kind.as_str())),
+        (Some(_), false) => p.push(
+            format!("{at}.endpoint"),
+            format!("is not used by type {}: remove it", o.kind.as_str()),
+        ),
+        (Some(ep), true) => match ep.parse::<http::Uri>() {
+            Ok(uri) => {
+                match uri.scheme_str() {
+                    Some("http" | "https") => {}
+                    _ => p.push(
+                        format!("{at}.endpoint"),
+                        format!("{ep:?} must start with http:// or https://"),
+                    ),
+                }
+                if uri.host().is_none_or(str::is_empty) {
+                    p.push(format!("{at}.endpoint"), format!("{ep:?} has no host"));
+                }
+                if o.kind == OutputType::OtlpGrpc && uri.path() != "/" && !uri.path().is_empty() {
+                    p.push(
+                        format!("{at}.endpoint"),
+                        format!("{ep:?}: a gRPC endpoint takes no path"),
+                    );
+                }
+            }
+            Err(e) => p.push(format!("{at}.endpoint"), format!("{ep:?} is not a valid URI: {e}")),
+        },
+        (None, false) => {}
+    }
+    if let Some(path) = &o.path {
+        if o.kind != OutputType::OtlpHttp {
+            p.push(format!("{at}.path"), "is only used by type otlp_http");
+        } else if !path.starts_with('/') {
+            p.push(format!("{at}.path"), format!("{path:?} must start with '/'"));
+        }
+    }
+    for (i, h) in o.headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+            p.push(format!("{at}.headers[{i}].name"), format!("{:?} is not a valid header name", h.name));
+        }
+        if http::HeaderValue::from_str(&format!("{}{}", h.prefix, h.value)).is_err() {
+            // Never echo the value: headers carry credentials.
+            p.push(format!("{at}.headers[{i}].value"), "is not a valid header value");
+        }
+    }
+    if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
+        p.push(format!("{at}.tls"), "cert_file and key_file go together");
+    }
+    if o.timeout.is_zero() {
+        p.push(format!("{at}.timeout"), "must be greater than 0s");
+    }
+}
+
+// === loading ===
+
+/// Parses a configuration from YAML text. `file` names it in errors.
+///
+/// # Errors
+/// [`ConfigError::Parse`] or [`ConfigError::Invalid`] with every problem.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_owned(),
+        line: e.location().map(|l| l.line()),
+        message: e.to_string(),
+    })?;
+    config.validate().map_err(|mut problems| {
+        let lines = crate::config_lines::index(text);
+        for p in &mut problems {
+            p.line = lines.line_of(&p.field);
+        }
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        }
+    })?;
+    Ok(config)
+}
+
+/// Reads and parses a configuration file.
+///
+/// # Errors
+/// See [`parse`]; also [`ConfigError::Read`].
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&file, &text)
+}
+
+/// The embedded default configuration.
+///
+/// # Panics
+/// Never: a unit test proves the embedded file parses.
+#[allow(clippy::expect_used)]
+pub fn embedded_default() -> Config {
+    parse("<embedded default>", EMBEDDED_DEFAULT).expect("the embedded default config is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_has_a_stdout_pipeline() {
+        let c = embedded_default();
+        assert_eq!(c.pipelines.len(), 1);
+        assert_eq!(c.pipelines[0].output.kind, OutputType::Stdout);
+        assert_eq!(c.receivers.grpc.listen, DEFAULT_GRPC_LISTEN);
+    }
+
+    #[test]
+    fn unknown_field_is_a_parse_error_with_line() {
+        let err = parse("c.yaml", "storage:\n  data_dir: /x\n  durabilty: none\n").unwrap_err();
+        match err {
+            ConfigError::Parse { line, message, .. } => {
+                assert_eq!(line, Some(3), "{message}");
+                assert!(message.contains("durabilty"), "{message}");
+            }
+            other => panic!("expected parse error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_field_and_line() {
+        let text = "\
+pipelines:
+  - name: a
+    output:
+      type: otlp_grpc
+  - name: a
+    output:
+      type: otlp_http
+      endpoint: ftp://x
+";
+        let err = parse("c.yaml", text).unwrap_err();
+        let rendered = err.to_string();
+        assert!(rendered.contains("c.yaml:3: pipelines[0].output.endpoint: is required"), "{rendered}");
+        assert!(rendered.contains("c.yaml:5: pipelines[1].name"), "{rendered}");
+        assert!(rendered.contains("c.yaml:8: pipelines[1].output.endpoint"), "{rendered}");
+    }
+
+    #[test]
+    fn durations_and_sizes_read_as_humans_write_them() {
+        let c = parse(
+            "c.yaml",
+            "queue:\n  max_bytes: 64MiB\n  when_full: drop_newest\nbatch:\n  timeout: 50ms\n",
+        )
+        .unwrap();
+        assert_eq!(c.queue.max_bytes.0, 64 * 1024 * 1024);
+        assert_eq!(c.queue.when_full, WhenFull::DropNewest);
+        assert_eq!(c.batch.timeout, Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,33 @@
+//! seedgate: one process per Gardener seed that is at once the operator, the
+//! telemetry router and the durable OTLP exporter.
+//!
+//! The map of the code (DESIGN.md has the picture):
+//!
+//! - [`receivers`]: OTLP/gRPC and OTLP/HTTP servers; they hand raw request
+//!   bytes to [`ingest`].
+//! - [`proto`]: wire-level OTLP scanning, slicing and concatenation, JSON.
+//! - [`routing`]: the immutable routing snapshot and the pure `route` fn.
+//! - [`ingest`]: scan, route, admit against queue limits, hand to the LMDB
+//!   writer, and answer only after the commit.
+//! - [`store`]: LMDB via heed: queues, the group-commit writer, reads and deletes.
+//! - [`exporters`]: one sender per output kind and the outcome of a send.
+//! - [`actors`]: the supervised actors that own lifecycle and state.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, pprof.
+//! - [`config`]: the YAML file and its validation.
+//! - [`tools`]: `loadgen` and `sink`, shipped in the same binary.
+
+pub mod actors;
+pub mod admin;
+pub mod app;
+pub mod config;
+mod config_lines;
+pub mod exporters;
+pub mod grpc_codec;
+pub mod ingest;
+pub mod metrics;
+pub mod proto;
+pub mod receivers;
+pub mod routing;
+pub mod signal;
+pub mod store;
+pub mod tools;

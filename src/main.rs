@@ -1,0 +1,2 @@
+//! The seedgate command line.
+fn main() {}
