@@ -1,1 +1,155 @@
-//! admin (in progress).
+//! The admin port (2021): `/metrics`, `/healthz`, `/readyz`, and, when
+//! enabled, `/debug/pprof/profile?seconds=N` (a CPU profile in pprof's
+//! protobuf format, readable by `go tool pprof` and `pprof`).
+//!
+//! It reads shared state directly (the metrics registry, the health
+//! verdict), so a probe never waits on an actor mailbox.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::actors::health::HealthState;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+
+/// Longest CPU profile one request may ask for.
+const MAX_PROFILE: Duration = Duration::from_secs(60);
+
+/// What the admin handlers read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The registry.
+    pub metrics: Arc<Metrics>,
+    /// Health verdicts.
+    pub health: Arc<HealthState>,
+    /// For the queue gauges of the current destinations.
+    pub ingest: Arc<Ingest>,
+    /// Serve pprof.
+    pub pprof: bool,
+}
+
+/// The router, for tests.
+pub fn router(state: AdminState) -> Router {
+    let mut r = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if state.pprof {
+        r = r.route("/debug/pprof/profile", get(profile));
+    }
+    r.with_state(state)
+}
+
+/// Serves the admin port until `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let snapshot = s.ingest.snapshot();
+    s.metrics
+        .refresh_queues(snapshot.destinations().map(AsRef::as_ref));
+    match s.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
+    }
+}
+
+async fn healthz(State(s): State<AdminState>) -> Response {
+    match s.health.live() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not live: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match s.health.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProfileParams {
+    seconds: Option<u64>,
+}
+
+async fn profile(Query(p): Query<ProfileParams>) -> Response {
+    let secs = Duration::from_secs(p.seconds.unwrap_or(10)).min(MAX_PROFILE);
+    let guard = match pprof::ProfilerGuardBuilder::default()
+        .frequency(99)
+        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+        .build()
+    {
+        Ok(g) => g,
+        Err(e) => {
+            return (
+                StatusCode::CONFLICT,
+                format!("cannot start the profiler: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    tokio::time::sleep(secs).await;
+    let report = match guard.report().build() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot build the profile: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    match report.pprof() {
+        Ok(profile) => {
+            use pprof::protos::Message;
+            let mut body = Vec::new();
+            if let Err(e) = profile.encode(&mut body) {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the profile: {e}\n"),
+                )
+                    .into_response();
+            }
+            ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the profile: {e}\n"),
+        )
+            .into_response(),
+    }
+}

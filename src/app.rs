@@ -1,1 +1,278 @@
-//! app (in progress).
+//! Wires the process together: the store, the routing snapshot, the actors,
+//! the receivers and the admin port, and the order in which they stop.
+//!
+//! Threads: the main thread runs the actix system (actors); a multi-thread
+//! tokio runtime runs the receivers, the admin port and the delivery loops;
+//! one plain thread is the LMDB writer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::actors::Shutdown;
+use crate::actors::exporter_pool::DeliveryPlan;
+use crate::actors::health::HealthState;
+use crate::actors::supervisor::{Supervisor, SupervisorArgs};
+use crate::admin::{self, AdminState};
+use crate::config::{Config, ListenerConfig};
+use crate::delivery::Delivery;
+use crate::exporters::Exporter;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::receivers::{self, ReceiverState};
+use crate::routing::{Destination, Snapshot};
+use crate::store::{Store, StoreOptions, WriteOp};
+
+/// Operations the writer takes from its channel at most per group commit.
+const MAX_OPS_PER_COMMIT: usize = 4096;
+/// Capacity of the channel to the writer: receivers wait (async, through the
+/// commit reply) rather than grow memory when the disk is slower than the
+/// network.
+const WRITER_CHANNEL: usize = 16 * 1024;
+/// Extra time beyond the export timeout before an attempt counts as stuck.
+const STUCK_GRACE: Duration = Duration::from_secs(30);
+
+/// Runtime options that are not part of the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write the bound addresses as JSON here once every listener is bound
+    /// (tests and scripts use port 0).
+    pub listen_file: Option<PathBuf>,
+    /// Tokio worker threads; 0 means one per core.
+    pub worker_threads: usize,
+}
+
+/// The addresses actually bound.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BoundAddrs {
+    /// OTLP/gRPC, if enabled.
+    pub grpc: Option<SocketAddr>,
+    /// OTLP/HTTP, if enabled.
+    pub http: Option<SocketAddr>,
+    /// Admin.
+    pub admin: SocketAddr,
+}
+
+fn bind(what: &str, listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot bind the {what} listener on {listen}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+fn bind_receiver(what: &str, l: &ListenerConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if l.enabled {
+        bind(what, &l.listen).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Runs seedgate until SIGTERM or SIGINT, then shuts down in order.
+///
+/// # Errors
+/// Start-up failures (storage, listeners, exporters); after start-up the
+/// process keeps running through failures of its parts.
+pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("seedgate-io");
+    if opts.worker_threads > 0 {
+        builder.worker_threads(opts.worker_threads);
+    }
+    let rt = builder.build().context("cannot start the tokio runtime")?;
+    let metrics = Arc::new(Metrics::new());
+
+    let started = Instant::now();
+    let store = Store::open(StoreOptions {
+        dir: config.storage.data_dir.clone(),
+        map_size: config.storage.max_size.0,
+        durability: config.storage.durability,
+        max_ops_per_commit: MAX_OPS_PER_COMMIT,
+    })
+    .with_context(|| {
+        format!(
+            "cannot open the storage in {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let resumed: u64 = store.queues().iter().map(|q| q.entries()).sum();
+    tracing::info!(dir = %config.storage.data_dir.display(), entries = resumed, elapsed_ms = started.elapsed().as_millis() as u64, "Storage open");
+
+    let (tx, rx) = crossbeam_channel::bounded::<WriteOp>(WRITER_CHANNEL);
+    let mut destinations = Vec::new();
+    let mut plans = Vec::new();
+    let mut stuck_after = Duration::ZERO;
+    {
+        let _enter = rt.enter();
+        for pipe in &config.pipelines {
+            for &signal in &pipe.signals {
+                let queue = store.queue(&Destination::queue_name(&pipe.name, signal))?;
+                let destination = Arc::new(Destination {
+                    name: pipe.name.clone(),
+                    signal,
+                    queue,
+                    limits: config.queue_for(pipe),
+                });
+                let exporter = Exporter::build(&pipe.output, signal).with_context(|| {
+                    format!(
+                        "pipeline {}: cannot build its {} exporter",
+                        pipe.name, signal
+                    )
+                })?;
+                stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
+                plans.push(DeliveryPlan {
+                    delivery: Delivery {
+                        destination: Arc::clone(&destination),
+                        exporter: Arc::new(exporter),
+                        batch: config.batch_for(pipe),
+                        retry: config.retry_for(pipe),
+                        store: Arc::clone(&store),
+                        writer: tx.clone(),
+                        metrics: Arc::clone(&metrics),
+                        heartbeat: Arc::default(),
+                    },
+                });
+                destinations.push(destination);
+            }
+        }
+    }
+    let used: std::collections::HashSet<u32> = destinations.iter().map(|d| d.queue.id).collect();
+    for q in store.queues() {
+        if !used.contains(&q.id) && q.entries() > 0 {
+            tracing::warn!(queue = %q.name, entries = q.entries(), "Queue on disk belongs to no configured pipeline; kept until a pipeline of that name returns");
+        }
+    }
+
+    let ingest = Arc::new(Ingest::new(
+        Snapshot::new(config.routing.keys.clone(), destinations),
+        tx.clone(),
+        Arc::clone(&metrics),
+        config.queue.retry_after,
+    ));
+    let health = HealthState::new();
+
+    let grpc_l = bind_receiver("OTLP/gRPC", &config.receivers.grpc)?;
+    let http_l = bind_receiver("OTLP/HTTP", &config.receivers.http)?;
+    let admin_l = bind("admin", &config.admin.listen)?;
+    let bound = BoundAddrs {
+        grpc: grpc_l
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?,
+        http: http_l
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?,
+        admin: admin_l.local_addr()?,
+    };
+
+    let system = actix::System::new();
+    let result = system.block_on(async {
+        let (supervisor, _children) = Supervisor::start(SupervisorArgs {
+            rt: rt.handle().clone(),
+            store: Arc::clone(&store),
+            tx: tx.clone(),
+            rx,
+            metrics: Arc::clone(&metrics),
+            plans,
+            health: Arc::clone(&health),
+            export_stuck_after: stuck_after,
+        });
+        drop(tx);
+
+        let (stop_receivers, receivers_stopping) = tokio::sync::watch::channel(false);
+        let (stop_admin, admin_stopping) = tokio::sync::watch::channel(false);
+        let until = |mut w: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = w.wait_for(|v| *v).await;
+        };
+        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0);
+        let mut receivers = Vec::new();
+        {
+            let _enter = rt.enter();
+            if let Some(l) = grpc_l {
+                let l = TcpListener::from_std(l)?;
+                let max = usize::try_from(config.receivers.grpc.max_request_bytes.0).unwrap_or(usize::MAX);
+                let state = state.clone();
+                let stopping = receivers_stopping.clone();
+                receivers.push(rt.spawn(async move {
+                    if let Err(e) = receivers::grpc::serve(l, state, max, until(stopping)).await {
+                        tracing::error!(error = %e, "OTLP/gRPC receiver failed");
+                    }
+                }));
+            }
+            if let Some(l) = http_l {
+                let l = TcpListener::from_std(l)?;
+                let max = usize::try_from(config.receivers.http.max_request_bytes.0).unwrap_or(usize::MAX);
+                let state = state.clone();
+                let stopping = receivers_stopping.clone();
+                receivers.push(rt.spawn(async move {
+                    if let Err(e) = receivers::http::serve(l, state, max, until(stopping)).await {
+                        tracing::error!(error = %e, "OTLP/HTTP receiver failed");
+                    }
+                }));
+            }
+        }
+        let admin_task = {
+            let _enter = rt.enter();
+            let l = TcpListener::from_std(admin_l)?;
+            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof };
+            rt.spawn(async move {
+                if let Err(e) = admin::serve(l, st, until(admin_stopping)).await {
+                    tracing::error!(error = %e, "Admin server failed");
+                }
+            })
+        };
+        health.set_listeners_bound(true);
+        tracing::info!(grpc = ?bound.grpc, http = ?bound.http, admin = %bound.admin, "seedgate is ready");
+        if let Some(path) = &opts.listen_file {
+            std::fs::write(path, serde_json::to_vec(&bound)?).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+
+        let signal = rt.spawn(wait_for_signal()).await.unwrap_or("unknown");
+        let deadline = Instant::now() + config.shutdown_timeout;
+        tracing::info!(signal, timeout_s = config.shutdown_timeout.as_secs_f64(), "Shutting down: no longer accepting data");
+        ingest.close();
+        health.set_listeners_bound(false);
+        let _ = stop_receivers.send(true);
+        for r in receivers {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let abort = r.abort_handle();
+            if actix_rt::time::timeout(left, r).await.is_err() {
+                // A client that keeps its connection open must not hold the
+                // process past the deadline.
+                abort.abort();
+            }
+        }
+        let _ = supervisor.send(Shutdown { deadline }).await;
+        let _ = stop_admin.send(true);
+        let _ = actix_rt::time::timeout(Duration::from_secs(1), admin_task).await;
+        anyhow::Ok(())
+    });
+    drop(ingest);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Err(e) = store.sync() {
+        tracing::error!(error = %e, "Final fsync failed");
+    }
+    tracing::info!("Stopped");
+    result
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 mod config_lines;
+pub mod delivery;
 pub mod exporters;
 pub mod grpc_codec;
 pub mod ingest;

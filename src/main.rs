@@ -1,2 +1,149 @@
-//! The seedgate command line.
-fn main() {}
+//! The seedgate command line: `run`, `check-config`, and the tools
+//! `loadgen` and `sink`. It parses arguments and hands over; everything else
+//! lives in the library.
+#![allow(clippy::print_stdout)] // printing is this binary's job
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use seedgate::app::{self, RunOptions};
+use seedgate::config;
+use seedgate::tools::{loadgen, sink};
+
+/// One process per Gardener seed: OTLP receiver, router, durable exporter.
+#[derive(Debug, Parser)]
+#[command(name = "seedgate", version, about)]
+struct Cli {
+    /// Log filter (tracing-subscriber EnvFilter syntax); `RUST_LOG` also works.
+    #[arg(long, global = true, env = "SEEDGATE_LOG", default_value = "info")]
+    log_level: String,
+    /// `text` or `json` log lines (on stderr; stdout belongs to the stdout exporter).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run seedgate (the embedded default configuration without --config).
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write the bound listener addresses as JSON to this file once ready.
+        #[arg(long)]
+        listen_file: Option<PathBuf>,
+        /// Tokio worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        worker_threads: usize,
+    },
+    /// Check a configuration file: print the effective configuration, or
+    /// every mistake as `file:line: field: problem`.
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+    /// Generate sequence-numbered OTLP load.
+    Loadgen(loadgen::LoadgenArgs),
+    /// An OTLP server that counts, injects faults and verifies.
+    Sink(sink::SinkArgs),
+}
+
+fn init_logs(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn tool_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Run {
+            config,
+            listen_file,
+            worker_threads,
+        } => {
+            let loaded = match &config {
+                Some(path) => config::load_file(path),
+                None => Ok(config::embedded_default()),
+            };
+            let cfg = match loaded {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match app::run(
+                cfg,
+                RunOptions {
+                    listen_file,
+                    worker_threads,
+                },
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("seedgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => match config::load_file(&file) {
+            Ok(cfg) => match serde_saphyr::to_string(&cfg) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: valid, but cannot print it: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Loadgen(args) => run_tool(async move { loadgen::run(args).await.map(|_| ()) }),
+        Command::Sink(args) => run_tool(sink::run(args)),
+    }
+}
+
+fn run_tool(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tool_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

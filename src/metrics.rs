@@ -1,1 +1,371 @@
-//! metrics (in progress).
+//! The metrics registry behind `/metrics`, one struct per subsystem.
+//!
+//! Names follow `seedgate_<subsystem>_<what>_<unit>`; prometheus-client adds
+//! `_total` to counters and the unit suffix itself, so base names are
+//! registered here. Each field's doc comment is its HELP text in spirit; the
+//! README's metrics reference lists them and a test compares the two.
+//! Labels stay bounded: signal, transport, a closed set of reasons, and
+//! destination names (pipelines; shoot series are removed with the client).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::StoreMetrics;
+
+/// `{signal, transport}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalTransport {
+    /// logs, metrics, traces.
+    pub signal: &'static str,
+    /// grpc, http.
+    pub transport: &'static str,
+}
+
+/// `{signal, transport, reason}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Refusal {
+    /// logs, metrics, traces.
+    pub signal: &'static str,
+    /// grpc, http.
+    pub transport: &'static str,
+    /// A closed set: see `ingest::IngestError::kind` and the receivers.
+    pub reason: &'static str,
+}
+
+/// `{destination, signal}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Dest {
+    /// Pipeline name.
+    pub destination: String,
+    /// logs, metrics, traces.
+    pub signal: &'static str,
+}
+
+/// `{destination, signal, reason}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestReason {
+    /// Pipeline name.
+    pub destination: String,
+    /// logs, metrics, traces.
+    pub signal: &'static str,
+    /// A closed set of reasons.
+    pub reason: &'static str,
+}
+
+/// `{actor}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabel {
+    /// Actor name.
+    pub actor: &'static str,
+}
+
+/// A family of latency histograms (100 µs .. ~26 s) that can be defaulted.
+#[derive(Debug, Clone)]
+pub struct LatencyFamily<L>(pub Family<L, Histogram, fn() -> Histogram>);
+
+impl<L: Clone + std::hash::Hash + Eq> Default for LatencyFamily<L> {
+    fn default() -> Self {
+        Self(Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        }))
+    }
+}
+
+impl<L> std::ops::Deref for LatencyFamily<L> {
+    type Target = Family<L, Histogram, fn() -> Histogram>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// What the receivers saw.
+#[derive(Debug, Default)]
+pub struct ReceiverMetrics {
+    /// Export requests received.
+    pub requests: Family<SignalTransport, Counter>,
+    /// Records accepted (durable before the answer).
+    pub records: Family<SignalTransport, Counter>,
+    /// Request bytes received (after decompression).
+    pub bytes: Family<SignalTransport, Counter>,
+    /// Requests refused, by reason.
+    pub refused_requests: Family<Refusal, Counter>,
+    /// Records refused (when the request could be scanned), by reason.
+    pub refused_records: Family<Refusal, Counter>,
+    /// Records reported back as rejected in `partial_success`.
+    pub rejected_records: Family<SignalTransport, Counter>,
+    /// Time from request received to answer (includes the durable commit).
+    pub request_duration: LatencyFamily<SignalTransport>,
+    /// Request bytes held in memory right now.
+    pub inflight_bytes: Gauge,
+}
+
+/// What the router decided.
+#[derive(Debug, Default)]
+pub struct RouterMetrics {
+    /// Records routed and stored per destination.
+    pub records: Family<Dest, Counter>,
+    /// Records dropped before storage, by destination and reason
+    /// (`queue_full` under `drop_newest`, `no_destination`).
+    pub dropped_records: Family<DestReason, Counter>,
+}
+
+/// What the exporters did.
+#[derive(Debug, Default)]
+pub struct ExporterMetrics {
+    /// Records a backend accepted.
+    pub sent_records: Family<Dest, Counter>,
+    /// Requests a backend accepted.
+    pub sent_requests: Family<Dest, Counter>,
+    /// Request bytes a backend accepted (before compression).
+    pub sent_bytes: Family<Dest, Counter>,
+    /// Failed attempts, by reason.
+    pub failed_requests: Family<DestReason, Counter>,
+    /// Retries scheduled, by reason of the failure.
+    pub retries: Family<DestReason, Counter>,
+    /// Records dropped for good: `permanent` errors, `max_elapsed` exceeded,
+    /// `rejected` by the backend's partial_success.
+    pub dropped_records: Family<DestReason, Counter>,
+    /// Duration of one export attempt.
+    pub request_duration: LatencyFamily<Dest>,
+    /// 1 while the destination's last attempt failed, else 0.
+    pub failing: Family<Dest, Gauge>,
+}
+
+/// The queues in LMDB, refreshed from the store at every scrape.
+#[derive(Debug, Default)]
+pub struct QueueMetrics {
+    /// Payload bytes queued (and reserved) per destination.
+    pub bytes: Family<Dest, Gauge>,
+    /// Records queued per destination.
+    pub records: Family<Dest, Gauge>,
+    /// The configured limit per destination.
+    pub limit_bytes: Family<Dest, Gauge>,
+}
+
+/// Supervision.
+#[derive(Debug, Default)]
+pub struct ActorMetrics {
+    /// Actor restarts after a failure.
+    pub restarts: Family<ActorLabel, Counter>,
+}
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Receivers.
+    pub receiver: Arc<ReceiverMetrics>,
+    /// Routing.
+    pub router: Arc<RouterMetrics>,
+    /// The LMDB writer.
+    pub store: Arc<StoreMetrics>,
+    /// Queues.
+    pub queue: Arc<QueueMetrics>,
+    /// Exporters.
+    pub exporter: Arc<ExporterMetrics>,
+    /// Actors.
+    pub actor: Arc<ActorMetrics>,
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let receiver = Arc::new(ReceiverMetrics::default());
+        let exporter = Arc::new(ExporterMetrics::default());
+        let router = Arc::new(RouterMetrics::default());
+        let queue = Arc::new(QueueMetrics::default());
+        let actor = Arc::new(ActorMetrics::default());
+
+        let r = registry.sub_registry_with_prefix("seedgate_receiver");
+        r.register(
+            "requests",
+            "Export requests received",
+            receiver.requests.clone(),
+        );
+        r.register(
+            "records",
+            "Records accepted, durable before the answer",
+            receiver.records.clone(),
+        );
+        r.register_with_unit(
+            "received",
+            "Request bytes received, after decompression",
+            Unit::Bytes,
+            receiver.bytes.clone(),
+        );
+        r.register(
+            "refused_requests",
+            "Requests refused, by reason",
+            receiver.refused_requests.clone(),
+        );
+        r.register(
+            "refused_records",
+            "Records refused, by reason",
+            receiver.refused_records.clone(),
+        );
+        r.register(
+            "rejected_records",
+            "Records reported rejected in partial_success",
+            receiver.rejected_records.clone(),
+        );
+        r.register_with_unit(
+            "request_duration",
+            "Time from request to answer, including the durable commit",
+            Unit::Seconds,
+            receiver.request_duration.0.clone(),
+        );
+        r.register_with_unit(
+            "inflight",
+            "Request bytes held in memory",
+            Unit::Bytes,
+            receiver.inflight_bytes.clone(),
+        );
+
+        let r = registry.sub_registry_with_prefix("seedgate_router");
+        r.register(
+            "records",
+            "Records routed and stored, per destination",
+            router.records.clone(),
+        );
+        r.register(
+            "dropped_records",
+            "Records dropped before storage, by destination and reason",
+            router.dropped_records.clone(),
+        );
+
+        let store = StoreMetrics::register(registry.sub_registry_with_prefix("seedgate_batcher"));
+        let r = registry.sub_registry_with_prefix("seedgate_batcher_queue");
+        r.register_with_unit(
+            "size",
+            "Payload bytes queued per destination",
+            Unit::Bytes,
+            queue.bytes.clone(),
+        );
+        r.register(
+            "records",
+            "Records queued per destination",
+            queue.records.clone(),
+        );
+        r.register_with_unit(
+            "limit",
+            "Queue limit per destination",
+            Unit::Bytes,
+            queue.limit_bytes.clone(),
+        );
+
+        let r = registry.sub_registry_with_prefix("seedgate_exporter");
+        r.register(
+            "sent_records",
+            "Records a backend accepted",
+            exporter.sent_records.clone(),
+        );
+        r.register(
+            "sent_requests",
+            "Requests a backend accepted",
+            exporter.sent_requests.clone(),
+        );
+        r.register_with_unit(
+            "sent",
+            "Request bytes a backend accepted, before compression",
+            Unit::Bytes,
+            exporter.sent_bytes.clone(),
+        );
+        r.register(
+            "failed_requests",
+            "Failed export attempts, by reason",
+            exporter.failed_requests.clone(),
+        );
+        r.register(
+            "retries",
+            "Retries scheduled, by reason",
+            exporter.retries.clone(),
+        );
+        r.register(
+            "dropped_records",
+            "Records dropped for good, by reason",
+            exporter.dropped_records.clone(),
+        );
+        r.register_with_unit(
+            "request_duration",
+            "Duration of one export attempt",
+            Unit::Seconds,
+            exporter.request_duration.0.clone(),
+        );
+        r.register(
+            "failing",
+            "1 while the destination's last attempt failed",
+            exporter.failing.clone(),
+        );
+
+        let r = registry.sub_registry_with_prefix("seedgate_actor");
+        r.register(
+            "restarts",
+            "Actor restarts after a failure",
+            actor.restarts.clone(),
+        );
+
+        Self {
+            registry,
+            receiver,
+            router,
+            store,
+            queue,
+            exporter,
+            actor,
+        }
+    }
+
+    /// Copies the queue depths from the store into the gauges, so a scrape
+    /// shows the values of that moment.
+    pub fn refresh_queues<'a>(
+        &self,
+        destinations: impl Iterator<Item = &'a crate::routing::Destination>,
+    ) {
+        for d in destinations {
+            let labels = Dest {
+                destination: d.name.clone(),
+                signal: d.signal.as_str(),
+            };
+            self.queue
+                .bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.used_bytes()));
+            self.queue
+                .records
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.records()));
+            self.queue
+                .limit_bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.limits.max_bytes.0));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    ///
+    /// # Errors
+    /// Only if formatting fails.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

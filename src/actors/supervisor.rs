@@ -1,0 +1,152 @@
+//! The supervisor: starts the actors, restarts a failed one, orders the
+//! shutdown.
+//!
+//! ```text
+//!                 supervisor
+//!        ┌────────────┼──────────────┐
+//!     batcher    exporter pool     health
+//!  (LMDB writer)  (a delivery loop  (reads heartbeats of
+//!    thread)     per destination)    both, sets /healthz)
+//! ```
+//!
+//! Restart policy: each child runs under an `actix::Supervisor`; when it
+//! stops because something failed, it alone is restarted (its `restarting()`
+//! resets what it derived) and the others keep running. Delivery loops are
+//! restarted one by one by the exporter pool.
+//!
+//! Start order: batcher (the writer must run before anything is accepted),
+//! exporter pool, health. The receivers are started by the application
+//! after these, on the tokio runtime.
+//!
+//! Shutdown order (after the receivers stopped accepting): flush the writer
+//! (everything acknowledged is committed), let the exporter pool drain the
+//! queues until the deadline, flush again (the deletes of what was sent),
+//! fsync, and stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler, Supervisor as ActixSupervisor};
+use tokio::runtime::Handle;
+
+use super::Shutdown;
+use super::batcher::Batcher;
+use super::exporter_pool::{DeliveryPlan, ExporterPool};
+use super::health::{Health, HealthState};
+use crate::metrics::Metrics;
+use crate::store::{Store, WriteOp};
+
+/// What the supervisor needs to start its children.
+#[derive(Debug)]
+pub struct SupervisorArgs {
+    /// The tokio runtime for delivery loops.
+    pub rt: Handle,
+    /// The open store.
+    pub store: Arc<Store>,
+    /// The writer channel (both ends: the batcher serves `rx`, shutdown
+    /// sends flushes on `tx`).
+    pub tx: crossbeam_channel::Sender<WriteOp>,
+    /// See `tx`.
+    pub rx: crossbeam_channel::Receiver<WriteOp>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// One plan per destination.
+    pub plans: Vec<DeliveryPlan>,
+    /// Shared health verdict.
+    pub health: Arc<HealthState>,
+    /// An export attempt running longer than this makes `/healthz` fail.
+    pub export_stuck_after: Duration,
+}
+
+/// The children's addresses.
+#[derive(Debug, Clone)]
+pub struct Children {
+    /// The batcher.
+    pub batcher: Addr<Batcher>,
+    /// The exporter pool.
+    pub exporter_pool: Addr<ExporterPool>,
+    /// Health.
+    pub health: Addr<Health>,
+}
+
+/// See the module doc.
+#[derive(Debug)]
+pub struct Supervisor {
+    children: Children,
+}
+
+impl Supervisor {
+    /// Starts the children and the supervisor in the current actix system.
+    pub fn start(args: SupervisorArgs) -> (Addr<Supervisor>, Children) {
+        let SupervisorArgs {
+            rt,
+            store,
+            tx,
+            rx,
+            metrics,
+            plans,
+            health,
+            export_stuck_after,
+        } = args;
+        let batcher = {
+            let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
+            ActixSupervisor::start(move |_| Batcher::new(store, tx, rx, metrics))
+        };
+        let exporter_pool = {
+            let metrics = Arc::clone(&metrics);
+            ActixSupervisor::start(move |_| ExporterPool::new(rt, metrics, plans))
+        };
+        let health = {
+            let recipient = exporter_pool.clone().recipient();
+            ActixSupervisor::start(move |_| {
+                Health::new(health, store, recipient, export_stuck_after, metrics)
+            })
+        };
+        let children = Children {
+            batcher,
+            exporter_pool,
+            health,
+        };
+        let addr = Supervisor {
+            children: children.clone(),
+        }
+        .start();
+        (addr, children)
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = actix::ResponseFuture<()>;
+    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.children.clone();
+        Box::pin(async move {
+            tracing::info!("Shutdown: flushing storage");
+            let _ = c
+                .batcher
+                .send(Shutdown {
+                    deadline: msg.deadline,
+                })
+                .await;
+            tracing::info!("Shutdown: draining queues until the deadline");
+            let _ = c
+                .exporter_pool
+                .send(Shutdown {
+                    deadline: msg.deadline,
+                })
+                .await;
+            // Commit the deletes of what the drain delivered; give this its
+            // own short grace so a drain that used the whole deadline still
+            // leaves the store consistent (it is, either way: an uncommitted
+            // delete only means a duplicate after restart).
+            let grace = msg
+                .deadline
+                .max(std::time::Instant::now() + Duration::from_secs(2));
+            let _ = c.batcher.send(Shutdown { deadline: grace }).await;
+            tracing::info!("Shutdown: storage closed");
+        })
+    }
+}

@@ -1,0 +1,275 @@
+//! One destination's delivery loop: read the oldest entries from its LMDB
+//! queue, batch them, send, retry, and delete only after the backend
+//! accepted (or the failure is permanent).
+//!
+//! Invariants:
+//! - an entry is deleted only after an `Accepted` or a `Permanent` outcome,
+//!   or after `max_elapsed` of retrying (both counted as drops);
+//! - the read cursor only moves forward within one run of the loop; a new
+//!   run (restart, process start) begins at the oldest entry still on disk,
+//!   so whatever was in flight is sent again: at-least-once;
+//! - one destination's loop never waits on another's: each has its own task
+//!   and queue, so a slow or dead backend slows nobody else.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Semaphore;
+
+use crate::config::{BatchConfig, RetryConfig};
+use crate::exporters::backoff::ExponentialBackoff;
+use crate::exporters::{Exporter, Outcome};
+use crate::metrics::{Dest, DestReason, Metrics};
+use crate::routing::Destination;
+use crate::store::{Entry, Store, WriteOp};
+
+/// Longest delay honoured from a backend's `Retry-After` / `RetryInfo`.
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
+/// How long an idle loop sleeps before looking at the queue again even
+/// without a wake-up (belt and braces against a missed notification).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Liveness of one delivery loop, read by the health actor.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    /// Unix millis when the oldest attempt still running started; 0 if none.
+    attempt_started_ms: AtomicU64,
+    /// Unix millis of the last loop iteration.
+    last_loop_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// How long the current attempt has been running, if one is.
+    pub fn attempt_age(&self) -> Option<Duration> {
+        match self.attempt_started_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(Self::now_ms().saturating_sub(t))),
+        }
+    }
+}
+
+/// Everything one delivery loop needs.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Where it reads.
+    pub destination: Arc<Destination>,
+    /// How it sends.
+    pub exporter: Arc<Exporter>,
+    /// Batch limits.
+    pub batch: BatchConfig,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// The store it reads from.
+    pub store: Arc<Store>,
+    /// Where deletes go.
+    pub writer: crossbeam_channel::Sender<WriteOp>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Liveness.
+    pub heartbeat: Arc<Heartbeat>,
+}
+
+impl Delivery {
+    fn labels(&self) -> Dest {
+        Dest {
+            destination: self.destination.name.clone(),
+            signal: self.destination.signal.as_str(),
+        }
+    }
+
+    fn reason(&self, reason: &'static str) -> DestReason {
+        DestReason {
+            destination: self.destination.name.clone(),
+            signal: self.destination.signal.as_str(),
+            reason,
+        }
+    }
+
+    /// Runs until aborted.
+    pub async fn run(self) {
+        let permits = Arc::new(Semaphore::new(self.batch.concurrency.max(1)));
+        let mut cursor = 0u64;
+        let mut linger_since: Option<Instant> = None;
+        let queue = Arc::clone(&self.destination.queue);
+        // Owning the in-flight sends here means aborting this loop aborts
+        // them too (a restart leaves no orphan sender behind).
+        let mut inflight = tokio::task::JoinSet::new();
+        loop {
+            while let Some(done) = inflight.try_join_next() {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(destination = %self.destination.name, "A send panicked; restarting this destination's loop");
+                    return;
+                }
+            }
+            self.heartbeat
+                .last_loop_ms
+                .store(Heartbeat::now_ms(), Ordering::Relaxed);
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let entries = match self.store.read(
+                &queue,
+                cursor,
+                self.batch.max_bytes.0,
+                self.batch.max_records,
+            ) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(destination = %self.destination.name, error = %e, "Cannot read the queue; retrying");
+                    drop(permit);
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if entries.is_empty() {
+                drop(permit);
+                linger_since = None;
+                let _ = tokio::time::timeout(IDLE_POLL, queue.appended()).await;
+                continue;
+            }
+            let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
+            let records: u64 = entries.iter().map(|e| u64::from(e.records)).sum();
+            let full = bytes >= self.batch.max_bytes.0 || records >= self.batch.max_records;
+            if !full {
+                // Wait for the batch to fill, at most `batch.timeout` since
+                // the first time we saw it partial.
+                let since = *linger_since.get_or_insert_with(Instant::now);
+                let left = self.batch.timeout.saturating_sub(since.elapsed());
+                if !left.is_zero() {
+                    drop(permit);
+                    let _ = tokio::time::timeout(left, queue.appended()).await;
+                    continue;
+                }
+            }
+            linger_since = None;
+            let (Some(first), Some(last)) = (
+                entries.first().map(|e| e.seq),
+                entries.last().map(|e| e.seq),
+            ) else {
+                continue;
+            };
+            cursor = last + 1;
+            let body = concat(&entries);
+            let this = self.clone();
+            inflight.spawn(async move {
+                this.deliver(first, last, body, records).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Sends one batch until it is accepted, permanently refused, or out of time.
+    async fn deliver(&self, first: u64, last: u64, body: Bytes, records: u64) {
+        let backoff = ExponentialBackoff::try_new(
+            self.retry.initial_interval,
+            self.retry.max_interval,
+            self.retry.multiplier,
+        )
+        .ok();
+        let started = Instant::now();
+        let labels = self.labels();
+        let m = &self.metrics.exporter;
+        let mut attempt = 0u32;
+        loop {
+            self.heartbeat
+                .attempt_started_ms
+                .store(Heartbeat::now_ms(), Ordering::Relaxed);
+            let t0 = Instant::now();
+            let outcome = self.exporter.send(body.clone(), records).await;
+            self.heartbeat
+                .attempt_started_ms
+                .store(0, Ordering::Relaxed);
+            m.request_duration
+                .get_or_create(&labels)
+                .observe(t0.elapsed().as_secs_f64());
+            match outcome {
+                Outcome::Accepted { rejected, message } => {
+                    m.failing.get_or_create(&labels).set(0);
+                    m.sent_requests.get_or_create(&labels).inc();
+                    m.sent_bytes
+                        .get_or_create(&labels)
+                        .inc_by(body.len() as u64);
+                    m.sent_records
+                        .get_or_create(&labels)
+                        .inc_by(records.saturating_sub(rejected));
+                    if rejected > 0 {
+                        m.dropped_records
+                            .get_or_create(&self.reason("rejected"))
+                            .inc_by(rejected);
+                        tracing::warn!(destination = %self.destination.name, rejected, %message, "Backend rejected part of a batch");
+                    }
+                    break;
+                }
+                Outcome::Permanent { reason, detail } => {
+                    m.failing.get_or_create(&labels).set(1);
+                    m.failed_requests.get_or_create(&self.reason(reason)).inc();
+                    m.dropped_records
+                        .get_or_create(&self.reason("permanent"))
+                        .inc_by(records);
+                    tracing::error!(destination = %self.destination.name, reason, %detail, records, "Permanent export error; batch dropped");
+                    break;
+                }
+                Outcome::Retryable {
+                    after,
+                    reason,
+                    detail,
+                } => {
+                    m.failing.get_or_create(&labels).set(1);
+                    m.failed_requests.get_or_create(&self.reason(reason)).inc();
+                    let max_elapsed = self.retry.max_elapsed;
+                    if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
+                        m.dropped_records
+                            .get_or_create(&self.reason("max_elapsed"))
+                            .inc_by(records);
+                        tracing::error!(destination = %self.destination.name, reason, %detail, records, "Retried for longer than max_elapsed; batch dropped");
+                        break;
+                    }
+                    m.retries.get_or_create(&self.reason(reason)).inc();
+                    let delay = match (after, backoff) {
+                        (Some(d), _) => d.min(MAX_SERVER_DELAY),
+                        (None, Some(b)) => b.delay(attempt, &mut rand::rng()),
+                        (None, None) => self.retry.initial_interval,
+                    };
+                    if attempt == 0 || attempt.is_power_of_two() {
+                        tracing::warn!(destination = %self.destination.name, reason, %detail, attempt, delay_ms = delay.as_millis() as u64, "Export failed; retrying");
+                    }
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        let queue = Arc::clone(&self.destination.queue);
+        if self
+            .writer
+            .send(WriteOp::Delete { queue, first, last })
+            .is_err()
+        {
+            // The writer is gone (shutdown): the batch stays on disk and is
+            // sent again after restart.
+            tracing::debug!(destination = %self.destination.name, "Writer gone; delete skipped");
+        }
+    }
+}
+
+/// The request made of these entries: concatenated encodings are one valid
+/// request (DESIGN.md, "Scan, don't decode").
+fn concat(entries: &[Entry]) -> Bytes {
+    if let [one] = entries {
+        return one.payload.clone();
+    }
+    let mut out = BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
+    for e in entries {
+        out.extend_from_slice(&e.payload);
+    }
+    out.freeze()
+}

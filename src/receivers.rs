@@ -1,1 +1,0 @@
-//! receivers (in progress).
