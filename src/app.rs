@@ -78,7 +78,10 @@ fn bind_receiver(what: &str, l: &ListenerConfig) -> anyhow::Result<Option<std::n
 /// Start-up failures (storage, listeners, exporters); after start-up the
 /// process keeps running through failures of its parts.
 pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Err means a provider is already installed, which is as good.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name("seedgate-io");
     if opts.worker_threads > 0 {
@@ -188,7 +191,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let (stop_receivers, receivers_stopping) = tokio::sync::watch::channel(false);
         let (stop_admin, admin_stopping) = tokio::sync::watch::channel(false);
         let until = |mut w: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = w.wait_for(|v| *v).await;
+            w.wait_for(|v| *v).await.ok();
         };
         let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0);
         let mut receivers = Vec::new();
@@ -238,7 +241,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         tracing::info!(signal, timeout_s = config.shutdown_timeout.as_secs_f64(), "Shutting down: no longer accepting data");
         ingest.close();
         health.set_listeners_bound(false);
-        let _ = stop_receivers.send(true);
+        stop_receivers.send(true).ok();
         for r in receivers {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
             let abort = r.abort_handle();
@@ -248,9 +251,9 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 abort.abort();
             }
         }
-        let _ = supervisor.send(Shutdown { deadline }).await;
-        let _ = stop_admin.send(true);
-        let _ = actix_rt::time::timeout(Duration::from_secs(1), admin_task).await;
+        supervisor.send(Shutdown { deadline }).await.ok();
+        stop_admin.send(true).ok();
+        actix_rt::time::timeout(Duration::from_secs(1), admin_task).await.ok();
         anyhow::Ok(())
     });
     drop(ingest);

@@ -134,7 +134,8 @@ impl Delivery {
             if entries.is_empty() {
                 drop(permit);
                 linger_since = None;
-                let _ = tokio::time::timeout(IDLE_POLL, queue.appended()).await;
+                // Woken or timed out: either way, look again.
+                tokio::time::timeout(IDLE_POLL, queue.appended()).await.ok();
                 continue;
             }
             let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
@@ -147,7 +148,8 @@ impl Delivery {
                 let left = self.batch.timeout.saturating_sub(since.elapsed());
                 if !left.is_zero() {
                     drop(permit);
-                    let _ = tokio::time::timeout(left, queue.appended()).await;
+                    // Woken or timed out: either way, look again.
+                    tokio::time::timeout(left, queue.appended()).await.ok();
                     continue;
                 }
             }

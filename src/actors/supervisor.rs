@@ -125,19 +125,19 @@ impl Handler<Shutdown> for Supervisor {
         let c = self.children.clone();
         Box::pin(async move {
             tracing::info!("Shutdown: flushing storage");
-            let _ = c
-                .batcher
+            c.batcher
                 .send(Shutdown {
                     deadline: msg.deadline,
                 })
-                .await;
+                .await
+                .ok();
             tracing::info!("Shutdown: draining queues until the deadline");
-            let _ = c
-                .exporter_pool
+            c.exporter_pool
                 .send(Shutdown {
                     deadline: msg.deadline,
                 })
-                .await;
+                .await
+                .ok();
             // Commit the deletes of what the drain delivered; give this its
             // own short grace so a drain that used the whole deadline still
             // leaves the store consistent (it is, either way: an uncommitted
@@ -145,7 +145,7 @@ impl Handler<Shutdown> for Supervisor {
             let grace = msg
                 .deadline
                 .max(std::time::Instant::now() + Duration::from_secs(2));
-            let _ = c.batcher.send(Shutdown { deadline: grace }).await;
+            c.batcher.send(Shutdown { deadline: grace }).await.ok();
             tracing::info!("Shutdown: storage closed");
         })
     }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need that cargo does
+# not bring, then runs every test. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seedgate-target}"
+if [ -f tests/requirements.txt ]; then
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+cargo test --all-targets "$@"

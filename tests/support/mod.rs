@@ -1,0 +1,208 @@
+//! Test support: seedgate as a real child process, its admin port, and the
+//! patience helpers. The sink and the load generator are the shipped tools
+//! (`seedgate::tools`), used in-process.
+#![allow(dead_code, missing_docs, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use seedgate::app::BoundAddrs;
+
+/// How long `eventually` waits; raise it on a slow machine.
+pub fn patience() -> Duration {
+    let secs = std::env::var("SEEDGATE_TEST_PATIENCE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after [`patience`].
+pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A seedgate child process.
+pub struct Seedgate {
+    pub child: Child,
+    pub addrs: BoundAddrs,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// Config YAML for tests: receivers and admin on port 0, data in `data_dir`,
+/// and `rest` appended (pipelines, queue, ...).
+pub fn config_yaml(data_dir: &Path, rest: &str) -> String {
+    format!(
+        "receivers:\n  grpc:\n    listen: 127.0.0.1:0\n  http:\n    listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  pprof: true\nstorage:\n  data_dir: {}\n  max_size: 256MiB\nshutdown_timeout: 10s\n{rest}",
+        data_dir.display()
+    )
+}
+
+impl Seedgate {
+    /// Starts seedgate with `yaml` (written into `dir`) and waits until it is ready.
+    pub async fn start(dir: &Path, yaml: &str) -> Seedgate {
+        let config_path = dir.join("seedgate.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        Self::start_with(dir, &config_path).await
+    }
+
+    /// Starts seedgate on an existing config file.
+    pub async fn start_with(dir: &Path, config_path: &Path) -> Seedgate {
+        let listen_file = dir.join(format!("listen-{}.json", rand_suffix()));
+        let log_path = dir.join(format!("seedgate-{}.log", rand_suffix()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+            .args([
+                "--log-level",
+                "info,seedgate=debug",
+                "run",
+                "--worker-threads",
+                "2",
+                "--config",
+            ])
+            .arg(config_path)
+            .arg("--listen-file")
+            .arg(&listen_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start seedgate");
+        let mut sg = Seedgate {
+            child,
+            addrs: BoundAddrs {
+                grpc: None,
+                http: None,
+                admin: "127.0.0.1:1".parse().unwrap(),
+            },
+            config_path: config_path.to_owned(),
+            log_path,
+        };
+        let addrs = eventually("seedgate to write its listen file", async || {
+            if let Ok(Some(status)) = sg.child.try_wait() {
+                panic!("seedgate exited early with {status}; log:\n{}", sg.log());
+            }
+            let text = std::fs::read_to_string(&listen_file).ok()?;
+            serde_json::from_str::<BoundAddrs>(&text).ok()
+        })
+        .await;
+        sg.addrs = addrs;
+        sg
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.addrs.grpc.unwrap())
+    }
+
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.addrs.http.unwrap())
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addrs.admin)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the first sample whose name and labels contain all of `parts`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        metric_value(&self.metrics().await, name, labels)
+    }
+}
+
+impl Drop for Seedgate {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sums samples of `name` (exact metric name) whose label set contains every
+/// `k="v"` in `labels`. `None` when there is no such sample.
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let (n, l) = match series.find('{') {
+            Some(i) => (&series[..i], &series[i..]),
+            None => (series, ""),
+        };
+        if n == name && labels.iter().all(|want| l.contains(want)) {
+            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    found
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A port that was free a moment ago (for tests that restart seedgate on the
+/// same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Like [`config_yaml`] but with fixed receiver ports.
+pub fn config_yaml_ports(data_dir: &Path, grpc: u16, http: u16, rest: &str) -> String {
+    config_yaml(data_dir, rest)
+        .replacen(
+            "listen: 127.0.0.1:0",
+            &format!("listen: 127.0.0.1:{grpc}"),
+            1,
+        )
+        .replacen(
+            "listen: 127.0.0.1:0",
+            &format!("listen: 127.0.0.1:{http}"),
+            1,
+        )
+}
