@@ -27,7 +27,8 @@
 //! | `http_429`, `http_502`, `http_503`, `http_504` | retryable | OTLP/HTTP status |
 //! | `http_400`, `http_401`, `http_403`, `http_404`, `http_405`, `http_413`, `http_415`, `http_4xx`, `http_500`, `http_5xx`, `http_other` | permanent | OTLP/HTTP status |
 //! | `grpc_<code>` (e.g. `grpc_unavailable`, `grpc_resource_exhausted`) | retryable for `cancelled`, `deadline_exceeded`, `aborted`, `out_of_range`, `unavailable`, `data_loss`, and `resource_exhausted` with `RetryInfo`; else permanent | gRPC status from the backend |
-//! | `connect` | retryable | the connection could not be made (refused, reset, DNS, TLS handshake) |
+//! | `connect` | retryable | the connection could not be made or was lost (refused, reset, DNS) |
+//! | `tls` | retryable | the TLS handshake failed (untrusted or misnamed server certificate, client certificate refused); gRPC only, HTTP reports these as `connect` |
 //! | `timeout` | retryable | the attempt took longer than `timeout` |
 //! | `transport` | retryable | any other I/O failure between us and the backend |
 //! | `encode` | permanent | the request could not be compressed or rendered (stdout) |

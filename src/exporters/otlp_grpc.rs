@@ -13,9 +13,10 @@
 //! - each attempt is bounded by the output's `timeout` (also sent to the
 //!   server as `grpc-timeout`);
 //! - a status that tonic made from a local transport error (it carries a
-//!   source error) is always retryable (`connect`, `timeout` or
+//!   source error) is always retryable (`connect`, `tls`, `timeout` or
 //!   `transport`), whatever code tonic gave it: the request may never have
-//!   left this process.
+//!   left this process, and a TLS problem may be fixed by rotating a
+//!   certificate while the data waits in LMDB.
 
 use std::error::Error as _;
 
@@ -173,9 +174,15 @@ fn status_outcome(status: &tonic::Status) -> Outcome {
     let mut reason = "transport";
     let mut cause = Some(source);
     while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            reason = "tls";
+        } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
+            // tokio-rustls wraps handshake failures in an io::Error whose
+            // `source()` skips the rustls error itself; `get_ref` has it.
+            let inner_tls = io.get_ref().is_some_and(|i| i.is::<rustls::Error>());
             reason = match io.kind() {
+                _ if inner_tls => "tls",
                 K::TimedOut => "timeout",
                 K::ConnectionRefused
                 | K::ConnectionReset
@@ -241,7 +248,9 @@ mod tests {
     /// A scripted OTLP logs backend: records requests (decoded) and metadata.
     #[derive(Clone)]
     struct Backend {
-        seen: Arc<Mutex<Vec<(tonic::metadata::MetadataMap, ExportLogsServiceRequest)>>>,
+        seen: Seen,
+        /// How many client certificates each TLS request presented.
+        client_certs: Arc<Mutex<Vec<usize>>>,
         answer: Answer,
     }
 
@@ -251,6 +260,8 @@ mod tests {
             &self,
             request: tonic::Request<ExportLogsServiceRequest>,
         ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+            let certs = request.peer_certs().map_or(0, |c| c.len());
+            self.client_certs.lock().unwrap().push(certs);
             let metadata = request.metadata().clone();
             self.seen
                 .lock()
@@ -274,6 +285,7 @@ mod tests {
         let seen: Seen = Arc::default();
         let svc = LogsServiceServer::new(Backend {
             seen: seen.clone(),
+            client_certs: Arc::default(),
             answer,
         })
         .accept_compressed(CompressionEncoding::Gzip)
@@ -495,5 +507,167 @@ mod tests {
             GrpcExporter::build(&o, Signal::Logs).unwrap_err().kind(),
             "read_file"
         );
+    }
+
+    // === TLS ===
+
+    /// A CA, a server certificate for `backend.test` (not the address the
+    /// client dials, so `server_name` matters) and a client certificate, all
+    /// written as PEM files.
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca_pem: String,
+        server_pem: (String, String),
+    }
+
+    impl Pki {
+        fn new() -> Self {
+            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, "seedgate test CA");
+            let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+            let issuer = Issuer::new(ca_params, ca_key);
+            let leaf = |name: &str| {
+                let key = KeyPair::generate().unwrap();
+                let cert = CertificateParams::new(vec![name.to_owned()])
+                    .unwrap()
+                    .signed_by(&key, &issuer)
+                    .unwrap();
+                (cert.pem(), key.serialize_pem())
+            };
+            let server_pem = leaf("backend.test");
+            let (client_cert, client_key) = leaf("seedgate.client");
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+            std::fs::write(dir.path().join("client.pem"), client_cert).unwrap();
+            std::fs::write(dir.path().join("client.key"), client_key).unwrap();
+            Self {
+                dir,
+                ca_pem: ca_cert.pem(),
+                server_pem,
+            }
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// An mTLS OTLP logs server on 127.0.0.1:0 that requires a client
+        /// certificate signed by the CA; returns its port and the client
+        /// certificate counts it saw.
+        async fn server(&self) -> (u16, Arc<Mutex<Vec<usize>>>) {
+            use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+            let client_certs: Arc<Mutex<Vec<usize>>> = Arc::default();
+            let svc = LogsServiceServer::new(Backend {
+                seen: Arc::default(),
+                client_certs: client_certs.clone(),
+                answer: Answer::Ok(ExportLogsServiceResponse::default()),
+            })
+            .accept_compressed(CompressionEncoding::Gzip);
+            let tls = ServerTlsConfig::new()
+                .identity(Identity::from_pem(&self.server_pem.0, &self.server_pem.1))
+                .client_ca_root(Certificate::from_pem(&self.ca_pem));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let server = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .unwrap()
+                .add_service(svc)
+                .serve_with_incoming(incoming);
+            tokio::spawn(server);
+            (port, client_certs)
+        }
+    }
+
+    fn tls_output(pki: &Pki, port: u16) -> OutputConfig {
+        let mut o = output(&format!("https://127.0.0.1:{port}"), Compression::Gzip);
+        o.tls.ca_file = Some(pki.path("ca.pem"));
+        o.tls.cert_file = Some(pki.path("client.pem"));
+        o.tls.key_file = Some(pki.path("client.key"));
+        o.tls.server_name = Some("backend.test".into());
+        o
+    }
+
+    async fn send_to(o: &OutputConfig) -> Outcome {
+        let e = GrpcExporter::build(o, Signal::Logs).unwrap();
+        e.send(Bytes::from(request().encode_to_vec())).await
+    }
+
+    #[tokio::test]
+    async fn mtls_with_ca_client_identity_and_server_name() {
+        let pki = Pki::new();
+        let (port, client_certs) = pki.server().await;
+        let got = send_to(&tls_output(&pki, port)).await;
+        assert_eq!(
+            got,
+            Outcome::Accepted {
+                rejected: 0,
+                message: String::new()
+            }
+        );
+        assert_eq!(
+            *client_certs.lock().unwrap(),
+            vec![1],
+            "the server saw our client certificate"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_failures_are_retryable_and_reach_no_handler() {
+        let pki = Pki::new();
+        let (port, client_certs) = pki.server().await;
+
+        // The certificate is for backend.test, not 127.0.0.1.
+        let mut wrong_name = tls_output(&pki, port);
+        wrong_name.tls.server_name = None;
+        // Without our CA, the web PKI roots do not trust the server.
+        let mut unknown_ca = tls_output(&pki, port);
+        unknown_ca.tls.ca_file = None;
+        // The server requires a client certificate.
+        let mut no_identity = tls_output(&pki, port);
+        no_identity.tls.cert_file = None;
+        no_identity.tls.key_file = None;
+
+        for (name, o) in [
+            ("wrong_name", wrong_name),
+            ("unknown_ca", unknown_ca),
+            ("no_identity", no_identity),
+        ] {
+            match send_to(&o).await {
+                Outcome::Retryable { reason, detail, .. } => {
+                    // A refused client certificate arrives as an alert after the
+                    // TLS 1.3 handshake, as a plain I/O error on the connection.
+                    let want: &[&str] = if name == "no_identity" {
+                        &["tls", "transport"]
+                    } else {
+                        &["tls"]
+                    };
+                    assert!(want.contains(&reason), "{name}: {reason}: {detail}");
+                }
+                other => panic!("{name}: expected retryable, got {other:?}"),
+            }
+        }
+        assert!(
+            client_certs.lock().unwrap().is_empty(),
+            "no request got through"
+        );
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_accepts_an_untrusted_server() {
+        let pki = Pki::new();
+        let (port, client_certs) = pki.server().await;
+        let mut o = tls_output(&pki, port);
+        o.tls.ca_file = None;
+        o.tls.server_name = None;
+        o.tls.insecure_skip_verify = true;
+        let got = send_to(&o).await;
+        assert_eq!(got.kind(), "accepted", "{got:?}");
+        assert_eq!(*client_certs.lock().unwrap(), vec![1]);
     }
 }
