@@ -47,6 +47,8 @@ pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod outcome;
 pub mod stdout;
+#[cfg(test)]
+mod test_pki;
 mod tls;
 
 pub use backoff::{ExponentialBackoff, InvalidBackoff};

@@ -174,7 +174,10 @@ fn status_outcome(status: &tonic::Status) -> Outcome {
     let mut reason = "transport";
     let mut cause = Some(source);
     while let Some(e) = cause {
-        if e.downcast_ref::<rustls::Error>().is_some() {
+        if e.is::<tonic::TimeoutExpired>() {
+            // tonic enforces the grpc-timeout we set before our own timer fires.
+            reason = "timeout";
+        } else if e.is::<rustls::Error>() {
             reason = "tls";
         } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
@@ -243,6 +246,8 @@ mod tests {
     enum Answer {
         Ok(ExportLogsServiceResponse),
         Fail(Code, Option<Duration>),
+        /// Never answer.
+        Stall,
     }
 
     /// A scripted OTLP logs backend: records requests (decoded) and metadata.
@@ -268,6 +273,7 @@ mod tests {
                 .unwrap()
                 .push((metadata, request.into_inner()));
             match &self.answer {
+                Answer::Stall => std::future::pending().await,
                 Answer::Ok(r) => Ok(tonic::Response::new(r.clone())),
                 Answer::Fail(code, None) => Err(tonic::Status::new(*code, "scripted failure")),
                 Answer::Fail(code, Some(delay)) => Err(tonic::Status::with_error_details(
@@ -455,6 +461,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stalled_backend_is_a_retryable_timeout() {
+        let (url, seen) = backend(Answer::Stall).await;
+        let mut o = output(&url, Compression::None);
+        o.timeout = Duration::from_millis(200);
+        let e = GrpcExporter::build(&o, Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "the request reached the server"
+        );
+        match got {
+            Outcome::Retryable { reason, detail, .. } => assert_eq!(reason, "timeout", "{detail}"),
+            other => panic!("expected retryable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn connection_refused_is_retryable() {
         let addr = {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -511,77 +535,36 @@ mod tests {
 
     // === TLS ===
 
-    /// A CA, a server certificate for `backend.test` (not the address the
-    /// client dials, so `server_name` matters) and a client certificate, all
-    /// written as PEM files.
-    struct Pki {
-        dir: tempfile::TempDir,
-        ca_pem: String,
-        server_pem: (String, String),
-    }
+    use crate::exporters::test_pki::{Pki, SERVER_NAME};
 
-    impl Pki {
-        fn new() -> Self {
-            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-            let ca_key = KeyPair::generate().unwrap();
-            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            ca_params
-                .distinguished_name
-                .push(DnType::CommonName, "seedgate test CA");
-            let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-            let issuer = Issuer::new(ca_params, ca_key);
-            let leaf = |name: &str| {
-                let key = KeyPair::generate().unwrap();
-                let cert = CertificateParams::new(vec![name.to_owned()])
-                    .unwrap()
-                    .signed_by(&key, &issuer)
-                    .unwrap();
-                (cert.pem(), key.serialize_pem())
-            };
-            let server_pem = leaf("backend.test");
-            let (client_cert, client_key) = leaf("seedgate.client");
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-            std::fs::write(dir.path().join("client.pem"), client_cert).unwrap();
-            std::fs::write(dir.path().join("client.key"), client_key).unwrap();
-            Self {
-                dir,
-                ca_pem: ca_cert.pem(),
-                server_pem,
-            }
-        }
-
-        fn path(&self, name: &str) -> std::path::PathBuf {
-            self.dir.path().join(name)
-        }
-
-        /// An mTLS OTLP logs server on 127.0.0.1:0 that requires a client
-        /// certificate signed by the CA; returns its port and the client
-        /// certificate counts it saw.
-        async fn server(&self) -> (u16, Arc<Mutex<Vec<usize>>>) {
-            use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-            let client_certs: Arc<Mutex<Vec<usize>>> = Arc::default();
-            let svc = LogsServiceServer::new(Backend {
-                seen: Arc::default(),
-                client_certs: client_certs.clone(),
-                answer: Answer::Ok(ExportLogsServiceResponse::default()),
-            })
-            .accept_compressed(CompressionEncoding::Gzip);
-            let tls = ServerTlsConfig::new()
-                .identity(Identity::from_pem(&self.server_pem.0, &self.server_pem.1))
-                .client_ca_root(Certificate::from_pem(&self.ca_pem));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let server = tonic::transport::Server::builder()
-                .tls_config(tls)
-                .unwrap()
-                .add_service(svc)
-                .serve_with_incoming(incoming);
-            tokio::spawn(server);
-            (port, client_certs)
-        }
+    /// An mTLS OTLP logs server on 127.0.0.1:0 that requires a client
+    /// certificate signed by the CA; returns its port and the client
+    /// certificate counts it saw.
+    async fn tls_server(pki: &Pki) -> (u16, Arc<Mutex<Vec<usize>>>) {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let client_certs: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let svc = LogsServiceServer::new(Backend {
+            seen: Arc::default(),
+            client_certs: client_certs.clone(),
+            answer: Answer::Ok(ExportLogsServiceResponse::default()),
+        })
+        .accept_compressed(CompressionEncoding::Gzip);
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                &pki.server_cert_pem,
+                &pki.server_key_pem,
+            ))
+            .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(svc)
+            .serve_with_incoming(incoming);
+        tokio::spawn(server);
+        (port, client_certs)
     }
 
     fn tls_output(pki: &Pki, port: u16) -> OutputConfig {
@@ -589,7 +572,7 @@ mod tests {
         o.tls.ca_file = Some(pki.path("ca.pem"));
         o.tls.cert_file = Some(pki.path("client.pem"));
         o.tls.key_file = Some(pki.path("client.key"));
-        o.tls.server_name = Some("backend.test".into());
+        o.tls.server_name = Some(SERVER_NAME.into());
         o
     }
 
@@ -601,7 +584,7 @@ mod tests {
     #[tokio::test]
     async fn mtls_with_ca_client_identity_and_server_name() {
         let pki = Pki::new();
-        let (port, client_certs) = pki.server().await;
+        let (port, client_certs) = tls_server(&pki).await;
         let got = send_to(&tls_output(&pki, port)).await;
         assert_eq!(
             got,
@@ -620,7 +603,7 @@ mod tests {
     #[tokio::test]
     async fn tls_failures_are_retryable_and_reach_no_handler() {
         let pki = Pki::new();
-        let (port, client_certs) = pki.server().await;
+        let (port, client_certs) = tls_server(&pki).await;
 
         // The certificate is for backend.test, not 127.0.0.1.
         let mut wrong_name = tls_output(&pki, port);
@@ -661,7 +644,7 @@ mod tests {
     #[tokio::test]
     async fn insecure_skip_verify_accepts_an_untrusted_server() {
         let pki = Pki::new();
-        let (port, client_certs) = pki.server().await;
+        let (port, client_certs) = tls_server(&pki).await;
         let mut o = tls_output(&pki, port);
         o.tls.ca_file = None;
         o.tls.server_name = None;

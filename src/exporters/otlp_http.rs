@@ -46,6 +46,16 @@ impl HttpExporter {
     /// A missing or malformed endpoint or path, invalid headers, unreadable
     /// or invalid TLS files, `tls.server_name` (unsupported).
     pub fn build(output: &OutputConfig, signal: Signal) -> Result<Self, ExportError> {
+        Self::build_with(output, signal, |b| b)
+    }
+
+    /// [`HttpExporter::build`] with a last say on the client builder (tests
+    /// use it to resolve a certificate's name to 127.0.0.1).
+    pub(crate) fn build_with(
+        output: &OutputConfig,
+        signal: Signal,
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, ExportError> {
         let endpoint = output
             .endpoint
             .as_deref()
@@ -92,10 +102,12 @@ impl HttpExporter {
         if use_tls {
             builder = tls::http_client_config(builder, &output.tls)?;
         }
-        let client = builder.build().map_err(|e| ExportError::Client {
-            client: "http",
-            reason: error_chain(&e),
-        })?;
+        let client = customize(builder)
+            .build()
+            .map_err(|e| ExportError::Client {
+                client: "http",
+                reason: error_chain(&e),
+            })?;
         Ok(Self {
             client,
             url,
@@ -517,5 +529,180 @@ mod tests {
             HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
             "build"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_backend_is_a_retryable_timeout() {
+        install_provider();
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(std::future::pending::<()>);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut o = output(&format!("http://{addr}"), Compression::None);
+        o.timeout = Duration::from_millis(200);
+        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(got.kind(), "retryable", "{got:?}");
+        let Outcome::Retryable { reason, .. } = got else {
+            unreachable!()
+        };
+        assert_eq!(reason, "timeout");
+    }
+
+    // === TLS ===
+
+    use crate::exporters::test_pki::{Pki, SERVER_NAME};
+
+    /// A TLS listener for axum that requires a client certificate signed by
+    /// the test CA and records how many each connection presented.
+    struct TlsListener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        client_certs: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((tcp, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                // A failed handshake is what the negative tests provoke: drop it.
+                let Ok(tls) = self.acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let certs = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+                self.client_certs.lock().unwrap().push(certs);
+                return (tls, addr);
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    async fn tls_backend(pki: &Pki) -> (u16, Arc<Mutex<Vec<usize>>>, Arc<Mutex<Vec<Seen>>>) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let client_certs: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            client_certs: client_certs.clone(),
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = Backend {
+            seen: seen.clone(),
+            answer: Arc::new(Answer {
+                status: http::StatusCode::OK,
+                headers: vec![],
+                body: vec![],
+            }),
+        };
+        let app = axum::Router::new().fallback(handler).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, client_certs, seen)
+    }
+
+    fn tls_output(pki: &Pki, host: &str, port: u16) -> OutputConfig {
+        let mut o = output(&format!("https://{host}:{port}"), Compression::Gzip);
+        o.tls.ca_file = Some(pki.path("ca.pem"));
+        o.tls.cert_file = Some(pki.path("client.pem"));
+        o.tls.key_file = Some(pki.path("client.key"));
+        o
+    }
+
+    /// An exporter whose client resolves `backend.test` to 127.0.0.1 (the
+    /// certificate's name must be the URL host for reqwest).
+    fn tls_exporter(o: &OutputConfig, port: u16) -> HttpExporter {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        HttpExporter::build_with(o, Signal::Logs, |b| b.resolve(SERVER_NAME, addr)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn mtls_with_ca_and_client_identity() {
+        install_provider();
+        let pki = Pki::new();
+        let (port, client_certs, seen) = tls_backend(&pki).await;
+        let o = tls_output(&pki, SERVER_NAME, port);
+        let got = tls_exporter(&o, port)
+            .send(Bytes::from(request().encode_to_vec()))
+            .await;
+        assert_eq!(
+            got,
+            Outcome::Accepted {
+                rejected: 0,
+                message: String::new()
+            }
+        );
+        assert_eq!(
+            *client_certs.lock().unwrap(),
+            vec![1],
+            "the server saw our client certificate"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tls_failures_are_retryable_and_skip_verify_gets_through() {
+        install_provider();
+        let pki = Pki::new();
+        let (port, client_certs, seen) = tls_backend(&pki).await;
+
+        // The certificate is for backend.test, not 127.0.0.1.
+        let wrong_name = tls_output(&pki, "127.0.0.1", port);
+        // Without our CA, the platform roots do not trust the server.
+        let mut unknown_ca = tls_output(&pki, SERVER_NAME, port);
+        unknown_ca.tls.ca_file = None;
+        for (name, o) in [("wrong_name", wrong_name), ("unknown_ca", unknown_ca)] {
+            let got = tls_exporter(&o, port)
+                .send(Bytes::from(request().encode_to_vec()))
+                .await;
+            match got {
+                // reqwest reports a failed handshake as a connect error.
+                Outcome::Retryable { reason, detail, .. } => {
+                    assert_eq!(reason, "connect", "{name}: {detail}")
+                }
+                other => panic!("{name}: expected retryable, got {other:?}"),
+            }
+        }
+        assert!(seen.lock().unwrap().is_empty(), "no request got through");
+
+        let mut skip = tls_output(&pki, "127.0.0.1", port);
+        skip.tls.ca_file = None;
+        skip.tls.insecure_skip_verify = true;
+        let got = tls_exporter(&skip, port)
+            .send(Bytes::from(request().encode_to_vec()))
+            .await;
+        assert_eq!(got.kind(), "accepted", "{got:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(client_certs.lock().unwrap().last(), Some(&1));
     }
 }
