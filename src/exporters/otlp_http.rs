@@ -1,0 +1,708 @@
+//! The OTLP/HTTP sender: `POST endpoint + path` with a protobuf body.
+//!
+//! One [`reqwest::Client`] per exporter keeps a connection pool to the
+//! backend; the body is compressed per the output's `compression` and sent
+//! with `Content-Encoding`; the answer is mapped by
+//! [`http_outcome`](super::outcome::http_outcome).
+//!
+//! Invariants:
+//! - the request body is the caller's bytes unchanged (after compression):
+//!   no decode, no re-encode;
+//! - the whole attempt (connect, send, read the answer) is bounded by the
+//!   output's `timeout`, and at most [`RESPONSE_LIMIT`] bytes of the answer
+//!   are read;
+//! - transport errors are reported without the URL or the headers.
+//!
+//! Not supported yet: `tls.server_name` (reqwest verifies the URL's host);
+//! it is refused at build time.
+
+use std::error::Error as _;
+use std::io::Write;
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+
+use super::{ExportError, Outcome, outcome::http_outcome, tls};
+use crate::config::{Compression, OutputConfig};
+use crate::signal::Signal;
+
+/// The most bytes read from a response: an `Export*ServiceResponse` is tiny;
+/// anything longer is an error page whose start is enough.
+pub const RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// Sends OTLP/HTTP protobuf requests to one backend.
+#[derive(Debug, Clone)]
+pub struct HttpExporter {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    signal: Signal,
+    compression: Compression,
+}
+
+impl HttpExporter {
+    /// Builds the client. No network I/O.
+    ///
+    /// # Errors
+    /// A missing or malformed endpoint or path, invalid headers, unreadable
+    /// or invalid TLS files, `tls.server_name` (unsupported).
+    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Self, ExportError> {
+        Self::build_with(output, signal, |b| b)
+    }
+
+    /// [`HttpExporter::build`] with a last say on the client builder (tests
+    /// use it to resolve a certificate's name to 127.0.0.1).
+    pub(crate) fn build_with(
+        output: &OutputConfig,
+        signal: Signal,
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, ExportError> {
+        let endpoint = output
+            .endpoint
+            .as_deref()
+            .ok_or_else(|| ExportError::Build {
+                field: "endpoint",
+                reason: "is required for otlp_http".to_owned(),
+            })?;
+        let path = output.path.as_deref().unwrap_or(signal.http_path());
+        // The endpoint may carry a base path (`https://host/otlp`): the
+        // signal path goes after it, like the OpenTelemetry exporters do.
+        let joined = format!("{}{}", endpoint.trim_end_matches('/'), path);
+        let url = reqwest::Url::parse(&joined).map_err(|e| ExportError::Build {
+            field: "endpoint",
+            reason: format!("{joined:?} is not a valid URL: {e}"),
+        })?;
+        let use_tls = tls::wants_tls(Some(url.scheme()), &output.tls)?;
+
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in super::header_pairs(output)? {
+            headers.append(name, value);
+        }
+        headers.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        );
+        match output.compression {
+            Compression::None => {}
+            Compression::Gzip => {
+                headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+            }
+            Compression::Zstd => {
+                headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("zstd"));
+            }
+        }
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
+            .timeout(output.timeout)
+            .connect_timeout(output.timeout)
+            // An exporter talks to its configured backend only; a redirect
+            // would send the credentials headers somewhere else.
+            .redirect(reqwest::redirect::Policy::none());
+        if use_tls {
+            builder = tls::http_client_config(builder, &output.tls)?;
+        }
+        let client = customize(builder)
+            .build()
+            .map_err(|e| ExportError::Client {
+                client: "http",
+                reason: error_chain(&e),
+            })?;
+        Ok(Self {
+            client,
+            url,
+            signal,
+            compression: output.compression,
+        })
+    }
+
+    /// One POST; see the module doc.
+    pub async fn send(&self, body: Bytes) -> Outcome {
+        let body = match compress(self.compression, body).await {
+            Ok(b) => b,
+            Err(detail) => {
+                return Outcome::Permanent {
+                    reason: "encode",
+                    detail,
+                };
+            }
+        };
+        let mut response = match self.client.post(self.url.clone()).body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return transport_outcome(&e),
+        };
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut answer = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = RESPONSE_LIMIT - answer.len();
+                    answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if answer.len() >= RESPONSE_LIMIT {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                // The status is in: it decides. A body cut short only costs
+                // the partial_success details or the error text.
+                Err(_) if !status.is_success() => break,
+                Err(e) => return transport_outcome(&e),
+            }
+        }
+        http_outcome(self.signal, status, &headers, &answer)
+    }
+}
+
+/// Compresses off the async threads: a 4 MiB batch takes tens of
+/// milliseconds to gzip, which would stall other tasks.
+async fn compress(compression: Compression, body: Bytes) -> Result<Bytes, String> {
+    if compression == Compression::None {
+        return Ok(body);
+    }
+    let joined = tokio::task::spawn_blocking(move || compress_now(compression, &body)).await;
+    match joined {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(format!("cannot compress the request: {e}")),
+        Err(e) => Err(format!("compression task failed: {e}")),
+    }
+}
+
+fn compress_now(compression: Compression, body: &[u8]) -> std::io::Result<Bytes> {
+    match compression {
+        Compression::None => Ok(Bytes::copy_from_slice(body)),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(body)?;
+            Ok(Bytes::from(enc.finish()?))
+        }
+        // Level 3 is zstd's default: most of the ratio at a fraction of the cost.
+        Compression::Zstd => Ok(Bytes::from(zstd::bulk::compress(body, 3)?)),
+    }
+}
+
+/// A request that got no HTTP answer: always worth retrying.
+fn transport_outcome(e: &reqwest::Error) -> Outcome {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    Outcome::Retryable {
+        after: None,
+        reason,
+        detail: error_chain(e),
+    }
+}
+
+/// The error and its causes on one line, without the URL (which may carry
+/// user info) and never with headers (reqwest does not print them).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<endpoint>");
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::config::{HeaderConfig, OutputType};
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// What the test server saw of one request.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        path: String,
+        headers: http::HeaderMap,
+        body: Vec<u8>,
+    }
+
+    /// The scripted answer of a test backend.
+    struct Answer {
+        status: http::StatusCode,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    }
+
+    /// A scripted OTLP/HTTP backend on 127.0.0.1:0: it records every request
+    /// and answers with the configured status, headers and body.
+    #[derive(Clone)]
+    struct Backend {
+        seen: Arc<Mutex<Vec<Seen>>>,
+        answer: Arc<Answer>,
+    }
+
+    async fn handler(
+        State(b): State<Backend>,
+        req: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        b.seen.lock().unwrap().push(Seen {
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body: body.to_vec(),
+        });
+        let mut resp = (b.answer.status, b.answer.body.clone()).into_response();
+        for (k, v) in &b.answer.headers {
+            resp.headers_mut().insert(*k, v.parse().unwrap());
+        }
+        resp
+    }
+
+    async fn backend(
+        status: http::StatusCode,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = Backend {
+            seen: seen.clone(),
+            answer: Arc::new(Answer {
+                status,
+                headers,
+                body,
+            }),
+        };
+        let app = axum::Router::new().fallback(handler).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn request() -> ExportLogsServiceRequest {
+        let record = |body: &str| LogRecord {
+            time_unix_nano: 1,
+            body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        body.into(),
+                    ),
+                ),
+            }),
+            ..LogRecord::default()
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![record("one"), record("two")],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    fn output(endpoint: &str, compression: Compression) -> OutputConfig {
+        let mut o = OutputConfig::of_kind(OutputType::OtlpHttp);
+        o.endpoint = Some(endpoint.to_owned());
+        o.compression = compression;
+        o.timeout = Duration::from_secs(10);
+        o
+    }
+
+    fn install_provider() {
+        // An error only means another test installed it first.
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+    }
+
+    fn decompress(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
+        match encoding {
+            None => body.to_vec(),
+            Some("gzip") => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(body)
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
+            Some("zstd") => zstd::decode_all(body).unwrap(),
+            Some(other) => panic!("unexpected content-encoding {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn body_arrives_decodable_for_every_compression() {
+        install_provider();
+        let (url, seen) = backend(http::StatusCode::OK, vec![], vec![]).await;
+        let want = request();
+        for (i, compression) in [Compression::None, Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .enumerate()
+        {
+            let e =
+                super::super::Exporter::build(&output(&url, compression), Signal::Logs).unwrap();
+            let got = e.send(Bytes::from(want.encode_to_vec()), 2).await;
+            assert_eq!(
+                got,
+                Outcome::Accepted {
+                    rejected: 0,
+                    message: String::new()
+                },
+                "{compression:?}"
+            );
+            let s = seen.lock().unwrap()[i].clone();
+            assert_eq!(s.path, "/v1/logs");
+            assert_eq!(s.headers["content-type"], "application/x-protobuf");
+            let encoding = s
+                .headers
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap());
+            let expected_encoding = match compression {
+                Compression::None => None,
+                Compression::Gzip => Some("gzip"),
+                Compression::Zstd => Some("zstd"),
+            };
+            assert_eq!(encoding, expected_encoding);
+            let plain = decompress(encoding, &s.body);
+            assert_eq!(
+                ExportLogsServiceRequest::decode(&plain[..]).unwrap(),
+                want,
+                "{compression:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn headers_with_prefix_and_custom_path_arrive() {
+        install_provider();
+        let (url, seen) = backend(http::StatusCode::OK, vec![], vec![]).await;
+        let mut o = output(&format!("{url}/base/"), Compression::None);
+        o.path = Some("/custom/logs".into());
+        o.headers = vec![
+            HeaderConfig {
+                name: "Authorization".into(),
+                value: "t0ken".into(),
+                prefix: "Bearer ".into(),
+            },
+            HeaderConfig {
+                name: "x-scope-orgid".into(),
+                value: "tenant-a".into(),
+                prefix: String::new(),
+            },
+        ];
+        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(got.kind(), "accepted", "{got:?}");
+        let s = seen.lock().unwrap()[0].clone();
+        assert_eq!(s.path, "/base/custom/logs");
+        assert_eq!(s.headers["authorization"], "Bearer t0ken");
+        assert_eq!(s.headers["x-scope-orgid"], "tenant-a");
+    }
+
+    #[tokio::test]
+    async fn unavailable_with_retry_after_is_retryable_with_that_delay() {
+        install_provider();
+        let (url, _) = backend(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            vec![("retry-after", "17".into())],
+            b"overloaded".to_vec(),
+        )
+        .await;
+        let e = HttpExporter::build(&output(&url, Compression::Gzip), Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(
+            got,
+            Outcome::Retryable {
+                after: Some(Duration::from_secs(17)),
+                reason: "http_503",
+                detail: "HTTP 503: overloaded".into(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_request_is_permanent() {
+        install_provider();
+        let (url, _) = backend(http::StatusCode::BAD_REQUEST, vec![], b"malformed".to_vec()).await;
+        let e = HttpExporter::build(&output(&url, Compression::None), Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(
+            got,
+            Outcome::Permanent {
+                reason: "http_400",
+                detail: "HTTP 400: malformed".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn partial_success_is_accepted_with_rejected_count() {
+        install_provider();
+        let answer = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 1,
+                error_message: "record two is too old".into(),
+            }),
+        };
+        let (url, _) = backend(
+            http::StatusCode::OK,
+            vec![("content-type", "application/x-protobuf".into())],
+            answer.encode_to_vec(),
+        )
+        .await;
+        let e = HttpExporter::build(&output(&url, Compression::Zstd), Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(
+            got,
+            Outcome::Accepted {
+                rejected: 1,
+                message: "record two is too old".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retryable() {
+        install_provider();
+        // Bind then drop: the port is free and nobody listens on it.
+        let addr = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut o = output(&format!("http://{addr}"), Compression::None);
+        o.headers = vec![HeaderConfig {
+            name: "authorization".into(),
+            value: "hunter2".into(),
+            prefix: String::new(),
+        }];
+        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        match got {
+            Outcome::Retryable {
+                after: None,
+                reason,
+                detail,
+            } => {
+                assert_eq!(reason, "connect", "{detail}");
+                assert!(!detail.contains("hunter2"), "{detail}");
+            }
+            other => panic!("expected retryable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn build_refuses_what_it_cannot_honour() {
+        install_provider();
+        let mut o = output("https://backend.example:4318", Compression::None);
+        o.tls.server_name = Some("other.example".into());
+        assert_eq!(
+            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            "unsupported"
+        );
+
+        let o = output("not a url", Compression::None);
+        assert_eq!(
+            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            "build"
+        );
+
+        let mut o = output("http://backend.example:4318", Compression::None);
+        o.endpoint = None;
+        assert_eq!(
+            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            "build"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_backend_is_a_retryable_timeout() {
+        install_provider();
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(std::future::pending::<()>);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut o = output(&format!("http://{addr}"), Compression::None);
+        o.timeout = Duration::from_millis(200);
+        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let got = e.send(Bytes::from(request().encode_to_vec())).await;
+        assert_eq!(got.kind(), "retryable", "{got:?}");
+        let Outcome::Retryable { reason, .. } = got else {
+            unreachable!()
+        };
+        assert_eq!(reason, "timeout");
+    }
+
+    // === TLS ===
+
+    use crate::exporters::test_pki::{Pki, SERVER_NAME};
+
+    /// A TLS listener for axum that requires a client certificate signed by
+    /// the test CA and records how many each connection presented.
+    struct TlsListener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        client_certs: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((tcp, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                // A failed handshake is what the negative tests provoke: drop it.
+                let Ok(tls) = self.acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let certs = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+                self.client_certs.lock().unwrap().push(certs);
+                return (tls, addr);
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    async fn tls_backend(pki: &Pki) -> (u16, Arc<Mutex<Vec<usize>>>, Arc<Mutex<Vec<Seen>>>) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let client_certs: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            client_certs: client_certs.clone(),
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = Backend {
+            seen: seen.clone(),
+            answer: Arc::new(Answer {
+                status: http::StatusCode::OK,
+                headers: vec![],
+                body: vec![],
+            }),
+        };
+        let app = axum::Router::new().fallback(handler).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, client_certs, seen)
+    }
+
+    fn tls_output(pki: &Pki, host: &str, port: u16) -> OutputConfig {
+        let mut o = output(&format!("https://{host}:{port}"), Compression::Gzip);
+        o.tls.ca_file = Some(pki.path("ca.pem"));
+        o.tls.cert_file = Some(pki.path("client.pem"));
+        o.tls.key_file = Some(pki.path("client.key"));
+        o
+    }
+
+    /// An exporter whose client resolves `backend.test` to 127.0.0.1 (the
+    /// certificate's name must be the URL host for reqwest).
+    fn tls_exporter(o: &OutputConfig, port: u16) -> HttpExporter {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        HttpExporter::build_with(o, Signal::Logs, |b| b.resolve(SERVER_NAME, addr)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn mtls_with_ca_and_client_identity() {
+        install_provider();
+        let pki = Pki::new();
+        let (port, client_certs, seen) = tls_backend(&pki).await;
+        let o = tls_output(&pki, SERVER_NAME, port);
+        let got = tls_exporter(&o, port)
+            .send(Bytes::from(request().encode_to_vec()))
+            .await;
+        assert_eq!(
+            got,
+            Outcome::Accepted {
+                rejected: 0,
+                message: String::new()
+            }
+        );
+        assert_eq!(
+            *client_certs.lock().unwrap(),
+            vec![1],
+            "the server saw our client certificate"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tls_failures_are_retryable_and_skip_verify_gets_through() {
+        install_provider();
+        let pki = Pki::new();
+        let (port, client_certs, seen) = tls_backend(&pki).await;
+
+        // The certificate is for backend.test, not 127.0.0.1.
+        let wrong_name = tls_output(&pki, "127.0.0.1", port);
+        // Without our CA, the platform roots do not trust the server.
+        let mut unknown_ca = tls_output(&pki, SERVER_NAME, port);
+        unknown_ca.tls.ca_file = None;
+        for (name, o) in [("wrong_name", wrong_name), ("unknown_ca", unknown_ca)] {
+            let got = tls_exporter(&o, port)
+                .send(Bytes::from(request().encode_to_vec()))
+                .await;
+            match got {
+                // reqwest reports a failed handshake as a connect error.
+                Outcome::Retryable { reason, detail, .. } => {
+                    assert_eq!(reason, "connect", "{name}: {detail}")
+                }
+                other => panic!("{name}: expected retryable, got {other:?}"),
+            }
+        }
+        assert!(seen.lock().unwrap().is_empty(), "no request got through");
+
+        let mut skip = tls_output(&pki, "127.0.0.1", port);
+        skip.tls.ca_file = None;
+        skip.tls.insecure_skip_verify = true;
+        let got = tls_exporter(&skip, port)
+            .send(Bytes::from(request().encode_to_vec()))
+            .await;
+        assert_eq!(got.kind(), "accepted", "{got:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(client_certs.lock().unwrap().last(), Some(&1));
+    }
+}

@@ -1,0 +1,547 @@
+//! What became of one export attempt, decided by pure functions of what the
+//! backend answered.
+//!
+//! The OTLP specification says which answers may be retried; this module is
+//! the one place that encodes it, so the exporter pool only ever looks at an
+//! [`Outcome`] and never at a status code.
+//!
+//! Invariants:
+//! - every function here is pure (no I/O, no clock except the `now` that
+//!   [`parse_retry_after`] is handed), so each rule has a table test;
+//! - `reason` is always one of the labels listed in the [module
+//!   doc](super) (a bounded set: it becomes a metric label);
+//! - `detail` is built only from what the *backend* sent (status, message,
+//!   a bounded prefix of the body), never from the request or its headers,
+//!   so configured credentials cannot leak into logs.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+use prost::Message;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use super::Outcome;
+use crate::signal::Signal;
+
+/// How many bytes of an error response body end up in `detail`: enough to
+/// read the backend's explanation, bounded so a huge HTML error page does
+/// not end up in every log line.
+pub const DETAIL_BODY_LIMIT: usize = 512;
+
+// === HTTP ===
+
+/// Maps one OTLP/HTTP response to an [`Outcome`], per the OTLP/HTTP spec.
+///
+/// - 2xx: [`Outcome::Accepted`], with `partial_success` read from the
+///   protobuf `body` (an empty body means everything was accepted);
+/// - 429, 502, 503, 504: [`Outcome::Retryable`], after the `Retry-After`
+///   header when it is present and valid (delta-seconds or HTTP-date);
+/// - anything else: [`Outcome::Permanent`].
+pub fn http_outcome(
+    signal: Signal,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Outcome {
+    http_outcome_at(signal, status, headers, body, SystemTime::now())
+}
+
+/// [`http_outcome`] with the clock passed in, so an HTTP-date `Retry-After`
+/// can be tested exactly.
+pub fn http_outcome_at(
+    signal: Signal,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Outcome {
+    if status.is_success() {
+        return match decode_partial_success(signal, body) {
+            Ok((rejected, message)) => Outcome::Accepted { rejected, message },
+            // The backend said 2xx: the data is in. Retrying because we cannot
+            // read its optional response would only duplicate it, so keep the
+            // success and say what we could not read.
+            Err(e) => Outcome::Accepted {
+                rejected: 0,
+                message: format!(
+                    "response body is not a protobuf Export{}ServiceResponse: {e}",
+                    proto_name(signal)
+                ),
+            },
+        };
+    }
+    let detail = format!("HTTP {}: {}", status.as_u16(), body_excerpt(body));
+    let retry_reason = match status.as_u16() {
+        429 => Some("http_429"),
+        502 => Some("http_502"),
+        503 => Some("http_503"),
+        504 => Some("http_504"),
+        _ => None,
+    };
+    if let Some(reason) = retry_reason {
+        let after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
+        return Outcome::Retryable {
+            after,
+            reason,
+            detail,
+        };
+    }
+    let reason = match status.as_u16() {
+        400 => "http_400",
+        401 => "http_401",
+        403 => "http_403",
+        404 => "http_404",
+        405 => "http_405",
+        413 => "http_413",
+        415 => "http_415",
+        500 => "http_500",
+        402 | 406..=412 | 414 | 416..=499 => "http_4xx",
+        501..=599 => "http_5xx",
+        _ => "http_other",
+    };
+    Outcome::Permanent { reason, detail }
+}
+
+/// Reads a `Retry-After` value: delta-seconds (`"120"`) or an HTTP-date
+/// (`"Wed, 21 Oct 2015 07:28:00 GMT"`), relative to `now`. A date in the past
+/// means "now" (zero). Anything unreadable is `None`: the pool then uses its
+/// own backoff, which is what a client without the header would do.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Reads `partial_success` from a protobuf `Export*ServiceResponse` of
+/// `signal`: `(rejected, message)`. An empty body is `(0, "")`. A negative
+/// count (the field is `int64`) is read as 0: it can only be a backend bug.
+///
+/// # Errors
+/// When `body` is not a valid encoding of the response message.
+pub fn decode_partial_success(
+    signal: Signal,
+    body: &[u8],
+) -> Result<(u64, String), prost::DecodeError> {
+    use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+    let (rejected, message) = match signal {
+        Signal::Logs => logs::v1::ExportLogsServiceResponse::decode(body)?
+            .partial_success
+            .map_or((0, String::new()), |p| {
+                (p.rejected_log_records, p.error_message)
+            }),
+        Signal::Metrics => metrics::v1::ExportMetricsServiceResponse::decode(body)?
+            .partial_success
+            .map_or((0, String::new()), |p| {
+                (p.rejected_data_points, p.error_message)
+            }),
+        Signal::Traces => trace::v1::ExportTraceServiceResponse::decode(body)?
+            .partial_success
+            .map_or((0, String::new()), |p| (p.rejected_spans, p.error_message)),
+    };
+    Ok((u64::try_from(rejected).unwrap_or(0), message))
+}
+
+fn proto_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Logs => "Logs",
+        Signal::Metrics => "Metrics",
+        Signal::Traces => "Trace",
+    }
+}
+
+/// The first [`DETAIL_BODY_LIMIT`] bytes of an error body as one line of
+/// text (binary and control characters replaced), for `detail`.
+fn body_excerpt(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(DETAIL_BODY_LIMIT)];
+    let mut text: String = String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.len() > DETAIL_BODY_LIMIT {
+        text.push('…');
+    }
+    if text.trim().is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        text
+    }
+}
+
+// === gRPC ===
+
+/// Maps a gRPC status to an [`Outcome`], per the OTLP/gRPC spec.
+///
+/// - `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`,
+///   `UNAVAILABLE`, `DATA_LOSS`: [`Outcome::Retryable`];
+/// - `RESOURCE_EXHAUSTED`: retryable only when the status carries a
+///   `google.rpc.RetryInfo` detail (the server says it will recover), else
+///   permanent;
+/// - every other code: [`Outcome::Permanent`] (`OK` is [`Outcome::Accepted`]).
+///
+/// A `RetryInfo` delay, when present, becomes `after` for every retryable code.
+pub fn grpc_outcome(status: &tonic::Status) -> Outcome {
+    let code = status.code();
+    let detail = format!("{code:?}: {}", one_line(status.message()));
+    let retry_info = status.get_details_retry_info();
+    let after = retry_info.as_ref().and_then(|r| r.retry_delay);
+    match code {
+        Code::Ok => Outcome::Accepted {
+            rejected: 0,
+            message: String::new(),
+        },
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Outcome::Retryable {
+            after,
+            reason: grpc_reason(code),
+            detail,
+        },
+        Code::ResourceExhausted if retry_info.is_some() => Outcome::Retryable {
+            after,
+            reason: grpc_reason(code),
+            detail,
+        },
+        _ => Outcome::Permanent {
+            reason: grpc_reason(code),
+            detail,
+        },
+    }
+}
+
+/// The bounded label of a gRPC code.
+pub const fn grpc_reason(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "grpc_ok",
+        Code::Cancelled => "grpc_cancelled",
+        Code::Unknown => "grpc_unknown",
+        Code::InvalidArgument => "grpc_invalid_argument",
+        Code::DeadlineExceeded => "grpc_deadline_exceeded",
+        Code::NotFound => "grpc_not_found",
+        Code::AlreadyExists => "grpc_already_exists",
+        Code::PermissionDenied => "grpc_permission_denied",
+        Code::ResourceExhausted => "grpc_resource_exhausted",
+        Code::FailedPrecondition => "grpc_failed_precondition",
+        Code::Aborted => "grpc_aborted",
+        Code::OutOfRange => "grpc_out_of_range",
+        Code::Unimplemented => "grpc_unimplemented",
+        Code::Internal => "grpc_internal",
+        Code::Unavailable => "grpc_unavailable",
+        Code::DataLoss => "grpc_data_loss",
+        Code::Unauthenticated => "grpc_unauthenticated",
+    }
+}
+
+/// A backend message as one bounded line.
+pub(crate) fn one_line(message: &str) -> String {
+    body_excerpt(message.as_bytes())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// (outcome kind, reason, after): what a table row checks.
+    type Summary = (&'static str, &'static str, Option<Duration>);
+
+    fn kind(o: &Outcome) -> Summary {
+        match o {
+            Outcome::Accepted { .. } => ("accepted", "", None),
+            Outcome::Retryable { after, reason, .. } => ("retryable", reason, *after),
+            Outcome::Permanent { reason, .. } => ("permanent", reason, None),
+        }
+    }
+
+    #[test]
+    fn http_status_classes() {
+        let none = HeaderMap::new();
+        let table: &[(u16, &str, &str)] = &[
+            (200, "accepted", ""),
+            (202, "accepted", ""),
+            (204, "accepted", ""),
+            (429, "retryable", "http_429"),
+            (502, "retryable", "http_502"),
+            (503, "retryable", "http_503"),
+            (504, "retryable", "http_504"),
+            (400, "permanent", "http_400"),
+            (401, "permanent", "http_401"),
+            (403, "permanent", "http_403"),
+            (404, "permanent", "http_404"),
+            (405, "permanent", "http_405"),
+            (408, "permanent", "http_4xx"),
+            (413, "permanent", "http_413"),
+            (415, "permanent", "http_415"),
+            (500, "permanent", "http_500"),
+            (501, "permanent", "http_5xx"),
+            (505, "permanent", "http_5xx"),
+            (301, "permanent", "http_other"),
+            (304, "permanent", "http_other"),
+        ];
+        for &(code, want_kind, want_reason) in table {
+            let status = StatusCode::from_u16(code).unwrap();
+            let got = http_outcome(Signal::Logs, status, &none, b"");
+            assert_eq!(kind(&got), (want_kind, want_reason, None), "status {code}");
+        }
+    }
+
+    #[test]
+    fn http_retry_after_seconds_and_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let table: &[(u16, &str, Option<Duration>)] = &[
+            (503, "7", Some(Duration::from_secs(7))),
+            (429, " 0 ", Some(Duration::ZERO)),
+            (
+                502,
+                "Wed, 21 Oct 2015 07:29:30 GMT",
+                Some(Duration::from_secs(90)),
+            ),
+            (504, "Wed, 21 Oct 2015 07:00:00 GMT", Some(Duration::ZERO)),
+            (503, "soon", None),
+            (503, "-5", None),
+            (503, "1.5", None),
+        ];
+        for &(code, value, want) in table {
+            let h = headers(&[("retry-after", value)]);
+            let got = http_outcome_at(
+                Signal::Traces,
+                StatusCode::from_u16(code).unwrap(),
+                &h,
+                b"",
+                now,
+            );
+            match got {
+                Outcome::Retryable { after, .. } => {
+                    assert_eq!(after, want, "{code} Retry-After {value:?}")
+                }
+                other => panic!("{code}: expected retryable, got {other:?}"),
+            }
+        }
+        // A permanent status ignores Retry-After: it is never retried.
+        let h = headers(&[("retry-after", "3")]);
+        let got = http_outcome_at(Signal::Logs, StatusCode::BAD_REQUEST, &h, b"", now);
+        assert_eq!(kind(&got), ("permanent", "http_400", None));
+    }
+
+    #[test]
+    fn http_success_reads_partial_success_per_signal() {
+        let logs = logs::v1::ExportLogsServiceResponse {
+            partial_success: Some(logs::v1::ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        let metrics = metrics::v1::ExportMetricsServiceResponse {
+            partial_success: Some(metrics::v1::ExportMetricsPartialSuccess {
+                rejected_data_points: 4,
+                error_message: String::new(),
+            }),
+        }
+        .encode_to_vec();
+        let traces = trace::v1::ExportTraceServiceResponse {
+            partial_success: Some(trace::v1::ExportTracePartialSuccess {
+                rejected_spans: -1,
+                error_message: "odd".into(),
+            }),
+        }
+        .encode_to_vec();
+        let table: Vec<(Signal, &[u8], Outcome)> = vec![
+            (
+                Signal::Logs,
+                &logs,
+                Outcome::Accepted {
+                    rejected: 3,
+                    message: "too old".into(),
+                },
+            ),
+            (
+                Signal::Metrics,
+                &metrics,
+                Outcome::Accepted {
+                    rejected: 4,
+                    message: String::new(),
+                },
+            ),
+            (
+                Signal::Traces,
+                &traces,
+                Outcome::Accepted {
+                    rejected: 0,
+                    message: "odd".into(),
+                },
+            ),
+            (
+                Signal::Logs,
+                b"",
+                Outcome::Accepted {
+                    rejected: 0,
+                    message: String::new(),
+                },
+            ),
+        ];
+        let none = HeaderMap::new();
+        for (signal, body, want) in table {
+            assert_eq!(
+                http_outcome(signal, StatusCode::OK, &none, body),
+                want,
+                "{signal}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_success_with_unreadable_body_is_still_accepted() {
+        let got = http_outcome(
+            Signal::Logs,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            b"\xff\xff\xff",
+        );
+        match got {
+            Outcome::Accepted {
+                rejected: 0,
+                message,
+            } => {
+                assert!(message.contains("ExportLogsServiceResponse"), "{message}")
+            }
+            other => panic!("expected accepted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_error_detail_is_bounded_single_line() {
+        let body = format!("line one\nline two{}", "x".repeat(4 * DETAIL_BODY_LIMIT));
+        let got = http_outcome(
+            Signal::Logs,
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            body.as_bytes(),
+        );
+        let Outcome::Permanent { detail, .. } = got else {
+            panic!("expected permanent")
+        };
+        assert!(
+            detail.starts_with("HTTP 400: line one line two"),
+            "{detail}"
+        );
+        assert!(!detail.contains('\n'));
+        assert!(detail.len() < DETAIL_BODY_LIMIT + 32, "{}", detail.len());
+    }
+
+    #[test]
+    fn grpc_codes() {
+        let table: &[(Code, &str, &str)] = &[
+            (Code::Ok, "accepted", ""),
+            (Code::Cancelled, "retryable", "grpc_cancelled"),
+            (
+                Code::DeadlineExceeded,
+                "retryable",
+                "grpc_deadline_exceeded",
+            ),
+            (Code::Aborted, "retryable", "grpc_aborted"),
+            (Code::OutOfRange, "retryable", "grpc_out_of_range"),
+            (Code::Unavailable, "retryable", "grpc_unavailable"),
+            (Code::DataLoss, "retryable", "grpc_data_loss"),
+            (
+                Code::ResourceExhausted,
+                "permanent",
+                "grpc_resource_exhausted",
+            ),
+            (Code::Unknown, "permanent", "grpc_unknown"),
+            (Code::InvalidArgument, "permanent", "grpc_invalid_argument"),
+            (Code::NotFound, "permanent", "grpc_not_found"),
+            (Code::AlreadyExists, "permanent", "grpc_already_exists"),
+            (
+                Code::PermissionDenied,
+                "permanent",
+                "grpc_permission_denied",
+            ),
+            (
+                Code::FailedPrecondition,
+                "permanent",
+                "grpc_failed_precondition",
+            ),
+            (Code::Unimplemented, "permanent", "grpc_unimplemented"),
+            (Code::Internal, "permanent", "grpc_internal"),
+            (Code::Unauthenticated, "permanent", "grpc_unauthenticated"),
+        ];
+        for &(code, want_kind, want_reason) in table {
+            let got = grpc_outcome(&tonic::Status::new(code, "boom"));
+            assert_eq!(kind(&got), (want_kind, want_reason, None), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_retry_info_present_and_absent() {
+        let delay = Duration::from_millis(1500);
+        let with = |code| {
+            tonic::Status::with_error_details(
+                code,
+                "slow down",
+                ErrorDetails::with_retry_info(Some(delay)),
+            )
+        };
+        let table: Vec<(tonic::Status, Summary)> = vec![
+            (
+                with(Code::ResourceExhausted),
+                ("retryable", "grpc_resource_exhausted", Some(delay)),
+            ),
+            (
+                with(Code::Unavailable),
+                ("retryable", "grpc_unavailable", Some(delay)),
+            ),
+            // RetryInfo does not make a permanent code retryable.
+            (
+                with(Code::InvalidArgument),
+                ("permanent", "grpc_invalid_argument", None),
+            ),
+            (
+                tonic::Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "no delay given",
+                    ErrorDetails::with_retry_info(None),
+                ),
+                ("retryable", "grpc_resource_exhausted", None),
+            ),
+            (
+                tonic::Status::resource_exhausted("quota, no retry info"),
+                ("permanent", "grpc_resource_exhausted", None),
+            ),
+        ];
+        for (status, want) in table {
+            assert_eq!(kind(&grpc_outcome(&status)), want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_detail_carries_code_and_message() {
+        let got = grpc_outcome(&tonic::Status::invalid_argument("bad\nrecord"));
+        let Outcome::Permanent { detail, .. } = got else {
+            panic!("expected permanent")
+        };
+        assert_eq!(detail, "InvalidArgument: bad record");
+    }
+}
