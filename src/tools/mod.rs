@@ -10,5 +10,9 @@
 
 pub mod acked;
 pub mod loadgen;
+mod raw_codec;
 pub mod records;
 pub mod sink;
+
+#[cfg(test)]
+mod tests;
