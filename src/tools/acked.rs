@@ -11,7 +11,6 @@
 //! process died mid-write) and is ignored, even when it happens to parse,
 //! because `12 3` may be the first half of `12 345`.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -101,8 +100,7 @@ impl AckedSet {
     pub fn to_file_text(&self) -> String {
         let mut out = String::new();
         for (f, l) in &self.ranges {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "{f} {l}");
+            out.push_str(&format!("{f} {l}\n"));
         }
         out
     }

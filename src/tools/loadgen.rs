@@ -642,7 +642,7 @@ fn transport(args: &LoadgenArgs) -> anyhow::Result<Transport> {
 /// summary file cannot be written. Failed requests are not errors: they are
 /// counted in the [`Summary`].
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_crypto_provider();
     let namespaces = args.namespace_list();
     anyhow::ensure!(!namespaces.is_empty(), "no namespaces to send to");
     let blocks = args
@@ -812,4 +812,67 @@ fn print_summary(s: &Summary) {
         "loadgen: {:.0} records/s {:.2} MB/s; ack latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         s.records_per_sec, s.mb_per_sec, s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+    use prost::Message as _;
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    #[test]
+    fn grpc_status_classification() {
+        let with_retry = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "full",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+        );
+        assert_eq!(
+            classify_grpc(&with_retry),
+            Outcome::Refused(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            classify_grpc(&tonic::Status::unavailable("down")),
+            Outcome::Refused(None)
+        );
+        assert_eq!(
+            classify_grpc(&tonic::Status::internal("bug")),
+            Outcome::Failed(None)
+        );
+        // A client-side transport failure carries its cause as source.
+        let transport = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        )));
+        assert!(matches!(classify_grpc(&transport), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn partial_success_rejection_is_not_an_ack() {
+        let rejected = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "bad".to_owned(),
+            }),
+        };
+        let pb = rejected.encode_to_vec();
+        let json = serde_json::to_vec(&rejected).expect("json");
+        assert_eq!(partial_outcome(Signal::Logs, &pb, false), Outcome::Partial);
+        assert_eq!(partial_outcome(Signal::Logs, &json, true), Outcome::Partial);
+        // A partial_success with nothing rejected is a plain success.
+        let warning_only = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 0,
+                error_message: "just a warning".to_owned(),
+            }),
+        };
+        assert_eq!(
+            partial_outcome(Signal::Traces, &warning_only.encode_to_vec(), false),
+            Outcome::Acked
+        );
+        assert_eq!(partial_outcome(Signal::Metrics, b"", false), Outcome::Acked);
+    }
 }

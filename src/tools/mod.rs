@@ -14,5 +14,14 @@ mod raw_codec;
 pub mod records;
 pub mod sink;
 
+/// Installs ring as the process-wide rustls provider (reqwest and tonic are
+/// built without one) unless the process already chose a provider.
+pub fn install_crypto_provider() {
+    match rustls::crypto::ring::default_provider().install_default() {
+        // Err: another provider is installed already, which serves as well.
+        Ok(()) | Err(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests;

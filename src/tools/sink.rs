@@ -514,16 +514,21 @@ async fn accept_loop(listener: TcpListener, router: Router) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "sink: set_nodelay failed");
+                    }
                     let service = hyper_util::service::TowerToHyperService::new(router.clone());
                     connections.spawn(async move {
                         let builder = hyper_util::server::conn::auto::Builder::new(
                             hyper_util::rt::TokioExecutor::new(),
                         );
-                        // A connection error only concerns that client.
-                        let _ = builder
+                        let served = builder
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                             .await;
+                        // A connection error only concerns that client.
+                        if let Err(e) = served {
+                            tracing::debug!(error = %e, "sink: connection ended with an error");
+                        }
                     });
                 }
                 Err(e) => {
@@ -554,7 +559,11 @@ impl ListenerCtl {
         if let Some(handle) = handle {
             handle.abort();
             // Resolves once the task is dropped, i.e. the socket is closed.
-            let _ = handle.await;
+            if let Err(e) = handle.await
+                && !e.is_cancelled()
+            {
+                tracing::error!(error = %e, "sink: accept loop panicked");
+            }
         }
     }
 }
@@ -674,7 +683,7 @@ impl SinkHandle {
 ///
 /// A listen address cannot be bound.
 pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_crypto_provider();
     let shared = Arc::new(Shared {
         noop: opts.noop,
         fault: Mutex::new(opts.fault),
@@ -705,7 +714,9 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
             router: http_router,
         },
     });
-    let _ = shared.listeners.set(Arc::downgrade(&listeners));
+    if shared.listeners.set(Arc::downgrade(&listeners)).is_err() {
+        unreachable!("the listeners of a new sink are set once");
+    }
     if let Some(down_for) = opts.down_for {
         listeners.down().await;
         schedule_up(Arc::downgrade(&listeners), down_for);

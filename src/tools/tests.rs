@@ -380,7 +380,7 @@ async fn retry_refused_with_429_retry_after_eventually_acks_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_and_fault_over_http() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_crypto_provider();
     let sink = sink::start(SinkOptions::default()).await.expect("sink");
     loadgen::run(LoadgenArgs {
         count: Some(100),
