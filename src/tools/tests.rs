@@ -135,7 +135,12 @@ async fn http_json_round_trip_all_signals_plain_and_gzip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_path_prefix_and_explicit_namespaces_are_keyed() {
     let sink = sink::start(SinkOptions::default()).await.expect("sink");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary_path = dir.path().join("summary.json");
     let summary = loadgen::run(LoadgenArgs {
+        // Not quiet: the progress and summary printing paths run too.
+        quiet: false,
+        summary_json: Some(summary_path.clone()),
         namespaces: vec!["shoot--a--x".into(), "shoot--b--y".into()],
         resources_per_request: Some(4),
         count: Some(250),
@@ -149,6 +154,22 @@ async fn http_path_prefix_and_explicit_namespaces_are_keyed() {
     .await
     .expect("loadgen");
     assert_eq!(summary.records_acked, 250);
+    let written: Summary =
+        serde_json::from_slice(&std::fs::read(&summary_path).expect("summary file"))
+            .expect("summary JSON");
+    // Floats are not compared: serde_json may round their last digit.
+    assert_eq!(
+        (
+            written.records_acked,
+            written.request_bytes,
+            &written.acked_per_namespace
+        ),
+        (
+            summary.records_acked,
+            summary.request_bytes,
+            &summary.acked_per_namespace
+        )
+    );
     let stats = sink.stats();
     let endpoint = &stats.endpoints["/backend-a"];
     assert_eq!(endpoint.records, 250);
