@@ -3,7 +3,5 @@
 #[derive(Debug, Default)]
 pub struct StoreMetrics;
 impl StoreMetrics {
-    pub fn register(registry: &mut prometheus_client::registry::Registry) -> std::sync::Arc<Self> {
-        unimplemented!()
-    }
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> std::sync::Arc<Self> { unimplemented!() }
 }

@@ -26,24 +26,16 @@ pub enum StoreError {
     #[error("storage is full ({detail})")]
     Full { detail: String },
     #[error("LMDB error during {op}: {source}")]
-    Lmdb {
-        op: &'static str,
-        source: heed::Error,
-    },
+    Lmdb { op: &'static str, source: heed::Error },
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The writer thread is gone (shutting down or crashed); not acked.
     #[error("the storage writer is not running")]
     WriterGone,
 }
 
 impl StoreError {
-    pub fn kind(&self) -> &'static str {
-        "x"
-    }
+    pub fn kind(&self) -> &'static str { "x" }
 }
 
 /// One logical FIFO queue (one destination × signal).
@@ -59,29 +51,17 @@ pub struct Queue {
 
 impl Queue {
     /// Reserves `bytes` if `used + bytes <= limit`; atomic.
-    pub fn try_reserve(&self, bytes: u64, limit: u64) -> bool {
-        unimplemented!()
-    }
+    pub fn try_reserve(&self, bytes: u64, limit: u64) -> bool { unimplemented!() }
     /// Gives back a reservation that was never appended.
-    pub fn release(&self, bytes: u64) {
-        unimplemented!()
-    }
+    pub fn release(&self, bytes: u64) { unimplemented!() }
     /// Bytes on disk plus reserved.
-    pub fn used_bytes(&self) -> u64 {
-        self.used_bytes.load(Ordering::Relaxed)
-    }
+    pub fn used_bytes(&self) -> u64 { self.used_bytes.load(Ordering::Relaxed) }
     /// Records on disk.
-    pub fn records(&self) -> u64 {
-        self.records.load(Ordering::Relaxed)
-    }
+    pub fn records(&self) -> u64 { self.records.load(Ordering::Relaxed) }
     /// Entries on disk.
-    pub fn entries(&self) -> u64 {
-        self.entries.load(Ordering::Relaxed)
-    }
+    pub fn entries(&self) -> u64 { self.entries.load(Ordering::Relaxed) }
     /// Resolves after the next commit that appended to this queue (or a clear/close).
-    pub async fn appended(&self) {
-        self.notify.notified().await
-    }
+    pub async fn appended(&self) { self.notify.notified().await }
 }
 
 /// One stored entry.
@@ -106,21 +86,11 @@ pub type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 #[derive(Debug)]
 pub enum WriteOp {
     /// Append every part in one transaction; reply after the commit.
-    Append {
-        parts: Vec<AppendPart>,
-        reply: Reply,
-    },
+    Append { parts: Vec<AppendPart>, reply: Reply },
     /// Delete entries `first..=last` of `queue` (after a backend accepted them).
-    Delete {
-        queue: Arc<Queue>,
-        first: u64,
-        last: u64,
-    },
+    Delete { queue: Arc<Queue>, first: u64, last: u64 },
     /// Delete everything in `queue` and forget it.
-    Drop {
-        queue: Arc<Queue>,
-        reply: Option<Reply>,
-    },
+    Drop { queue: Arc<Queue>, reply: Option<Reply> },
     /// Reply after everything before this op is committed.
     Flush { reply: Reply },
 }
@@ -129,35 +99,11 @@ pub enum WriteOp {
 pub struct Store;
 
 impl Store {
-    pub fn open(opts: StoreOptions) -> Result<Arc<Store>, StoreError> {
-        unimplemented!()
-    }
-    pub fn queue(&self, name: &str) -> Result<Arc<Queue>, StoreError> {
-        unimplemented!()
-    }
-    pub fn queues(&self) -> Vec<Arc<Queue>> {
-        unimplemented!()
-    }
-    pub fn read(
-        &self,
-        queue: &Queue,
-        from_seq: u64,
-        max_bytes: u64,
-        max_records: u64,
-    ) -> Result<Vec<Entry>, StoreError> {
-        unimplemented!()
-    }
-    pub fn spawn_writer(
-        self: &Arc<Self>,
-        rx: crossbeam_channel::Receiver<WriteOp>,
-        metrics: Arc<StoreMetrics>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        unimplemented!()
-    }
-    pub fn writer_heartbeat(&self) -> std::time::Instant {
-        unimplemented!()
-    }
-    pub fn sync(&self) -> Result<(), StoreError> {
-        unimplemented!()
-    }
+    pub fn open(opts: StoreOptions) -> Result<Arc<Store>, StoreError> { unimplemented!() }
+    pub fn queue(&self, name: &str) -> Result<Arc<Queue>, StoreError> { unimplemented!() }
+    pub fn queues(&self) -> Vec<Arc<Queue>> { unimplemented!() }
+    pub fn read(&self, queue: &Queue, from_seq: u64, max_bytes: u64, max_records: u64) -> Result<Vec<Entry>, StoreError> { unimplemented!() }
+    pub fn spawn_writer(self: &Arc<Self>, rx: crossbeam_channel::Receiver<WriteOp>, metrics: Arc<StoreMetrics>) -> std::io::Result<std::thread::JoinHandle<()>> { unimplemented!() }
+    pub fn writer_heartbeat(&self) -> std::time::Instant { unimplemented!() }
+    pub fn sync(&self) -> Result<(), StoreError> { unimplemented!() }
 }
