@@ -39,7 +39,7 @@ use tonic::codec::CompressionEncoding;
 use tonic_types::StatusExt as _;
 
 use super::acked::AckedWriter;
-use super::raw_codec::RawCodec;
+use crate::grpc_codec::RawCodec;
 use super::records::{RequestSpec, block_counts, build_request};
 use crate::signal::Signal;
 

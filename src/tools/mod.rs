@@ -10,7 +10,6 @@
 
 pub mod acked;
 pub mod loadgen;
-mod raw_codec;
 pub mod records;
 pub mod sink;
 

@@ -50,7 +50,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::acked::{AckedSet, read_acked_file, write_acked_file};
-use super::raw_codec::RawCodec;
+use crate::grpc_codec::RawCodec;
 use super::records::ExportRequest;
 use crate::signal::Signal;
 

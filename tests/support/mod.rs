@@ -179,7 +179,7 @@ fn rand_suffix() -> u64 {
 }
 
 pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    seedgate::tools::install_crypto_provider();
 }
 
 /// A port that was free a moment ago (for tests that restart seedgate on the
