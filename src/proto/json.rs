@@ -1,14 +1,349 @@
-//! CONTRACT STUB — OTLP/JSON.
-#![allow(missing_docs, unused_variables)]
+//! OTLP/JSON: request bodies in and out, and JSON lines for the stdout
+//! exporter.
+//!
+//! Why this exists: the HTTP receiver accepts `application/json` bodies and
+//! the rest of seedgate only handles protobuf bytes, so JSON is converted to
+//! protobuf once at the edge ([`request_from_json`]); the debug and stdout
+//! paths go the other way ([`request_to_json`], [`records_to_json_lines`]).
+//!
+//! The mapping is the serde support of `opentelemetry-proto` (`with-serde`),
+//! not a hand-written one. What it does, checked by the tests below:
+//! - field names are lowerCamelCase, `traceId`/`spanId` are hex strings,
+//!   64-bit integers (`timeUnixNano`, `intValue`, `asInt`) are written as
+//!   strings and read from strings or numbers, enums (`kind`,
+//!   `severityNumber`) are integers, `AnyValue.bytesValue` is base64;
+//! - unknown fields are ignored, as OTLP/JSON receivers must.
+//!
+//! Known deviations from the OTLP/JSON spec (accepted, documented):
+//! - enum values given by *name* (`"kind": "SPAN_KIND_SERVER"`) are
+//!   rejected: the spec says receivers should accept them, but OTLP
+//!   exporters send integers, which is what the spec requires of senders;
+//! - a JSON `null` for a scalar or message field is rejected (proto3 JSON
+//!   treats it as absent) — exporters do not send nulls.
+//! - [`request_to_json`] omits nothing: default values are written out
+//!   (e.g. `"droppedAttributesCount": 0`), which is valid but verbose.
+//!
+//! Invariant: every error message names the signal and, for JSON input, the
+//! serde_json position (`line L column C`), so a 400 tells the client where.
+
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    },
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    metrics::v1::{Metric, metric},
+};
+use prost::Message;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
 use crate::signal::Signal;
 
+/// A body that is not valid OTLP/JSON (or, for the reverse direction, not
+/// valid OTLP protobuf). The message says which and where.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct JsonError { pub message: String }
+pub struct JsonError {
+    /// Human-readable: the signal, the direction and the parser's error with
+    /// its position.
+    pub message: String,
+}
+
+// === impl JsonError ===
+
+impl JsonError {
+    fn json(signal: Signal, e: &serde_json::Error) -> Self {
+        JsonError {
+            message: format!("invalid OTLP/JSON {signal} request: {e}"),
+        }
+    }
+
+    fn protobuf(signal: Signal, e: &prost::DecodeError) -> Self {
+        JsonError {
+            message: format!("invalid OTLP protobuf {signal} request: {e}"),
+        }
+    }
+
+    fn output(signal: Signal, e: &serde_json::Error) -> Self {
+        JsonError {
+            message: format!("cannot write {signal} as JSON: {e}"),
+        }
+    }
+}
 
 /// OTLP/JSON request body → protobuf request bytes.
-pub fn request_from_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, JsonError> { unimplemented!() }
-/// protobuf request bytes → OTLP/JSON.
-pub fn request_to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, JsonError> { unimplemented!() }
-/// One JSON line per record (stdout exporter), appended to `out`.
-pub fn records_to_json_lines(signal: Signal, body: &[u8], out: &mut Vec<u8>) -> Result<u64, JsonError> { unimplemented!() }
+///
+/// # Errors
+/// [`JsonError`] with serde_json's message (which has line and column) when
+/// the body is not JSON or does not fit the request schema.
+pub fn request_from_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, JsonError> {
+    match signal {
+        Signal::Logs => from_json::<ExportLogsServiceRequest>(signal, body),
+        Signal::Metrics => from_json::<ExportMetricsServiceRequest>(signal, body),
+        Signal::Traces => from_json::<ExportTraceServiceRequest>(signal, body),
+    }
+}
+
+fn from_json<T: DeserializeOwned + Message>(
+    signal: Signal,
+    body: &[u8],
+) -> Result<Vec<u8>, JsonError> {
+    let request: T = serde_json::from_slice(body).map_err(|e| JsonError::json(signal, &e))?;
+    Ok(request.encode_to_vec())
+}
+
+/// Protobuf request bytes → OTLP/JSON.
+///
+/// # Errors
+/// [`JsonError`] when `body` is not a valid protobuf request of `signal`.
+pub fn request_to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, JsonError> {
+    match signal {
+        Signal::Logs => to_json::<ExportLogsServiceRequest>(signal, body),
+        Signal::Metrics => to_json::<ExportMetricsServiceRequest>(signal, body),
+        Signal::Traces => to_json::<ExportTraceServiceRequest>(signal, body),
+    }
+}
+
+fn to_json<T: Serialize + Message + Default>(
+    signal: Signal,
+    body: &[u8],
+) -> Result<Vec<u8>, JsonError> {
+    let request = T::decode(body).map_err(|e| JsonError::protobuf(signal, &e))?;
+    serde_json::to_vec(&request).map_err(|e| JsonError::output(signal, &e))
+}
+
+/// One JSON line per record (log record, span or metric data point),
+/// appended to `out`; returns how many lines were written.
+///
+/// Each line is an object with `resource` (the resource attributes as a flat
+/// `{"key": value}` map: strings, numbers, booleans, arrays, objects; bytes
+/// as lowercase hex; the first of duplicate keys wins), `scope` (`name`,
+/// `version`) and the record as OTLP/JSON under `logRecord` or `span`; for
+/// metrics `metric` (`name`, `description`, `unit`, `type`) and `dataPoint`.
+///
+/// # Errors
+/// [`JsonError`] when `body` is not a valid protobuf request of `signal`;
+/// `out` is then unchanged.
+pub fn records_to_json_lines(
+    signal: Signal,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<u64, JsonError> {
+    let start = out.len();
+    let result = match signal {
+        Signal::Logs => logs_lines(body, out),
+        Signal::Metrics => metrics_lines(body, out),
+        Signal::Traces => traces_lines(body, out),
+    };
+    result.map_err(|e| {
+        // A half-written line is worse than none.
+        out.truncate(start);
+        match e {
+            LinesError::Decode(e) => JsonError::protobuf(signal, &e),
+            LinesError::Json(e) => JsonError::output(signal, &e),
+        }
+    })
+}
+
+enum LinesError {
+    Decode(prost::DecodeError),
+    Json(serde_json::Error),
+}
+
+/// The scope part of a line.
+#[derive(Serialize)]
+struct ScopeLine<'a> {
+    name: &'a str,
+    version: &'a str,
+}
+
+impl<'a> ScopeLine<'a> {
+    fn of(scope: Option<&'a InstrumentationScope>) -> Self {
+        ScopeLine {
+            name: scope.map_or("", |s| s.name.as_str()),
+            version: scope.map_or("", |s| s.version.as_str()),
+        }
+    }
+}
+
+/// The metric part of a metrics line (everything but its data points).
+#[derive(Serialize)]
+struct MetricLine<'a> {
+    name: &'a str,
+    description: &'a str,
+    unit: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// One output line; exactly one of the record fields is set.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a, R: Serialize> {
+    resource: &'a Map<String, Value>,
+    scope: ScopeLine<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_record: Option<&'a R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span: Option<&'a R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric: Option<MetricLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_point: Option<&'a R>,
+}
+
+fn write_line<R: Serialize>(line: &Line<'_, R>, out: &mut Vec<u8>) -> Result<(), LinesError> {
+    serde_json::to_writer(&mut *out, line).map_err(LinesError::Json)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+fn logs_lines(body: &[u8], out: &mut Vec<u8>) -> Result<u64, LinesError> {
+    let request = ExportLogsServiceRequest::decode(body).map_err(LinesError::Decode)?;
+    let mut n: u64 = 0;
+    for rl in &request.resource_logs {
+        let resource = flat_attributes(rl.resource.as_ref().map(|r| r.attributes.as_slice()));
+        for sl in &rl.scope_logs {
+            for record in &sl.log_records {
+                let line = Line {
+                    resource: &resource,
+                    scope: ScopeLine::of(sl.scope.as_ref()),
+                    log_record: Some(record),
+                    span: None,
+                    metric: None,
+                    data_point: None,
+                };
+                write_line(&line, out)?;
+                n = n.saturating_add(1);
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn traces_lines(body: &[u8], out: &mut Vec<u8>) -> Result<u64, LinesError> {
+    let request = ExportTraceServiceRequest::decode(body).map_err(LinesError::Decode)?;
+    let mut n: u64 = 0;
+    for rs in &request.resource_spans {
+        let resource = flat_attributes(rs.resource.as_ref().map(|r| r.attributes.as_slice()));
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                let line = Line {
+                    resource: &resource,
+                    scope: ScopeLine::of(ss.scope.as_ref()),
+                    log_record: None,
+                    span: Some(span),
+                    metric: None,
+                    data_point: None,
+                };
+                write_line(&line, out)?;
+                n = n.saturating_add(1);
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn metrics_lines(body: &[u8], out: &mut Vec<u8>) -> Result<u64, LinesError> {
+    let request = ExportMetricsServiceRequest::decode(body).map_err(LinesError::Decode)?;
+    let mut n: u64 = 0;
+    for rm in &request.resource_metrics {
+        let resource = flat_attributes(rm.resource.as_ref().map(|r| r.attributes.as_slice()));
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let line = |kind| Line::<()> {
+                    resource: &resource,
+                    scope: ScopeLine::of(sm.scope.as_ref()),
+                    log_record: None,
+                    span: None,
+                    metric: Some(metric_line(m, kind)),
+                    data_point: None,
+                };
+                // One arm per data type: the point types differ.
+                n = n.saturating_add(match &m.data {
+                    None => 0,
+                    Some(metric::Data::Gauge(g)) => points(line("gauge"), &g.data_points, out)?,
+                    Some(metric::Data::Sum(s)) => points(line("sum"), &s.data_points, out)?,
+                    Some(metric::Data::Histogram(h)) => {
+                        points(line("histogram"), &h.data_points, out)?
+                    }
+                    Some(metric::Data::ExponentialHistogram(h)) => {
+                        points(line("exponential_histogram"), &h.data_points, out)?
+                    }
+                    Some(metric::Data::Summary(s)) => {
+                        points(line("summary"), &s.data_points, out)?
+                    }
+                });
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn metric_line<'a>(m: &'a Metric, kind: &'static str) -> MetricLine<'a> {
+    MetricLine {
+        name: &m.name,
+        description: &m.description,
+        unit: &m.unit,
+        kind,
+    }
+}
+
+/// Writes one line per point, reusing the metric's line template.
+fn points<P: Serialize>(
+    template: Line<'_, ()>,
+    points: &[P],
+    out: &mut Vec<u8>,
+) -> Result<u64, LinesError> {
+    for point in points {
+        let line = Line {
+            resource: template.resource,
+            scope: ScopeLine {
+                name: template.scope.name,
+                version: template.scope.version,
+            },
+            log_record: None,
+            span: None,
+            metric: template.metric.as_ref().map(|m| MetricLine {
+                name: m.name,
+                description: m.description,
+                unit: m.unit,
+                kind: m.kind,
+            }),
+            data_point: Some(point),
+        };
+        write_line(&line, out)?;
+    }
+    Ok(u64::try_from(points.len()).unwrap_or(u64::MAX))
+}
+
+/// Resource attributes as a flat JSON object; the first of duplicate keys wins.
+fn flat_attributes(attributes: Option<&[KeyValue]>) -> Map<String, Value> {
+    let mut map = Map::new();
+    for kv in attributes.unwrap_or_default() {
+        if !map.contains_key(&kv.key) {
+            map.insert(kv.key.clone(), plain_value(kv.value.as_ref()));
+        }
+    }
+    map
+}
+
+/// An `AnyValue` as plain JSON (not the OTLP `{"stringValue": ..}` wrapper).
+fn plain_value(value: Option<&AnyValue>) -> Value {
+    use any_value::Value as V;
+    match value.and_then(|v| v.value.as_ref()) {
+        None => Value::Null,
+        Some(V::StringValue(s)) => Value::String(s.clone()),
+        Some(V::BoolValue(b)) => Value::Bool(*b),
+        Some(V::IntValue(i)) => Value::from(*i),
+        // NaN and infinities have no JSON number: `from` gives null.
+        Some(V::DoubleValue(d)) => Value::from(*d),
+        Some(V::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| plain_value(Some(v))).collect())
+        }
+        Some(V::KvlistValue(kvs)) => Value::Object(flat_attributes(Some(&kvs.values))),
+        Some(V::BytesValue(b)) => Value::String(hex::encode(b)),
+        Some(V::StringValueStrindex(i)) => Value::from(*i),
+    }
+}
