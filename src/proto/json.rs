@@ -18,8 +18,9 @@
 //! - enum values given by *name* (`"kind": "SPAN_KIND_SERVER"`) are
 //!   rejected: the spec says receivers should accept them, but OTLP
 //!   exporters send integers, which is what the spec requires of senders;
-//! - a JSON `null` for a scalar or message field is rejected (proto3 JSON
-//!   treats it as absent) — exporters do not send nulls.
+//! - a JSON `null` for a scalar field (`"schemaUrl": null`) is rejected,
+//!   where proto3 JSON treats it as absent; `null` for a message field is
+//!   accepted. Exporters do not send nulls.
 //! - [`request_to_json`] omits nothing: default values are written out
 //!   (e.g. `"droppedAttributesCount": 0`), which is valid but verbose.
 //!
@@ -345,5 +346,249 @@ fn plain_value(value: Option<&AnyValue>) -> Value {
         Some(V::KvlistValue(kvs)) => Value::Object(flat_attributes(Some(&kvs.values))),
         Some(V::BytesValue(b)) => Value::String(hex::encode(b)),
         Some(V::StringValueStrindex(i)) => Value::from(*i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::{metrics::v1::number_data_point, trace::v1::span};
+
+    const LOGS: &str = r#"{
+      "resourceLogs": [{
+        "resource": {"attributes": [
+          {"key": "k8s.namespace.name", "value": {"stringValue": "shoot--p--a"}},
+          {"key": "replicas", "value": {"intValue": "3"}}
+        ]},
+        "scopeLogs": [{
+          "scope": {"name": "fluent-bit", "version": "4.0"},
+          "logRecords": [{
+            "timeUnixNano": "1700000000000000000",
+            "observedTimeUnixNano": "1700000000000000001",
+            "severityNumber": 9,
+            "severityText": "INFO",
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "body": {"stringValue": "hello"},
+            "attributes": [{"key": "code", "value": {"intValue": 42}}],
+            "someFutureField": {"nested": [1, 2]}
+          }]
+        }],
+        "schemaUrl": "https://opentelemetry.io/schemas/1.24.0"
+      }]
+    }"#;
+
+    const METRICS: &str = r#"{
+      "resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]},
+        "scopeMetrics": [{
+          "scope": {"name": "meter"},
+          "metrics": [{
+            "name": "requests",
+            "unit": "1",
+            "sum": {
+              "aggregationTemporality": 2,
+              "isMonotonic": true,
+              "dataPoints": [
+                {"asInt": "12345678901234", "timeUnixNano": "1700000000000000000",
+                 "attributes": [{"key": "code", "value": {"stringValue": "200"}}]},
+                {"asInt": "7", "timeUnixNano": "1700000000000000000"}
+              ]
+            }
+          }, {
+            "name": "temperature",
+            "gauge": {"dataPoints": [{"asDouble": 21.5}]}
+          }]
+        }]
+      }]
+    }"#;
+
+    const TRACES: &str = r#"{
+      "resourceSpans": [{
+        "resource": {"attributes": [{"key": "k8s.namespace.name", "value": {"stringValue": "garden"}}]},
+        "scopeSpans": [{
+          "scope": {"name": "tracer", "version": "1.2.3"},
+          "spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "parentSpanId": "eee19b7ec3c1b173",
+            "name": "GET /",
+            "kind": 2,
+            "startTimeUnixNano": "1544712660000000000",
+            "endTimeUnixNano": "1544712661000000000",
+            "attributes": [{"key": "http.status_code", "value": {"intValue": "200"}}],
+            "status": {"code": 2, "message": "boom"}
+          }]
+        }]
+      }]
+    }"#;
+
+    #[test]
+    fn logs_json_maps_to_the_expected_protobuf() {
+        let bytes = request_from_json(Signal::Logs, LOGS.as_bytes()).unwrap();
+        let req = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+        let rl = &req.resource_logs[0];
+        let attrs = &rl.resource.as_ref().unwrap().attributes;
+        assert_eq!(attrs[0].key, "k8s.namespace.name");
+        assert_eq!(
+            attrs[1].value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(3))
+        );
+        assert_eq!(rl.schema_url, "https://opentelemetry.io/schemas/1.24.0");
+        let sl = &rl.scope_logs[0];
+        assert_eq!(sl.scope.as_ref().unwrap().name, "fluent-bit");
+        let r = &sl.log_records[0];
+        assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_000);
+        assert_eq!(r.severity_number, 9);
+        assert_eq!(hex::encode(&r.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(hex::encode(&r.span_id), "eee19b7ec3c1b174");
+        assert_eq!(
+            r.body.as_ref().unwrap().value,
+            Some(any_value::Value::StringValue("hello".into()))
+        );
+        // intValue given as a JSON number is accepted too.
+        assert_eq!(
+            r.attributes[0].value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(42))
+        );
+    }
+
+    #[test]
+    fn metrics_json_keeps_int64_as_string_and_metric_types() {
+        let bytes = request_from_json(Signal::Metrics, METRICS.as_bytes()).unwrap();
+        let req = ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap();
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(metric::Data::Sum(sum)) = &metrics[0].data else {
+            panic!("expected a sum, got {:?}", metrics[0].data);
+        };
+        assert!(sum.is_monotonic);
+        assert_eq!(sum.aggregation_temporality, 2);
+        assert_eq!(
+            sum.data_points[0].value,
+            Some(number_data_point::Value::AsInt(12_345_678_901_234))
+        );
+        assert_eq!(sum.data_points.len(), 2);
+        let Some(metric::Data::Gauge(g)) = &metrics[1].data else {
+            panic!("expected a gauge");
+        };
+        assert_eq!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(21.5)));
+        assert_eq!(crate::proto::count_records(Signal::Metrics, &bytes), Ok(3));
+    }
+
+    #[test]
+    fn traces_json_kind_and_status() {
+        let bytes = request_from_json(Signal::Traces, TRACES.as_bytes()).unwrap();
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.kind, span::SpanKind::Server as i32);
+        let status = span.status.as_ref().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (2, "boom"));
+        assert_eq!(hex::encode(&span.parent_span_id), "eee19b7ec3c1b173");
+        assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    }
+
+    #[test]
+    fn protobuf_to_json_and_back_is_identity() {
+        for (signal, json) in [
+            (Signal::Logs, LOGS),
+            (Signal::Metrics, METRICS),
+            (Signal::Traces, TRACES),
+        ] {
+            let bytes = request_from_json(signal, json.as_bytes()).unwrap();
+            let again = request_to_json(signal, &bytes).unwrap();
+            let back = request_from_json(signal, &again).unwrap();
+            assert_eq!(back, bytes, "{signal}: {}", String::from_utf8_lossy(&again));
+        }
+    }
+
+    #[test]
+    fn json_output_uses_otlp_conventions() {
+        let bytes = request_from_json(Signal::Logs, LOGS.as_bytes()).unwrap();
+        let v: Value = serde_json::from_slice(&request_to_json(Signal::Logs, &bytes).unwrap())
+            .unwrap();
+        let r = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(r["traceId"], "5b8efff798038103d269b633813fc60c");
+        assert_eq!(r["timeUnixNano"], "1700000000000000000");
+        assert_eq!(r["severityNumber"], 9);
+        assert_eq!(r["body"], serde_json::json!({"stringValue": "hello"}));
+        assert_eq!(r["attributes"][0]["value"], serde_json::json!({"intValue": "42"}));
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let err = request_from_json(Signal::Logs, b"{\n  \"resourceLogs\": [\n    {,]\n}")
+            .unwrap_err();
+        assert!(err.message.contains("OTLP/JSON logs"), "{err}");
+        assert!(err.message.contains("line 3"), "{err}");
+        let err = request_from_json(
+            Signal::Traces,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("column"), "{err}");
+        let err = request_to_json(Signal::Metrics, &[0x0a, 0x05, 1]).unwrap_err();
+        assert!(err.message.contains("protobuf metrics"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_at_every_level() {
+        let json = r#"{"resourceSpans":[{"x":1,"resource":{"y":[],"attributes":[]},
+          "scopeSpans":[{"z":{},"scope":{"w":true,"name":"s"},"spans":[{"v":null,"name":"n",
+          "status":{"u":1},"events":[{"t":"e"}]}]}]}],"extra":"field"}"#;
+        let bytes = request_from_json(Signal::Traces, json.as_bytes()).unwrap();
+        assert_eq!(crate::proto::count_records(Signal::Traces, &bytes), Ok(1));
+        let json = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m",
+          "futureField":1,"sum":{"dataPoints":[{"asInt":"1","q":2}]}}]}]}]}"#;
+        let bytes = request_from_json(Signal::Metrics, json.as_bytes()).unwrap();
+        assert_eq!(crate::proto::count_records(Signal::Metrics, &bytes), Ok(1));
+    }
+
+    #[test]
+    fn json_lines_one_per_record_with_flat_resource() {
+        let mut out = Vec::new();
+        let bytes = request_from_json(Signal::Metrics, METRICS.as_bytes()).unwrap();
+        assert_eq!(records_to_json_lines(Signal::Metrics, &bytes, &mut out).unwrap(), 3);
+        let bytes = request_from_json(Signal::Logs, LOGS.as_bytes()).unwrap();
+        assert_eq!(records_to_json_lines(Signal::Logs, &bytes, &mut out).unwrap(), 1);
+        let bytes = request_from_json(Signal::Traces, TRACES.as_bytes()).unwrap();
+        assert_eq!(records_to_json_lines(Signal::Traces, &bytes, &mut out).unwrap(), 1);
+        let lines: Vec<Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0]["resource"], serde_json::json!({"service.name": "api"}));
+        assert_eq!(lines[0]["metric"]["name"], "requests");
+        assert_eq!(lines[0]["metric"]["type"], "sum");
+        assert_eq!(lines[0]["dataPoint"]["asInt"], "12345678901234");
+        assert_eq!(lines[2]["metric"]["type"], "gauge");
+        assert_eq!(
+            lines[3]["resource"],
+            serde_json::json!({"k8s.namespace.name": "shoot--p--a", "replicas": 3})
+        );
+        assert_eq!(lines[3]["scope"], serde_json::json!({"name": "fluent-bit", "version": "4.0"}));
+        assert_eq!(lines[3]["logRecord"]["body"]["stringValue"], "hello");
+        assert_eq!(lines[4]["span"]["name"], "GET /");
+        assert_eq!(lines[4]["span"]["kind"], 2);
+    }
+
+    #[test]
+    fn json_lines_leave_out_untouched_on_error() {
+        let mut out = b"previous\n".to_vec();
+        assert!(records_to_json_lines(Signal::Logs, &[0x0a, 0x09], &mut out).is_err());
+        assert_eq!(out, b"previous\n");
+    }
+
+    /// Pins the deviations the module doc lists: if the crate starts
+    /// accepting these, the doc must change.
+    #[test]
+    fn documented_deviations_still_hold() {
+        let by_name = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#;
+        assert!(request_from_json(Signal::Traces, by_name.as_bytes()).is_err());
+        let null_message = r#"{"resourceSpans":[{"resource":null}]}"#;
+        let null_scalar = r#"{"resourceSpans":[{"schemaUrl":null}]}"#;
+        assert!(request_from_json(Signal::Traces, null_message.as_bytes()).is_ok());
+        assert!(request_from_json(Signal::Traces, null_scalar.as_bytes()).is_err());
     }
 }
