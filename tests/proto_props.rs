@@ -15,9 +15,9 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     metrics::v1::{
-        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
-        HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
-        SummaryDataPoint, metric, number_data_point,
+        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+        metric, number_data_point,
     },
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
@@ -50,7 +50,9 @@ fn any_value() -> impl Strategy<Value = Option<AnyValue>> {
         prop::collection::vec("\\PC{0,4}", 0..3).prop_map(|v| V::ArrayValue(ArrayValue {
             values: v
                 .into_iter()
-                .map(|s| AnyValue { value: Some(V::StringValue(s)) })
+                .map(|s| AnyValue {
+                    value: Some(V::StringValue(s))
+                })
                 .collect(),
         })),
     ];
@@ -117,19 +119,24 @@ fn log_record() -> impl Strategy<Value = LogRecord> {
 }
 
 fn logs_request() -> impl Strategy<Value = ExportLogsServiceRequest> {
-    let scope_logs = (scope(), prop::collection::vec(log_record(), 0..4), "[a-z]{0,3}")
+    let scope_logs = (
+        scope(),
+        prop::collection::vec(log_record(), 0..4),
+        "[a-z]{0,3}",
+    )
         .prop_map(|(scope, log_records, schema_url)| ScopeLogs {
             scope,
             log_records,
             schema_url,
         });
-    let resource_logs = (resource(), prop::collection::vec(scope_logs, 0..3)).prop_map(
-        |(resource, scope_logs)| ResourceLogs {
-            resource,
-            scope_logs,
-            schema_url: String::new(),
-        },
-    );
+    let resource_logs =
+        (resource(), prop::collection::vec(scope_logs, 0..3)).prop_map(|(resource, scope_logs)| {
+            ResourceLogs {
+                resource,
+                scope_logs,
+                schema_url: String::new(),
+            }
+        });
     prop::collection::vec(resource_logs, 0..6)
         .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
 }
@@ -155,14 +162,17 @@ fn span() -> impl Strategy<Value = Span> {
 }
 
 fn traces_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let scope_spans = (scope(), prop::collection::vec(span(), 0..4)).prop_map(
-        |(scope, spans)| ScopeSpans {
+    let scope_spans =
+        (scope(), prop::collection::vec(span(), 0..4)).prop_map(|(scope, spans)| ScopeSpans {
             scope,
             spans,
             schema_url: String::new(),
-        },
-    );
-    let resource_spans = (resource(), prop::collection::vec(scope_spans, 0..3), "[a-z]{0,3}")
+        });
+    let resource_spans = (
+        resource(),
+        prop::collection::vec(scope_spans, 0..3),
+        "[a-z]{0,3}",
+    )
         .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
             resource,
             scope_spans,
@@ -173,14 +183,17 @@ fn traces_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
 }
 
 fn number_point() -> impl Strategy<Value = NumberDataPoint> {
-    (any::<u64>(), any::<i64>(), prop::collection::vec(attribute(), 0..2)).prop_map(
-        |(time, v, attributes)| NumberDataPoint {
+    (
+        any::<u64>(),
+        any::<i64>(),
+        prop::collection::vec(attribute(), 0..2),
+    )
+        .prop_map(|(time, v, attributes)| NumberDataPoint {
             time_unix_nano: time,
             value: Some(number_data_point::Value::AsInt(v)),
             attributes,
             ..Default::default()
-        },
-    )
+        })
 }
 
 fn metric_data() -> impl Strategy<Value = Option<metric::Data>> {
@@ -239,21 +252,19 @@ fn metric_data() -> impl Strategy<Value = Option<metric::Data>> {
 }
 
 fn metrics_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
-    let metric = ("[a-z_.]{1,12}", "[a-z]{0,3}", metric_data()).prop_map(|(name, unit, data)| {
-        Metric {
+    let metric =
+        ("[a-z_.]{1,12}", "[a-z]{0,3}", metric_data()).prop_map(|(name, unit, data)| Metric {
             name,
             unit,
             data,
             ..Default::default()
-        }
-    });
-    let scope_metrics = (scope(), prop::collection::vec(metric, 0..4)).prop_map(
-        |(scope, metrics)| ScopeMetrics {
+        });
+    let scope_metrics =
+        (scope(), prop::collection::vec(metric, 0..4)).prop_map(|(scope, metrics)| ScopeMetrics {
             scope,
             metrics,
             schema_url: String::new(),
-        },
-    );
+        });
     let resource_metrics = (resource(), prop::collection::vec(scope_metrics, 0..3)).prop_map(
         |(resource, scope_metrics)| ResourceMetrics {
             resource,
@@ -270,12 +281,16 @@ fn metrics_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
 /// What a full decode says the routing key of a resource is: the first name
 /// of `KEYS` that some attribute has with a string value.
 fn expected_key(resource: Option<&Resource>) -> Option<&str> {
-    let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+    let attrs = resource
+        .map(|r| r.attributes.as_slice())
+        .unwrap_or_default();
     KEYS.iter().find_map(|k| {
-        attrs.iter().find_map(|a| match a.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(any_value::Value::StringValue(s)) if a.key == *k => Some(s.as_str()),
-            _ => None,
-        })
+        attrs
+            .iter()
+            .find_map(|a| match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) if a.key == *k => Some(s.as_str()),
+                _ => None,
+            })
     })
 }
 
@@ -378,7 +393,10 @@ fn round_trip<R: Message + Default + PartialEq + std::fmt::Debug>(
 
     let mut all = Vec::new();
     concat(&buf, &blocks, &mut all);
-    prop_assert_eq!(&R::decode(all.as_slice()).map_err(|e| TestCaseError::fail(e.to_string()))?, request);
+    prop_assert_eq!(
+        &R::decode(all.as_slice()).map_err(|e| TestCaseError::fail(e.to_string()))?,
+        request
+    );
 
     let mut part = Vec::new();
     concat(&buf, &select(&blocks, mask), &mut part);
@@ -445,20 +463,31 @@ fn check_against_prost(signal: Signal, buf: &[u8]) -> Result<(), TestCaseError> 
     }
     let decoded = match signal {
         Signal::Logs => ExportLogsServiceRequest::decode(buf).map(|r| {
-            expected_logs(&r).into_iter().map(|(n, k)| (n, k.map(str::to_owned))).collect::<Vec<_>>()
+            expected_logs(&r)
+                .into_iter()
+                .map(|(n, k)| (n, k.map(str::to_owned)))
+                .collect::<Vec<_>>()
         }),
         Signal::Traces => ExportTraceServiceRequest::decode(buf).map(|r| {
-            expected_traces(&r).into_iter().map(|(n, k)| (n, k.map(str::to_owned))).collect()
+            expected_traces(&r)
+                .into_iter()
+                .map(|(n, k)| (n, k.map(str::to_owned)))
+                .collect()
         }),
         Signal::Metrics => ExportMetricsServiceRequest::decode(buf).map(|r| {
-            expected_metrics(&r).into_iter().map(|(n, k)| (n, k.map(str::to_owned))).collect()
+            expected_metrics(&r)
+                .into_iter()
+                .map(|(n, k)| (n, k.map(str::to_owned)))
+                .collect()
         }),
     };
     if let Ok(expected) = decoded {
         match scanned {
             Ok(blocks) => {
-                let got: Vec<_> =
-                    blocks.iter().map(|b| (b.records, b.key.map(str::to_owned))).collect();
+                let got: Vec<_> = blocks
+                    .iter()
+                    .map(|b| (b.records, b.key.map(str::to_owned)))
+                    .collect();
                 prop_assert_eq!(got, expected);
             }
             // prost skips unknown groups; the scanner rejects them.

@@ -272,9 +272,7 @@ fn metrics_lines(body: &[u8], out: &mut Vec<u8>) -> Result<u64, LinesError> {
                     Some(metric::Data::ExponentialHistogram(h)) => {
                         points(line("exponential_histogram"), &h.data_points, out)?
                     }
-                    Some(metric::Data::Summary(s)) => {
-                        points(line("summary"), &s.data_points, out)?
-                    }
+                    Some(metric::Data::Summary(s)) => points(line("summary"), &s.data_points, out)?,
                 });
             }
         }
@@ -350,6 +348,8 @@ fn plain_value(value: Option<&AnyValue>) -> Value {
 }
 
 #[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::{metrics::v1::number_data_point, trace::v1::span};
@@ -471,7 +471,10 @@ mod tests {
         let Some(metric::Data::Gauge(g)) = &metrics[1].data else {
             panic!("expected a gauge");
         };
-        assert_eq!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(21.5)));
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(21.5))
+        );
         assert_eq!(crate::proto::count_records(Signal::Metrics, &bytes), Ok(3));
     }
 
@@ -504,20 +507,23 @@ mod tests {
     #[test]
     fn json_output_uses_otlp_conventions() {
         let bytes = request_from_json(Signal::Logs, LOGS.as_bytes()).unwrap();
-        let v: Value = serde_json::from_slice(&request_to_json(Signal::Logs, &bytes).unwrap())
-            .unwrap();
+        let v: Value =
+            serde_json::from_slice(&request_to_json(Signal::Logs, &bytes).unwrap()).unwrap();
         let r = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
         assert_eq!(r["traceId"], "5b8efff798038103d269b633813fc60c");
         assert_eq!(r["timeUnixNano"], "1700000000000000000");
         assert_eq!(r["severityNumber"], 9);
         assert_eq!(r["body"], serde_json::json!({"stringValue": "hello"}));
-        assert_eq!(r["attributes"][0]["value"], serde_json::json!({"intValue": "42"}));
+        assert_eq!(
+            r["attributes"][0]["value"],
+            serde_json::json!({"intValue": "42"})
+        );
     }
 
     #[test]
     fn errors_say_where() {
-        let err = request_from_json(Signal::Logs, b"{\n  \"resourceLogs\": [\n    {,]\n}")
-            .unwrap_err();
+        let err =
+            request_from_json(Signal::Logs, b"{\n  \"resourceLogs\": [\n    {,]\n}").unwrap_err();
         assert!(err.message.contains("OTLP/JSON logs"), "{err}");
         assert!(err.message.contains("line 3"), "{err}");
         let err = request_from_json(
@@ -547,18 +553,30 @@ mod tests {
     fn json_lines_one_per_record_with_flat_resource() {
         let mut out = Vec::new();
         let bytes = request_from_json(Signal::Metrics, METRICS.as_bytes()).unwrap();
-        assert_eq!(records_to_json_lines(Signal::Metrics, &bytes, &mut out).unwrap(), 3);
+        assert_eq!(
+            records_to_json_lines(Signal::Metrics, &bytes, &mut out).unwrap(),
+            3
+        );
         let bytes = request_from_json(Signal::Logs, LOGS.as_bytes()).unwrap();
-        assert_eq!(records_to_json_lines(Signal::Logs, &bytes, &mut out).unwrap(), 1);
+        assert_eq!(
+            records_to_json_lines(Signal::Logs, &bytes, &mut out).unwrap(),
+            1
+        );
         let bytes = request_from_json(Signal::Traces, TRACES.as_bytes()).unwrap();
-        assert_eq!(records_to_json_lines(Signal::Traces, &bytes, &mut out).unwrap(), 1);
+        assert_eq!(
+            records_to_json_lines(Signal::Traces, &bytes, &mut out).unwrap(),
+            1
+        );
         let lines: Vec<Value> = out
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 5);
-        assert_eq!(lines[0]["resource"], serde_json::json!({"service.name": "api"}));
+        assert_eq!(
+            lines[0]["resource"],
+            serde_json::json!({"service.name": "api"})
+        );
         assert_eq!(lines[0]["metric"]["name"], "requests");
         assert_eq!(lines[0]["metric"]["type"], "sum");
         assert_eq!(lines[0]["dataPoint"]["asInt"], "12345678901234");
@@ -567,7 +585,10 @@ mod tests {
             lines[3]["resource"],
             serde_json::json!({"k8s.namespace.name": "shoot--p--a", "replicas": 3})
         );
-        assert_eq!(lines[3]["scope"], serde_json::json!({"name": "fluent-bit", "version": "4.0"}));
+        assert_eq!(
+            lines[3]["scope"],
+            serde_json::json!({"name": "fluent-bit", "version": "4.0"})
+        );
         assert_eq!(lines[3]["logRecord"]["body"]["stringValue"], "hello");
         assert_eq!(lines[4]["span"]["name"], "GET /");
         assert_eq!(lines[4]["span"]["kind"], 2);
@@ -584,7 +605,8 @@ mod tests {
     /// accepting these, the doc must change.
     #[test]
     fn documented_deviations_still_hold() {
-        let by_name = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#;
+        let by_name =
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#;
         assert!(request_from_json(Signal::Traces, by_name.as_bytes()).is_err());
         let null_message = r#"{"resourceSpans":[{"resource":null}]}"#;
         let null_scalar = r#"{"resourceSpans":[{"schemaUrl":null}]}"#;

@@ -248,11 +248,9 @@ fn top_level_block<'a>(
             2 => {
                 let (s, e) = f.expect_len(names(signal).scope)?;
                 let n = scope_records(signal, &block.nested(s, e))?;
-                records = records
-                    .checked_add(n)
-                    .ok_or(ScanError::CountOverflow {
-                        offset: field.offset,
-                    })?;
+                records = records.checked_add(n).ok_or(ScanError::CountOverflow {
+                    offset: field.offset,
+                })?;
             }
             // schema_url
             3 => {
@@ -561,6 +559,8 @@ fn data_points(data: &Reader<'_>, fields: &DataFields) -> Result<u32, ScanError>
 }
 
 #[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -608,19 +608,39 @@ mod tests {
         let mut over = vec![0x0a];
         over.extend([0xff; 10]);
         let cases: Vec<(&str, Vec<u8>, ScanError)> = vec![
-            ("tag without length", vec![0x0a], ScanError::Truncated { offset: 1 }),
-            ("length varint cut short", vec![0x0a, 0x80], ScanError::Truncated { offset: 1 }),
-            ("length varint overflow", over, ScanError::VarintOverflow { offset: 1 }),
+            (
+                "tag without length",
+                vec![0x0a],
+                ScanError::Truncated { offset: 1 },
+            ),
+            (
+                "length varint cut short",
+                vec![0x0a, 0x80],
+                ScanError::Truncated { offset: 1 },
+            ),
+            (
+                "length varint overflow",
+                over,
+                ScanError::VarintOverflow { offset: 1 },
+            ),
             (
                 "length past the end",
                 vec![0x0a, 0x05, 0x00],
-                ScanError::LengthOutOfBounds { offset: 1, len: 5, available: 1 },
+                ScanError::LengthOutOfBounds {
+                    offset: 1,
+                    len: 5,
+                    available: 1,
+                },
             ),
             (
                 "inner length past its parent",
                 // block of 3 bytes whose scope field claims 4
                 [vec![0x0a, 0x03, 0x12, 0x04, 0x00], vec![0; 4]].concat(),
-                ScanError::LengthOutOfBounds { offset: 3, len: 4, available: 1 },
+                ScanError::LengthOutOfBounds {
+                    offset: 3,
+                    len: 4,
+                    available: 1,
+                },
             ),
             (
                 "top-level field 1 as varint",
@@ -647,29 +667,63 @@ mod tests {
                 len(1, &[0x21, 0, 0]),
                 ScanError::Truncated { offset: 3 },
             ),
-            ("start group", vec![0x0b], ScanError::Group { offset: 0, number: 1 }),
-            ("end group", vec![0x14], ScanError::Group { offset: 0, number: 2 }),
-            ("wire type 6", vec![0x0e], ScanError::InvalidWireType { offset: 0, wire_type: 6 }),
-            ("field number 0", vec![0x02, 0x00], ScanError::InvalidTag { offset: 0, key: 2 }),
+            (
+                "start group",
+                vec![0x0b],
+                ScanError::Group {
+                    offset: 0,
+                    number: 1,
+                },
+            ),
+            (
+                "end group",
+                vec![0x14],
+                ScanError::Group {
+                    offset: 0,
+                    number: 2,
+                },
+            ),
+            (
+                "wire type 6",
+                vec![0x0e],
+                ScanError::InvalidWireType {
+                    offset: 0,
+                    wire_type: 6,
+                },
+            ),
+            (
+                "field number 0",
+                vec![0x02, 0x00],
+                ScanError::InvalidTag { offset: 0, key: 2 },
+            ),
             (
                 "key wider than 32 bits",
                 vec![0x82, 0x80, 0x80, 0x80, 0x80, 0x01],
-                ScanError::InvalidTag { offset: 0, key: 1 << 35 | 2 },
+                ScanError::InvalidTag {
+                    offset: 0,
+                    key: 1 << 35 | 2,
+                },
             ),
             (
                 "routing value not UTF-8",
                 logs_block(&[string_attr("k8s.namespace.name", &[0xff, 0xfe])], 1),
                 // block tag+len, resource tag+len, attr tag+len, key (2+18),
                 // value tag+len, string tag+len
-                ScanError::InvalidUtf8 { offset: 2 + 2 + 2 + 20 + 2 + 2 },
+                ScanError::InvalidUtf8 {
+                    offset: 2 + 2 + 2 + 20 + 2 + 2,
+                },
             ),
         ];
         for (name, buf, want) in cases {
             assert_eq!(logs(&buf), Err(want), "{name}");
-            assert_eq!(count_records(Signal::Logs, &buf).err(), Some(want).filter(|e| {
-                // count_records does not look at keys.
-                !matches!(e, ScanError::InvalidUtf8 { .. })
-            }), "{name}");
+            assert_eq!(
+                count_records(Signal::Logs, &buf).err(),
+                Some(want).filter(|e| {
+                    // count_records does not look at keys.
+                    !matches!(e, ScanError::InvalidUtf8 { .. })
+                }),
+                "{name}"
+            );
         }
     }
 
@@ -678,11 +732,26 @@ mod tests {
         let errors = [
             ScanError::Truncated { offset: 1 },
             ScanError::VarintOverflow { offset: 2 },
-            ScanError::LengthOutOfBounds { offset: 3, len: 0, available: 0 },
+            ScanError::LengthOutOfBounds {
+                offset: 3,
+                len: 0,
+                available: 0,
+            },
             ScanError::InvalidTag { offset: 4, key: 0 },
-            ScanError::InvalidWireType { offset: 5, wire_type: 6 },
-            ScanError::Group { offset: 6, number: 1 },
-            ScanError::WrongWireType { offset: 7, field: "f", expected: 2, actual: 0 },
+            ScanError::InvalidWireType {
+                offset: 5,
+                wire_type: 6,
+            },
+            ScanError::Group {
+                offset: 6,
+                number: 1,
+            },
+            ScanError::WrongWireType {
+                offset: 7,
+                field: "f",
+                expected: 2,
+                actual: 0,
+            },
             ScanError::InvalidUtf8 { offset: 8 },
             ScanError::CountOverflow { offset: 9 },
         ];
@@ -716,14 +785,21 @@ mod tests {
     #[test]
     fn key_follows_keys_priority_not_attribute_order() {
         let k = keys(&["first", "second"]);
-        let block = logs_block(&[string_attr("second", b"2"), string_attr("first", b"1")], 0);
+        let block = logs_block(
+            &[string_attr("second", b"2"), string_attr("first", b"1")],
+            0,
+        );
         assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("1"));
         // A non-string value of the preferred name does not count.
         let block = logs_block(&[int_attr("first", 1), string_attr("second", b"2")], 0);
         assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("2"));
         // ... but a later string attribute of that name does.
         let block = logs_block(
-            &[int_attr("first", 1), string_attr("second", b"2"), string_attr("first", b"1")],
+            &[
+                int_attr("first", 1),
+                string_attr("second", b"2"),
+                string_attr("first", b"1"),
+            ],
             0,
         );
         assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("1"));
@@ -737,18 +813,30 @@ mod tests {
         // KeyValue.value twice: string then int → int wins (not a key).
         let kv = [len(1, b"ns"), len(2, &len(1, b"a")), len(2, &varint(3, 5))].concat();
         let block = len(1, &len(1, &len(1, &kv)));
-        assert_eq!(scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key, None);
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            None
+        );
         // int then an empty AnyValue: still int. string then empty: string.
         let kv = [len(1, b"ns"), len(2, &len(1, b"a")), len(2, &[])].concat();
         let block = len(1, &len(1, &len(1, &kv)));
-        assert_eq!(scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key, Some("a"));
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            Some("a")
+        );
         // Resource twice: attributes merge.
         let block = len(
             1,
-            &[len(1, &len(1, &string_attr("x", b"1"))), len(1, &len(1, &string_attr("ns", b"b")))]
-                .concat(),
+            &[
+                len(1, &len(1, &string_attr("x", b"1"))),
+                len(1, &len(1, &string_attr("ns", b"b"))),
+            ]
+            .concat(),
         );
-        assert_eq!(scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key, Some("b"));
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            Some("b")
+        );
     }
 
     /// A ResourceMetrics block with one scope holding `metrics`.
@@ -758,7 +846,9 @@ mod tests {
     }
 
     fn points(field: u32, n: usize) -> Vec<u8> {
-        let data: Vec<u8> = (0..n).flat_map(|_| len(1, &[0x11, 0, 0, 0, 0, 0, 0, 0, 0])).collect();
+        let data: Vec<u8> = (0..n)
+            .flat_map(|_| len(1, &[0x11, 0, 0, 0, 0, 0, 0, 0, 0]))
+            .collect();
         len(field, &data)
     }
 
@@ -766,12 +856,12 @@ mod tests {
     fn metric_data_points_by_type() {
         let name = len(1, b"m");
         let block = metrics_block(&[
-            [name.clone(), points(5, 1)].concat(),   // gauge
-            [name.clone(), points(7, 2)].concat(),   // sum
-            [name.clone(), points(9, 3)].concat(),   // histogram
-            [name.clone(), points(10, 4)].concat(),  // exponential histogram
-            [name.clone(), points(11, 5)].concat(),  // summary
-            name.clone(),                            // no data
+            [name.clone(), points(5, 1)].concat(),     // gauge
+            [name.clone(), points(7, 2)].concat(),     // sum
+            [name.clone(), points(9, 3)].concat(),     // histogram
+            [name.clone(), points(10, 4)].concat(),    // exponential histogram
+            [name.clone(), points(11, 5)].concat(),    // summary
+            name.clone(),                              // no data
             [name.clone(), len(13, &[1, 2])].concat(), // unknown field only
         ]);
         let blocks = scan(Signal::Metrics, &block, &[]).unwrap();
@@ -791,7 +881,10 @@ mod tests {
         let block = metrics_block(&[len(7, &len(3, &[]))]);
         assert!(matches!(
             count_records(Signal::Metrics, &block),
-            Err(ScanError::WrongWireType { field: "Sum.is_monotonic", .. })
+            Err(ScanError::WrongWireType {
+                field: "Sum.is_monotonic",
+                ..
+            })
         ));
         // field 3 of a Gauge is unknown and skipped
         let block = metrics_block(&[len(5, &len(3, &[]))]);

@@ -66,12 +66,20 @@ pub fn encode(signal: Signal, rejected: u64, message: &str) -> Vec<u8> {
 /// The same response as OTLP/JSON (`{}` for a full success).
 pub fn encode_json(signal: Signal, rejected: u64, message: &str) -> Vec<u8> {
     let partial = match build(signal, rejected, message) {
-        Response::Logs(r) => r
-            .partial_success
-            .map(|p| ("rejectedLogRecords", p.rejected_log_records, p.error_message)),
-        Response::Metrics(r) => r
-            .partial_success
-            .map(|p| ("rejectedDataPoints", p.rejected_data_points, p.error_message)),
+        Response::Logs(r) => r.partial_success.map(|p| {
+            (
+                "rejectedLogRecords",
+                p.rejected_log_records,
+                p.error_message,
+            )
+        }),
+        Response::Metrics(r) => r.partial_success.map(|p| {
+            (
+                "rejectedDataPoints",
+                p.rejected_data_points,
+                p.error_message,
+            )
+        }),
         Response::Traces(r) => r
             .partial_success
             .map(|p| ("rejectedSpans", p.rejected_spans, p.error_message)),
@@ -96,6 +104,8 @@ pub fn encode_json(signal: Signal, rejected: u64, message: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -112,12 +122,18 @@ mod tests {
         let body = encode(Signal::Logs, 3, "queue full");
         let r = ExportLogsServiceResponse::decode(body.as_slice()).unwrap();
         let p = r.partial_success.unwrap();
-        assert_eq!((p.rejected_log_records, p.error_message.as_str()), (3, "queue full"));
+        assert_eq!(
+            (p.rejected_log_records, p.error_message.as_str()),
+            (3, "queue full")
+        );
 
         let body = encode(Signal::Metrics, 0, "warning only");
         let r = ExportMetricsServiceResponse::decode(body.as_slice()).unwrap();
         let p = r.partial_success.unwrap();
-        assert_eq!((p.rejected_data_points, p.error_message.as_str()), (0, "warning only"));
+        assert_eq!(
+            (p.rejected_data_points, p.error_message.as_str()),
+            (0, "warning only")
+        );
 
         let body = encode(Signal::Traces, 7, "");
         let r = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
@@ -134,9 +150,15 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_slice(&encode_json(Signal::Metrics, 5, "")).unwrap();
-        assert_eq!(v, serde_json::json!({"partialSuccess": {"rejectedDataPoints": "5"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"partialSuccess": {"rejectedDataPoints": "5"}})
+        );
         let v: serde_json::Value =
             serde_json::from_slice(&encode_json(Signal::Logs, 0, "why")).unwrap();
-        assert_eq!(v, serde_json::json!({"partialSuccess": {"errorMessage": "why"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"partialSuccess": {"errorMessage": "why"}})
+        );
     }
 }

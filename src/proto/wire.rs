@@ -230,6 +230,8 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -266,10 +268,7 @@ mod tests {
         let mut over = vec![0x08];
         over.extend([0xff; 9]);
         over.push(0x02);
-        assert_eq!(
-            fields(&over),
-            Err(ScanError::VarintOverflow { offset: 1 })
-        );
+        assert_eq!(fields(&over), Err(ScanError::VarintOverflow { offset: 1 }));
     }
 
     #[test]
