@@ -1,21 +1,157 @@
-//! CONTRACT STUB — replaced by the proto helper. Wire-level OTLP helpers.
-#![allow(missing_docs, unused_variables)]
-use crate::signal::Signal;
+//! OTLP at the wire level: scan, don't decode.
+//!
+//! Why this exists: routing and batching need, per request, only the list of
+//! top-level `Resource{Logs,Metrics,Spans}` entries, the routing attribute of
+//! each resource and how many records each holds. Decoding the whole request
+//! with prost to learn that costs an allocation per record and attribute;
+//! [`scan`] instead walks the protobuf framing and returns byte ranges,
+//! counts and borrowed strings. Because a protobuf message is the
+//! concatenation of its fields, the bytes of any subset of blocks, kept in
+//! order and concatenated, are again a valid export request: routing and
+//! batching become slicing and concatenation (see [`concat`]).
+//!
+//! Invariants:
+//! - Nothing here panics on any input, never indexes out of bounds
+//!   (`clippy::indexing_slicing` is on), uses overflow-checked arithmetic and
+//!   allocates only the returned `Vec`.
+//! - Every level the scanner walks is fully framed: request → resource block
+//!   → resource → attribute → value, and block → scope → record (for metrics
+//!   block → scope → metric → data → data point). Records themselves and
+//!   everything below the value of an attribute are only length-checked.
+//! - Field numbers are those of opentelemetry-proto 0.33 (OTLP 1.x). A known
+//!   field with the wrong wire type is an error, as it is for prost; unknown
+//!   fields are skipped if they are validly framed; groups are rejected.
+//! - Repeated occurrences of a singular field follow protobuf's merge rules
+//!   as prost applies them (last scalar wins, messages merge, a oneof keeps
+//!   its last member), so counts and keys equal what a prost decode gives.
+//! - Errors are a small `Copy` enum whose offsets are absolute positions in
+//!   the request buffer.
+#![warn(clippy::indexing_slicing)]
+
 use std::ops::Range;
+
+use crate::signal::Signal;
 
 pub mod json;
 pub mod response;
+mod wire;
 
-/// A problem in the wire encoding. Small and `Copy`: it is the hot path.
+use wire::{Field, I64, Reader, VARINT};
+
+/// A problem in the wire encoding of an export request.
+///
+/// Small and `Copy` because it is produced on the hot path; every variant
+/// carries the absolute byte offset in the request where the problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
-    #[error("truncated at byte {offset}")]
-    Truncated { offset: usize },
+    /// A varint or a fixed-width value starting at `offset` runs past the end
+    /// of its enclosing message (or of the request).
+    #[error("truncated value at byte {offset}")]
+    Truncated {
+        /// Where the value starts.
+        offset: usize,
+    },
+    /// A varint starting at `offset` is longer than 10 bytes or does not fit
+    /// in 64 bits.
+    #[error("varint at byte {offset} overflows 64 bits")]
+    VarintOverflow {
+        /// Where the varint starts.
+        offset: usize,
+    },
+    /// A length prefix at `offset` claims more bytes than its enclosing
+    /// message has left.
+    #[error("length {len} at byte {offset} exceeds the {available} bytes left in its message")]
+    LengthOutOfBounds {
+        /// Where the length varint starts.
+        offset: usize,
+        /// The length on the wire.
+        len: u64,
+        /// Bytes left in the enclosing message after the length varint.
+        available: usize,
+    },
+    /// A field key at `offset` does not fit in 32 bits or has field number 0.
+    #[error("invalid field key {key} at byte {offset}")]
+    InvalidTag {
+        /// Where the key starts.
+        offset: usize,
+        /// The key as read.
+        key: u64,
+    },
+    /// A field key at `offset` has wire type 6 or 7, which do not exist.
+    #[error("invalid wire type {wire_type} at byte {offset}")]
+    InvalidWireType {
+        /// Where the key starts.
+        offset: usize,
+        /// The wire type as read.
+        wire_type: u8,
+    },
+    /// A field key at `offset` starts or ends a group (wire types 3 and 4):
+    /// deprecated, and never used by OTLP.
+    #[error("group (field {number}) at byte {offset} is not supported")]
+    Group {
+        /// Where the key starts.
+        offset: usize,
+        /// The field number of the group.
+        number: u32,
+    },
+    /// A known OTLP field at `offset` has a wire type other than its schema's.
+    #[error("field {field} at byte {offset} has wire type {actual}, expected {expected}")]
+    WrongWireType {
+        /// Where the key starts.
+        offset: usize,
+        /// The field, as `Message.field`.
+        field: &'static str,
+        /// The wire type of the schema.
+        expected: u8,
+        /// The wire type as read.
+        actual: u8,
+    },
+    /// The string value of a routing-key attribute starting at `offset` is
+    /// not UTF-8.
+    #[error("routing attribute value at byte {offset} is not UTF-8")]
+    InvalidUtf8 {
+        /// Where the string payload starts.
+        offset: usize,
+    },
+    /// A resource block at `offset` holds more than `u32::MAX` records.
+    #[error("resource block at byte {offset} holds more than 2^32-1 records")]
+    CountOverflow {
+        /// Where the block's key starts.
+        offset: usize,
+    },
 }
 
+// === impl ScanError ===
+
 impl ScanError {
+    /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
-        "truncated"
+        match self {
+            ScanError::Truncated { .. } => "truncated",
+            ScanError::VarintOverflow { .. } => "varint_overflow",
+            ScanError::LengthOutOfBounds { .. } => "length_out_of_bounds",
+            ScanError::InvalidTag { .. } => "invalid_tag",
+            ScanError::InvalidWireType { .. } => "invalid_wire_type",
+            ScanError::Group { .. } => "group",
+            ScanError::WrongWireType { .. } => "wrong_wire_type",
+            ScanError::InvalidUtf8 { .. } => "invalid_utf8",
+            ScanError::CountOverflow { .. } => "count_overflow",
+        }
+    }
+
+    /// The absolute byte offset in the request the error points at.
+    pub fn offset(&self) -> usize {
+        match *self {
+            ScanError::Truncated { offset }
+            | ScanError::VarintOverflow { offset }
+            | ScanError::LengthOutOfBounds { offset, .. }
+            | ScanError::InvalidTag { offset, .. }
+            | ScanError::InvalidWireType { offset, .. }
+            | ScanError::Group { offset, .. }
+            | ScanError::WrongWireType { offset, .. }
+            | ScanError::InvalidUtf8 { offset }
+            | ScanError::CountOverflow { offset } => offset,
+        }
     }
 }
 
@@ -23,25 +159,748 @@ impl ScanError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block<'a> {
     /// Covers the field's tag, length and payload: concatenating the ranges of
-    /// any blocks of a request gives a valid request.
+    /// any blocks of a request, in order, gives a valid request.
     pub range: Range<usize>,
     /// Log records, metric data points or spans in this block.
     pub records: u32,
-    /// The value of the first of `keys` present among the resource attributes
-    /// with a string value.
+    /// The value of the first of `keys` (in the order of `keys`) present
+    /// among the resource attributes with a string value.
     pub key: Option<&'a str>,
 }
 
-/// Walks an Export*ServiceRequest.
+/// Walks an `Export{Logs,Metrics,Trace}ServiceRequest` and returns its
+/// resource blocks in order, with their record counts and routing keys.
+///
+/// `keys` are attribute names in order of priority: a block's `key` is the
+/// string value of the first name that some resource attribute has with a
+/// string value (an attribute of that name with a non-string value does not
+/// count, the next name is tried). Top-level fields other than the resource
+/// blocks are skipped and are not covered by any block.
+///
+/// # Errors
+/// A [`ScanError`] for the first framing problem found in the levels walked
+/// (see the module doc), or for a routing-key value that is not UTF-8.
 pub fn scan<'a>(
     signal: Signal,
     buf: &'a [u8],
     keys: &[String],
 ) -> Result<Vec<Block<'a>>, ScanError> {
-    unimplemented!()
+    let mut blocks = Vec::new();
+    let mut top = Reader::new(buf);
+    while let Some(field) = top.next_field()? {
+        if let Some(block) = top_level_block(signal, &top, &field, keys)? {
+            blocks.push(block);
+        }
+    }
+    Ok(blocks)
 }
 
-/// Records in a whole request.
+/// Records (log records, metric data points, spans) in a whole request,
+/// with the same validation as [`scan`] and no allocation.
+///
+/// # Errors
+/// As for [`scan`].
 pub fn count_records(signal: Signal, buf: &[u8]) -> Result<u64, ScanError> {
-    unimplemented!()
+    let mut total: u64 = 0;
+    let mut top = Reader::new(buf);
+    while let Some(field) = top.next_field()? {
+        if let Some(block) = top_level_block(signal, &top, &field, &[])? {
+            // u32 per block and the buffer is < 2^64 bytes: cannot overflow,
+            // but saturate rather than assume.
+            total = total.saturating_add(u64::from(block.records));
+        }
+    }
+    Ok(total)
+}
+
+/// Appends the bytes of `blocks` of `buf`, in the order given, to `out`:
+/// the result is an export request holding exactly those resources.
+///
+/// Ranges outside `buf` (not from a scan of `buf`) are skipped.
+pub fn concat(buf: &[u8], blocks: &[Block<'_>], out: &mut Vec<u8>) {
+    for b in blocks {
+        if let Some(bytes) = buf.get(b.range.clone()) {
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// If `field` is a resource block (field 1), scans it.
+fn top_level_block<'a>(
+    signal: Signal,
+    top: &Reader<'a>,
+    field: &Field,
+    keys: &[String],
+) -> Result<Option<Block<'a>>, ScanError> {
+    if field.number != 1 {
+        return Ok(None);
+    }
+    let (start, end) = field.expect_len(names(signal).request)?;
+    let mut block = top.nested(start, end);
+    let mut records: u32 = 0;
+    let mut key: Option<Candidate<'a>> = None;
+    while let Some(f) = block.next_field()? {
+        match f.number {
+            1 => {
+                let (s, e) = f.expect_len(names(signal).resource)?;
+                resource_key(&block.nested(s, e), keys, &mut key)?;
+            }
+            2 => {
+                let (s, e) = f.expect_len(names(signal).scope)?;
+                let n = scope_records(signal, &block.nested(s, e))?;
+                records = records.checked_add(n).ok_or(ScanError::CountOverflow {
+                    offset: field.offset,
+                })?;
+            }
+            // schema_url
+            3 => {
+                f.expect_len(names(signal).schema_url)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(Block {
+        range: field.offset..end,
+        records,
+        key: key.map(|c| c.value),
+    }))
+}
+
+/// Field names per signal, for error messages.
+struct Names {
+    request: &'static str,
+    resource: &'static str,
+    scope: &'static str,
+    schema_url: &'static str,
+    scope_scope: &'static str,
+    records: &'static str,
+    scope_schema_url: &'static str,
+}
+
+const fn names(signal: Signal) -> &'static Names {
+    match signal {
+        Signal::Logs => &Names {
+            request: "ExportLogsServiceRequest.resource_logs",
+            resource: "ResourceLogs.resource",
+            scope: "ResourceLogs.scope_logs",
+            schema_url: "ResourceLogs.schema_url",
+            scope_scope: "ScopeLogs.scope",
+            records: "ScopeLogs.log_records",
+            scope_schema_url: "ScopeLogs.schema_url",
+        },
+        Signal::Metrics => &Names {
+            request: "ExportMetricsServiceRequest.resource_metrics",
+            resource: "ResourceMetrics.resource",
+            scope: "ResourceMetrics.scope_metrics",
+            schema_url: "ResourceMetrics.schema_url",
+            scope_scope: "ScopeMetrics.scope",
+            records: "ScopeMetrics.metrics",
+            scope_schema_url: "ScopeMetrics.schema_url",
+        },
+        Signal::Traces => &Names {
+            request: "ExportTraceServiceRequest.resource_spans",
+            resource: "ResourceSpans.resource",
+            scope: "ResourceSpans.scope_spans",
+            schema_url: "ResourceSpans.schema_url",
+            scope_scope: "ScopeSpans.scope",
+            records: "ScopeSpans.spans",
+            scope_schema_url: "ScopeSpans.schema_url",
+        },
+    }
+}
+
+/// The best routing-key match so far: `priority` is its index in `keys`.
+#[derive(Clone, Copy)]
+struct Candidate<'a> {
+    priority: usize,
+    value: &'a str,
+}
+
+/// Walks one occurrence of `Resource` (several occurrences merge, so their
+/// attributes are seen in order) and updates the best key candidate.
+fn resource_key<'a>(
+    resource: &Reader<'a>,
+    keys: &[String],
+    best: &mut Option<Candidate<'a>>,
+) -> Result<(), ScanError> {
+    let mut r = resource.clone();
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                let (s, e) = f.expect_len("Resource.attributes")?;
+                let (name, value) = key_value(&r.nested(s, e))?;
+                // Only the routing keys matter; most attributes stop here.
+                let Some(priority) = keys.iter().position(|k| k.as_bytes() == name) else {
+                    continue;
+                };
+                let AttrValue::String { start, end } = value else {
+                    continue;
+                };
+                let value = std::str::from_utf8(r.bytes(start, end))
+                    .map_err(|_| ScanError::InvalidUtf8 { offset: start })?;
+                if best.is_none_or(|b| priority < b.priority) {
+                    *best = Some(Candidate { priority, value });
+                }
+            }
+            2 => f.expect("Resource.dropped_attributes_count", VARINT)?,
+            3 => {
+                f.expect_len("Resource.entity_refs")?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What an `AnyValue` holds, as far as routing cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AttrValue {
+    /// No oneof member set.
+    Unset,
+    /// `string_value`, at `start..end` of the request buffer.
+    String { start: usize, end: usize },
+    /// Any other member.
+    Other,
+}
+
+/// Reads a `KeyValue`: its key bytes (last occurrence wins) and what its
+/// value holds (occurrences of `value` merge; the oneof keeps its last member).
+fn key_value<'a>(kv: &Reader<'a>) -> Result<(&'a [u8], AttrValue), ScanError> {
+    let mut r = kv.clone();
+    let mut name: &'a [u8] = &[];
+    let mut value = AttrValue::Unset;
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                let (s, e) = f.expect_len("KeyValue.key")?;
+                name = r.bytes(s, e);
+            }
+            2 => {
+                let (s, e) = f.expect_len("KeyValue.value")?;
+                any_value(&r.nested(s, e), &mut value)?;
+            }
+            3 => f.expect("KeyValue.key_strindex", VARINT)?,
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+/// Walks one occurrence of an `AnyValue`, updating `value` with each oneof
+/// member in order (prost keeps the last one).
+fn any_value(any: &Reader<'_>, value: &mut AttrValue) -> Result<(), ScanError> {
+    let mut r = any.clone();
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                let (start, end) = f.expect_len("AnyValue.string_value")?;
+                *value = AttrValue::String { start, end };
+            }
+            2 => {
+                f.expect("AnyValue.bool_value", VARINT)?;
+                *value = AttrValue::Other;
+            }
+            3 => {
+                f.expect("AnyValue.int_value", VARINT)?;
+                *value = AttrValue::Other;
+            }
+            4 => {
+                f.expect("AnyValue.double_value", I64)?;
+                *value = AttrValue::Other;
+            }
+            5 => {
+                f.expect_len("AnyValue.array_value")?;
+                *value = AttrValue::Other;
+            }
+            6 => {
+                f.expect_len("AnyValue.kvlist_value")?;
+                *value = AttrValue::Other;
+            }
+            7 => {
+                f.expect_len("AnyValue.bytes_value")?;
+                *value = AttrValue::Other;
+            }
+            8 => {
+                f.expect("AnyValue.string_value_strindex", VARINT)?;
+                *value = AttrValue::Other;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Records in one `Scope{Logs,Metrics,Spans}`.
+fn scope_records(signal: Signal, scope: &Reader<'_>) -> Result<u32, ScanError> {
+    let n = names(signal);
+    let mut r = scope.clone();
+    let mut count: u32 = 0;
+    while let Some(f) = r.next_field()? {
+        let add = match f.number {
+            1 => {
+                f.expect_len(n.scope_scope)?;
+                0
+            }
+            2 => {
+                let (s, e) = f.expect_len(n.records)?;
+                match signal {
+                    Signal::Logs | Signal::Traces => 1,
+                    Signal::Metrics => metric_points(&r.nested(s, e))?,
+                }
+            }
+            3 => {
+                f.expect_len(n.scope_schema_url)?;
+                0
+            }
+            _ => 0,
+        };
+        count = count
+            .checked_add(add)
+            .ok_or(ScanError::CountOverflow { offset: f.offset })?;
+    }
+    Ok(count)
+}
+
+/// Data points of one `Metric`: those of its data oneof's last member
+/// (repeated occurrences of the same member merge, so their points add up).
+fn metric_points(metric: &Reader<'_>) -> Result<u32, ScanError> {
+    let mut r = metric.clone();
+    let mut member: u32 = 0;
+    let mut count: u32 = 0;
+    while let Some(f) = r.next_field()? {
+        let name = match f.number {
+            1 => Some("Metric.name"),
+            2 => Some("Metric.description"),
+            3 => Some("Metric.unit"),
+            12 => Some("Metric.metadata"),
+            _ => None,
+        };
+        if let Some(name) = name {
+            f.expect_len(name)?;
+            continue;
+        }
+        let (field, data) = match f.number {
+            5 => ("Metric.gauge", &GAUGE),
+            7 => ("Metric.sum", &SUM),
+            9 => ("Metric.histogram", &HISTOGRAM),
+            10 => ("Metric.exponential_histogram", &EXP_HISTOGRAM),
+            11 => ("Metric.summary", &SUMMARY),
+            _ => continue,
+        };
+        let (s, e) = f.expect_len(field)?;
+        let points = data_points(&r.nested(s, e), data)?;
+        if member == f.number {
+            count = count
+                .checked_add(points)
+                .ok_or(ScanError::CountOverflow { offset: f.offset })?;
+        } else {
+            member = f.number;
+            count = points;
+        }
+    }
+    Ok(count)
+}
+
+/// The fields of one metric data type, for checks and error messages.
+struct DataFields {
+    /// Field 1, the repeated data points.
+    points: &'static str,
+    /// Field 2, `aggregation_temporality`, where the type has it.
+    temporality: Option<&'static str>,
+    /// Field 3, `is_monotonic`, where the type has it.
+    monotonic: Option<&'static str>,
+}
+
+const GAUGE: DataFields = DataFields {
+    points: "Gauge.data_points",
+    temporality: None,
+    monotonic: None,
+};
+const SUM: DataFields = DataFields {
+    points: "Sum.data_points",
+    temporality: Some("Sum.aggregation_temporality"),
+    monotonic: Some("Sum.is_monotonic"),
+};
+const HISTOGRAM: DataFields = DataFields {
+    points: "Histogram.data_points",
+    temporality: Some("Histogram.aggregation_temporality"),
+    monotonic: None,
+};
+const EXP_HISTOGRAM: DataFields = DataFields {
+    points: "ExponentialHistogram.data_points",
+    temporality: Some("ExponentialHistogram.aggregation_temporality"),
+    monotonic: None,
+};
+const SUMMARY: DataFields = DataFields {
+    points: "Summary.data_points",
+    temporality: None,
+    monotonic: None,
+};
+
+/// Data points (field 1) of a Gauge, Sum, Histogram, ExponentialHistogram
+/// or Summary; fields 2 and 3 are checked where the type has them. The
+/// points themselves are only length-checked.
+fn data_points(data: &Reader<'_>, fields: &DataFields) -> Result<u32, ScanError> {
+    let mut r = data.clone();
+    let mut count: u32 = 0;
+    while let Some(f) = r.next_field()? {
+        match (f.number, fields.temporality, fields.monotonic) {
+            (1, _, _) => {
+                f.expect_len(fields.points)?;
+                count = count
+                    .checked_add(1)
+                    .ok_or(ScanError::CountOverflow { offset: f.offset })?;
+            }
+            (2, Some(name), _) | (3, _, Some(name)) => f.expect(name, VARINT)?,
+            _ => {}
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// A length-delimited field `number` holding `payload`.
+    fn len(number: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(payload.len() as u64, &mut out);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn varint(number: u32, v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(number, prost::encoding::WireType::Varint, &mut out);
+        prost::encoding::encode_varint(v, &mut out);
+        out
+    }
+
+    fn string_attr(key: &str, value: &[u8]) -> Vec<u8> {
+        [len(1, key.as_bytes()), len(2, &len(1, value))].concat()
+    }
+
+    fn int_attr(key: &str, value: u64) -> Vec<u8> {
+        [len(1, key.as_bytes()), len(2, &varint(3, value))].concat()
+    }
+
+    /// A ResourceLogs block with the given attributes and `records` records.
+    fn logs_block(attrs: &[Vec<u8>], records: usize) -> Vec<u8> {
+        let resource: Vec<u8> = attrs.iter().flat_map(|a| len(1, a)).collect();
+        let scope: Vec<u8> = (0..records).flat_map(|_| len(2, &[])).collect();
+        len(1, &[len(1, &resource), len(2, &scope)].concat())
+    }
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn logs(buf: &[u8]) -> Result<Vec<Block<'_>>, ScanError> {
+        scan(Signal::Logs, buf, &keys(&["k8s.namespace.name"]))
+    }
+
+    #[test]
+    fn malformed_inputs_give_the_right_error() {
+        let mut over = vec![0x0a];
+        over.extend([0xff; 10]);
+        let cases: Vec<(&str, Vec<u8>, ScanError)> = vec![
+            (
+                "tag without length",
+                vec![0x0a],
+                ScanError::Truncated { offset: 1 },
+            ),
+            (
+                "length varint cut short",
+                vec![0x0a, 0x80],
+                ScanError::Truncated { offset: 1 },
+            ),
+            (
+                "length varint overflow",
+                over,
+                ScanError::VarintOverflow { offset: 1 },
+            ),
+            (
+                "length past the end",
+                vec![0x0a, 0x05, 0x00],
+                ScanError::LengthOutOfBounds {
+                    offset: 1,
+                    len: 5,
+                    available: 1,
+                },
+            ),
+            (
+                "inner length past its parent",
+                // block of 3 bytes whose scope field claims 4
+                [vec![0x0a, 0x03, 0x12, 0x04, 0x00], vec![0; 4]].concat(),
+                ScanError::LengthOutOfBounds {
+                    offset: 3,
+                    len: 4,
+                    available: 1,
+                },
+            ),
+            (
+                "top-level field 1 as varint",
+                vec![0x08, 0x01],
+                ScanError::WrongWireType {
+                    offset: 0,
+                    field: "ExportLogsServiceRequest.resource_logs",
+                    expected: wire::LEN,
+                    actual: wire::VARINT,
+                },
+            ),
+            (
+                "scope_logs as fixed32",
+                len(1, &[0x15, 0, 0, 0, 0]),
+                ScanError::WrongWireType {
+                    offset: 2,
+                    field: "ResourceLogs.scope_logs",
+                    expected: wire::LEN,
+                    actual: wire::I32,
+                },
+            ),
+            (
+                "fixed64 cut short",
+                len(1, &[0x21, 0, 0]),
+                ScanError::Truncated { offset: 3 },
+            ),
+            (
+                "start group",
+                vec![0x0b],
+                ScanError::Group {
+                    offset: 0,
+                    number: 1,
+                },
+            ),
+            (
+                "end group",
+                vec![0x14],
+                ScanError::Group {
+                    offset: 0,
+                    number: 2,
+                },
+            ),
+            (
+                "wire type 6",
+                vec![0x0e],
+                ScanError::InvalidWireType {
+                    offset: 0,
+                    wire_type: 6,
+                },
+            ),
+            (
+                "field number 0",
+                vec![0x02, 0x00],
+                ScanError::InvalidTag { offset: 0, key: 2 },
+            ),
+            (
+                "key wider than 32 bits",
+                vec![0x82, 0x80, 0x80, 0x80, 0x80, 0x01],
+                ScanError::InvalidTag {
+                    offset: 0,
+                    key: 1 << 35 | 2,
+                },
+            ),
+            (
+                "routing value not UTF-8",
+                logs_block(&[string_attr("k8s.namespace.name", &[0xff, 0xfe])], 1),
+                // block tag+len, resource tag+len, attr tag+len, key (2+18),
+                // value tag+len, string tag+len
+                ScanError::InvalidUtf8 {
+                    offset: 2 + 2 + 2 + 20 + 2 + 2,
+                },
+            ),
+        ];
+        for (name, buf, want) in cases {
+            assert_eq!(logs(&buf), Err(want), "{name}");
+            assert_eq!(
+                count_records(Signal::Logs, &buf).err(),
+                Some(want).filter(|e| {
+                    // count_records does not look at keys.
+                    !matches!(e, ScanError::InvalidUtf8 { .. })
+                }),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_kind_and_its_offset() {
+        let errors = [
+            ScanError::Truncated { offset: 1 },
+            ScanError::VarintOverflow { offset: 2 },
+            ScanError::LengthOutOfBounds {
+                offset: 3,
+                len: 0,
+                available: 0,
+            },
+            ScanError::InvalidTag { offset: 4, key: 0 },
+            ScanError::InvalidWireType {
+                offset: 5,
+                wire_type: 6,
+            },
+            ScanError::Group {
+                offset: 6,
+                number: 1,
+            },
+            ScanError::WrongWireType {
+                offset: 7,
+                field: "f",
+                expected: 2,
+                actual: 0,
+            },
+            ScanError::InvalidUtf8 { offset: 8 },
+            ScanError::CountOverflow { offset: 9 },
+        ];
+        let mut kinds: Vec<_> = errors.iter().map(ScanError::kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), errors.len());
+        for (i, e) in errors.iter().enumerate() {
+            assert_eq!(e.offset(), i + 1);
+            assert!(e.to_string().contains(&format!("byte {}", i + 1)), "{e}");
+        }
+    }
+
+    #[test]
+    fn empty_request_has_no_blocks() {
+        assert_eq!(logs(&[]), Ok(vec![]));
+        assert_eq!(count_records(Signal::Traces, &[]), Ok(0));
+    }
+
+    #[test]
+    fn unknown_top_level_fields_are_skipped_and_not_covered() {
+        let a = logs_block(&[string_attr("k8s.namespace.name", b"a")], 2);
+        let unknown = [varint(7, 1), len(9, b"junk")].concat();
+        let buf = [unknown.clone(), a.clone()].concat();
+        let blocks = logs(&buf).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].range, unknown.len()..buf.len());
+        assert_eq!((blocks[0].records, blocks[0].key), (2, Some("a")));
+    }
+
+    #[test]
+    fn key_follows_keys_priority_not_attribute_order() {
+        let k = keys(&["first", "second"]);
+        let block = logs_block(
+            &[string_attr("second", b"2"), string_attr("first", b"1")],
+            0,
+        );
+        assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("1"));
+        // A non-string value of the preferred name does not count.
+        let block = logs_block(&[int_attr("first", 1), string_attr("second", b"2")], 0);
+        assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("2"));
+        // ... but a later string attribute of that name does.
+        let block = logs_block(
+            &[
+                int_attr("first", 1),
+                string_attr("second", b"2"),
+                string_attr("first", b"1"),
+            ],
+            0,
+        );
+        assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, Some("1"));
+        let block = logs_block(&[string_attr("other", b"x")], 0);
+        assert_eq!(scan(Signal::Logs, &block, &k).unwrap()[0].key, None);
+        assert_eq!(scan(Signal::Logs, &block, &[]).unwrap()[0].key, None);
+    }
+
+    #[test]
+    fn repeated_singular_fields_follow_prost_merge_rules() {
+        // KeyValue.value twice: string then int → int wins (not a key).
+        let kv = [len(1, b"ns"), len(2, &len(1, b"a")), len(2, &varint(3, 5))].concat();
+        let block = len(1, &len(1, &len(1, &kv)));
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            None
+        );
+        // int then an empty AnyValue: still int. string then empty: string.
+        let kv = [len(1, b"ns"), len(2, &len(1, b"a")), len(2, &[])].concat();
+        let block = len(1, &len(1, &len(1, &kv)));
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            Some("a")
+        );
+        // Resource twice: attributes merge.
+        let block = len(
+            1,
+            &[
+                len(1, &len(1, &string_attr("x", b"1"))),
+                len(1, &len(1, &string_attr("ns", b"b"))),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            scan(Signal::Logs, &block, &keys(&["ns"])).unwrap()[0].key,
+            Some("b")
+        );
+    }
+
+    /// A ResourceMetrics block with one scope holding `metrics`.
+    fn metrics_block(metrics: &[Vec<u8>]) -> Vec<u8> {
+        let scope: Vec<u8> = metrics.iter().flat_map(|m| len(2, m)).collect();
+        len(1, &len(2, &scope))
+    }
+
+    fn points(field: u32, n: usize) -> Vec<u8> {
+        let data: Vec<u8> = (0..n)
+            .flat_map(|_| len(1, &[0x11, 0, 0, 0, 0, 0, 0, 0, 0]))
+            .collect();
+        len(field, &data)
+    }
+
+    #[test]
+    fn metric_data_points_by_type() {
+        let name = len(1, b"m");
+        let block = metrics_block(&[
+            [name.clone(), points(5, 1)].concat(),     // gauge
+            [name.clone(), points(7, 2)].concat(),     // sum
+            [name.clone(), points(9, 3)].concat(),     // histogram
+            [name.clone(), points(10, 4)].concat(),    // exponential histogram
+            [name.clone(), points(11, 5)].concat(),    // summary
+            name.clone(),                              // no data
+            [name.clone(), len(13, &[1, 2])].concat(), // unknown field only
+        ]);
+        let blocks = scan(Signal::Metrics, &block, &[]).unwrap();
+        assert_eq!(blocks[0].records, 15);
+        // The oneof keeps its last member; the same member twice merges.
+        let block = metrics_block(&[
+            [points(5, 3), points(7, 2)].concat(),
+            [points(7, 2), points(7, 1)].concat(),
+            [points(7, 2), points(5, 4), points(7, 1)].concat(),
+        ]);
+        assert_eq!(count_records(Signal::Metrics, &block), Ok(2 + 3 + 1));
+    }
+
+    #[test]
+    fn sum_fields_are_type_checked() {
+        // is_monotonic (3) as LEN inside a Sum
+        let block = metrics_block(&[len(7, &len(3, &[]))]);
+        assert!(matches!(
+            count_records(Signal::Metrics, &block),
+            Err(ScanError::WrongWireType {
+                field: "Sum.is_monotonic",
+                ..
+            })
+        ));
+        // field 3 of a Gauge is unknown and skipped
+        let block = metrics_block(&[len(5, &len(3, &[]))]);
+        assert_eq!(count_records(Signal::Metrics, &block), Ok(0));
+    }
+
+    #[test]
+    fn concat_keeps_selected_blocks_in_order() {
+        let a = logs_block(&[string_attr("k8s.namespace.name", b"a")], 1);
+        let b = logs_block(&[string_attr("k8s.namespace.name", b"b")], 2);
+        let c = logs_block(&[], 3);
+        let buf = [a.clone(), b, c.clone()].concat();
+        let blocks = logs(&buf).unwrap();
+        let mut out = Vec::new();
+        concat(&buf, &[blocks[0].clone(), blocks[2].clone()], &mut out);
+        assert_eq!(out, [a, c].concat());
+        assert_eq!(count_records(Signal::Logs, &out), Ok(4));
+    }
 }
