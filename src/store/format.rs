@@ -28,6 +28,11 @@ pub(crate) const ENTRY_KEY_LEN: usize = 12;
 /// `meta` key holding the next queue id to hand out (u32 BE).
 pub(crate) const META_NEXT_ID: &[u8] = b"next_queue_id";
 
+/// `meta` key rewritten after a "full" refusal so that pages freed by the
+/// previous commit become reusable (LMDB reuses a freed page only two
+/// transactions after the one that freed it). Its value means nothing.
+pub(crate) const META_TICK: &[u8] = b"freelist_tick";
+
 /// Prefix of `meta` keys mapping a queue name to its id (u32 BE).
 pub(crate) const META_QUEUE_PREFIX: &[u8] = b"queue/";
 

@@ -38,6 +38,7 @@
 //! | `next_queue_id` | u32 | next queue id to hand out; ids are never reused |
 //! | `queue/<name>` | u32 | a live queue's id |
 //! | `seq/` ++ id (u32) | u64 | that queue's next sequence number |
+//! | `freelist_tick` | u64 | rewritten to age LMDB's freelist, see below |
 //!
 //! `entries`:
 //!
@@ -76,8 +77,11 @@
 //! applied before appends, so the pages they free can be reused by the
 //! appends of the same commit) and, after the commit, lowers the queue's
 //! `used_bytes`, which lets admission accept new data. LMDB reuses freed
-//! pages once no reader still sees them; the file never shrinks, the map
-//! size caps it. Until a delete is committed the entries stay on disk and
+//! pages once no reader still sees them, and never earlier than two
+//! transactions after the one that freed them. So when appends hit a full
+//! map right after a commit that deleted entries, the writer commits a tiny
+//! `freelist_tick` write and tries those appends once more before it refuses
+//! them. The file never shrinks; the map size caps it. Until a delete is committed the entries stay on disk and
 //! are sent again after a restart: delivery is at-least-once.
 
 use std::collections::HashMap;
@@ -97,6 +101,8 @@ use crate::config::Durability;
 
 mod format;
 mod metrics;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use metrics::{ErrorKindLabels, StoreMetrics};

@@ -65,6 +65,11 @@ struct Writer {
     /// When "storage full" was last logged, and refusals since.
     last_full_warn: Option<Instant>,
     full_since_warn: u64,
+    /// Whether the last successful commit deleted entries; see
+    /// [`Writer::should_retry_full`].
+    freed_pending: bool,
+    /// Counter written by [`Writer::retry_appends`].
+    ticks: u64,
 }
 
 /// Sends `result` to `reply`.
@@ -108,6 +113,8 @@ impl Store {
             metrics,
             last_full_warn: None,
             full_since_warn: 0,
+            freed_pending: false,
+            ticks: 0,
         };
         let spawned = std::thread::Builder::new()
             .name("lmdb-writer".to_owned())
@@ -170,56 +177,57 @@ impl Writer {
                 !gone
             });
         }
+        let has_deletes = !group.deletes.is_empty() || !group.drops.is_empty();
+        let has_appends = !group.appends.is_empty();
 
-        let appends_result = self.try_commit(&group, true);
-        let (applied, appends_error) = match appends_result {
-            Ok(applied) => (Ok(applied), None),
-            Err(e) => {
-                // Retry without the appends: deletes and drops free space and
-                // must not be held hostage by a full map or a bad append.
-                let retry = if group.deletes.is_empty() && group.drops.is_empty() {
-                    Ok(Applied::default())
-                } else {
-                    self.try_commit(&group, false)
-                };
-                (retry, Some(e))
-            }
-        };
+        // The outcome for deletes, drops and flushes, and for the appends.
+        let (control, appends): (Result<(), StoreError>, Result<(), StoreError>) =
+            match self.try_commit(&group, true, true) {
+                Ok(applied) => {
+                    self.after_commit(&applied, &group.drops);
+                    (Ok(()), Ok(()))
+                }
+                Err(first) => {
+                    // Retry without the appends: deletes and drops free space
+                    // and must not be held hostage by a full map or a bad
+                    // append.
+                    let control = if has_deletes {
+                        self.try_commit(&group, true, false)
+                            .map(|applied| self.after_commit(&applied, &group.drops))
+                    } else {
+                        Ok(())
+                    };
+                    let appends = if has_appends && self.should_retry_full(&first) {
+                        self.retry_appends(&group).map_err(|_| first)
+                    } else {
+                        Err(first)
+                    };
+                    (control, appends)
+                }
+            };
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
 
-        let elapsed = started.elapsed();
-        match &applied {
-            Ok(applied) => {
-                self.metrics.commits.inc();
-                self.metrics.commit_duration.observe(elapsed.as_secs_f64());
-                self.metrics
-                    .commit_bytes
-                    .observe(applied.appended_bytes as f64);
-            }
-            Err(e) => self.count_error(e),
-        }
-
-        // Appends: kept on success, released and refused otherwise.
-        let append_count = group.appends.len() as u64;
-        match (&appends_error, &applied) {
-            (None, Ok(_)) => {
+        // Stats were updated above, before any reply: a requester that sees
+        // `Ok` also sees its data counted.
+        match appends {
+            Ok(()) => {
                 for (_, reply) in group.appends {
                     answer(reply, Ok(()));
                 }
             }
-            (error, _) => {
-                let error = error
-                    .as_ref()
-                    .or(applied.as_ref().err())
-                    .map_or(StoreError::WriterGone, StoreError::duplicate);
-                if matches!(error, StoreError::Full { .. }) && append_count > 0 {
-                    self.metrics.storage_full_refusals.inc_by(append_count);
-                    self.warn_full(&error, append_count);
-                } else if append_count > 0 && !matches!(error, StoreError::Full { .. }) {
+            Err(error) => {
+                let count = group.appends.len() as u64;
+                if matches!(error, StoreError::Full { .. }) {
+                    self.metrics.storage_full_refusals.inc_by(count);
+                    self.warn_full(&error, count);
+                } else {
                     self.count_error(&error);
                     tracing::error!(
                         error = %error,
                         kind = error.kind(),
-                        appends = append_count,
+                        appends = count,
                         "Could not commit appends to the LMDB buffer."
                     );
                 }
@@ -229,51 +237,86 @@ impl Writer {
                 }
             }
         }
-
-        // Deletes, drops and flushes depend only on the commit that carried
-        // them (the retry, if the appends failed).
-        match applied {
-            Ok(applied) => {
-                self.apply_in_memory(&applied, &group.drops);
-                for (_, reply) in group.drops {
-                    if let Some(reply) = reply {
-                        answer(reply, Ok(()));
-                    }
-                }
-                for reply in group.flushes {
-                    answer(reply, Ok(()));
-                }
+        if let Err(error) = &control {
+            self.count_error(error);
+            tracing::error!(
+                error = %error,
+                kind = error.kind(),
+                deletes = group.deletes.len(),
+                drops = group.drops.len(),
+                "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
+            );
+        }
+        for (_, reply) in group.drops {
+            if let Some(reply) = reply {
+                answer(
+                    reply,
+                    control.as_ref().map_err(StoreError::duplicate).copied(),
+                );
             }
-            Err(error) => {
-                if !group.deletes.is_empty() || !group.drops.is_empty() {
-                    tracing::error!(
-                        error = %error,
-                        deletes = group.deletes.len(),
-                        drops = group.drops.len(),
-                        "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or restart."
-                    );
-                }
-                for (_, reply) in group.drops {
-                    if let Some(reply) = reply {
-                        answer(reply, Err(error.duplicate()));
-                    }
-                }
-                for reply in group.flushes {
-                    answer(reply, Err(error.duplicate()));
-                }
-            }
+        }
+        for reply in group.flushes {
+            answer(
+                reply,
+                control.as_ref().map_err(StoreError::duplicate).copied(),
+            );
         }
         self.store.beat();
     }
 
-    /// Runs one transaction with the group's deletes and drops and, if
-    /// `with_appends`, its appends; commits it.
-    fn try_commit(&self, group: &Group, with_appends: bool) -> Result<Applied, StoreError> {
+    /// Whether a refused append is worth one more try: the map is full, but
+    /// the last commit freed pages that LMDB will only hand out two
+    /// transactions after the one that freed them.
+    fn should_retry_full(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Full { .. }) && self.freed_pending
+    }
+
+    /// Commits a tiny `meta` write so pages freed by the last commit become
+    /// reusable, then tries the group's appends alone.
+    fn retry_appends(&mut self, group: &Group) -> Result<(), StoreError> {
+        self.freed_pending = false;
+        let store = &self.store;
+        let err = |op| super::lmdb_err(op, store.map_size);
+        let mut txn = store.env.write_txn().map_err(err("tick"))?;
+        self.ticks += 1;
+        store
+            .meta
+            .put(&mut txn, format::META_TICK, &self.ticks.to_be_bytes())
+            .map_err(err("tick"))?;
+        txn.commit().map_err(err("tick"))?;
+        let applied = self.try_commit(group, false, true)?;
+        self.after_commit(&applied, &[]);
+        Ok(())
+    }
+
+    /// Bookkeeping after a successful commit, before any reply is sent.
+    fn after_commit(&mut self, applied: &Applied, drops: &[(Arc<Queue>, Option<Reply>)]) {
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_bytes
+            .observe(applied.appended_bytes as f64);
+        self.freed_pending = applied.deleted.values().any(|d| d.3 > 0);
+        self.apply_in_memory(applied, drops);
+    }
+
+    /// Runs one transaction with the group's deletes and drops (if
+    /// `with_deletes`) and its appends (if `with_appends`); commits it.
+    fn try_commit(
+        &self,
+        group: &Group,
+        with_deletes: bool,
+        with_appends: bool,
+    ) -> Result<Applied, StoreError> {
         let store = &self.store;
         let err = |op| super::lmdb_err(op, store.map_size);
         let mut txn = store.env.write_txn().map_err(err("begin"))?;
         let mut applied = Applied::default();
-        for (queue, first, last) in &group.deletes {
+        let (deletes, drops) = if with_deletes {
+            (&group.deletes[..], &group.drops[..])
+        } else {
+            (&[][..], &[][..])
+        };
+        for (queue, first, last) in deletes {
             if first > last {
                 continue;
             }
@@ -288,7 +331,7 @@ impl Writer {
             slot.2 += records;
             slot.3 += entries;
         }
-        for (queue, _) in &group.drops {
+        for (queue, _) in drops {
             let (bytes, records, entries) = self
                 .delete_range(&mut txn, queue.id, 0, u64::MAX)
                 .map_err(err("drop"))?;
