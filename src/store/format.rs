@@ -129,13 +129,14 @@ pub(crate) fn decode_u64(value: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
     #[test]
     fn entry_keys_sort_by_queue_then_seq() {
         // The whole FIFO design rests on byte order == (queue, seq) order.
-        let mut keys = vec![
+        let mut keys = [
             entry_key(2, 0),
             entry_key(1, 256),
             entry_key(1, 1),
