@@ -111,8 +111,13 @@ fn run(setup: &Setup, payload: &Bytes, iters: u64) -> Duration {
             .expect("writer alive");
     }
     let (reply, rx) = oneshot::channel();
-    setup.tx.send(WriteOp::Flush { reply }).expect("writer alive");
-    rx.blocking_recv().expect("reply").expect("deletes committed");
+    setup
+        .tx
+        .send(WriteOp::Flush { reply })
+        .expect("writer alive");
+    rx.blocking_recv()
+        .expect("reply")
+        .expect("deletes committed");
     elapsed
 }
 

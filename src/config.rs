@@ -540,12 +540,18 @@ impl Config {
     /// The list of problems, each with its field path.
     pub fn validate(&self) -> Result<(), Vec<Problem>> {
         let mut p = Problems::default();
-        for (name, l) in [("grpc", &self.receivers.grpc), ("http", &self.receivers.http)] {
+        for (name, l) in [
+            ("grpc", &self.receivers.grpc),
+            ("http", &self.receivers.http),
+        ] {
             if l.enabled {
                 check_listen(&mut p, &format!("receivers.{name}.listen"), &l.listen);
             }
             if l.max_request_bytes.0 == 0 {
-                p.push(format!("receivers.{name}.max_request_bytes"), "must be greater than 0");
+                p.push(
+                    format!("receivers.{name}.max_request_bytes"),
+                    "must be greater than 0",
+                );
             }
             if l.max_request_bytes.0 > self.receivers.max_inflight_bytes.0 {
                 p.push(
@@ -580,10 +586,16 @@ impl Config {
             let at = format!("pipelines[{i}]");
             check_pipeline_name(&mut p, &format!("{at}.name"), &pipe.name);
             if !names.insert(pipe.name.as_str()) {
-                p.push(format!("{at}.name"), format!("{:?} is used by an earlier pipeline", pipe.name));
+                p.push(
+                    format!("{at}.name"),
+                    format!("{:?} is used by an earlier pipeline", pipe.name),
+                );
             }
             if pipe.signals.is_empty() {
-                p.push(format!("{at}.signals"), "must list at least one of logs, metrics, traces");
+                p.push(
+                    format!("{at}.signals"),
+                    "must list at least one of logs, metrics, traces",
+                );
             }
             check_output(&mut p, &format!("{at}.output"), &pipe.output);
             if let Some(q) = &pipe.queue {
@@ -635,22 +647,29 @@ impl Problems {
         });
     }
     fn finish(self) -> Result<(), Vec<Problem>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 
 fn check_listen(p: &mut Problems, field: &str, listen: &str) {
     if let Err(e) = listen.parse::<SocketAddr>() {
-        p.push(field, format!("{listen:?} is not host:port with a numeric IP ({e})"));
+        p.push(
+            field,
+            format!("{listen:?} is not host:port with a numeric IP ({e})"),
+        );
     }
 }
 
 fn check_pipeline_name(p: &mut Problems, field: &str, name: &str) {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.');
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        });
     if !ok {
         p.push(
             field,
@@ -698,7 +717,10 @@ fn check_retry(p: &mut Problems, at: &str, r: &RetryConfig) {
 fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
     let otlp = matches!(o.kind, OutputType::OtlpGrpc | OutputType::OtlpHttp);
     match (&o.endpoint, otlp) {
-        (None, true) => p.push(format!("{at}.endpoint"), format!("is required for type {}", o.kind.as_str())),
+        (None, true) => p.push(
+            format!("{at}.endpoint"),
+            format!("is required for type {}", o.kind.as_str()),
+        ),
         (Some(_), false) => p.push(
             format!("{at}.endpoint"),
             format!("is not used by type {}: remove it", o.kind.as_str()),
@@ -722,7 +744,10 @@ fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
                     );
                 }
             }
-            Err(e) => p.push(format!("{at}.endpoint"), format!("{ep:?} is not a valid URI: {e}")),
+            Err(e) => p.push(
+                format!("{at}.endpoint"),
+                format!("{ep:?} is not a valid URI: {e}"),
+            ),
         },
         (None, false) => {}
     }
@@ -730,16 +755,25 @@ fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
         if o.kind != OutputType::OtlpHttp {
             p.push(format!("{at}.path"), "is only used by type otlp_http");
         } else if !path.starts_with('/') {
-            p.push(format!("{at}.path"), format!("{path:?} must start with '/'"));
+            p.push(
+                format!("{at}.path"),
+                format!("{path:?} must start with '/'"),
+            );
         }
     }
     for (i, h) in o.headers.iter().enumerate() {
         if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-            p.push(format!("{at}.headers[{i}].name"), format!("{:?} is not a valid header name", h.name));
+            p.push(
+                format!("{at}.headers[{i}].name"),
+                format!("{:?} is not a valid header name", h.name),
+            );
         }
         if http::HeaderValue::from_str(&format!("{}{}", h.prefix, h.value)).is_err() {
             // Never echo the value: headers carry credentials.
-            p.push(format!("{at}.headers[{i}].value"), "is not a valid header value");
+            p.push(
+                format!("{at}.headers[{i}].value"),
+                "is not a valid header value",
+            );
         }
     }
     if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
@@ -835,9 +869,18 @@ pipelines:
 ";
         let err = parse("c.yaml", text).unwrap_err();
         let rendered = err.to_string();
-        assert!(rendered.contains("c.yaml:3: pipelines[0].output.endpoint: is required"), "{rendered}");
-        assert!(rendered.contains("c.yaml:5: pipelines[1].name"), "{rendered}");
-        assert!(rendered.contains("c.yaml:8: pipelines[1].output.endpoint"), "{rendered}");
+        assert!(
+            rendered.contains("c.yaml:3: pipelines[0].output.endpoint: is required"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("c.yaml:5: pipelines[1].name"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("c.yaml:8: pipelines[1].output.endpoint"),
+            "{rendered}"
+        );
     }
 
     #[test]

@@ -39,18 +39,19 @@ pub(crate) fn index(text: &str) -> LineIndex {
         let Ok((event, span)) = item else { break };
         let line = span.start.line() as u64;
         // The path of the node this event starts, when it is a value.
-        let node_path = |stack: &mut Vec<Frame>, out: &mut HashMap<String, u64>| -> Option<String> {
-            match stack.last_mut() {
-                None => Some(String::new()),
-                Some(Frame::Map { path, key }) => key.take().map(|k| join(path, &k)),
-                Some(Frame::Seq { path, next }) => {
-                    let p = format!("{path}[{next}]");
-                    *next += 1;
-                    out.entry(p.clone()).or_insert(line);
-                    Some(p)
+        let node_path =
+            |stack: &mut Vec<Frame>, out: &mut HashMap<String, u64>| -> Option<String> {
+                match stack.last_mut() {
+                    None => Some(String::new()),
+                    Some(Frame::Map { path, key }) => key.take().map(|k| join(path, &k)),
+                    Some(Frame::Seq { path, next }) => {
+                        let p = format!("{path}[{next}]");
+                        *next += 1;
+                        out.entry(p.clone()).or_insert(line);
+                        Some(p)
+                    }
                 }
-            }
-        };
+            };
         match event {
             Event::Scalar(value, ..) => {
                 if let Some(Frame::Map { path, key }) = stack.last_mut()
@@ -84,7 +85,11 @@ pub(crate) fn index(text: &str) -> LineIndex {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 #[cfg(test)]
@@ -93,7 +98,8 @@ mod tests {
 
     #[test]
     fn finds_nested_keys_and_sequence_items() {
-        let idx = index("a:\n  b: 1\nlist:\n  - name: x\n  - name: y\n    deep:\n      k: [1, 2]\n");
+        let idx =
+            index("a:\n  b: 1\nlist:\n  - name: x\n  - name: y\n    deep:\n      k: [1, 2]\n");
         assert_eq!(idx.line_of("a.b"), Some(2));
         assert_eq!(idx.line_of("list[1].name"), Some(5));
         assert_eq!(idx.line_of("list[1].deep.k"), Some(7));

@@ -72,7 +72,9 @@ impl std::str::FromStr for Signal {
             "logs" => Ok(Signal::Logs),
             "metrics" => Ok(Signal::Metrics),
             "traces" => Ok(Signal::Traces),
-            other => Err(format!("unknown signal {other:?}: expected logs, metrics or traces")),
+            other => Err(format!(
+                "unknown signal {other:?}: expected logs, metrics or traces"
+            )),
         }
     }
 }

@@ -10,7 +10,15 @@ pub struct InvalidBackoff;
 pub struct ExponentialBackoff;
 
 impl ExponentialBackoff {
-    pub fn try_new(initial: Duration, max: Duration, multiplier: f64) -> Result<Self, InvalidBackoff> { unimplemented!() }
+    pub fn try_new(
+        initial: Duration,
+        max: Duration,
+        multiplier: f64,
+    ) -> Result<Self, InvalidBackoff> {
+        unimplemented!()
+    }
     /// The delay before retry number `attempt` (0-based), with full jitter from `rng`.
-    pub fn delay(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration { unimplemented!() }
+    pub fn delay(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration {
+        unimplemented!()
+    }
 }

@@ -1,9 +1,9 @@
 //! CONTRACT STUB — replaced by the exporters helper.
 #![allow(missing_docs, unused_variables)]
-use std::time::Duration;
-use bytes::Bytes;
 use crate::config::OutputConfig;
 use crate::signal::Signal;
+use bytes::Bytes;
+use std::time::Duration;
 
 pub mod backoff;
 
@@ -14,9 +14,16 @@ pub enum Outcome {
     /// through `partial_success` (counted, not retried).
     Accepted { rejected: u64, message: String },
     /// Try again later, after `after` when the backend said so.
-    Retryable { after: Option<Duration>, reason: &'static str, detail: String },
+    Retryable {
+        after: Option<Duration>,
+        reason: &'static str,
+        detail: String,
+    },
     /// Never retry this request: count it and drop it.
-    Permanent { reason: &'static str, detail: String },
+    Permanent {
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +38,11 @@ pub struct Exporter;
 
 impl Exporter {
     /// Builds the sender. Must be called inside a tokio runtime.
-    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Exporter, ExportError> { unimplemented!() }
+    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Exporter, ExportError> {
+        unimplemented!()
+    }
     /// Sends one request (a valid Export*ServiceRequest encoding).
-    pub async fn send(&self, body: Bytes, records: u64) -> Outcome { unimplemented!() }
+    pub async fn send(&self, body: Bytes, records: u64) -> Outcome {
+        unimplemented!()
+    }
 }

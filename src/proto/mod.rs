@@ -1,7 +1,7 @@
 //! CONTRACT STUB — replaced by the proto helper. Wire-level OTLP helpers.
 #![allow(missing_docs, unused_variables)]
-use std::ops::Range;
 use crate::signal::Signal;
+use std::ops::Range;
 
 pub mod json;
 pub mod response;
@@ -14,7 +14,9 @@ pub enum ScanError {
 }
 
 impl ScanError {
-    pub fn kind(&self) -> &'static str { "truncated" }
+    pub fn kind(&self) -> &'static str {
+        "truncated"
+    }
 }
 
 /// One top-level `Resource{Logs,Metrics,Spans}` entry of an export request.
@@ -31,7 +33,11 @@ pub struct Block<'a> {
 }
 
 /// Walks an Export*ServiceRequest.
-pub fn scan<'a>(signal: Signal, buf: &'a [u8], keys: &[String]) -> Result<Vec<Block<'a>>, ScanError> {
+pub fn scan<'a>(
+    signal: Signal,
+    buf: &'a [u8],
+    keys: &[String],
+) -> Result<Vec<Block<'a>>, ScanError> {
     unimplemented!()
 }
 
