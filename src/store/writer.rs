@@ -33,6 +33,11 @@ use crate::config::Durability;
 /// How long the writer waits for work before it refreshes its heartbeat.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// Most payload bytes one group takes from the channel: a single LMDB
+/// transaction may dirty at most ~512 MiB of pages (`MDB_TXN_FULL`), and a
+/// bounded group keeps a commit's latency bounded too.
+const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -44,6 +49,8 @@ struct Group {
     appends: Vec<(Vec<AppendPart>, Reply)>,
     flushes: Vec<Reply>,
     ops: usize,
+    /// Payload bytes of the appends so far.
+    bytes: u64,
 }
 
 /// What a successful transaction changed, applied to memory after commit.
@@ -145,7 +152,7 @@ impl Writer {
             };
             let mut group = Group::default();
             group.push(first);
-            while group.ops < self.store.max_ops_per_commit {
+            while group.ops < self.store.max_ops_per_commit && group.bytes < MAX_GROUP_BYTES {
                 match self.rx.try_recv() {
                     Ok(op) => group.push(op),
                     Err(_) => break,
@@ -198,7 +205,7 @@ impl Writer {
                         Ok(())
                     };
                     let appends = if has_appends && self.should_retry_full(&first) {
-                        self.retry_appends(&group).map_err(|_| first)
+                        self.retry_appends(&group)
                     } else {
                         Err(first)
                     };
@@ -501,7 +508,10 @@ impl Group {
     fn push(&mut self, op: WriteOp) {
         self.ops += 1;
         match op {
-            WriteOp::Append { parts, reply } => self.appends.push((parts, reply)),
+            WriteOp::Append { parts, reply } => {
+                self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+                self.appends.push((parts, reply));
+            }
             WriteOp::Delete { queue, first, last } => self.deletes.push((queue, first, last)),
             WriteOp::Drop { queue, reply } => self.drops.push((queue, reply)),
             WriteOp::Flush { reply } => self.flushes.push(reply),
