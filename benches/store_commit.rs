@@ -1,1 +1,153 @@
-fn main() {}
+//! Group commit against one-commit-per-request, through the real writer.
+//!
+//! K producer threads each append a 30 KiB part (about 100 log records of
+//! 300 B) and wait for the reply before sending the next, as receivers do.
+//! `group` lets the writer take up to 1024 ops per commit; `single` forces
+//! `max_ops_per_commit = 1`, one commit (and with `fsync`, one fsync) per
+//! request. Throughput is reported in requests (elements) per second.
+//!
+//! The LMDB directory lives under `CARGO_TARGET_TMPDIR`, on the same file
+//! system as the target directory, not on a possibly-tmpfs `/tmp`, so fsync
+//! costs what it costs on that disk.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_channel::Sender;
+use seedgate::config::Durability;
+use seedgate::store::{AppendPart, Queue, Store, StoreMetrics, StoreOptions, WriteOp};
+use tokio::sync::oneshot;
+
+const PART_BYTES: usize = 30 * 1024;
+const RECORDS_PER_PART: u32 = 100;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    tx: Sender<WriteOp>,
+    writer: std::thread::JoinHandle<()>,
+    queues: Vec<Arc<Queue>>,
+}
+
+fn setup(threads: usize, durability: Durability, max_ops_per_commit: usize) -> Setup {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let store = Store::open(StoreOptions {
+        dir: dir.path().to_path_buf(),
+        map_size: 4 << 30,
+        durability,
+        max_ops_per_commit,
+    })
+    .expect("open store");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let writer = store
+        .spawn_writer(rx, Arc::new(StoreMetrics::default()))
+        .expect("spawn writer");
+    let queues = (0..threads)
+        .map(|t| store.queue(&format!("bench-{t}")).expect("queue"))
+        .collect();
+    Setup {
+        _dir: dir,
+        store,
+        tx,
+        writer,
+        queues,
+    }
+}
+
+/// Runs `iters` appends on each producer thread; returns the wall time of
+/// the appends only. Afterwards (untimed) it deletes what was written so the
+/// file does not grow across iterations.
+fn run(setup: &Setup, payload: &Bytes, iters: u64) -> Duration {
+    let start = Arc::new(Barrier::new(setup.queues.len() + 1));
+    let producers: Vec<_> = setup
+        .queues
+        .iter()
+        .map(|queue| {
+            let (queue, tx, payload, start) = (
+                Arc::clone(queue),
+                setup.tx.clone(),
+                payload.clone(),
+                Arc::clone(&start),
+            );
+            std::thread::spawn(move || {
+                start.wait();
+                for _ in 0..iters {
+                    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                    let (reply, rx) = oneshot::channel();
+                    let part = AppendPart {
+                        queue: Arc::clone(&queue),
+                        records: RECORDS_PER_PART,
+                        payload: payload.clone(),
+                    };
+                    tx.send(WriteOp::Append {
+                        parts: vec![part],
+                        reply,
+                    })
+                    .expect("writer alive");
+                    rx.blocking_recv()
+                        .expect("reply")
+                        .expect("append committed");
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for p in producers {
+        p.join().expect("producer");
+    }
+    let elapsed = began.elapsed();
+
+    for queue in &setup.queues {
+        setup
+            .tx
+            .send(WriteOp::Delete {
+                queue: Arc::clone(queue),
+                first: 0,
+                last: u64::MAX,
+            })
+            .expect("writer alive");
+    }
+    let (reply, rx) = oneshot::channel();
+    setup
+        .tx
+        .send(WriteOp::Flush { reply })
+        .expect("writer alive");
+    rx.blocking_recv()
+        .expect("reply")
+        .expect("deletes committed");
+    elapsed
+}
+
+fn store_commit(c: &mut Criterion) {
+    let payload = Bytes::from(vec![0x5a; PART_BYTES]);
+    for durability in [Durability::Fsync, Durability::None] {
+        let dur = match durability {
+            Durability::Fsync => "fsync",
+            Durability::None => "none",
+        };
+        let mut group = c.benchmark_group(format!("store_commit/{dur}"));
+        group.sample_size(10);
+        for threads in [1usize, 8, 64] {
+            group.throughput(Throughput::Elements(threads as u64));
+            for (mode, max_ops) in [("group", 1024), ("single", 1)] {
+                let setup = setup(threads, durability, max_ops);
+                group.bench_function(BenchmarkId::new(mode, threads), |b| {
+                    b.iter_custom(|iters| run(&setup, &payload, iters));
+                });
+                let Setup {
+                    store, tx, writer, ..
+                } = setup;
+                drop(tx);
+                writer.join().expect("writer");
+                drop(store);
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, store_commit);
+criterion_main!(benches);

@@ -1,143 +1,762 @@
-//! CONTRACT STUB — replaced by the store helper. LMDB-backed queues.
-#![allow(missing_docs, unused_variables, dead_code)]
+//! The durable buffer: FIFO queues in one LMDB environment, written by one
+//! group-commit writer thread.
+//!
+//! # Why
+//!
+//! seedgate acknowledges a client only once its data is on disk (DESIGN.md,
+//! "Durable, then ack"), and keeps it there until a backend accepted it, so
+//! a crash or a slow backend never loses acknowledged telemetry. One queue
+//! per destination (pipeline or shoot × signal) keeps a dead backend from
+//! holding up the others.
+//!
+//! # Constraints
+//!
+//! - **One fsync for many requests.** An fsync costs 0.1–10 ms; paying one
+//!   per request would cap ingest at a few hundred requests a second. So a
+//!   single writer thread ([`Store::spawn_writer`]) drains its channel and
+//!   writes everything it found in *one* write transaction and *one* commit
+//!   (group commit), then answers every request of the group.
+//! - **Backpressure, not failure, when full.** A full LMDB map (or disk) is
+//!   answered with [`StoreError::Full`] to the appends of that group; the
+//!   deletes of the same group are still committed because they free space.
+//! - **Exact accounting.** Admission control ([`Queue::try_reserve`]) runs on
+//!   the receivers' threads before the writer sees the data, so a queue's
+//!   `used_bytes` counts committed payload bytes *plus* reservations in
+//!   flight. Every reservation ends either in a committed append (the bytes
+//!   stay counted) or in a release (refusal, error, dropped queue): the
+//!   writer never leaks one.
+//!
+//! # On-disk format (format version 1)
+//!
+//! One LMDB environment in [`StoreOptions::dir`] (`data.mdb`, `lock.mdb`)
+//! with two named databases. All integers are big-endian.
+//!
+//! `meta`:
+//!
+//! | key | value | meaning |
+//! | --- | --- | --- |
+//! | `next_queue_id` | u32 | next queue id to hand out; ids are never reused |
+//! | `queue/<name>` | u32 | a live queue's id |
+//! | `seq/` ++ id (u32) | u64 | that queue's next sequence number |
+//! | `freelist_tick` | u64 | rewritten to age LMDB's freelist, see below |
+//!
+//! `entries`:
+//!
+//! | key (12 bytes) | value |
+//! | --- | --- |
+//! | queue id (u32) ++ seq (u64) | header (16 bytes) ++ payload |
+//!
+//! The header is: format version (u8, `1`), three reserved zero bytes, the
+//! record count (u32) and the append time in Unix milliseconds (u64). The
+//! payload is opaque here; the ingest path stores concatenated OTLP resource
+//! blocks, which are again a valid OTLP request body.
+//!
+//! Because keys sort as bytes, one cursor range over `id ++ 0 ..= id ++ MAX`
+//! is one queue, oldest first: that is all [`Store::read`] does.
+//!
+//! # Invariants
+//!
+//! - Sequence numbers of a queue are consecutive in append order and never
+//!   reused, even across restarts and after the queue was fully drained
+//!   (`seq/<id>` is written in the same transaction as the appends).
+//! - Every entry belongs to a queue named in `meta`: [`WriteOp::Drop`]
+//!   deletes a queue's entries, name and sequence key in one transaction.
+//!   [`Store::open`] deletes any entry that breaks this (or whose header it
+//!   cannot decode), with a warning, since nothing could ever read it.
+//! - Only the writer thread writes entries; [`Store::queue`] writes `meta`
+//!   when it creates a queue. LMDB serialises the two.
+//! - In-memory stats ([`Queue::records`], [`Queue::entries`],
+//!   [`Queue::used_bytes`]) change only after a successful commit, and are
+//!   rebuilt by a scan in [`Store::open`].
+//!
+//! # How acknowledgements free space
+//!
+//! An exporter reads a batch with [`Store::read`], sends it and, once the
+//! backend accepted it, sends [`WriteOp::Delete`] for the batch's sequence
+//! range. The writer deletes those entries in its next group (deletes are
+//! applied before appends, so the pages they free can be reused by the
+//! appends of the same commit) and, after the commit, lowers the queue's
+//! `used_bytes`, which lets admission accept new data. LMDB reuses freed
+//! pages once no reader still sees them, and never earlier than two
+//! transactions after the one that freed them. So when appends hit a full
+//! map right after a commit that deleted entries, the writer commits a tiny
+//! `freelist_tick` write and tries those appends once more before it refuses
+//! them. The file never shrinks; the map size caps it. Until a delete is committed the entries stay on disk and
+//! are sent again after a restart: delivery is at-least-once.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use heed::types::Bytes as RawBytes;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
 
 use crate::config::Durability;
 
+mod format;
 mod metrics;
-pub use metrics::StoreMetrics;
+#[cfg(test)]
+mod tests;
+mod writer;
 
+pub use metrics::{ErrorKindLabels, StoreMetrics};
+
+/// Longest queue name: LMDB keys are at most 511 bytes and the name is
+/// stored behind a short prefix.
+pub const MAX_QUEUE_NAME_LEN: usize = 400;
+
+/// LMDB page size assumed when rounding the map size; the map must be a
+/// multiple of the OS page size, which is 4 KiB on the platforms we ship.
+const PAGE_SIZE: u64 = 4096;
+
+/// How often a long scan in [`Store::open`] reports progress.
+const SCAN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The raw LMDB database type: bytes in, bytes out; [`format`] gives meaning.
+type RawDb = Database<'static, RawBytes, RawBytes>;
+
+/// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// Directory of the LMDB environment; created if missing.
     pub dir: PathBuf,
+    /// LMDB map size in bytes: the most the buffer can hold across all
+    /// queues. Rounded up to a multiple of 4 KiB.
     pub map_size: u64,
+    /// Whether each group commit is fsynced.
     pub durability: Durability,
     /// Most operations one group commit takes from the channel.
     pub max_ops_per_commit: usize,
 }
 
+/// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The LMDB map or the disk is full: backpressure, not fatal.
+    /// The LMDB map or the disk is full: backpressure, not fatal. Retry
+    /// after exporters have freed space.
     #[error("storage is full ({detail})")]
-    Full { detail: String },
+    Full {
+        /// What was full and how big it is.
+        detail: String,
+    },
+    /// LMDB failed for another reason than being full (corruption, too many
+    /// readers, a bad transaction).
     #[error("LMDB error during {op}: {source}")]
     Lmdb {
+        /// The store operation that failed, e.g. `commit` or `read`.
         op: &'static str,
+        /// The error heed reported.
         source: heed::Error,
     },
+    /// A file system operation of our own (not LMDB's) failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file or directory involved.
         path: PathBuf,
-        source: std::io::Error,
+        /// The OS error.
+        source: io::Error,
     },
     /// The writer thread is gone (shutting down or crashed); not acked.
     #[error("the storage writer is not running")]
     WriterGone,
+    /// A queue name that cannot be stored as an LMDB key.
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName {
+        /// The name as given (possibly truncated by the caller's logs).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An entry on disk does not decode (unknown format version or too
+    /// short): the file was changed behind our back or is corrupt.
+    #[error("corrupt entry {seq} in queue {queue:?}: {detail}")]
+    Corrupt {
+        /// Name of the queue holding the entry.
+        queue: String,
+        /// Sequence number of the entry.
+        seq: u64,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
 }
 
+// === impl StoreError ===
+
 impl StoreError {
+    /// A short, bounded label for metrics and logs.
     pub fn kind(&self) -> &'static str {
-        "x"
+        match self {
+            Self::Full { .. } => "full",
+            Self::Lmdb { .. } => "lmdb",
+            Self::Io { .. } => "io",
+            Self::WriterGone => "writer_gone",
+            Self::InvalidQueueName { .. } => "invalid_queue_name",
+            Self::Corrupt { .. } => "corrupt",
+        }
+    }
+
+    /// Classifies a heed error: a full map or disk becomes [`Self::Full`]
+    /// (backpressure), everything else [`Self::Lmdb`].
+    fn from_heed(op: &'static str, source: heed::Error, map_size: u64) -> Self {
+        match &source {
+            heed::Error::Mdb(heed::MdbError::MapFull) => Self::Full {
+                detail: format!("LMDB map of {map_size} bytes is full"),
+            },
+            heed::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                Self::Full {
+                    detail: format!("disk: {e}"),
+                }
+            }
+            _ => Self::Lmdb { op, source },
+        }
+    }
+
+    /// A copy of this error for one more requester: one failed commit is
+    /// answered to every append of the group, and heed's error is not
+    /// `Clone`.
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Full { detail } => Self::Full {
+                detail: detail.clone(),
+            },
+            Self::Lmdb { op, source } => Self::Lmdb {
+                op,
+                source: duplicate_heed(source),
+            },
+            Self::Io { path, source } => Self::Io {
+                path: path.clone(),
+                source: duplicate_io(source),
+            },
+            Self::WriterGone => Self::WriterGone,
+            Self::InvalidQueueName { name, reason } => Self::InvalidQueueName {
+                name: name.clone(),
+                reason,
+            },
+            Self::Corrupt { queue, seq, detail } => Self::Corrupt {
+                queue: queue.clone(),
+                seq: *seq,
+                detail,
+            },
+        }
+    }
+}
+
+/// Maps a heed error of operation `op` to a [`StoreError`].
+fn lmdb_err(op: &'static str, map_size: u64) -> impl Fn(heed::Error) -> StoreError {
+    move |e| StoreError::from_heed(op, e, map_size)
+}
+
+fn duplicate_io(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+fn duplicate_heed(e: &heed::Error) -> heed::Error {
+    match e {
+        heed::Error::Io(e) => heed::Error::Io(duplicate_io(e)),
+        heed::Error::Mdb(e) => heed::Error::Mdb(*e),
+        heed::Error::Encoding(e) => heed::Error::Encoding(e.to_string().into()),
+        heed::Error::Decoding(e) => heed::Error::Decoding(e.to_string().into()),
+        heed::Error::EnvAlreadyOpened => heed::Error::EnvAlreadyOpened,
     }
 }
 
 /// One logical FIFO queue (one destination × signal).
+///
+/// Shared between admission (reserve/release), the writer (stats, seqs) and
+/// the exporter (read, `appended`). Obtained from [`Store::queue`].
 #[derive(Debug)]
 pub struct Queue {
+    /// Stable id, the prefix of this queue's entry keys.
     pub id: u32,
+    /// The name it was created with.
     pub name: String,
     used_bytes: AtomicU64,
     records: AtomicU64,
     entries: AtomicU64,
+    /// Next sequence number to assign; only the writer thread changes it.
+    next_seq: AtomicU64,
+    /// Set once a [`WriteOp::Drop`] of this queue is committed.
+    dropped: AtomicBool,
     notify: tokio::sync::Notify,
 }
 
+// === impl Queue ===
+
 impl Queue {
-    /// Reserves `bytes` if `used + bytes <= limit`; atomic.
-    pub fn try_reserve(&self, bytes: u64, limit: u64) -> bool {
-        unimplemented!()
+    fn new(id: u32, name: String) -> Self {
+        Self {
+            id,
+            name,
+            used_bytes: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
+            dropped: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        }
     }
+
+    /// Reserves `bytes` if `used + bytes <= limit`, atomically, and says
+    /// whether it did. A reservation must end in an append (through the
+    /// writer) or in [`Queue::release`].
+    pub fn try_reserve(&self, bytes: u64, limit: u64) -> bool {
+        self.used_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= limit)
+            })
+            .is_ok()
+    }
+
     /// Gives back a reservation that was never appended.
     pub fn release(&self, bytes: u64) {
-        unimplemented!()
+        sub_saturating(&self.used_bytes, bytes);
     }
-    /// Bytes on disk plus reserved.
+
+    /// Payload bytes on disk plus reserved.
     pub fn used_bytes(&self) -> u64 {
-        self.used_bytes.load(Ordering::Relaxed)
+        self.used_bytes.load(Ordering::Acquire)
     }
+
     /// Records on disk.
     pub fn records(&self) -> u64 {
-        self.records.load(Ordering::Relaxed)
+        self.records.load(Ordering::Acquire)
     }
+
     /// Entries on disk.
     pub fn entries(&self) -> u64 {
-        self.entries.load(Ordering::Relaxed)
+        self.entries.load(Ordering::Acquire)
     }
-    /// Resolves after the next commit that appended to this queue (or a clear/close).
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+
+    /// Whether a [`WriteOp::Drop`] of this queue has been committed.
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Resolves after the next commit that appended to this queue.
+    ///
+    /// The writer wakes every registered waiter *and* leaves one permit, so
+    /// a consumer that read an empty queue and calls this just after a
+    /// commit still wakes up. The price is at most one spurious wake-up:
+    /// callers re-read and wait again when they find nothing new.
     pub async fn appended(&self) {
-        self.notify.notified().await
+        self.notify.notified().await;
     }
+
+    /// Called by the writer after a commit appended to this queue.
+    fn wake(&self) {
+        // `notify_waiters` reaches every consumer already waiting but stores
+        // nothing; `notify_one` stores a permit when nobody is waiting, for
+        // the consumer that is between its read and its `appended().await`.
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+}
+
+/// Subtracts without wrapping: a double release must not turn a queue's
+/// usage into 2^64 and block it forever.
+fn sub_saturating(counter: &AtomicU64, n: u64) {
+    // The closure always returns Some, so the update cannot fail.
+    let _previous = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 /// One stored entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Its sequence number in the queue.
     pub seq: u64,
+    /// Records in the payload.
     pub records: u32,
+    /// The bytes that were appended.
     pub payload: Bytes,
 }
 
 /// One part of an append: bytes already reserved on `queue`.
 #[derive(Debug)]
 pub struct AppendPart {
+    /// Where the part goes; `payload.len()` bytes are reserved on it.
     pub queue: Arc<Queue>,
+    /// Records in the payload.
     pub records: u32,
+    /// The bytes to store.
     pub payload: Bytes,
 }
 
+/// Where the writer sends the outcome of an operation.
 pub type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
-/// What the writer thread does, in the order received.
+/// What the writer thread does. Within one group, deletes and drops are
+/// applied before appends; replies are sent after the commit.
 #[derive(Debug)]
 pub enum WriteOp {
-    /// Append every part in one transaction; reply after the commit.
+    /// Append every part in one transaction; reply after the commit. Parts
+    /// for a dropped queue are discarded and their reservation released.
     Append {
+        /// The parts, each reserved on its queue.
         parts: Vec<AppendPart>,
+        /// Gets `Ok` once committed, or why not.
         reply: Reply,
     },
-    /// Delete entries `first..=last` of `queue` (after a backend accepted them).
+    /// Delete entries `first..=last` of `queue` (after a backend accepted
+    /// them). Missing entries are ignored.
     Delete {
+        /// The queue.
         queue: Arc<Queue>,
+        /// First sequence number to delete.
         first: u64,
+        /// Last sequence number to delete, inclusive.
         last: u64,
     },
-    /// Delete everything in `queue` and forget it.
+    /// Delete everything in `queue` and forget its name.
     Drop {
+        /// The queue.
         queue: Arc<Queue>,
+        /// Gets `Ok` once committed, if given.
         reply: Option<Reply>,
     },
     /// Reply after everything before this op is committed.
-    Flush { reply: Reply },
+    Flush {
+        /// Gets `Ok` once everything sent before is committed.
+        reply: Reply,
+    },
 }
 
-#[derive(Debug)]
-pub struct Store;
+/// The LMDB environment, its databases and the live queues.
+pub struct Store {
+    env: Env<WithoutTls>,
+    meta: RawDb,
+    entries: RawDb,
+    /// Live queues by name. Locked only briefly, and never while the writer
+    /// holds a write transaction.
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// The map size actually used (rounded), for error messages.
+    map_size: u64,
+    durability: Durability,
+    max_ops_per_commit: usize,
+    /// Reference point of `heartbeat_nanos`.
+    started: Instant,
+    /// Nanoseconds after `started` when the writer loop last ran.
+    heartbeat_nanos: AtomicU64,
+    /// Set by the first [`Store::spawn_writer`]: two writers would hand out
+    /// the same sequence numbers.
+    writer_spawned: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.env.path())
+            .field("map_size", &self.map_size)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-queue stats gathered by the scan in [`Store::open`].
+#[derive(Debug, Default)]
+struct ScanStats {
+    bytes: u64,
+    records: u64,
+    entries: u64,
+    next_seq: u64,
+}
+
+// === impl Store ===
 
 impl Store {
+    /// Opens (or creates) the environment in `opts.dir` and resumes every
+    /// queue found on disk, rebuilding its stats by a scan.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if the directory cannot be created,
+    /// [`StoreError::Lmdb`] if LMDB cannot open or read the environment
+    /// (including when it is already open in this process),
+    /// [`StoreError::Full`] if even the cleanup at open does not fit.
     pub fn open(opts: StoreOptions) -> Result<Arc<Store>, StoreError> {
-        unimplemented!()
+        fs::create_dir_all(&opts.dir).map_err(|source| StoreError::Io {
+            path: opts.dir.clone(),
+            source,
+        })?;
+        let map_size = opts.map_size.max(PAGE_SIZE).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let lmdb = |op| lmdb_err(op, map_size);
+
+        let mut builder = EnvOpenOptions::new().read_txn_without_tls();
+        builder
+            .map_size(usize::try_from(map_size).unwrap_or(usize::MAX))
+            .max_dbs(2);
+        if opts.durability == Durability::None {
+            // SAFETY: NO_SYNC only skips the fsync after a commit. LMDB stays
+            // consistent after a crash of this process (the page cache has
+            // every committed page); a power loss can lose or, on file
+            // systems that reorder writes, corrupt the last commits. That is
+            // the documented contract of `durability: none`.
+            #[allow(unsafe_code)]
+            unsafe {
+                builder.flags(EnvFlags::NO_SYNC);
+            }
+        }
+        // SAFETY: the environment is a memory map of `data.mdb`. Nothing in
+        // this process writes those files except through LMDB: this is the
+        // only place that opens them, heed refuses a second open of the same
+        // path in one process, and LMDB's lock file coordinates other
+        // processes. The directory is seedgate's own (not on a network file
+        // system, as the deployment docs require).
+        #[allow(unsafe_code)]
+        let env = unsafe { builder.open(&opts.dir) }.map_err(lmdb("open"))?;
+
+        // A previous process killed mid-read leaves reader slots behind that
+        // would pin old pages forever.
+        let stale = env
+            .clear_stale_readers()
+            .map_err(lmdb("clear stale readers"))?;
+        if stale > 0 {
+            tracing::info!(
+                stale,
+                "Cleared stale LMDB readers left by a previous process."
+            );
+        }
+
+        let wtxn = env.write_txn().map_err(lmdb("create databases"))?;
+        let (meta, entries): (RawDb, RawDb) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                let meta = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("meta"))?;
+                let entries =
+                    opener.create_database::<RawBytes, RawBytes>(wtxn, Some("entries"))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, entries)))
+            })
+            .map_err(lmdb("create databases"))?
+            .commit()
+            .ok_or(StoreError::Lmdb {
+                op: "create databases",
+                source: heed::Error::Mdb(heed::MdbError::Problem),
+            })?;
+
+        let store = Store {
+            env,
+            meta,
+            entries,
+            queues: Mutex::new(HashMap::new()),
+            map_size,
+            durability: opts.durability,
+            max_ops_per_commit: opts.max_ops_per_commit.max(1),
+            started: Instant::now(),
+            heartbeat_nanos: AtomicU64::new(0),
+            writer_spawned: AtomicBool::new(false),
+        };
+        store.resume()?;
+        Ok(Arc::new(store))
     }
+
+    /// Loads queue names from `meta`, scans `entries` to rebuild stats, and
+    /// deletes entries nobody could ever read.
+    fn resume(&self) -> Result<(), StoreError> {
+        let lmdb = |op| lmdb_err(op, self.map_size);
+        let rtxn = self.env.read_txn().map_err(lmdb("resume"))?;
+
+        let mut names: HashMap<u32, String> = HashMap::new();
+        let mut seqs: HashMap<u32, u64> = HashMap::new();
+        for item in self
+            .meta
+            .prefix_iter(&rtxn, format::META_QUEUE_PREFIX)
+            .map_err(lmdb("resume"))?
+        {
+            let (key, value) = item.map_err(lmdb("resume"))?;
+            let name = String::from_utf8_lossy(&key[format::META_QUEUE_PREFIX.len()..]);
+            match format::decode_u32(value) {
+                Some(id) => {
+                    names.insert(id, name.into_owned());
+                }
+                None => tracing::warn!(queue = %name, "Ignoring a queue with an undecodable id."),
+            }
+        }
+        for item in self
+            .meta
+            .prefix_iter(&rtxn, format::META_SEQ_PREFIX)
+            .map_err(lmdb("resume"))?
+        {
+            let (key, value) = item.map_err(lmdb("resume"))?;
+            if let (Some(id), Some(seq)) = (
+                format::decode_u32(&key[format::META_SEQ_PREFIX.len()..]),
+                format::decode_u64(value),
+            ) {
+                seqs.insert(id, seq);
+            }
+        }
+
+        let started = Instant::now();
+        let mut last_report = started;
+        let mut scanned: u64 = 0;
+        let mut stats: HashMap<u32, ScanStats> = HashMap::new();
+        // Keys of entries to delete: orphans and undecodable values.
+        let mut garbage: Vec<Vec<u8>> = Vec::new();
+        for item in self.entries.iter(&rtxn).map_err(lmdb("resume"))? {
+            let (key, value) = item.map_err(lmdb("resume"))?;
+            scanned += 1;
+            if scanned.is_multiple_of(4096) && last_report.elapsed() >= SCAN_PROGRESS_EVERY {
+                last_report = Instant::now();
+                tracing::info!(
+                    scanned,
+                    elapsed_secs = started.elapsed().as_secs(),
+                    "Scanning the LMDB buffer to resume queues."
+                );
+            }
+            let Some((id, seq)) = format::decode_entry_key(key) else {
+                // Not our key shape: no queue can ever read it.
+                garbage.push(key.to_vec());
+                continue;
+            };
+            match (names.contains_key(&id), format::decode_value(value)) {
+                (true, Some((header, payload))) => {
+                    let s = stats.entry(id).or_default();
+                    s.bytes += payload.len() as u64;
+                    s.records += u64::from(header.records);
+                    s.entries += 1;
+                    s.next_seq = seq.saturating_add(1);
+                }
+                _ => garbage.push(key.to_vec()),
+            }
+        }
+        drop(rtxn);
+
+        if !garbage.is_empty() {
+            tracing::warn!(
+                entries = garbage.len(),
+                "Deleting LMDB entries that belong to no queue or cannot be decoded."
+            );
+            let mut wtxn = self.env.write_txn().map_err(lmdb("resume cleanup"))?;
+            for key in &garbage {
+                self.entries
+                    .delete(&mut wtxn, key.as_slice())
+                    .map_err(lmdb("resume cleanup"))?;
+            }
+            wtxn.commit().map_err(lmdb("resume cleanup"))?;
+        }
+
+        let mut queues = self.lock_queues();
+        let mut total_bytes = 0u64;
+        for (id, name) in names {
+            let s = stats.remove(&id).unwrap_or_default();
+            let queue = Queue::new(id, name.clone());
+            queue.used_bytes.store(s.bytes, Ordering::Release);
+            queue.records.store(s.records, Ordering::Release);
+            queue.entries.store(s.entries, Ordering::Release);
+            let next_seq = s.next_seq.max(seqs.get(&id).copied().unwrap_or(0));
+            queue.next_seq.store(next_seq, Ordering::Release);
+            total_bytes += s.bytes;
+            queues.insert(name, Arc::new(queue));
+        }
+        tracing::info!(
+            queues = queues.len(),
+            entries = scanned,
+            bytes = total_bytes,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "Resumed the LMDB buffer."
+        );
+        Ok(())
+    }
+
+    fn lock_queues(&self) -> MutexGuard<'_, HashMap<String, Arc<Queue>>> {
+        // The map is only ever inserted into or removed from; a panic while
+        // it was held cannot leave it half-updated, so poisoning is moot.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gets the queue called `name`, creating (and persisting) it if needed.
+    ///
+    /// Creating takes an LMDB write transaction, so it waits for a commit in
+    /// progress; call it when a destination appears, not per request.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidQueueName`] for an empty or too long name,
+    /// [`StoreError::Full`] / [`StoreError::Lmdb`] if the new name cannot be
+    /// committed.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>, StoreError> {
-        unimplemented!()
+        if name.is_empty() {
+            return Err(StoreError::InvalidQueueName {
+                name: name.to_owned(),
+                reason: "empty",
+            });
+        }
+        if name.len() > MAX_QUEUE_NAME_LEN {
+            return Err(StoreError::InvalidQueueName {
+                name: name.chars().take(64).collect(),
+                reason: "longer than 400 bytes",
+            });
+        }
+        let lmdb = |op| lmdb_err(op, self.map_size);
+        let mut queues = self.lock_queues();
+        if let Some(queue) = queues.get(name).filter(|q| !q.is_dropped()) {
+            return Ok(Arc::clone(queue));
+        }
+        // Holding the map lock across the transaction makes get-or-create
+        // atomic; the writer never takes this lock inside a transaction, so
+        // this cannot deadlock.
+        let mut wtxn = self.env.write_txn().map_err(lmdb("create queue"))?;
+        let id = match self
+            .meta
+            .get(&wtxn, format::META_NEXT_ID)
+            .map_err(lmdb("create queue"))?
+        {
+            Some(value) => format::decode_u32(value).ok_or(StoreError::Lmdb {
+                op: "create queue",
+                source: heed::Error::Mdb(heed::MdbError::Corrupted),
+            })?,
+            None => 0,
+        };
+        let next = id.checked_add(1).ok_or(StoreError::InvalidQueueName {
+            name: name.to_owned(),
+            reason: "all 2^32 queue ids are used up",
+        })?;
+        self.meta
+            .put(&mut wtxn, format::META_NEXT_ID, &next.to_be_bytes())
+            .map_err(lmdb("create queue"))?;
+        self.meta
+            .put(&mut wtxn, &format::queue_name_key(name), &id.to_be_bytes())
+            .map_err(lmdb("create queue"))?;
+        wtxn.commit().map_err(lmdb("create queue"))?;
+        let queue = Arc::new(Queue::new(id, name.to_owned()));
+        queues.insert(name.to_owned(), Arc::clone(&queue));
+        tracing::debug!(queue = name, id, "Created a queue.");
+        Ok(queue)
     }
+
+    /// Every live queue, including those resumed from disk, by name.
     pub fn queues(&self) -> Vec<Arc<Queue>> {
-        unimplemented!()
+        let mut all: Vec<_> = self.lock_queues().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
+
+    /// Reads entries of `queue` from `from_seq` on, oldest first, stopping
+    /// before the entry that would exceed `max_bytes` payload bytes or
+    /// `max_records` records, but returning at least one entry if any exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Lmdb`] if the read transaction fails,
+    /// [`StoreError::Corrupt`] if an entry does not decode.
     pub fn read(
         &self,
         queue: &Queue,
@@ -145,19 +764,57 @@ impl Store {
         max_bytes: u64,
         max_records: u64,
     ) -> Result<Vec<Entry>, StoreError> {
-        unimplemented!()
+        let lmdb = |op| lmdb_err(op, self.map_size);
+        let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
+        let lo = format::entry_key(queue.id, from_seq);
+        let hi = format::entry_key(queue.id, u64::MAX);
+        let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+        let mut out = Vec::new();
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for item in self.entries.range(&rtxn, &range).map_err(lmdb("read"))? {
+            let (key, value) = item.map_err(lmdb("read"))?;
+            let seq = format::decode_entry_key(key).map_or(0, |(_, seq)| seq);
+            let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
+                queue: queue.name.clone(),
+                seq,
+                detail: "unknown format version or truncated header",
+            })?;
+            let next_bytes = bytes + payload.len() as u64;
+            let next_records = records + u64::from(header.records);
+            if !out.is_empty() && (next_bytes > max_bytes || next_records > max_records) {
+                break;
+            }
+            (bytes, records) = (next_bytes, next_records);
+            out.push(Entry {
+                seq,
+                records: header.records,
+                // The page is only valid inside the transaction: copy it.
+                payload: Bytes::copy_from_slice(payload),
+            });
+        }
+        Ok(out)
     }
-    pub fn spawn_writer(
-        self: &Arc<Self>,
-        rx: crossbeam_channel::Receiver<WriteOp>,
-        metrics: Arc<StoreMetrics>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        unimplemented!()
+
+    /// The last time the writer loop was alive; it wakes at least once a
+    /// second while idle. Before the writer starts, the time of `open`.
+    pub fn writer_heartbeat(&self) -> Instant {
+        self.started + Duration::from_nanos(self.heartbeat_nanos.load(Ordering::Acquire))
     }
-    pub fn writer_heartbeat(&self) -> std::time::Instant {
-        unimplemented!()
+
+    fn beat(&self) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.heartbeat_nanos.store(nanos, Ordering::Release);
     }
+
+    /// Forces an fsync of everything committed so far (used at shutdown when
+    /// durability is `none`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Lmdb`] (or [`StoreError::Full`]) if the sync fails.
     pub fn sync(&self) -> Result<(), StoreError> {
-        unimplemented!()
+        self.env
+            .force_sync()
+            .map_err(|e| StoreError::from_heed("sync", e, self.map_size))
     }
 }

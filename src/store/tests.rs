@@ -1,0 +1,584 @@
+//! Tests of the store against real LMDB files in temporary directories.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use futures::FutureExt as _;
+use tokio::sync::oneshot;
+
+use super::*;
+
+const MIB: u64 = 1024 * 1024;
+
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_path_buf(),
+        map_size: 64 * MIB,
+        durability: Durability::Fsync,
+        max_ops_per_commit: 256,
+    }
+}
+
+/// A store with its writer running, driven synchronously.
+struct Harness {
+    store: Arc<Store>,
+    metrics: Arc<StoreMetrics>,
+    tx: Sender<WriteOp>,
+    writer: JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(opts: StoreOptions) -> Self {
+        let store = Store::open(opts).unwrap();
+        let metrics = Arc::new(StoreMetrics::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = store.spawn_writer(rx, Arc::clone(&metrics)).unwrap();
+        Self {
+            store,
+            metrics,
+            tx,
+            writer,
+        }
+    }
+
+    /// Reserves and appends one part, waiting for the commit.
+    fn append(&self, queue: &Arc<Queue>, records: u32, payload: &[u8]) -> Result<(), StoreError> {
+        self.append_parts(vec![(queue, records, payload)])
+    }
+
+    fn append_parts(&self, parts: Vec<(&Arc<Queue>, u32, &[u8])>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let parts = parts
+            .into_iter()
+            .map(|(queue, records, payload)| {
+                assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                AppendPart {
+                    queue: Arc::clone(queue),
+                    records,
+                    payload: Bytes::copy_from_slice(payload),
+                }
+            })
+            .collect();
+        self.tx.send(WriteOp::Append { parts, reply }).unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
+    fn delete(&self, queue: &Arc<Queue>, first: u64, last: u64) {
+        self.tx
+            .send(WriteOp::Delete {
+                queue: Arc::clone(queue),
+                first,
+                last,
+            })
+            .unwrap();
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(WriteOp::Flush { reply }).unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
+    /// Stops the writer and closes the environment so it can be reopened.
+    fn close(self) {
+        drop(self.tx);
+        self.writer.join().unwrap();
+        assert_eq!(Arc::strong_count(&self.store), 1, "store still shared");
+        drop(self.store);
+    }
+}
+
+fn read_all(store: &Store, queue: &Queue) -> Vec<Entry> {
+    store.read(queue, 0, u64::MAX, u64::MAX).unwrap()
+}
+
+fn payloads(entries: &[Entry]) -> Vec<&[u8]> {
+    entries.iter().map(|e| &e.payload[..]).collect()
+}
+
+fn seqs(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.seq).collect()
+}
+
+#[test]
+fn append_read_delete_roundtrip_fifo_and_independent_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let a = h.store.queue("logs/a").unwrap();
+    let b = h.store.queue("logs/b").unwrap();
+    assert_ne!(a.id, b.id);
+    assert!(Arc::ptr_eq(&a, &h.store.queue("logs/a").unwrap()));
+
+    h.append(&a, 1, b"a0").unwrap();
+    h.append(&a, 2, b"a1-").unwrap();
+    // One request with parts for both queues: one transaction.
+    h.append_parts(vec![(&b, 3, b"b0"), (&a, 4, b"a2--")])
+        .unwrap();
+    h.append(&b, 5, b"b1").unwrap();
+
+    let got = read_all(&h.store, &a);
+    assert_eq!(payloads(&got), vec![&b"a0"[..], b"a1-", b"a2--"]);
+    assert_eq!(seqs(&got), vec![0, 1, 2]);
+    assert_eq!(
+        got.iter().map(|e| e.records).collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
+    assert_eq!((a.entries(), a.records(), a.used_bytes()), (3, 7, 9));
+    let got_b = read_all(&h.store, &b);
+    assert_eq!(payloads(&got_b), vec![&b"b0"[..], b"b1"]);
+    assert_eq!(seqs(&got_b), vec![0, 1]);
+    assert_eq!((b.entries(), b.records(), b.used_bytes()), (2, 8, 4));
+
+    // Limits: stop before the entry that would exceed, but never return
+    // nothing when something is there.
+    assert_eq!(
+        seqs(&h.store.read(&a, 1, u64::MAX, u64::MAX).unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(seqs(&h.store.read(&a, 0, 5, u64::MAX).unwrap()), vec![0, 1]);
+    assert_eq!(seqs(&h.store.read(&a, 0, 1, 1).unwrap()), vec![0]);
+    assert_eq!(seqs(&h.store.read(&a, 0, u64::MAX, 3).unwrap()), vec![0, 1]);
+    assert_eq!(seqs(&h.store.read(&a, 2, 0, 0).unwrap()), vec![2]);
+    assert!(h.store.read(&a, 3, u64::MAX, u64::MAX).unwrap().is_empty());
+
+    // Delete what a backend accepted; the other queue is untouched.
+    h.delete(&a, 0, 1);
+    h.flush().unwrap();
+    let got = read_all(&h.store, &a);
+    assert_eq!(seqs(&got), vec![2]);
+    assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 4, 4));
+    assert_eq!(payloads(&read_all(&h.store, &b)), vec![&b"b0"[..], b"b1"]);
+    assert_eq!((b.entries(), b.records(), b.used_bytes()), (2, 8, 4));
+    assert_eq!(h.metrics.deleted_bytes.get(), 5);
+
+    // Deleting a range that is already gone is a no-op, not an error.
+    h.delete(&a, 0, 1);
+    h.flush().unwrap();
+    assert_eq!(a.entries(), 1);
+    h.close();
+}
+
+#[test]
+fn reopen_resumes_entries_stats_and_seq_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_id, b_id);
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        let b = h.store.queue("b").unwrap();
+        (a_id, b_id) = (a.id, b.id);
+        for i in 0..5u8 {
+            h.append(&a, u32::from(i), &[i; 10]).unwrap();
+        }
+        h.append(&b, 1, b"drained").unwrap();
+        h.append(&b, 1, b"drained").unwrap();
+        h.delete(&a, 0, 0);
+        // b is drained completely: only `seq/<id>` remembers its numbering.
+        h.delete(&b, 0, 1);
+        h.flush().unwrap();
+        h.close();
+    }
+
+    let h = Harness::start(options(dir.path()));
+    let names: Vec<_> = h.store.queues().iter().map(|q| q.name.clone()).collect();
+    assert_eq!(names, vec!["a", "b"]);
+    let a = h.store.queue("a").unwrap();
+    let b = h.store.queue("b").unwrap();
+    assert_eq!((a.id, b.id), (a_id, b_id));
+    assert_eq!(
+        (a.entries(), a.records(), a.used_bytes()),
+        (4, 1 + 2 + 3 + 4, 40)
+    );
+    assert_eq!((b.entries(), b.records(), b.used_bytes()), (0, 0, 0));
+    let got = read_all(&h.store, &a);
+    assert_eq!(seqs(&got), vec![1, 2, 3, 4]);
+    assert_eq!(got[3].payload, Bytes::from(vec![4u8; 10]));
+
+    h.append(&a, 1, b"new").unwrap();
+    h.append(&b, 1, b"new").unwrap();
+    assert_eq!(seqs(&read_all(&h.store, &a)), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs(&read_all(&h.store, &b)),
+        vec![2],
+        "seqs must not be reused"
+    );
+    // A new queue never takes an old id.
+    let c = h.store.queue("c").unwrap();
+    assert!(c.id > a_id.max(b_id));
+    h.close();
+}
+
+#[test]
+fn opening_twice_in_one_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    let err = Store::open(options(dir.path())).unwrap_err();
+    assert_eq!(err.kind(), "lmdb", "{err}");
+    drop(store);
+    // Closed: it opens again.
+    Store::open(options(dir.path())).unwrap();
+}
+
+#[test]
+fn queued_requests_are_group_committed_and_acked_only_when_readable() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_ops_per_commit = 64;
+    let store = Store::open(opts).unwrap();
+    let metrics = Arc::new(StoreMetrics::default());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queues: Vec<_> = (0..THREADS)
+        .map(|t| store.queue(&format!("q{t}")).unwrap())
+        .collect();
+
+    // Every thread enqueues all its requests before the writer exists, so
+    // the grouping is deterministic: 200 requests, 64 per commit.
+    let queued = Arc::new(Barrier::new(THREADS + 1));
+    let producers: Vec<_> = queues
+        .iter()
+        .enumerate()
+        .map(|(t, queue)| {
+            let (tx, store, queue, queued) = (
+                tx.clone(),
+                Arc::clone(&store),
+                Arc::clone(queue),
+                Arc::clone(&queued),
+            );
+            std::thread::spawn(move || {
+                let mut replies = Vec::new();
+                for i in 0..PER_THREAD {
+                    let payload = Bytes::from(format!("thread {t} request {i}"));
+                    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                    let (reply, rx) = oneshot::channel();
+                    let part = AppendPart {
+                        queue: Arc::clone(&queue),
+                        records: 1,
+                        payload: payload.clone(),
+                    };
+                    tx.send(WriteOp::Append {
+                        parts: vec![part],
+                        reply,
+                    })
+                    .unwrap();
+                    replies.push((payload, rx));
+                }
+                queued.wait();
+                for (i, (payload, rx)) in replies.into_iter().enumerate() {
+                    rx.blocking_recv().unwrap().unwrap();
+                    // Acked means readable, in this thread's order.
+                    let got = read_all(&store, &queue);
+                    assert!(got.len() > i);
+                    assert_eq!(got[i].payload, payload);
+                    assert_eq!(got[i].seq, i as u64);
+                }
+            })
+        })
+        .collect();
+    queued.wait();
+    let writer = store.spawn_writer(rx, Arc::clone(&metrics)).unwrap();
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(
+        metrics.commits.get(),
+        (THREADS * PER_THREAD).div_ceil(64) as u64
+    );
+
+    // Now with the writer running: concurrent producers that each wait for
+    // their reply. How they group depends on timing; they all succeed and
+    // never take more commits than requests.
+    let before = metrics.commits.get();
+    let producers: Vec<_> = queues
+        .iter()
+        .map(|queue| {
+            let (tx, queue) = (tx.clone(), Arc::clone(queue));
+            std::thread::spawn(move || {
+                for _ in 0..PER_THREAD {
+                    assert!(queue.try_reserve(3, u64::MAX));
+                    let (reply, rx) = oneshot::channel();
+                    let part = AppendPart {
+                        queue: Arc::clone(&queue),
+                        records: 1,
+                        payload: Bytes::from_static(b"abc"),
+                    };
+                    tx.send(WriteOp::Append {
+                        parts: vec![part],
+                        reply,
+                    })
+                    .unwrap();
+                    rx.blocking_recv().unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert!(metrics.commits.get() - before <= (THREADS * PER_THREAD) as u64);
+    for queue in &queues {
+        assert_eq!(queue.entries(), 2 * PER_THREAD as u64);
+        assert_eq!(read_all(&store, queue).len(), 2 * PER_THREAD);
+    }
+    drop(tx);
+    writer.join().unwrap();
+}
+
+#[test]
+fn try_reserve_respects_the_limit_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    let queue = store.queue("q").unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || (0..1000).filter(|_| queue.try_reserve(7, 1000)).count())
+        })
+        .collect();
+    let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    // 142 * 7 = 994 fits, one more would not.
+    assert_eq!(won, 142);
+    assert_eq!(queue.used_bytes(), 994);
+    assert!(!queue.try_reserve(7, 1000));
+    assert!(queue.try_reserve(6, 1000));
+    queue.release(1000);
+    assert_eq!(queue.used_bytes(), 0);
+    // A double release saturates instead of wrapping around.
+    queue.release(1);
+    assert_eq!(queue.used_bytes(), 0);
+    assert!(!queue.try_reserve(u64::MAX, u64::MAX - 1));
+}
+
+#[test]
+fn map_full_refuses_appends_keeps_data_and_recovers_after_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.map_size = MIB;
+    let h = Harness::start(opts);
+    let q = h.store.queue("q").unwrap();
+    let payload = vec![7u8; 30 * 1024];
+
+    let mut stored = 0u64;
+    let full = loop {
+        match h.append(&q, 100, &payload) {
+            Ok(()) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 1000, "a 1 MiB map never filled up");
+    };
+    assert_eq!(full.kind(), "full", "{full}");
+    assert!(stored > 0);
+    assert_eq!(h.metrics.storage_full_refusals.get(), 1);
+    // The refused append's reservation was given back.
+    assert_eq!(q.used_bytes(), stored * payload.len() as u64);
+    assert_eq!(q.entries(), stored);
+    // Everything committed before is intact.
+    let got = read_all(&h.store, &q);
+    assert_eq!(got.len() as u64, stored);
+    assert!(got.iter().all(|e| e.payload == payload));
+
+    // Still full while nothing was deleted.
+    assert_eq!(h.append(&q, 100, &payload).unwrap_err().kind(), "full");
+
+    // A delete in the same group as a refused append still commits.
+    let half = stored / 2;
+    h.delete(&q, 0, half - 1);
+    let outcome = h.append(&q, 100, &payload);
+    h.flush().unwrap();
+    let expected = stored - half + u64::from(outcome.is_ok());
+    assert_eq!(q.entries(), expected);
+    assert_eq!(q.used_bytes(), expected * payload.len() as u64);
+
+    // With space freed, appends succeed again.
+    h.append(&q, 100, &payload).unwrap();
+    let got = read_all(&h.store, &q);
+    assert_eq!(got.len() as u64, expected + 1);
+    assert_eq!(got[0].seq, half);
+    h.close();
+}
+
+#[test]
+fn durability_none_commits_syncs_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.durability = Durability::None;
+    {
+        let h = Harness::start(opts.clone());
+        let q = h.store.queue("q").unwrap();
+        h.append(&q, 3, b"not fsynced").unwrap();
+        assert_eq!(payloads(&read_all(&h.store, &q)), vec![&b"not fsynced"[..]]);
+        h.store.sync().unwrap();
+        h.close();
+    }
+    let h = Harness::start(opts);
+    let q = h.store.queue("q").unwrap();
+    assert_eq!(payloads(&read_all(&h.store, &q)), vec![&b"not fsynced"[..]]);
+    assert_eq!(q.records(), 3);
+    h.close();
+}
+
+#[test]
+fn drop_removes_a_queue_its_data_and_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b_id, old_a_id);
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        let b = h.store.queue("b").unwrap();
+        (old_a_id, b_id) = (a.id, b.id);
+        h.append(&a, 1, b"a0").unwrap();
+        h.append(&a, 1, b"a1").unwrap();
+        h.append(&b, 1, b"b0").unwrap();
+
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(WriteOp::Drop {
+            queue: Arc::clone(&a),
+            reply: Some(reply),
+        })
+        .unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+        assert!(a.is_dropped());
+        assert!(read_all(&h.store, &a).is_empty());
+        assert_eq!((a.entries(), a.records(), a.used_bytes()), (0, 0, 0));
+        let names: Vec<_> = h.store.queues().iter().map(|q| q.name.clone()).collect();
+        assert_eq!(names, vec!["b"]);
+
+        // A late append to the dropped queue is discarded and released.
+        h.append(&a, 1, b"late").unwrap();
+        assert_eq!(a.used_bytes(), 0);
+        assert!(read_all(&h.store, &a).is_empty());
+
+        // The name can be used again, for a new, empty queue.
+        let a2 = h.store.queue("a").unwrap();
+        assert!(!Arc::ptr_eq(&a, &a2));
+        assert_ne!(a2.id, a.id);
+        assert!(read_all(&h.store, &a2).is_empty());
+        assert_eq!(payloads(&read_all(&h.store, &b)), vec![&b"b0"[..]]);
+        h.close();
+    }
+    let h = Harness::start(options(dir.path()));
+    let names: Vec<_> = h
+        .store
+        .queues()
+        .iter()
+        .map(|q| (q.name.clone(), q.id))
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&("b".to_owned(), b_id)));
+    let a = h.store.queue("a").unwrap();
+    assert_ne!(a.id, old_a_id);
+    assert_eq!(a.entries(), 0);
+    h.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_wakes_waiters_and_is_not_missed_by_late_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    let metrics = Arc::new(StoreMetrics::default());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let writer = store.spawn_writer(rx, metrics).unwrap();
+    let q = store.queue("q").unwrap();
+    let other = store.queue("other").unwrap();
+    let append = |queue: &Arc<Queue>| {
+        assert!(queue.try_reserve(1, u64::MAX));
+        let (reply, rx) = oneshot::channel();
+        let part = AppendPart {
+            queue: Arc::clone(queue),
+            records: 1,
+            payload: Bytes::from_static(b"x"),
+        };
+        tx.send(WriteOp::Append {
+            parts: vec![part],
+            reply,
+        })
+        .unwrap();
+        rx
+    };
+
+    // Nothing committed yet: a waiter stays pending.
+    assert!(q.appended().now_or_never().is_none());
+
+    // A waiter registered before the commit is woken by it.
+    let waiter = q.appended();
+    tokio::pin!(waiter);
+    assert!(futures::poll!(waiter.as_mut()).is_pending());
+    // An append to another queue does not wake it.
+    append(&other).await.unwrap().unwrap();
+    assert!(futures::poll!(waiter.as_mut()).is_pending());
+    append(&q).await.unwrap().unwrap();
+    waiter.await;
+
+    // Drain the permit the commit may have left behind.
+    q.appended().now_or_never();
+    assert!(q.appended().now_or_never().is_none());
+
+    // A waiter that registers only after the commit (it read an empty queue
+    // just before) is not missed: the commit left a permit.
+    append(&q).await.unwrap().unwrap();
+    assert!(q.appended().now_or_never().is_some());
+    // ... and only one: the next wait is for the next commit.
+    assert!(q.appended().now_or_never().is_none());
+
+    drop(tx);
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn writer_heartbeat_moves_and_one_writer_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let at_open = h.store.writer_heartbeat();
+    h.flush().unwrap();
+    assert!(h.store.writer_heartbeat() > at_open);
+
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    let err = h
+        .store
+        .spawn_writer(rx, Arc::new(StoreMetrics::default()))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    h.close();
+}
+
+#[test]
+fn bad_queue_names_are_refused_with_a_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).unwrap();
+    assert_eq!(store.queue("").unwrap_err().kind(), "invalid_queue_name");
+    let long = "x".repeat(MAX_QUEUE_NAME_LEN + 1);
+    assert_eq!(store.queue(&long).unwrap_err().kind(), "invalid_queue_name");
+    store.queue(&"x".repeat(MAX_QUEUE_NAME_LEN)).unwrap();
+}
+
+#[test]
+fn writer_answers_when_requesters_are_gone_and_exits_on_disconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let q = h.store.queue("q").unwrap();
+    // The requester gave up before the commit: the data is still stored.
+    assert!(q.try_reserve(4, u64::MAX));
+    let (reply, rx) = oneshot::channel();
+    drop(rx);
+    h.tx.send(WriteOp::Append {
+        parts: vec![AppendPart {
+            queue: Arc::clone(&q),
+            records: 1,
+            payload: Bytes::from_static(b"kept"),
+        }],
+        reply,
+    })
+    .unwrap();
+    h.flush().unwrap();
+    assert_eq!(payloads(&read_all(&h.store, &q)), vec![&b"kept"[..]]);
+    // `close` joins the writer: it exits once every sender is dropped.
+    h.close();
+}

@@ -1,0 +1,520 @@
+//! The group-commit writer: the only thread that writes entries.
+//!
+//! It exists so that many concurrent requests share one LMDB transaction
+//! and one fsync. The loop blocks on the channel (with a timeout, so the
+//! heartbeat moves while idle), drains what else is already queued up to
+//! `max_ops_per_commit`, and commits the whole group at once.
+//!
+//! Invariants:
+//! - every [`Reply`] gets exactly one answer, and `Ok` only after the
+//!   commit that made the data readable;
+//! - every reservation carried by an [`AppendPart`] is either kept (the part
+//!   was committed) or released (anything else): never leaked;
+//! - in-memory stats and sequence numbers change only after a successful
+//!   commit;
+//! - I/O and LMDB errors are answered and counted, never panicked on: the
+//!   loop keeps running until every sender is gone.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use heed::RwTxn;
+
+use super::metrics::ErrorKindLabels;
+use super::{AppendPart, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp, format};
+use crate::config::Durability;
+
+/// How long the writer waits for work before it refreshes its heartbeat.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Most payload bytes one group takes from the channel: a single LMDB
+/// transaction may dirty at most ~512 MiB of pages (`MDB_TXN_FULL`), and a
+/// bounded group keeps a commit's latency bounded too.
+const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Least time between two "storage full" warnings.
+const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// One group of operations taken from the channel, sorted by kind.
+#[derive(Default)]
+struct Group {
+    deletes: Vec<(Arc<Queue>, u64, u64)>,
+    drops: Vec<(Arc<Queue>, Option<Reply>)>,
+    appends: Vec<(Vec<AppendPart>, Reply)>,
+    flushes: Vec<Reply>,
+    ops: usize,
+    /// Payload bytes of the appends so far.
+    bytes: u64,
+}
+
+/// What a successful transaction changed, applied to memory after commit.
+#[derive(Default)]
+struct Applied {
+    /// Per queue id: (queue, payload bytes, records, entries) deleted.
+    deleted: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
+    /// Per queue id: (queue, next seq, records, entries) appended.
+    appended: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
+    /// Payload bytes appended in total.
+    appended_bytes: u64,
+}
+
+/// The writer thread's state.
+struct Writer {
+    store: Arc<Store>,
+    rx: Receiver<WriteOp>,
+    metrics: Arc<StoreMetrics>,
+    /// When "storage full" was last logged, and refusals since.
+    last_full_warn: Option<Instant>,
+    full_since_warn: u64,
+    /// Whether the last successful commit deleted entries; see
+    /// [`Writer::should_retry_full`].
+    freed_pending: bool,
+    /// Counter written by [`Writer::retry_appends`].
+    ticks: u64,
+}
+
+/// Sends `result` to `reply`.
+fn answer(reply: Reply, result: Result<(), StoreError>) {
+    // The requester may have given up (timeout, disconnect); the outcome
+    // stands either way, so a closed receiver is not an error.
+    drop(reply.send(result));
+}
+
+/// Gives back the reservations of parts that will not be stored.
+fn release_parts(parts: &[AppendPart]) {
+    for part in parts {
+        part.queue.release(part.payload.len() as u64);
+    }
+}
+
+impl Store {
+    /// Starts the writer thread, which owns all entry writes until every
+    /// sender of `rx` is dropped; then it commits what it has, syncs (when
+    /// durability is `none`) and exits.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the thread cannot be spawned, or
+    /// [`std::io::ErrorKind::AlreadyExists`] if a writer was already spawned:
+    /// two writers would hand out the same sequence numbers.
+    pub fn spawn_writer(
+        self: &Arc<Self>,
+        rx: Receiver<WriteOp>,
+        metrics: Arc<StoreMetrics>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        if self.writer_spawned.swap(true, Ordering::AcqRel) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the LMDB writer is already running",
+            ));
+        }
+        let writer = Writer {
+            store: Arc::clone(self),
+            rx,
+            metrics,
+            last_full_warn: None,
+            full_since_warn: 0,
+            freed_pending: false,
+            ticks: 0,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("lmdb-writer".to_owned())
+            .spawn(move || writer.run());
+        if spawned.is_err() {
+            self.writer_spawned.store(false, Ordering::Release);
+        }
+        spawned
+    }
+}
+
+// === impl Writer ===
+
+impl Writer {
+    fn run(mut self) {
+        tracing::info!(
+            max_ops_per_commit = self.store.max_ops_per_commit,
+            durability = ?self.store.durability,
+            "Storage writer started."
+        );
+        loop {
+            self.store.beat();
+            let first = match self.rx.recv_timeout(IDLE_TICK) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => continue,
+                // Only reported once the channel is empty too: nothing is left.
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut group = Group::default();
+            group.push(first);
+            while group.ops < self.store.max_ops_per_commit && group.bytes < MAX_GROUP_BYTES {
+                match self.rx.try_recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        if self.store.durability == Durability::None
+            && let Err(e) = self.store.sync()
+        {
+            tracing::error!(error = %e, "Could not sync the LMDB buffer at shutdown.");
+        }
+        tracing::info!("Storage writer stopped: every sender is gone.");
+    }
+
+    fn commit_group(&mut self, mut group: Group) {
+        let started = Instant::now();
+        self.metrics.commit_ops.observe(group.ops as f64);
+
+        // Parts for a queue that is (or is being) dropped would become
+        // orphan entries: discard them now and give back their reservation.
+        let dropping: Vec<u32> = group.drops.iter().map(|(q, _)| q.id).collect();
+        for (parts, _) in &mut group.appends {
+            parts.retain(|part| {
+                let gone = part.queue.is_dropped() || dropping.contains(&part.queue.id);
+                if gone {
+                    part.queue.release(part.payload.len() as u64);
+                }
+                !gone
+            });
+        }
+        let has_deletes = !group.deletes.is_empty() || !group.drops.is_empty();
+        let has_appends = !group.appends.is_empty();
+
+        // The outcome for deletes, drops and flushes, and for the appends.
+        let (control, appends): (Result<(), StoreError>, Result<(), StoreError>) =
+            match self.try_commit(&group, true, true) {
+                Ok(applied) => {
+                    self.after_commit(&applied, &group.drops);
+                    (Ok(()), Ok(()))
+                }
+                Err(first) => {
+                    // Retry without the appends: deletes and drops free space
+                    // and must not be held hostage by a full map or a bad
+                    // append.
+                    let control = if has_deletes {
+                        self.try_commit(&group, true, false)
+                            .map(|applied| self.after_commit(&applied, &group.drops))
+                    } else {
+                        Ok(())
+                    };
+                    let appends = if has_appends && self.should_retry_full(&first) {
+                        self.retry_appends(&group)
+                    } else {
+                        Err(first)
+                    };
+                    (control, appends)
+                }
+            };
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+
+        // Stats were updated above, before any reply: a requester that sees
+        // `Ok` also sees its data counted.
+        match appends {
+            Ok(()) => {
+                for (_, reply) in group.appends {
+                    answer(reply, Ok(()));
+                }
+            }
+            Err(error) => {
+                let count = group.appends.len() as u64;
+                if matches!(error, StoreError::Full { .. }) {
+                    self.metrics.storage_full_refusals.inc_by(count);
+                    self.warn_full(&error, count);
+                } else {
+                    self.count_error(&error);
+                    tracing::error!(
+                        error = %error,
+                        kind = error.kind(),
+                        appends = count,
+                        "Could not commit appends to the LMDB buffer."
+                    );
+                }
+                for (parts, reply) in group.appends {
+                    release_parts(&parts);
+                    answer(reply, Err(error.duplicate()));
+                }
+            }
+        }
+        if let Err(error) = &control {
+            self.count_error(error);
+            tracing::error!(
+                error = %error,
+                kind = error.kind(),
+                deletes = group.deletes.len(),
+                drops = group.drops.len(),
+                "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
+            );
+        }
+        for (_, reply) in group.drops {
+            if let Some(reply) = reply {
+                answer(
+                    reply,
+                    control.as_ref().map_err(StoreError::duplicate).copied(),
+                );
+            }
+        }
+        for reply in group.flushes {
+            answer(
+                reply,
+                control.as_ref().map_err(StoreError::duplicate).copied(),
+            );
+        }
+        self.store.beat();
+    }
+
+    /// Whether a refused append is worth one more try: the map is full, but
+    /// the last commit freed pages that LMDB will only hand out two
+    /// transactions after the one that freed them.
+    fn should_retry_full(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Full { .. }) && self.freed_pending
+    }
+
+    /// Commits a tiny `meta` write so pages freed by the last commit become
+    /// reusable, then tries the group's appends alone.
+    fn retry_appends(&mut self, group: &Group) -> Result<(), StoreError> {
+        self.freed_pending = false;
+        let store = &self.store;
+        let err = |op| super::lmdb_err(op, store.map_size);
+        let mut txn = store.env.write_txn().map_err(err("tick"))?;
+        self.ticks += 1;
+        store
+            .meta
+            .put(&mut txn, format::META_TICK, &self.ticks.to_be_bytes())
+            .map_err(err("tick"))?;
+        txn.commit().map_err(err("tick"))?;
+        let applied = self.try_commit(group, false, true)?;
+        self.after_commit(&applied, &[]);
+        Ok(())
+    }
+
+    /// Bookkeeping after a successful commit, before any reply is sent.
+    fn after_commit(&mut self, applied: &Applied, drops: &[(Arc<Queue>, Option<Reply>)]) {
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_bytes
+            .observe(applied.appended_bytes as f64);
+        self.freed_pending = applied.deleted.values().any(|d| d.3 > 0);
+        self.apply_in_memory(applied, drops);
+    }
+
+    /// Runs one transaction with the group's deletes and drops (if
+    /// `with_deletes`) and its appends (if `with_appends`); commits it.
+    fn try_commit(
+        &self,
+        group: &Group,
+        with_deletes: bool,
+        with_appends: bool,
+    ) -> Result<Applied, StoreError> {
+        let store = &self.store;
+        let err = |op| super::lmdb_err(op, store.map_size);
+        let mut txn = store.env.write_txn().map_err(err("begin"))?;
+        let mut applied = Applied::default();
+        let (deletes, drops) = if with_deletes {
+            (&group.deletes[..], &group.drops[..])
+        } else {
+            (&[][..], &[][..])
+        };
+        for (queue, first, last) in deletes {
+            if first > last {
+                continue;
+            }
+            let (bytes, records, entries) = self
+                .delete_range(&mut txn, queue.id, *first, *last)
+                .map_err(err("delete"))?;
+            let slot = applied
+                .deleted
+                .entry(queue.id)
+                .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
+            slot.1 += bytes;
+            slot.2 += records;
+            slot.3 += entries;
+        }
+        for (queue, _) in drops {
+            let (bytes, records, entries) = self
+                .delete_range(&mut txn, queue.id, 0, u64::MAX)
+                .map_err(err("drop"))?;
+            store
+                .meta
+                .delete(&mut txn, &format::queue_name_key(&queue.name))
+                .map_err(err("drop"))?;
+            store
+                .meta
+                .delete(&mut txn, &format::queue_seq_key(queue.id))
+                .map_err(err("drop"))?;
+            let slot = applied
+                .deleted
+                .entry(queue.id)
+                .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
+            slot.1 += bytes;
+            slot.2 += records;
+            slot.3 += entries;
+        }
+        if with_appends {
+            for part in group.appends.iter().flat_map(|(parts, _)| parts) {
+                let queue = &part.queue;
+                let slot = applied
+                    .appended
+                    .entry(queue.id)
+                    .or_insert_with(|| (Arc::clone(queue), queue.next_seq(), 0, 0));
+                let key = format::entry_key(queue.id, slot.1);
+                let header = format::encode_header(part.records);
+                let payload = &part.payload;
+                store
+                    .entries
+                    .put_reserved(
+                        &mut txn,
+                        &key,
+                        format::HEADER_LEN + payload.len(),
+                        |space| {
+                            space.write_all(&header)?;
+                            space.write_all(payload)
+                        },
+                    )
+                    .map_err(err("append"))?;
+                slot.1 += 1;
+                slot.2 += u64::from(part.records);
+                slot.3 += 1;
+                applied.appended_bytes += payload.len() as u64;
+            }
+            // Persist each queue's numbering so seqs are never reused, even
+            // after the queue drains and the process restarts.
+            for (id, (_, next_seq, _, _)) in &applied.appended {
+                store
+                    .meta
+                    .put(
+                        &mut txn,
+                        &format::queue_seq_key(*id),
+                        &next_seq.to_be_bytes(),
+                    )
+                    .map_err(err("append"))?;
+            }
+        }
+        txn.commit().map_err(err("commit"))?;
+        Ok(applied)
+    }
+
+    /// Deletes entries `first..=last` of queue `id`; returns the payload
+    /// bytes, records and entries removed.
+    fn delete_range(
+        &self,
+        txn: &mut RwTxn<'_>,
+        id: u32,
+        first: u64,
+        last: u64,
+    ) -> Result<(u64, u64, u64), heed::Error> {
+        let lo = format::entry_key(id, first);
+        let hi = format::entry_key(id, last);
+        let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+        let (mut bytes, mut records, mut entries) = (0u64, 0u64, 0u64);
+        // Sum first (LMDB has no "delete and tell me what it was"), then
+        // delete the same range; the pages are hot from the first pass.
+        for item in self.store.entries.range(txn, &range)? {
+            let (_, value) = item?;
+            entries += 1;
+            match format::decode_value(value) {
+                Some((header, payload)) => {
+                    bytes += payload.len() as u64;
+                    records += u64::from(header.records);
+                }
+                // Undecodable entries are removed at open; count their bytes
+                // the way open would have, had it kept them.
+                None => bytes += value.len().saturating_sub(format::HEADER_LEN) as u64,
+            }
+        }
+        if entries > 0 {
+            self.store.entries.delete_range(txn, &range)?;
+        }
+        Ok((bytes, records, entries))
+    }
+
+    /// After a commit: move stats and seqs, forget dropped queues, wake
+    /// consumers.
+    fn apply_in_memory(&self, applied: &Applied, drops: &[(Arc<Queue>, Option<Reply>)]) {
+        let mut deleted_bytes = 0;
+        for (queue, bytes, records, entries) in applied.deleted.values() {
+            super::sub_saturating(&queue.used_bytes, *bytes);
+            super::sub_saturating(&queue.records, *records);
+            super::sub_saturating(&queue.entries, *entries);
+            deleted_bytes += bytes;
+        }
+        self.metrics.deleted_bytes.inc_by(deleted_bytes);
+        self.metrics.appended_bytes.inc_by(applied.appended_bytes);
+        if !drops.is_empty() {
+            let mut queues = self.store.lock_queues();
+            for (queue, _) in drops {
+                queue.dropped.store(true, Ordering::Release);
+                // Only forget the name if it still maps to this queue: a
+                // queue of the same name created later must survive.
+                if queues
+                    .get(&queue.name)
+                    .is_some_and(|live| Arc::ptr_eq(live, queue))
+                {
+                    queues.remove(&queue.name);
+                }
+                // Wake its consumer so it notices the queue is gone.
+                queue.wake();
+            }
+        }
+        for (queue, next_seq, records, entries) in applied.appended.values() {
+            // used_bytes already counts these bytes: they were reserved.
+            queue.next_seq.store(*next_seq, Ordering::Release);
+            queue.records.fetch_add(*records, Ordering::AcqRel);
+            queue.entries.fetch_add(*entries, Ordering::AcqRel);
+            queue.wake();
+        }
+    }
+
+    /// Counts a failed commit; "full" has its own counter of refusals.
+    fn count_error(&self, error: &StoreError) {
+        if matches!(error, StoreError::Full { .. }) {
+            return;
+        }
+        self.metrics
+            .write_errors
+            .get_or_create(&ErrorKindLabels { kind: error.kind() })
+            .inc();
+    }
+
+    /// Logs one warning per [`FULL_WARN_EVERY`] while the store is full.
+    fn warn_full(&mut self, error: &StoreError, refused: u64) {
+        self.full_since_warn += refused;
+        let due = self
+            .last_full_warn
+            .is_none_or(|at| at.elapsed() >= FULL_WARN_EVERY);
+        if due {
+            tracing::warn!(
+                error = %error,
+                refused_appends = self.full_since_warn,
+                "The LMDB buffer is full: refusing appends until exporters free space."
+            );
+            self.last_full_warn = Some(Instant::now());
+            self.full_since_warn = 0;
+        }
+    }
+}
+
+// === impl Group ===
+
+impl Group {
+    fn push(&mut self, op: WriteOp) {
+        self.ops += 1;
+        match op {
+            WriteOp::Append { parts, reply } => {
+                self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+                self.appends.push((parts, reply));
+            }
+            WriteOp::Delete { queue, first, last } => self.deletes.push((queue, first, last)),
+            WriteOp::Drop { queue, reply } => self.drops.push((queue, reply)),
+            WriteOp::Flush { reply } => self.flushes.push(reply),
+        }
+    }
+}
