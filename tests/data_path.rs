@@ -1,6 +1,7 @@
 //! End to end through a real seedgate process: every signal over every
 //! transport and body format reaches the backends through every exporter
 //! kind, decoded equal, and nothing acknowledged is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
 
@@ -11,6 +12,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use seedgate::receivers::decompress::{Encoding, decompress};
 use seedgate::signal::Signal;
 use seedgate::tools::records::{ExportRequest, RequestSpec, build_request};
 use seedgate::tools::sink::{self, SinkOptions};
@@ -18,7 +20,10 @@ use support::{Seedgate, config_yaml, eventually};
 
 /// A backend that keeps every request body it was sent, per signal.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+/// A request path and its decompressed body.
+type Captured = (String, Vec<u8>);
 
 impl Capture {
     async fn start(&self) -> std::net::SocketAddr {
@@ -33,12 +38,7 @@ impl Capture {
                     async move {
                         let mut body = body.to_vec();
                         if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-                            use std::io::Read;
-                            let mut out = Vec::new();
-                            flate2::read::MultiGzDecoder::new(&body[..])
-                                .read_to_end(&mut out)
-                                .unwrap();
-                            body = out;
+                            body = decompress(Encoding::Gzip, &body, 64 << 20).unwrap();
                         }
                         cap.0.lock().unwrap().push((path.0, body));
                         (
@@ -56,6 +56,7 @@ impl Capture {
     }
 
     fn bodies(&self, suffix: &str) -> Vec<Vec<u8>> {
+        let suffix = suffix.trim_start_matches('/');
         self.0
             .lock()
             .unwrap()

@@ -1,5 +1,6 @@
 //! The README tells the truth: its configuration reference is the defaults,
 //! and its example pipeline parses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 fn block<'a>(readme: &'a str, marker: &str) -> &'a str {
     let start = readme

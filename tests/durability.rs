@@ -1,6 +1,7 @@
 //! Nothing acknowledged is ever lost: kill -9 under load, backend outage,
 //! graceful shutdown. Every record carries a sequence number; the sink
 //! counts what came out against what the load generator saw acknowledged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
 

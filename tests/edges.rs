@@ -1,6 +1,7 @@
 //! Bad input gets a clear error and harms nothing else; backpressure is
 //! explicit; bad configuration names the file, line, field and reason;
 //! export errors are retried or dropped as they should be, and counted.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
 

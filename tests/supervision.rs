@@ -1,5 +1,6 @@
 //! Supervision: restarting one actor leaves the others running, and
 //! nothing acknowledged is lost across the restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
 

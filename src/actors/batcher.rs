@@ -87,10 +87,18 @@ impl Supervised for Batcher {
             .restarts
             .get_or_create(&ActorLabel { actor: "batcher" })
             .inc();
-        // A writer that is still running (a requested restart) is told to
-        // finish by a Flush and left to exit; the new one shares its channel,
-        // and LMDB serialises the two writers' transactions.
-        self.writer = None;
+        // Two writers would hand out the same sequence numbers, so a writer
+        // that is still running (a requested restart) is told to stop and
+        // joined before `started()` spawns the next one. It commits what it
+        // took first; what is still in the channel waits for the new one.
+        if let Some(handle) = self.writer.take()
+            && !handle.is_finished()
+        {
+            let (reply, _stopped) = tokio::sync::oneshot::channel();
+            if self.tx.send(WriteOp::Stop { reply }).is_ok() && handle.join().is_err() {
+                tracing::error!("The storage writer thread panicked while stopping");
+            }
+        }
     }
 }
 

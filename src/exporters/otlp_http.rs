@@ -228,7 +228,6 @@ mod tests {
     };
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use prost::Message;
-    use std::io::Read;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -335,13 +334,12 @@ mod tests {
     fn decompress(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
         match encoding {
             None => body.to_vec(),
-            Some("gzip") => {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(body)
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            }
+            Some("gzip") => crate::receivers::decompress::decompress(
+                crate::receivers::decompress::Encoding::Gzip,
+                body,
+                64 << 20,
+            )
+            .unwrap(),
             Some("zstd") => zstd::decode_all(body).unwrap(),
             Some(other) => panic!("unexpected content-encoding {other}"),
         }

@@ -17,7 +17,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use http_body_util::{BodyExt, Limited};
+use bytes::BytesMut;
+use futures::StreamExt;
 use prost::Message;
 use tokio::net::TcpListener;
 
@@ -26,6 +27,10 @@ use super::{ReceiveError, ReceiverState, Transport};
 use crate::ingest::IngestError;
 use crate::proto::{json, response};
 use crate::signal::Signal;
+
+/// Most bytes of an oversized body read and discarded before answering 413;
+/// beyond this the connection is closed on the client.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The body formats OTLP/HTTP allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,30 +157,36 @@ async fn handle(
         );
     };
     let limit = s.max_request_bytes;
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
         refuse("too_large");
+        drain(body).await;
         return too_large(format, limit);
     }
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            refuse("too_large");
-            return too_large(format, limit);
+    let mut body = body.into_data_stream();
+    let mut raw = BytesMut::new();
+    while let Some(frame) = body.next().await {
+        match frame {
+            Ok(chunk) if raw.len() + chunk.len() <= limit => raw.extend_from_slice(&chunk),
+            Ok(_) => {
+                refuse("too_large");
+                drain(Body::from_stream(body)).await;
+                return too_large(format, limit);
+            }
+            Err(e) => {
+                refuse("body_read");
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format,
+                    &format!("cannot read request body: {e}"),
+                    None,
+                );
+            }
         }
-        Err(e) => {
-            refuse("body_read");
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format,
-                &format!("cannot read request body: {e}"),
-                None,
-            );
-        }
-    };
+    }
+    let raw = raw.freeze();
     let body = match encoding {
         Encoding::Identity => raw,
         enc => match decompress(enc, &raw, limit) {
@@ -231,6 +242,20 @@ pub fn status_of(err: &ReceiveError) -> (StatusCode, Option<Duration>) {
         ReceiveError::MemoryLimit => (StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(1))),
         ReceiveError::Ingest(e @ (IngestError::Store(_) | IngestError::ShuttingDown)) => {
             (StatusCode::SERVICE_UNAVAILABLE, e.retry_after())
+        }
+    }
+}
+
+/// Reads and discards what the client is still sending (up to
+/// [`DRAIN_LIMIT`]), so it reads our 413 instead of a broken pipe: a client
+/// that sees a connection error retries, one that sees 413 does not.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
         }
     }
 }

@@ -439,6 +439,13 @@ pub enum WriteOp {
         /// Gets `Ok` once everything sent before is committed.
         reply: Reply,
     },
+    /// Commit everything before this op, then end the writer thread so that
+    /// a new one may be spawned (a supervised restart). Ops sent after it
+    /// stay in the channel for the next writer.
+    Stop {
+        /// Gets `Ok` once the writer has committed and let go of the store.
+        reply: Reply,
+    },
 }
 
 /// The LMDB environment, its databases and the live queues.

@@ -48,6 +48,8 @@ struct Group {
     drops: Vec<(Arc<Queue>, Option<Reply>)>,
     appends: Vec<(Vec<AppendPart>, Reply)>,
     flushes: Vec<Reply>,
+    /// A `Stop` ends the group and then the writer.
+    stop: Option<Reply>,
     ops: usize,
     /// Payload bytes of the appends so far.
     bytes: u64,
@@ -152,13 +154,31 @@ impl Writer {
             };
             let mut group = Group::default();
             group.push(first);
-            while group.ops < self.store.max_ops_per_commit && group.bytes < MAX_GROUP_BYTES {
+            while group.stop.is_none()
+                && group.ops < self.store.max_ops_per_commit
+                && group.bytes < MAX_GROUP_BYTES
+            {
                 match self.rx.try_recv() {
                     Ok(op) => group.push(op),
                     Err(_) => break,
                 }
             }
+            let stop = group.stop.take();
             self.commit_group(group);
+            if let Some(reply) = stop {
+                if self.store.durability == Durability::None
+                    && let Err(e) = self.store.sync()
+                {
+                    tracing::error!(error = %e, "Could not sync the LMDB buffer before stopping.");
+                }
+                // Let go of the writer slot before answering, so that the
+                // caller can spawn the next writer as soon as it hears back.
+                self.store.writer_spawned.store(false, Ordering::Release);
+                tracing::info!("Storage writer stopped on request.");
+                // The requester may have given up; nothing to do then.
+                reply.send(Ok(())).ok();
+                return;
+            }
         }
         if self.store.durability == Durability::None
             && let Err(e) = self.store.sync()
@@ -515,6 +535,7 @@ impl Group {
             WriteOp::Delete { queue, first, last } => self.deletes.push((queue, first, last)),
             WriteOp::Drop { queue, reply } => self.drops.push((queue, reply)),
             WriteOp::Flush { reply } => self.flushes.push(reply),
+            WriteOp::Stop { reply } => self.stop = Some(reply),
         }
     }
 }

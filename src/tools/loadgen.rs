@@ -39,8 +39,8 @@ use tonic::codec::CompressionEncoding;
 use tonic_types::StatusExt as _;
 
 use super::acked::AckedWriter;
-use crate::grpc_codec::RawCodec;
 use super::records::{RequestSpec, block_counts, build_request};
+use crate::grpc_codec::RawCodec;
 use crate::signal::Signal;
 
 /// How long to wait before re-sending when the server named no Retry-After.

@@ -22,7 +22,6 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -36,7 +35,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
@@ -50,8 +49,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::acked::{AckedSet, read_acked_file, write_acked_file};
-use crate::grpc_codec::RawCodec;
 use super::records::ExportRequest;
+use crate::grpc_codec::RawCodec;
 use crate::signal::Signal;
 
 /// The largest request body (after decompression) the sink accepts.
@@ -811,25 +810,16 @@ fn parse_otlp_path(path: &str) -> Option<(Signal, String)> {
     })
 }
 
-/// Decompresses a body by its `Content-Encoding`, capped at [`MAX_BODY_BYTES`].
+/// Decompresses a body by its `Content-Encoding`, capped at [`MAX_BODY_BYTES`],
+/// with the receivers' capped decoder.
 fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, String> {
-    let mut out = Vec::new();
-    let limit = MAX_BODY_BYTES as u64 + 1;
-    let read = match encoding.map(str::trim) {
-        None | Some("") | Some("identity") => return Ok(body),
-        Some("gzip") => flate2::read::MultiGzDecoder::new(body.reader())
-            .take(limit)
-            .read_to_end(&mut out),
-        Some("zstd") => zstd::stream::read::Decoder::new(body.reader())
-            .and_then(|d| d.take(limit).read_to_end(&mut out)),
-        Some(other) => return Err(format!("unsupported content-encoding {other:?}")),
-    };
-    match read {
-        Ok(_) if out.len() > MAX_BODY_BYTES => {
-            Err(format!("decompressed body exceeds {MAX_BODY_BYTES} bytes"))
-        }
-        Ok(_) => Ok(Bytes::from(out)),
-        Err(e) => Err(format!("decompressing: {e}")),
+    use crate::receivers::decompress::{Encoding, decompress};
+    match Encoding::from_header(encoding) {
+        Some(Encoding::Identity) => Ok(body),
+        Some(enc) => decompress(enc, &body, MAX_BODY_BYTES)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string()),
+        None => Err(format!("unsupported content-encoding {encoding:?}")),
     }
 }
 

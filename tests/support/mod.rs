@@ -1,7 +1,13 @@
 //! Test support: seedgate as a real child process, its admin port, and the
 //! patience helpers. The sink and the load generator are the shipped tools
 //! (`seedgate::tools`), used in-process.
-#![allow(dead_code, missing_docs, unreachable_pub)]
+#![allow(
+    dead_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -146,8 +152,8 @@ impl Seedgate {
 impl Drop for Seedgate {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.child.kill().ok();
+            self.child.wait().ok();
         }
     }
 }
