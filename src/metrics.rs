@@ -369,3 +369,97 @@ impl Default for Metrics {
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ErrorKindLabels;
+
+    /// The names `/metrics` renders once every family has a sample, as users
+    /// query them (`_total` on counters).
+    fn rendered_names() -> std::collections::BTreeSet<String> {
+        let m = Metrics::new();
+        let st = SignalTransport {
+            signal: "logs",
+            transport: "grpc",
+        };
+        let rf = Refusal {
+            signal: "logs",
+            transport: "grpc",
+            reason: "x",
+        };
+        let d = Dest {
+            destination: "d".into(),
+            signal: "logs",
+        };
+        let dr = DestReason {
+            destination: "d".into(),
+            signal: "logs",
+            reason: "x",
+        };
+        let r = &m.receiver;
+        r.requests.get_or_create(&st).inc();
+        r.records.get_or_create(&st).inc();
+        r.bytes.get_or_create(&st).inc();
+        r.refused_requests.get_or_create(&rf).inc();
+        r.refused_records.get_or_create(&rf).inc();
+        r.rejected_records.get_or_create(&st).inc();
+        r.request_duration.get_or_create(&st).observe(0.1);
+        m.router.records.get_or_create(&d).inc();
+        m.router.dropped_records.get_or_create(&dr).inc();
+        m.store
+            .write_errors
+            .get_or_create(&ErrorKindLabels { kind: "io" })
+            .inc();
+        m.queue.bytes.get_or_create(&d).set(1);
+        m.queue.records.get_or_create(&d).set(1);
+        m.queue.limit_bytes.get_or_create(&d).set(1);
+        let e = &m.exporter;
+        e.sent_records.get_or_create(&d).inc();
+        e.sent_requests.get_or_create(&d).inc();
+        e.sent_bytes.get_or_create(&d).inc();
+        e.failed_requests.get_or_create(&dr).inc();
+        e.retries.get_or_create(&dr).inc();
+        e.dropped_records.get_or_create(&dr).inc();
+        e.request_duration.get_or_create(&d).observe(0.1);
+        e.failing.get_or_create(&d).set(1);
+        m.actor
+            .restarts
+            .get_or_create(&ActorLabel { actor: "batcher" })
+            .inc();
+        let text = m.encode().unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let mut it = l.split(' ');
+                let (name, kind) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+                if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_metrics_reference_matches_the_registry() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("<!-- metrics-reference:start -->").unwrap();
+        let end = readme.find("<!-- metrics-reference:end -->").unwrap();
+        let documented: std::collections::BTreeSet<String> = readme[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        let rendered = rendered_names();
+        let undocumented: Vec<_> = rendered.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&rendered).collect();
+        assert!(
+            undocumented.is_empty() && stale.is_empty(),
+            "undocumented: {undocumented:?}; documented but not rendered: {stale:?}"
+        );
+        assert!(rendered.len() >= 25);
+    }
+}

@@ -463,3 +463,74 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
         "{effective}"
     );
 }
+
+/// A full LMDB map is backpressure: 429 with Retry-After, counted, no
+/// crash; once the backend drains it, requests are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_storage_is_backpressure_and_recovers() {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    backend.go_down().await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: big\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
+            backend.grpc_endpoint()
+        ),
+    )
+    .replace("max_size: 256MiB", "max_size: 2MiB");
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/logs", sg.http_endpoint());
+    let mut seq = 0;
+    let refused = loop {
+        let r = c
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(one_request(seq))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            break r;
+        }
+        seq += 10;
+        assert!(seq < 1_000_000, "storage never filled");
+    };
+    assert_eq!(refused.status(), 429, "{}", refused.text().await.unwrap());
+    assert!(
+        sg.metric("seedgate_batcher_storage_full_refusals_total", &[])
+            .await
+            .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sg.metric(
+            "seedgate_receiver_refused_requests_total",
+            &["reason=\"storage_full\""]
+        )
+        .await
+        .unwrap()
+            >= 1.0
+    );
+    assert!(sg.log().contains("full"), "a clear log line:\n{}", sg.log());
+    let acked = seedgate::tools::acked::AckedSet::from_ranges([(0, seq - 1)]);
+    backend.come_up().await.unwrap();
+    eventually(
+        "everything acknowledged before the refusal arrives",
+        async || (backend.verify(&acked).missing == 0).then_some(()),
+    )
+    .await;
+    eventually("accepted again", async || {
+        let r = c
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(one_request(seq))
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}

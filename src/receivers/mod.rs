@@ -136,6 +136,8 @@ impl ReceiverState {
         let m = &self.metrics.receiver;
         m.requests.get_or_create(&labels).inc();
         m.bytes.get_or_create(&labels).inc_by(len);
+        // A cheap handle on the bytes, to count the records of a refusal.
+        let kept = body.clone();
         let result = match self.admit_memory(body.len()).await {
             Ok(_guard) => self
                 .ingest
@@ -155,7 +157,22 @@ impl ReceiverState {
                         .inc_by(accepted.rejected);
                 }
             }
-            Err(e) => self.refused(signal, transport, e.kind()),
+            Err(e) => {
+                self.refused(signal, transport, e.kind());
+                // A malformed body has no countable records; any other
+                // refusal was scanned fine (or not yet: count now).
+                if !matches!(e, ReceiveError::Ingest(IngestError::Malformed(_)))
+                    && let Ok(n) = crate::proto::count_records(signal, &kept)
+                {
+                    m.refused_records
+                        .get_or_create(&Refusal {
+                            signal: signal.as_str(),
+                            transport: transport.as_str(),
+                            reason: e.kind(),
+                        })
+                        .inc_by(n);
+                }
+            }
         }
         m.request_duration
             .get_or_create(&labels)

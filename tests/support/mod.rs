@@ -42,6 +42,8 @@ pub struct Seedgate {
     pub addrs: BoundAddrs,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Where the child's stdout goes (the stdout exporter writes there).
+    pub stdout_path: PathBuf,
 }
 
 /// Config YAML for tests: receivers and admin on port 0, data in `data_dir`,
@@ -66,6 +68,8 @@ impl Seedgate {
         let listen_file = dir.join(format!("listen-{}.json", rand_suffix()));
         let log_path = dir.join(format!("seedgate-{}.log", rand_suffix()));
         let log = std::fs::File::create(&log_path).unwrap();
+        let stdout_path = dir.join(format!("stdout-{}.txt", rand_suffix()));
+        let stdout = std::fs::File::create(&stdout_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
             .args([
                 "--log-level",
@@ -79,7 +83,7 @@ impl Seedgate {
             .arg("--listen-file")
             .arg(&listen_file)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("start seedgate");
@@ -92,6 +96,7 @@ impl Seedgate {
             },
             config_path: config_path.to_owned(),
             log_path,
+            stdout_path,
         };
         let addrs = eventually("seedgate to write its listen file", async || {
             if let Ok(Some(status)) = sg.child.try_wait() {

@@ -1,0 +1,81 @@
+//! What an operator and a newcomer see: the stdout exporter's JSON lines,
+//! the probes, the CPU profile.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod support;
+
+use seedgate::tools::loadgen::{self, LoadgenArgs};
+use support::{Seedgate, config_yaml, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_prints_one_json_line_per_record_and_probes_answer() {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        "batch:\n  timeout: 10ms\npipelines:\n  - name: stdout\n    output:\n      type: stdout\n",
+    );
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    for signal in ["logs", "metrics", "traces"] {
+        let mut args = LoadgenArgs::from_flags([
+            "--protocol",
+            "http",
+            "--count",
+            "20",
+            "--records-per-request",
+            "10",
+            "--tenants",
+            "2",
+            "--signal",
+            signal,
+        ])
+        .unwrap();
+        args.endpoint = Some(sg.http_endpoint());
+        args.seq_start = match signal {
+            "logs" => 0,
+            "metrics" => 100,
+            _ => 200,
+        };
+        args.quiet = true;
+        assert_eq!(loadgen::run(args).await.unwrap().records_acked, 20);
+    }
+    let lines = eventually("60 JSON lines on stdout", async || {
+        let text = std::fs::read_to_string(&sg.stdout_path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        (lines.len() >= 60).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines.len(), 60);
+    let text = std::fs::read_to_string(&sg.stdout_path).unwrap();
+    for seq in [0, 19, 100, 119, 200, 219] {
+        assert!(
+            text.contains(&format!("\"{seq}\"")) || text.contains(&format!(":{seq}")),
+            "seq {seq} printed"
+        );
+    }
+    assert!(
+        text.contains("shoot--loadgen--t1"),
+        "resource attributes are printed"
+    );
+
+    let c = reqwest::Client::new();
+    let healthz = c.get(sg.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+    let readyz = c.get(sg.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let profile = c
+        .get(sg.admin_url("/debug/pprof/profile?seconds=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profile.status(), 200);
+    let body = profile.bytes().await.unwrap();
+    assert!(body.len() > 16, "a pprof protobuf profile");
+    assert_eq!(
+        c.get(sg.admin_url("/nope")).send().await.unwrap().status(),
+        404
+    );
+}
