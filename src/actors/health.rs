@@ -104,6 +104,32 @@ impl HealthState {
     }
 }
 
+/// What makes the process not live: a writer silent for longer than
+/// [`WRITER_STUCK_AFTER`], or an export attempt running longer than
+/// `export_limit`. A backend that is down is *not* a problem here: its
+/// attempts fail fast and are retried; only a hung attempt is.
+pub fn problems<'a>(
+    writer_idle: Duration,
+    attempts: impl Iterator<Item = (&'a str, Option<Duration>)>,
+    export_limit: Duration,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if writer_idle > WRITER_STUCK_AFTER {
+        out.push(format!(
+            "storage writer silent for {}s",
+            writer_idle.as_secs()
+        ));
+    }
+    for (name, age) in attempts {
+        if let Some(age) = age
+            && age > export_limit
+        {
+            out.push(format!("export to {name} stuck for {}s", age.as_secs()));
+        }
+    }
+    out
+}
+
 /// See the module doc.
 pub struct Health {
     state: Arc<HealthState>,
@@ -146,27 +172,19 @@ impl Actor for Health {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.state.set_storage_open(true);
         ctx.run_interval(CHECK_EVERY, |this, ctx| {
-            let mut problems = Vec::new();
             let idle = Instant::now().saturating_duration_since(this.store.writer_heartbeat());
-            if idle > WRITER_STUCK_AFTER {
-                problems.push(format!("storage writer silent for {}s", idle.as_secs()));
-            }
             let state = Arc::clone(&this.state);
             let limit = this.export_stuck_after;
             let ask = this.heartbeats.send(Heartbeats);
             ctx.spawn(
                 async move {
-                    if let Ok(beats) = ask.await {
-                        for (name, hb) in beats {
-                            if let Some(age) = hb.attempt_age()
-                                && age > limit
-                            {
-                                problems
-                                    .push(format!("export to {name} stuck for {}s", age.as_secs()));
-                            }
-                        }
-                    }
-                    state.record(problems);
+                    // An exporter pool that does not answer reports no
+                    // attempts; its own supervisor deals with it.
+                    let beats = ask.await.unwrap_or_default();
+                    let attempts = beats
+                        .iter()
+                        .map(|(name, hb)| (name.as_str(), hb.attempt_age()));
+                    state.record(problems(idle, attempts, limit));
                 }
                 .into_actor(this),
             );
@@ -188,5 +206,50 @@ impl Handler<Restart> for Health {
     type Result = ();
     fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_writer_or_a_hung_export_is_not_live_a_slow_one_is() {
+        let limit = Duration::from_secs(40);
+        let quiet = Duration::from_secs(1);
+        assert!(
+            problems(
+                quiet,
+                [("a/logs", None), ("b/logs", Some(Duration::from_secs(39)))].into_iter(),
+                limit
+            )
+            .is_empty()
+        );
+        let p = problems(
+            quiet,
+            [("b/logs", Some(Duration::from_secs(41)))].into_iter(),
+            limit,
+        );
+        assert_eq!(p, vec!["export to b/logs stuck for 41s".to_owned()]);
+        let p = problems(
+            WRITER_STUCK_AFTER + Duration::from_secs(1),
+            std::iter::empty(),
+            limit,
+        );
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("storage writer silent"));
+
+        let state = HealthState::new();
+        assert!(
+            state.ready().is_err(),
+            "not ready before listeners and storage"
+        );
+        state.set_listeners_bound(true);
+        state.set_storage_open(true);
+        assert!(state.ready().is_ok());
+        state.record(p);
+        assert!(state.live().unwrap_err().contains("storage writer silent"));
+        state.record(Vec::new());
+        assert!(state.live().is_ok());
     }
 }
