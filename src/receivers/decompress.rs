@@ -15,6 +15,8 @@ pub enum Encoding {
     Gzip,
     /// zstd.
     Zstd,
+    /// zlib (RFC 1950), which is what HTTP's `deflate` means; OTel SDKs offer it.
+    Deflate,
 }
 
 impl Encoding {
@@ -24,6 +26,7 @@ impl Encoding {
             None | Some("" | "identity") => Some(Encoding::Identity),
             Some("gzip" | "x-gzip") => Some(Encoding::Gzip),
             Some("zstd") => Some(Encoding::Zstd),
+            Some("deflate") => Some(Encoding::Deflate),
             Some(_) => None,
         }
     }
@@ -74,6 +77,12 @@ pub fn decompress(
                 .take(cap)
                 .read_to_end(&mut out),
         ),
+        Encoding::Deflate => (
+            "deflate",
+            flate2::read::ZlibDecoder::new(body)
+                .take(cap)
+                .read_to_end(&mut out),
+        ),
         Encoding::Zstd => match zstd::stream::read::Decoder::new(body) {
             Ok(d) => ("zstd", d.take(cap).read_to_end(&mut out)),
             Err(source) => {
@@ -121,6 +130,9 @@ mod tests {
             decompress(Encoding::Gzip, &gzip(&data), 1 << 20).unwrap(),
             data
         );
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zl.write_all(&data).unwrap();
+        assert_eq!(decompress(Encoding::Deflate, &zl.finish().unwrap(), 1 << 20).unwrap(), data);
         let z = zstd::encode_all(&data[..], 3).unwrap();
         assert_eq!(decompress(Encoding::Zstd, &z, 1 << 20).unwrap(), data);
         assert!(matches!(

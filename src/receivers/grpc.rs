@@ -112,6 +112,7 @@ where
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Deflate)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(this.max_request_bytes);
             let mut response = grpc

@@ -152,7 +152,7 @@ async fn handle(
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format,
-            "Content-Encoding must be gzip, zstd or identity",
+            "Content-Encoding must be gzip, deflate, zstd or identity",
             None,
         );
     };
