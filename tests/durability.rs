@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use seedgate::tools::acked::read_acked_file;
 use seedgate::tools::loadgen::{self, LoadgenArgs};
-use seedgate::tools::sink::{self, SinkOptions};
 use support::{Seedgate, config_yaml, config_yaml_ports, eventually, free_port};
 
 fn pipeline_to(sink_grpc: &str) -> String {
@@ -23,9 +22,7 @@ fn pipeline_to(sink_grpc: &str) -> String {
 /// must have every sequence number that was acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     let (grpc, http) = (free_port(), free_port());
     let yaml = config_yaml_ports(
         &dir.path().join("data"),
@@ -74,10 +71,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         summary.requests_failed + summary.requests_refused > 0,
         "the kills should have failed some requests: {summary:?}"
     );
-    eventually("every acknowledged record at the sink", async || {
-        (backend.verify(&acked).missing == 0).then_some(())
-    })
-    .await;
+    support::all_delivered(&backend, &acked).await;
     let v = backend.verify(&acked);
     eprintln!("kill -9 x{kills}: acked {} records; sink: {v}", acked.len());
     assert_eq!(v.missing, 0, "{v}");
@@ -89,9 +83,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 /// the queue drains to zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_outage_queues_then_delivers_everything() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     let sg = Seedgate::start(
         dir.path(),
         &config_yaml(
@@ -103,13 +95,12 @@ async fn backend_outage_queues_then_delivers_everything() {
     backend.go_down().await;
 
     let acked_path = dir.path().join("acked.txt");
-    let mut args =
-        LoadgenArgs::from_flags(["--protocol", "http", "--count", "20000", "--tenants", "5"])
-            .unwrap();
-    args.endpoint = Some(sg.http_endpoint());
-    args.acked_file = Some(acked_path.clone());
-    args.quiet = true;
-    let summary = loadgen::run(args).await.unwrap();
+    let summary = support::load(
+        sg.http_endpoint(),
+        &["--protocol", "http", "--count", "20000", "--tenants", "5"],
+        Some(&acked_path),
+    )
+    .await;
     assert_eq!(summary.records_acked, 20_000, "{summary:?}");
 
     let queued = sg
@@ -135,10 +126,7 @@ async fn backend_outage_queues_then_delivers_everything() {
 
     backend.come_up().await.unwrap();
     let acked = read_acked_file(&acked_path).unwrap();
-    eventually("every record delivered after the outage", async || {
-        (backend.verify(&acked).missing == 0).then_some(())
-    })
-    .await;
+    support::all_delivered(&backend, &acked).await;
     eventually("the queue drained", async || {
         (sg.metric(
             "seedgate_batcher_queue_records",
@@ -163,9 +151,7 @@ async fn backend_outage_queues_then_delivers_everything() {
 /// acknowledged and not yet delivered is delivered after the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly_and_keeps_what_it_could_not_send() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
     let yaml = config_yaml(
         &dir.path().join("data"),
@@ -174,11 +160,13 @@ async fn sigterm_exits_cleanly_and_keeps_what_it_could_not_send() {
     .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s");
     let mut sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
-    let mut args = LoadgenArgs::from_flags(["--protocol", "grpc", "--count", "5000"]).unwrap();
-    args.endpoint = Some(sg.grpc_endpoint());
-    args.acked_file = Some(acked_path.clone());
-    args.quiet = true;
-    assert_eq!(loadgen::run(args).await.unwrap().records_acked, 5000);
+    let summary = support::load(
+        sg.grpc_endpoint(),
+        &["--protocol", "grpc", "--count", "5000"],
+        Some(&acked_path),
+    )
+    .await;
+    assert_eq!(summary.records_acked, 5000);
 
     let started = std::time::Instant::now();
     let status = sg.terminate();
@@ -197,8 +185,5 @@ async fn sigterm_exits_cleanly_and_keeps_what_it_could_not_send() {
     backend.come_up().await.unwrap();
     let _sg = Seedgate::start_with(dir.path(), &dir.path().join("seedgate.yaml")).await;
     let acked = read_acked_file(&acked_path).unwrap();
-    eventually("delivery after restart", async || {
-        (backend.verify(&acked).missing == 0).then_some(())
-    })
-    .await;
+    support::all_delivered(&backend, &acked).await;
 }

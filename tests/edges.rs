@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use seedgate::signal::Signal;
 use seedgate::tools::acked::read_acked_file;
-use seedgate::tools::loadgen::{self, LoadgenArgs};
 use seedgate::tools::records::{RequestSpec, build_request};
 use seedgate::tools::sink::{self, Fault, SinkOptions};
 use support::{Seedgate, config_yaml, eventually};
@@ -36,19 +35,25 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
+/// seedgate with one `noop` pipeline and a request size limit on one receiver.
+async fn noop_seedgate(dir: &std::path::Path, receiver: &str, max_request: &str) -> Seedgate {
     support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
+    let listener = format!("  {receiver}:\n    listen: 127.0.0.1:0\n");
     let yaml = config_yaml(
-        &dir.path().join("data"),
+        &dir.join("data"),
         "pipelines:\n  - name: null-out\n    output:\n      type: noop\n",
     )
     .replace(
-        "    listen: 127.0.0.1:0\nadmin",
-        "    listen: 127.0.0.1:0\n    max_request_bytes: 1MiB\nadmin",
+        &listener,
+        &format!("{listener}    max_request_bytes: {max_request}\n"),
     );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
+    Seedgate::start(dir, &yaml).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let sg = noop_seedgate(dir.path(), "http", "1MiB").await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
     let post =
@@ -140,18 +145,8 @@ async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
-    support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        "pipelines:\n  - name: null-out\n    output:\n      type: noop\n",
-    )
-    .replacen(
-        "    listen: 127.0.0.1:0\n",
-        "    listen: 127.0.0.1:0\n    max_request_bytes: 64KiB\n",
-        1,
-    );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let sg = noop_seedgate(dir.path(), "grpc", "64KiB").await;
     let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
         .unwrap()
         .connect()
@@ -185,9 +180,7 @@ async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
 /// RESOURCE_EXHAUSTED and a retry delay, and nothing of them is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_request() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
     let yaml = config_yaml(
         &dir.path().join("data"),
@@ -294,28 +287,25 @@ async fn drop_newest_drops_only_the_full_destination_and_counts_it() {
     );
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
-    let mut args = LoadgenArgs::from_flags([
-        "--protocol",
-        "http",
-        "--count",
-        "3000",
-        "--records-per-request",
-        "50",
-    ])
-    .unwrap();
-    args.endpoint = Some(sg.http_endpoint());
-    args.acked_file = Some(acked_path.clone());
-    args.quiet = true;
-    let summary = loadgen::run(args).await.unwrap();
+    let summary = support::load(
+        sg.http_endpoint(),
+        &[
+            "--protocol",
+            "http",
+            "--count",
+            "3000",
+            "--records-per-request",
+            "50",
+        ],
+        Some(&acked_path),
+    )
+    .await;
     assert_eq!(
         summary.records_acked, 3000,
         "drop_newest never refuses: {summary:?}"
     );
     let acked = read_acked_file(&acked_path).unwrap();
-    eventually("the healthy destination has everything", async || {
-        (up.verify(&acked).missing == 0).then_some(())
-    })
-    .await;
+    support::all_delivered(&up, &acked).await;
     let dropped = sg
         .metric(
             "seedgate_router_dropped_records_total",
@@ -339,9 +329,7 @@ async fn drop_newest_drops_only_the_full_destination_and_counts_it() {
 /// forever; transient ones (503) are retried until they succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_errors_are_dropped_and_transient_ones_retried() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     backend.set_fault(Fault {
         status: Some(400),
         ..Fault::default()
@@ -354,10 +342,9 @@ async fn permanent_errors_are_dropped_and_transient_ones_retried() {
         ),
     );
     let sg = Seedgate::start(dir.path(), &yaml).await;
-    let mut args = LoadgenArgs::from_flags(["--protocol", "grpc", "--count", "500"]).unwrap();
-    args.endpoint = Some(sg.grpc_endpoint());
-    args.quiet = true;
-    assert_eq!(loadgen::run(args.clone()).await.unwrap().records_acked, 500);
+    let flags = ["--protocol", "grpc", "--count", "500"];
+    let summary = support::load(sg.grpc_endpoint(), &flags, None).await;
+    assert_eq!(summary.records_acked, 500);
     eventually("the permanent failure is counted as a drop", async || {
         (sg.metric(
             "seedgate_exporter_dropped_records_total",
@@ -389,9 +376,16 @@ async fn permanent_errors_are_dropped_and_transient_ones_retried() {
         ..Fault::default()
     });
     let acked_path = dir.path().join("acked.txt");
-    args.seq_start = 1000;
-    args.acked_file = Some(acked_path.clone());
-    assert_eq!(loadgen::run(args).await.unwrap().records_acked, 500);
+    let flags = [
+        "--protocol",
+        "grpc",
+        "--count",
+        "500",
+        "--seq-start",
+        "1000",
+    ];
+    let summary = support::load(sg.grpc_endpoint(), &flags, Some(&acked_path)).await;
+    assert_eq!(summary.records_acked, 500);
     eventually("retries happen", async || {
         (sg.metric("seedgate_exporter_retries_total", &["destination=\"b\""])
             .await
@@ -402,10 +396,7 @@ async fn permanent_errors_are_dropped_and_transient_ones_retried() {
     .await;
     backend.set_fault(Fault::default());
     let acked = read_acked_file(&acked_path).unwrap();
-    eventually("retried batches arrive", async || {
-        (backend.verify(&acked).missing == 0).then_some(())
-    })
-    .await;
+    support::all_delivered(&backend, &acked).await;
 }
 
 #[test]
@@ -468,9 +459,7 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
 /// crash; once the backend drains it, requests are accepted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_storage_is_backpressure_and_recovers() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = sink::start(SinkOptions::default()).await.unwrap();
+    let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
     let yaml = config_yaml(
         &dir.path().join("data"),

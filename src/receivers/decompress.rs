@@ -132,7 +132,10 @@ mod tests {
         );
         let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         zl.write_all(&data).unwrap();
-        assert_eq!(decompress(Encoding::Deflate, &zl.finish().unwrap(), 1 << 20).unwrap(), data);
+        assert_eq!(
+            decompress(Encoding::Deflate, &zl.finish().unwrap(), 1 << 20).unwrap(),
+            data
+        );
         let z = zstd::encode_all(&data[..], 3).unwrap();
         assert_eq!(decompress(Encoding::Zstd, &z, 1 << 20).unwrap(), data);
         assert!(matches!(

@@ -347,16 +347,10 @@ impl Writer {
             if first > last {
                 continue;
             }
-            let (bytes, records, entries) = self
+            let freed = self
                 .delete_range(&mut txn, queue.id, *first, *last)
                 .map_err(err("delete"))?;
-            let slot = applied
-                .deleted
-                .entry(queue.id)
-                .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
-            slot.1 += bytes;
-            slot.2 += records;
-            slot.3 += entries;
+            applied.add_deleted(queue, freed);
         }
         for (queue, _) in drops {
             let (bytes, records, entries) = self
@@ -370,13 +364,7 @@ impl Writer {
                 .meta
                 .delete(&mut txn, &format::queue_seq_key(queue.id))
                 .map_err(err("drop"))?;
-            let slot = applied
-                .deleted
-                .entry(queue.id)
-                .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
-            slot.1 += bytes;
-            slot.2 += records;
-            slot.3 += entries;
+            applied.add_deleted(queue, (bytes, records, entries));
         }
         if with_appends {
             for part in group.appends.iter().flat_map(|(parts, _)| parts) {
@@ -519,6 +507,21 @@ impl Writer {
             self.last_full_warn = Some(Instant::now());
             self.full_since_warn = 0;
         }
+    }
+}
+
+// === impl Applied ===
+
+impl Applied {
+    /// Adds `(bytes, records, entries)` freed from `queue` in this transaction.
+    fn add_deleted(&mut self, queue: &Arc<Queue>, (bytes, records, entries): (u64, u64, u64)) {
+        let slot = self
+            .deleted
+            .entry(queue.id)
+            .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
+        slot.1 += bytes;
+        slot.2 += records;
+        slot.3 += entries;
     }
 }
 

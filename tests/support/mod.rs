@@ -217,3 +217,39 @@ pub fn config_yaml_ports(data_dir: &Path, grpc: u16, http: u16, rest: &str) -> S
             1,
         )
 }
+
+/// A fresh temp dir and a sink to act as the backend.
+pub async fn with_backend() -> (tempfile::TempDir, seedgate::tools::sink::SinkHandle) {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions::default())
+        .await
+        .unwrap();
+    (dir, sink)
+}
+
+/// One loadgen run against `endpoint` with CLI `flags`, quiet, writing the
+/// acknowledged ranges to `acked` when given.
+pub async fn load(
+    endpoint: String,
+    flags: &[&str],
+    acked: Option<&Path>,
+) -> seedgate::tools::loadgen::Summary {
+    let mut args =
+        seedgate::tools::loadgen::LoadgenArgs::from_flags(flags.iter().copied()).unwrap();
+    args.endpoint = Some(endpoint);
+    args.acked_file = acked.map(Path::to_owned);
+    args.quiet = true;
+    seedgate::tools::loadgen::run(args).await.unwrap()
+}
+
+/// Waits until `sink` has every sequence number in `acked`.
+pub async fn all_delivered(
+    sink: &seedgate::tools::sink::SinkHandle,
+    acked: &seedgate::tools::acked::AckedSet,
+) {
+    eventually("every acknowledged record at the sink", async || {
+        (sink.verify(acked).missing == 0).then_some(())
+    })
+    .await;
+}
