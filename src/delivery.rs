@@ -140,7 +140,13 @@ impl Delivery {
             }
             let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
             let records: u64 = entries.iter().map(|e| u64::from(e.records)).sum();
-            let full = bytes >= self.batch.max_bytes.0 || records >= self.batch.max_records;
+            // The read stops at the batch limits, so entries left behind
+            // the last one mean the batch is as full as it gets; only when
+            // it took everything is it worth waiting for more.
+            let last_read = entries.last().map_or(0, |e| e.seq);
+            let full = bytes >= self.batch.max_bytes.0
+                || records >= self.batch.max_records
+                || last_read + 1 < queue.next_seq();
             if !full {
                 // Wait for the batch to fill, at most `batch.timeout` since
                 // the first time we saw it partial.

@@ -77,7 +77,7 @@ impl GrpcExporter {
                 reason: chain(&e),
             })?;
         }
-        let mut client = tonic::client::Grpc::new(ep.connect_lazy())
+        let mut client = tonic::client::Grpc::new(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
         match output.compression {

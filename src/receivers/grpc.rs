@@ -204,8 +204,7 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    crate::grpc_codec::tune_server(tonic::transport::Server::builder())
         .add_service(OtlpGrpc::<LogsService>::new(
             state.clone(),
             max_request_bytes,

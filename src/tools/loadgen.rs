@@ -613,7 +613,7 @@ fn transport(args: &LoadgenArgs) -> anyhow::Result<Transport> {
                 ep = ep.tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())?;
             }
             // Lazy: a sink that is down yields failed requests, not a failed run.
-            Transport::Grpc(ep.connect_lazy())
+            Transport::Grpc(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
         }
         Protocol::Http => {
             let base = endpoint.trim_end_matches('/');

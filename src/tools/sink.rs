@@ -518,9 +518,13 @@ async fn accept_loop(listener: TcpListener, router: Router) {
                     }
                     let service = hyper_util::service::TowerToHyperService::new(router.clone());
                     connections.spawn(async move {
-                        let builder = hyper_util::server::conn::auto::Builder::new(
+                        let mut builder = hyper_util::server::conn::auto::Builder::new(
                             hyper_util::rt::TokioExecutor::new(),
                         );
+                        builder
+                            .http2()
+                            .initial_stream_window_size(crate::grpc_codec::STREAM_WINDOW)
+                            .initial_connection_window_size(crate::grpc_codec::CONNECTION_WINDOW);
                         let served = builder
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                             .await;
