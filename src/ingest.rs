@@ -109,7 +109,8 @@ pub struct Ingest {
 /// One destination's share of a request, before it is admitted.
 struct Part<'a> {
     destination: &'a Arc<Destination>,
-    ranges: Vec<std::ops::Range<usize>>,
+    /// Indexes into the request's blocks, in request order.
+    blocks: Vec<usize>,
     records: u64,
 }
 
@@ -160,39 +161,47 @@ impl Ingest {
 
         // Group the blocks by destination, keeping request order.
         let mut parts: Vec<Part<'_>> = Vec::new();
-        let mut unrouted = 0u64;
-        for block in &blocks {
-            let dests = snapshot.route(signal, block.key);
-            if dests.is_empty() {
-                unrouted += u64::from(block.records);
-                continue;
-            }
-            for d in dests {
+        for (i, block) in blocks.iter().enumerate() {
+            for d in snapshot.route(signal, block.key) {
+                let records = u64::from(block.records);
                 match parts.iter_mut().find(|p| Arc::ptr_eq(p.destination, d)) {
                     Some(p) => {
-                        p.ranges.push(block.range.clone());
-                        p.records += u64::from(block.records);
+                        p.blocks.push(i);
+                        p.records += records;
                     }
                     None => parts.push(Part {
                         destination: d,
-                        ranges: vec![block.range.clone()],
-                        records: u64::from(block.records),
+                        blocks: vec![i],
+                        records,
                     }),
                 }
             }
         }
+        let unrouted: u64 = blocks
+            .iter()
+            .filter(|b| snapshot.route(signal, b.key).is_empty())
+            .map(|b| u64::from(b.records))
+            .sum();
 
         // Admit: reserve every destination's bytes, or give them all back.
         let mut append = Vec::with_capacity(parts.len());
-        let mut stored_somewhere = vec![false; blocks.len()];
+        let mut admitted: Vec<(&Arc<Destination>, u64)> = Vec::with_capacity(parts.len());
+        let mut stored = vec![false; blocks.len()];
         for part in parts {
-            let payload = assemble(&body, &part.ranges);
-            let len = payload.len() as u64;
+            let ranges: Vec<_> = part
+                .blocks
+                .iter()
+                .filter_map(|&i| blocks.get(i))
+                .map(|b| b.range.clone())
+                .collect();
+            let payload = assemble(&body, &ranges);
             let d = part.destination;
-            if d.queue.try_reserve(len, d.limits.max_bytes.0) {
-                for (i, b) in blocks.iter().enumerate() {
-                    if part.ranges.contains(&b.range) {
-                        stored_somewhere[i] = true;
+            if d.queue
+                .try_reserve(payload.len() as u64, d.limits.max_bytes.0)
+            {
+                for &i in &part.blocks {
+                    if let Some(s) = stored.get_mut(i) {
+                        *s = true;
                     }
                 }
                 append.push(AppendPart {
@@ -200,6 +209,7 @@ impl Ingest {
                     records: u32::try_from(part.records).unwrap_or(u32::MAX),
                     payload,
                 });
+                admitted.push((d, part.records));
                 continue;
             }
             match d.limits.when_full {
@@ -227,13 +237,13 @@ impl Ingest {
                 }
             }
         }
-        let rejected = unrouted
-            + blocks
-                .iter()
-                .zip(&stored_somewhere)
-                .filter(|(b, stored)| !**stored && !snapshot.route(signal, b.key).is_empty())
-                .map(|(b, _)| u64::from(b.records))
-                .sum::<u64>();
+        // Rejected: records stored nowhere, for want of a pipeline or room.
+        let rejected: u64 = blocks
+            .iter()
+            .zip(&stored)
+            .filter(|(_, stored)| !**stored)
+            .map(|(b, _)| u64::from(b.records))
+            .sum();
         let mut accepted = Accepted {
             rejected,
             message: String::new(),
@@ -250,23 +260,6 @@ impl Ingest {
             return Ok(accepted);
         }
 
-        let routed: Vec<(Dest, u64)> = append
-            .iter()
-            .filter_map(|p| {
-                snapshot
-                    .destinations()
-                    .find(|d| Arc::ptr_eq(&d.queue, &p.queue))
-                    .map(|d| {
-                        (
-                            Dest {
-                                destination: d.name.clone(),
-                                signal: signal.as_str(),
-                            },
-                            u64::from(p.records),
-                        )
-                    })
-            })
-            .collect();
         let (reply, committed) = tokio::sync::oneshot::channel();
         if let Err(crossbeam_channel::SendError(op)) = self.writer.send(WriteOp::Append {
             parts: append,
@@ -277,7 +270,11 @@ impl Ingest {
         }
         match committed.await {
             Ok(Ok(())) => {
-                for (labels, n) in routed {
+                for (d, n) in admitted {
+                    let labels = Dest {
+                        destination: d.name.clone(),
+                        signal: signal.as_str(),
+                    };
                     self.metrics.router.records.get_or_create(&labels).inc_by(n);
                 }
                 Ok(accepted)

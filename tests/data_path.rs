@@ -241,3 +241,51 @@ async fn grpc_export(endpoint: &str, req: &ExportRequest) {
         }
     }
 }
+
+/// Records that no pipeline takes are answered as rejected in
+/// `partial_success` (not silently dropped, not a failure), and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_no_pipeline_takes_are_rejected_in_partial_success() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        "pipelines:\n  - name: logs-only\n    signals: [logs]\n    output:\n      type: noop\n",
+    );
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let ns = vec!["shoot--p--a".to_owned()];
+    let req = build_request(
+        Signal::Traces,
+        &RequestSpec {
+            first_seq: 0,
+            records: 7,
+            namespaces: &ns,
+            record_size: 100,
+            time_unix_nano: 1,
+        },
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/traces", sg.http_endpoint()))
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    let partial = body.partial_success.expect("partial_success");
+    assert_eq!(partial.rejected_spans, 7);
+    assert!(
+        partial.error_message.contains("no pipeline"),
+        "{}",
+        partial.error_message
+    );
+    let n = sg
+        .metric(
+            "seedgate_receiver_rejected_records_total",
+            &["signal=\"traces\""],
+        )
+        .await;
+    assert_eq!(n, Some(7.0));
+}

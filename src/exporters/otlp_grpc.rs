@@ -77,9 +77,10 @@ impl GrpcExporter {
                 reason: chain(&e),
             })?;
         }
-        let mut client = tonic::client::Grpc::new(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
+        let mut client =
+            tonic::client::Grpc::new(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
         match output.compression {
             Compression::None => {}
             Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
