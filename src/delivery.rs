@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::config::{BatchConfig, RetryConfig};
@@ -23,7 +23,7 @@ use crate::exporters::backoff::ExponentialBackoff;
 use crate::exporters::{Exporter, Outcome};
 use crate::metrics::{Dest, DestReason, Metrics};
 use crate::routing::Destination;
-use crate::store::{Entry, Store, WriteOp};
+use crate::store::{Store, WriteOp};
 
 /// Longest delay honoured from a backend's `Retry-After` / `RetryInfo`.
 const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
@@ -117,13 +117,13 @@ impl Delivery {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
-            let entries = match self.store.read(
+            let batch = match self.store.read_batch(
                 &queue,
                 cursor,
                 self.batch.max_bytes.0,
                 self.batch.max_records,
             ) {
-                Ok(e) => e,
+                Ok(b) => b,
                 Err(e) => {
                     tracing::error!(destination = %self.destination.name, error = %e, "Cannot read the queue; retrying");
                     drop(permit);
@@ -131,46 +131,46 @@ impl Delivery {
                     continue;
                 }
             };
-            if entries.is_empty() {
+            let Some(batch) = batch else {
                 drop(permit);
                 linger_since = None;
                 // Woken or timed out: either way, look again.
                 tokio::time::timeout(IDLE_POLL, queue.appended()).await.ok();
                 continue;
-            }
-            let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
-            let records: u64 = entries.iter().map(|e| u64::from(e.records)).sum();
+            };
             // The read stops at the batch limits, so entries left behind
             // the last one mean the batch is as full as it gets; only when
             // it took everything is it worth waiting for more.
-            let last_read = entries.last().map_or(0, |e| e.seq);
-            let full = bytes >= self.batch.max_bytes.0
-                || records >= self.batch.max_records
-                || last_read + 1 < queue.next_seq();
+            let full = batch.body.len() as u64 >= self.batch.max_bytes.0
+                || batch.records >= self.batch.max_records
+                || batch.last + 1 < queue.next_seq();
             if !full {
                 // Wait for the batch to fill, at most `batch.timeout` since
-                // the first time we saw it partial.
+                // the first time we saw it partial. Appends in between are
+                // judged by the queue's counters, not by reading it again.
                 let since = *linger_since.get_or_insert_with(Instant::now);
-                let left = self.batch.timeout.saturating_sub(since.elapsed());
-                if !left.is_zero() {
+                let deadline = since + self.batch.timeout;
+                if Instant::now() < deadline {
                     drop(permit);
-                    // Woken or timed out: either way, look again.
-                    tokio::time::timeout(left, queue.appended()).await.ok();
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        // Woken or timed out: either way, look at the counters.
+                        tokio::time::timeout(left, queue.appended()).await.ok();
+                        let filled = queue.used_bytes() >= self.batch.max_bytes.0
+                            || queue.records() >= self.batch.max_records;
+                        if filled || Instant::now() >= deadline {
+                            break;
+                        }
+                    }
                     continue;
                 }
             }
             linger_since = None;
-            let (Some(first), Some(last)) = (
-                entries.first().map(|e| e.seq),
-                entries.last().map(|e| e.seq),
-            ) else {
-                continue;
-            };
-            cursor = last + 1;
-            let body = concat(&entries);
+            cursor = batch.last + 1;
             let this = self.clone();
             inflight.spawn(async move {
-                this.deliver(first, last, body, records).await;
+                this.deliver(batch.first, batch.last, batch.body, batch.records)
+                    .await;
                 drop(permit);
             });
         }
@@ -267,17 +267,4 @@ impl Delivery {
             tracing::debug!(destination = %self.destination.name, "Writer gone; delete skipped");
         }
     }
-}
-
-/// The request made of these entries: concatenated encodings are one valid
-/// request (DESIGN.md, "Scan, don't decode").
-fn concat(entries: &[Entry]) -> Bytes {
-    if let [one] = entries {
-        return one.payload.clone();
-    }
-    let mut out = BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
-    for e in entries {
-        out.extend_from_slice(&e.payload);
-    }
-    out.freeze()
 }

@@ -145,6 +145,40 @@ fn append_read_delete_roundtrip_fifo_and_independent_queues() {
     assert_eq!(seqs(&h.store.read(&a, 0, u64::MAX, 3).unwrap()), vec![0, 1]);
     assert_eq!(seqs(&h.store.read(&a, 2, 0, 0).unwrap()), vec![2]);
     assert!(h.store.read(&a, 3, u64::MAX, u64::MAX).unwrap().is_empty());
+    // read_batch is the same walk, concatenated.
+    for (from, max_bytes, max_records) in [
+        (0, u64::MAX, u64::MAX),
+        (0, 5, u64::MAX),
+        (1, u64::MAX, 3),
+        (2, 0, 0),
+    ] {
+        let entries = h.store.read(&a, from, max_bytes, max_records).unwrap();
+        let batch = h
+            .store
+            .read_batch(&a, from, max_bytes, max_records)
+            .unwrap()
+            .unwrap();
+        let joined: Vec<u8> = entries.iter().flat_map(|e| e.payload.to_vec()).collect();
+        assert_eq!(&batch.body[..], &joined[..]);
+        assert_eq!(
+            (batch.first, batch.last, batch.entries),
+            (
+                entries[0].seq,
+                entries[entries.len() - 1].seq,
+                entries.len()
+            )
+        );
+        assert_eq!(
+            batch.records,
+            entries.iter().map(|e| u64::from(e.records)).sum::<u64>()
+        );
+    }
+    assert!(
+        h.store
+            .read_batch(&a, 3, u64::MAX, u64::MAX)
+            .unwrap()
+            .is_none()
+    );
 
     // Delete what a backend accepted; the other queue is untouched.
     h.delete(&a, 0, 1);
