@@ -19,6 +19,7 @@
 pub mod actors;
 pub mod admin;
 pub mod app;
+pub mod cluster_state;
 pub mod config;
 mod config_lines;
 pub mod delivery;
