@@ -29,6 +29,26 @@ fn one_request(seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Posts 10-record log requests until one is refused; returns the refusal
+/// and the first sequence number not acknowledged.
+async fn post_until_refused(c: &reqwest::Client, url: &str) -> (reqwest::Response, u64) {
+    let mut seq = 0;
+    loop {
+        let r = c
+            .post(url)
+            .header("content-type", "application/x-protobuf")
+            .body(one_request(seq))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            return (r, seq);
+        }
+        seq += 10;
+        assert!(seq < 1_000_000, "never refused");
+    }
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(data).unwrap();
@@ -192,21 +212,7 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
-    let mut seq = 0;
-    let refused = loop {
-        let r = c
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(one_request(seq))
-            .send()
-            .await
-            .unwrap();
-        seq += 10;
-        if r.status() != 200 {
-            break r;
-        }
-        assert!(seq < 100_000, "the queue never filled");
-    };
+    let (refused, seq) = post_until_refused(&c, &url).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "7");
     let before = sg
@@ -472,21 +478,7 @@ async fn full_storage_is_backpressure_and_recovers() {
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
-    let mut seq = 0;
-    let refused = loop {
-        let r = c
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(one_request(seq))
-            .send()
-            .await
-            .unwrap();
-        if r.status() != 200 {
-            break r;
-        }
-        seq += 10;
-        assert!(seq < 1_000_000, "storage never filled");
-    };
+    let (refused, seq) = post_until_refused(&c, &url).await;
     assert_eq!(refused.status(), 429, "{}", refused.text().await.unwrap());
     assert!(
         sg.metric("seedgate_batcher_storage_full_refusals_total", &[])
