@@ -17,6 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt;
 use bytes::BytesMut;
 use futures::StreamExt;
 use prost::Message;
@@ -110,6 +111,12 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Small answers must not wait for a delayed ACK (Nagle).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(receiver, max_request_bytes))
         .with_graceful_shutdown(shutdown)
         .await
