@@ -89,6 +89,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     let rt = builder.build().context("cannot start the tokio runtime")?;
     let metrics = Arc::new(Metrics::new());
+    metrics.init_actors();
 
     let started = Instant::now();
     let store = Store::open(StoreOptions {
@@ -140,6 +141,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                         heartbeat: Arc::default(),
                     },
                 });
+                metrics.init_destination(&destination);
                 destinations.push(destination);
             }
         }

@@ -323,6 +323,45 @@ impl Metrics {
         }
     }
 
+    /// Creates, at zero, the series of a destination whose label sets are
+    /// closed, so the first drop or failure is a visible increase from 0
+    /// (a series born at 1 is invisible to `increase()`), and so dashboards
+    /// show the destination before anything happens to it.
+    pub fn init_destination(&self, d: &crate::routing::Destination) {
+        let labels = Dest {
+            destination: d.name.clone(),
+            signal: d.signal.as_str(),
+        };
+        let reason = |reason| DestReason {
+            destination: d.name.clone(),
+            signal: d.signal.as_str(),
+            reason,
+        };
+        self.router.records.get_or_create(&labels).inc_by(0);
+        self.router
+            .dropped_records
+            .get_or_create(&reason("queue_full"))
+            .inc_by(0);
+        let e = &self.exporter;
+        e.sent_records.get_or_create(&labels).inc_by(0);
+        e.sent_requests.get_or_create(&labels).inc_by(0);
+        e.sent_bytes.get_or_create(&labels).inc_by(0);
+        e.failing.get_or_create(&labels).set(0);
+        for r in ["permanent", "max_elapsed", "rejected"] {
+            e.dropped_records.get_or_create(&reason(r)).inc_by(0);
+        }
+    }
+
+    /// Creates the restart counters of every actor at zero.
+    pub fn init_actors(&self) {
+        for actor in ["batcher", "exporter_pool", "health", "delivery"] {
+            self.actor
+                .restarts
+                .get_or_create(&ActorLabel { actor })
+                .inc_by(0);
+        }
+    }
+
     /// Copies the queue depths from the store into the gauges, so a scrape
     /// shows the values of that moment.
     pub fn refresh_queues<'a>(

