@@ -8,26 +8,9 @@ mod support;
 use std::io::Write;
 use std::time::Duration;
 
-use seedgate::signal::Signal;
 use seedgate::tools::acked::read_acked_file;
-use seedgate::tools::records::{RequestSpec, build_request};
 use seedgate::tools::sink::{self, Fault, SinkOptions};
 use support::{Seedgate, config_yaml, eventually};
-
-fn one_request(seq: u64) -> Vec<u8> {
-    let ns = vec!["shoot--p--a".to_owned()];
-    build_request(
-        Signal::Logs,
-        &RequestSpec {
-            first_seq: seq,
-            records: 10,
-            namespaces: &ns,
-            record_size: 100,
-            time_unix_nano: 1,
-        },
-    )
-    .encode_to_vec()
-}
 
 /// Posts 10-record log requests until one is refused; returns the refusal
 /// and the first sequence number not acknowledged.
@@ -37,7 +20,7 @@ async fn post_until_refused(c: &reqwest::Client, url: &str) -> (reqwest::Respons
         let r = c
             .post(url)
             .header("content-type", "application/x-protobuf")
-            .body(one_request(seq))
+            .body(support::log_request(seq))
             .send()
             .await
             .unwrap();
@@ -148,7 +131,7 @@ async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
         );
     }
     // Meanwhile good requests are served.
-    let ok = post("application/x-protobuf", one_request(0))
+    let ok = post("application/x-protobuf", support::log_request(0))
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
@@ -193,7 +176,7 @@ async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
         tonic_types::StatusExt::get_details_retry_info(&big).is_none(),
         "an oversized message is not retryable"
     );
-    call(one_request(0)).await.unwrap();
+    call(support::log_request(0)).await.unwrap();
 }
 
 /// A tiny queue with `block`: once full, requests are refused with 429 /
@@ -226,7 +209,7 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
         let r = c
             .post(&url)
             .header("content-type", "application/x-protobuf")
-            .body(one_request(seq))
+            .body(support::log_request(seq))
             .send()
             .await
             .unwrap();
@@ -255,7 +238,7 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
     );
     let st = grpc
         .unary(
-            tonic::Request::new(bytes::Bytes::from(one_request(seq))),
+            tonic::Request::new(bytes::Bytes::from(support::log_request(seq))),
             path,
             seedgate::grpc_codec::RawCodec,
         )
@@ -507,7 +490,7 @@ async fn full_storage_is_backpressure_and_recovers() {
         let r = c
             .post(&url)
             .header("content-type", "application/x-protobuf")
-            .body(one_request(seq))
+            .body(support::log_request(seq))
             .send()
             .await
             .unwrap();

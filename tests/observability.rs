@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use seedgate::signal::Signal;
-use seedgate::tools::records::{RequestSpec, build_request};
 use seedgate::tools::sink::{self, Fault, SinkOptions};
 use serde_json::Value;
 use support::{Seedgate, config_yaml, eventually};
@@ -393,21 +391,6 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-fn log_request(seq: u64) -> Vec<u8> {
-    let ns = vec!["shoot--p--a".to_owned()];
-    build_request(
-        Signal::Logs,
-        &RequestSpec {
-            first_seq: seq,
-            records: 10,
-            namespaces: &ns,
-            record_size: 100,
-            time_unix_nano: 1,
-        },
-    )
-    .encode_to_vec()
-}
-
 /// Metrics that only get a series when a fault happens that this test cannot
 /// cause from outside (an actor failing, an LMDB write error): seedgate
 /// renders neither a sample nor a `# TYPE` line for them before the first
@@ -492,7 +475,7 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
         let r = c
             .post(&url)
             .header("content-type", "application/x-protobuf")
-            .body(log_request(seq))
+            .body(support::log_request(seq))
             .send()
             .await
             .unwrap();
@@ -536,7 +519,7 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
                 // Answered 429; an error here only means seedgate is gone.
                 c.post(&url)
                     .header("content-type", "application/x-protobuf")
-                    .body(log_request(0))
+                    .body(support::log_request(0))
                     .send()
                     .await
                     .ok();

@@ -253,3 +253,20 @@ pub async fn all_delivered(
     })
     .await;
 }
+
+/// One OTLP/protobuf logs request of 10 records (seqs `seq..seq + 10`) for
+/// namespace `shoot--p--a`.
+pub fn log_request(seq: u64) -> Vec<u8> {
+    let ns = vec!["shoot--p--a".to_owned()];
+    seedgate::tools::records::build_request(
+        seedgate::signal::Signal::Logs,
+        &seedgate::tools::records::RequestSpec {
+            first_seq: seq,
+            records: 10,
+            namespaces: &ns,
+            record_size: 100,
+            time_unix_nano: 1,
+        },
+    )
+    .encode_to_vec()
+}
