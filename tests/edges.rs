@@ -17,13 +17,7 @@ use support::{Seedgate, config_yaml, eventually};
 async fn post_until_refused(c: &reqwest::Client, url: &str) -> (reqwest::Response, u64) {
     let mut seq = 0;
     loop {
-        let r = c
-            .post(url)
-            .header("content-type", "application/x-protobuf")
-            .body(support::log_request(seq))
-            .send()
-            .await
-            .unwrap();
+        let r = support::post_logs(c, url, seq).await;
         if r.status() != 200 {
             return (r, seq);
         }
@@ -206,13 +200,7 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
         .await
         .unwrap();
     for _ in 0..5 {
-        let r = c
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(support::log_request(seq))
-            .send()
-            .await
-            .unwrap();
+        let r = support::post_logs(&c, &url, seq).await;
         assert_eq!(r.status(), 429);
     }
     let after = sg
@@ -487,13 +475,7 @@ async fn full_storage_is_backpressure_and_recovers() {
     )
     .await;
     eventually("accepted again", async || {
-        let r = c
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(support::log_request(seq))
-            .send()
-            .await
-            .unwrap();
+        let r = support::post_logs(&c, &url, seq).await;
         (r.status() == 200).then_some(())
     })
     .await;

@@ -472,13 +472,7 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     let url = format!("{}/v1/logs", sg.http_endpoint());
     let mut seq = 1_000_000;
     loop {
-        let r = c
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(support::log_request(seq))
-            .send()
-            .await
-            .unwrap();
+        let r = support::post_logs(&c, &url, seq).await;
         if r.status() == 429 {
             break;
         }

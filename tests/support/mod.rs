@@ -270,3 +270,13 @@ pub fn log_request(seq: u64) -> Vec<u8> {
     )
     .encode_to_vec()
 }
+
+/// POSTs [`log_request`]`(seq)` as OTLP/protobuf to `url`.
+pub async fn post_logs(c: &reqwest::Client, url: &str, seq: u64) -> reqwest::Response {
+    c.post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(log_request(seq))
+        .send()
+        .await
+        .unwrap()
+}
