@@ -66,6 +66,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     let snapshot = s.ingest.snapshot();
     s.metrics
         .refresh_queues(snapshot.destinations().map(AsRef::as_ref));
+    s.metrics.refresh_shoot_queues(&s.ingest.shoots().all());
     match s.metrics.encode() {
         Ok(text) => (
             [(

@@ -24,7 +24,7 @@ use crate::exporters::Exporter;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
-use crate::routing::{Destination, Snapshot};
+use crate::routing::{Destination, DestinationKind, Snapshot};
 use crate::store::{Store, StoreOptions, WriteOp};
 
 /// Operations the writer takes from its channel at most per group commit.
@@ -118,6 +118,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 let queue = store.queue(&Destination::queue_name(&pipe.name, signal))?;
                 let destination = Arc::new(Destination {
                     name: pipe.name.clone(),
+                    kind: DestinationKind::Pipeline,
                     signal,
                     queue,
                     limits: config.queue_for(pipe),

@@ -155,7 +155,7 @@ impl ShootState {
     ];
 
     /// The lowercase name: a bounded metric label and the configuration key.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ShootState::Creation => "creation",
             ShootState::Ready => "ready",

@@ -80,14 +80,14 @@ pub struct Delivery {
 impl Delivery {
     fn labels(&self) -> Dest {
         Dest {
-            destination: self.destination.name.clone(),
+            destination: self.destination.metrics_label().to_owned(),
             signal: self.destination.signal.as_str(),
         }
     }
 
     fn reason(&self, reason: &'static str) -> DestReason {
         DestReason {
-            destination: self.destination.name.clone(),
+            destination: self.destination.metrics_label().to_owned(),
             signal: self.destination.signal.as_str(),
             reason,
         }

@@ -22,9 +22,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::config::WhenFull;
-use crate::metrics::{Dest, DestReason, Metrics};
+use crate::metrics::{Dest, DestReason, KindState, Metrics};
 use crate::proto::{self, ScanError};
-use crate::routing::{Destination, Snapshot};
+use crate::routing::shoots::ShootDirectory;
+use crate::routing::{Destination, DestinationKind, RouteState, Snapshot};
 use crate::signal::Signal;
 use crate::store::{AppendPart, StoreError, WriteOp};
 
@@ -100,6 +101,7 @@ impl IngestError {
 #[derive(Debug)]
 pub struct Ingest {
     snapshot: ArcSwap<Snapshot>,
+    shoots: Arc<ShootDirectory>,
     writer: crossbeam_channel::Sender<WriteOp>,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
@@ -107,11 +109,42 @@ pub struct Ingest {
 }
 
 /// One destination's share of a request, before it is admitted.
-struct Part<'a> {
-    destination: &'a Arc<Destination>,
+struct Part {
+    destination: Arc<Destination>,
     /// Indexes into the request's blocks, in request order.
     blocks: Vec<usize>,
     records: u64,
+}
+
+/// Records dropped on the way (counted only once the request's outcome is
+/// known, so a refused request that the client retries is not counted twice).
+#[derive(Default)]
+struct Drops(Vec<(DropKind, u64)>);
+
+#[derive(Clone, Copy)]
+enum DropKind {
+    /// A pipeline's queue was full under `drop_newest`.
+    PipelineFull(usize),
+    /// A shoot client's queue was full under `drop_newest`.
+    ShootFull,
+    /// The state table sends this block nowhere.
+    StateExcluded,
+    /// The block should go to its shoot client, and there is none.
+    NoClient,
+}
+
+fn add_part(parts: &mut Vec<Part>, d: &Arc<Destination>, block: usize, records: u64) {
+    match parts.iter_mut().find(|p| Arc::ptr_eq(&p.destination, d)) {
+        Some(p) => {
+            p.blocks.push(block);
+            p.records += records;
+        }
+        None => parts.push(Part {
+            destination: Arc::clone(d),
+            blocks: vec![block],
+            records,
+        }),
+    }
 }
 
 impl Ingest {
@@ -124,6 +157,7 @@ impl Ingest {
     ) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
+            shoots: Arc::default(),
             writer,
             metrics,
             closed: AtomicBool::new(false),
@@ -131,9 +165,21 @@ impl Ingest {
         }
     }
 
+    /// The same, with the shoot clients in `shoots`.
+    #[must_use]
+    pub fn with_shoots(mut self, shoots: Arc<ShootDirectory>) -> Self {
+        self.shoots = shoots;
+        self
+    }
+
     /// The current routing snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The shoot clients.
+    pub fn shoots(&self) -> &Arc<ShootDirectory> {
+        &self.shoots
     }
 
     /// Replaces the routing snapshot; takes effect for the next request.
@@ -155,37 +201,49 @@ impl Ingest {
         if self.closed.load(Ordering::Relaxed) {
             return Err(IngestError::ShuttingDown);
         }
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.load_full();
         let blocks = proto::scan(signal, &body, &snapshot.keys)?;
         let total: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
 
-        // Group the blocks by destination, keeping request order.
-        let mut parts: Vec<Part<'_>> = Vec::new();
+        // Route every block; group the blocks by destination, keeping
+        // request order.
+        let mut parts: Vec<Part> = Vec::new();
+        let mut drops = Drops::default();
+        let mut states = Vec::with_capacity(blocks.len());
+        let mut unrouted = 0u64;
         for (i, block) in blocks.iter().enumerate() {
-            for d in snapshot.route(signal, block.key) {
-                let records = u64::from(block.records);
-                match parts.iter_mut().find(|p| Arc::ptr_eq(p.destination, d)) {
-                    Some(p) => {
-                        p.blocks.push(i);
-                        p.records += records;
-                    }
-                    None => parts.push(Part {
-                        destination: d,
-                        blocks: vec![i],
-                        records,
-                    }),
+            let records = u64::from(block.records);
+            let decision = snapshot.decide(signal, block.key);
+            states.push(decision.state);
+            let before = parts.len();
+            let mut routed = false;
+            if decision.seed {
+                for d in snapshot.seed_destinations(signal, block.key) {
+                    add_part(&mut parts, d, i, records);
+                    routed = true;
                 }
             }
+            if decision.shoot
+                && let Some(ns) = block.key
+            {
+                match self.shoot_destination(ns, signal).await {
+                    Some(d) => {
+                        add_part(&mut parts, &d, i, records);
+                        routed = true;
+                    }
+                    None => drops.0.push((DropKind::NoClient, records)),
+                }
+            }
+            if !decision.seed && !decision.shoot {
+                drops.0.push((DropKind::StateExcluded, records));
+            } else if !routed && parts.len() == before {
+                unrouted += records;
+            }
         }
-        let unrouted: u64 = blocks
-            .iter()
-            .filter(|b| snapshot.route(signal, b.key).is_empty())
-            .map(|b| u64::from(b.records))
-            .sum();
 
         // Admit: reserve every destination's bytes, or give them all back.
         let mut append = Vec::with_capacity(parts.len());
-        let mut admitted: Vec<(&Arc<Destination>, u64)> = Vec::with_capacity(parts.len());
+        let mut admitted: Vec<Part> = Vec::with_capacity(parts.len());
         let mut stored = vec![false; blocks.len()];
         for part in parts {
             let ranges: Vec<_> = part
@@ -195,7 +253,7 @@ impl Ingest {
                 .map(|b| b.range.clone())
                 .collect();
             let payload = assemble(&body, &ranges);
-            let d = part.destination;
+            let d = &part.destination;
             if d.queue
                 .try_reserve(payload.len() as u64, d.limits.max_bytes.0)
             {
@@ -209,7 +267,7 @@ impl Ingest {
                     records: u32::try_from(part.records).unwrap_or(u32::MAX),
                     payload,
                 });
-                admitted.push((d, part.records));
+                admitted.push(part);
                 continue;
             }
             match d.limits.when_full {
@@ -225,15 +283,17 @@ impl Ingest {
                     });
                 }
                 WhenFull::DropNewest => {
-                    self.metrics
-                        .router
-                        .dropped_records
-                        .get_or_create(&DestReason {
-                            destination: d.name.clone(),
-                            signal: signal.as_str(),
-                            reason: "queue_full",
-                        })
-                        .inc_by(part.records);
+                    let kind = match d.kind {
+                        DestinationKind::Shoot => DropKind::ShootFull,
+                        DestinationKind::Pipeline => DropKind::PipelineFull(admitted.len()),
+                    };
+                    // Keep the destination around for its metric label.
+                    drops.0.push((kind, part.records));
+                    admitted.push(Part {
+                        records: 0,
+                        blocks: Vec::new(),
+                        ..part
+                    });
                 }
             }
         }
@@ -253,10 +313,13 @@ impl Ingest {
             accepted.message = if unrouted == rejected {
                 format!("{rejected} records matched no pipeline for {signal}")
             } else {
-                format!("{rejected} records dropped: destination queue full")
+                format!(
+                    "{rejected} records stored nowhere: no matching pipeline, no shoot client, excluded by the shoot's state, or destination queue full"
+                )
             };
         }
         if append.is_empty() {
+            self.count(signal, &admitted, &states, &blocks, &drops);
             return Ok(accepted);
         }
 
@@ -270,13 +333,7 @@ impl Ingest {
         }
         match committed.await {
             Ok(Ok(())) => {
-                for (d, n) in admitted {
-                    let labels = Dest {
-                        destination: d.name.clone(),
-                        signal: signal.as_str(),
-                    };
-                    self.metrics.router.records.get_or_create(&labels).inc_by(n);
-                }
+                self.count(signal, &admitted, &states, &blocks, &drops);
                 Ok(accepted)
             }
             Ok(Err(StoreError::Full { .. })) => Err(IngestError::StorageFull {
@@ -287,6 +344,84 @@ impl Ingest {
             // the request; the store released nothing we can see, so this
             // is reported as not acknowledged.
             Err(_) => Err(IngestError::Store(StoreError::WriterGone)),
+        }
+    }
+
+    /// The shoot client's destination for `signal`, created on first use;
+    /// `None` when there is none (the refusal is logged and counted by the
+    /// manager).
+    async fn shoot_destination(&self, namespace: &str, signal: Signal) -> Option<Arc<Destination>> {
+        match self.shoots.get_or_create(namespace).await {
+            Ok(link) => link.destination(signal).cloned(),
+            Err(_) => None,
+        }
+    }
+
+    /// Counts what an acknowledged request did: records per destination,
+    /// routed per kind and state, dropped per reason.
+    fn count(
+        &self,
+        signal: Signal,
+        admitted: &[Part],
+        states: &[RouteState],
+        blocks: &[proto::Block<'_>],
+        drops: &Drops,
+    ) {
+        let m = &self.metrics;
+        let mut routed: Vec<(DestinationKind, RouteState, u64)> = Vec::new();
+        for part in admitted.iter().filter(|p| p.records > 0) {
+            let d = &part.destination;
+            m.router
+                .records
+                .get_or_create(&Dest {
+                    destination: d.metrics_label().to_owned(),
+                    signal: signal.as_str(),
+                })
+                .inc_by(part.records);
+            for &i in &part.blocks {
+                let (Some(state), Some(block)) = (states.get(i), blocks.get(i)) else {
+                    continue;
+                };
+                let n = u64::from(block.records);
+                match routed
+                    .iter_mut()
+                    .find(|(k, s, _)| *k == d.kind && s == state)
+                {
+                    Some((_, _, c)) => *c += n,
+                    None => routed.push((d.kind, *state, n)),
+                }
+            }
+        }
+        for (kind, state, n) in routed {
+            m.router
+                .routed
+                .get_or_create(&KindState {
+                    kind: kind.as_str(),
+                    state: state.as_str(),
+                    signal: signal.as_str(),
+                })
+                .inc_by(n);
+        }
+        for &(kind, n) in &drops.0 {
+            let shoot_reason = match kind {
+                DropKind::PipelineFull(at) => {
+                    if let Some(part) = admitted.get(at) {
+                        m.router
+                            .dropped_records
+                            .get_or_create(&DestReason {
+                                destination: part.destination.metrics_label().to_owned(),
+                                signal: signal.as_str(),
+                                reason: "queue_full",
+                            })
+                            .inc_by(n);
+                    }
+                    continue;
+                }
+                DropKind::ShootFull => "queue_full",
+                DropKind::StateExcluded => "state_excluded",
+                DropKind::NoClient => "no_client",
+            };
+            m.shoot.count_dropped(shoot_reason, signal, n);
         }
     }
 }

@@ -21,7 +21,6 @@ pub mod admin;
 pub mod app;
 pub mod cluster_state;
 pub mod config;
-mod config_lines;
 pub mod delivery;
 pub mod exporters;
 pub mod grpc_codec;

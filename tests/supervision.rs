@@ -44,6 +44,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
     .unwrap();
     let (tx, rx) = crossbeam_channel::bounded(1024);
     let destination = Arc::new(Destination {
+        kind: seedgate::routing::DestinationKind::Pipeline,
         name: "b".into(),
         signal: Signal::Logs,
         queue: store.queue("pipeline/b/logs").unwrap(),

@@ -18,6 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::signal::Signal;
 
+mod lines;
+pub mod routing;
+
+pub use routing::{
+    ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,
+    SeedCell, ShootsConfig, StateTableConfig,
+};
+
 // === defaults ===
 
 /// OTLP/gRPC listen address.
@@ -54,8 +62,6 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_EXPORT_CONCURRENCY: usize = 1;
 /// How long SIGTERM may take before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
-/// The resource attribute(s) that carry the routing key.
-pub const DEFAULT_ROUTING_KEY: &str = "k8s.namespace.name";
 /// `Retry-After` sent with 429 / `RetryInfo` sent with `RESOURCE_EXHAUSTED`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -88,6 +94,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Static pipelines (the seed's outputs).
     pub pipelines: Vec<PipelineConfig>,
+    /// Shoot clients (each shoot's own backend); absent: none.
+    pub shoots: Option<ShootsConfig>,
+    /// Static clusters: each shoot namespace's state, for the embedded mode
+    /// (the operator takes them from `Cluster` resources instead).
+    /// Reloaded on SIGHUP and when the file changes.
+    pub clusters: Vec<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -102,6 +114,8 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             pipelines: Vec::new(),
+            shoots: None,
+            clusters: Vec::new(),
         }
     }
 }
@@ -298,22 +312,6 @@ impl Default for RetryConfig {
     }
 }
 
-/// Where the routing key comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RoutingConfig {
-    /// Resource attribute keys, first present wins.
-    pub keys: Vec<String>,
-}
-
-impl Default for RoutingConfig {
-    fn default() -> Self {
-        Self {
-            keys: vec![DEFAULT_ROUTING_KEY.to_owned()],
-        }
-    }
-}
-
 /// One static pipeline: a named output for some signals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,6 +321,9 @@ pub struct PipelineConfig {
     /// Signals this pipeline takes (default: all).
     #[serde(default = "all_signals")]
     pub signals: Vec<Signal>,
+    /// Which namespaces it takes (default: all but the system namespaces).
+    #[serde(default)]
+    pub input: InputConfig,
     /// Where it sends.
     pub output: OutputConfig,
     /// Overrides of the top-level `queue`.
@@ -359,6 +360,11 @@ impl OutputType {
             OutputType::Stdout => "stdout",
             OutputType::Noop => "noop",
         }
+    }
+
+    /// Whether this output sends OTLP to an endpoint.
+    pub const fn is_otlp(self) -> bool {
+        matches!(self, OutputType::OtlpGrpc | OutputType::OtlpHttp)
     }
 }
 
@@ -573,14 +579,11 @@ impl Config {
         check_queue(&mut p, "queue", &self.queue);
         check_batch(&mut p, "batch", &self.batch);
         check_retry(&mut p, "retry", &self.retry);
-        if self.routing.keys.is_empty() {
-            p.push("routing.keys", "must name at least one resource attribute");
+        routing::check_routing(&mut p, &self.routing);
+        if let Some(shoots) = &self.shoots {
+            routing::check_shoots(&mut p, shoots);
         }
-        for (i, key) in self.routing.keys.iter().enumerate() {
-            if key.is_empty() {
-                p.push(format!("routing.keys[{i}]"), "must not be empty");
-            }
-        }
+        routing::check_clusters(&mut p, &self.clusters);
         let mut names = std::collections::HashSet::new();
         for (i, pipe) in self.pipelines.iter().enumerate() {
             let at = format!("pipelines[{i}]");
@@ -597,6 +600,7 @@ impl Config {
                     "must list at least one of logs, metrics, traces",
                 );
             }
+            routing::check_input(&mut p, &format!("{at}.input"), &pipe.input);
             check_output(&mut p, &format!("{at}.output"), &pipe.output);
             if let Some(q) = &pipe.queue {
                 check_queue(&mut p, &format!("{at}.queue"), q);
@@ -715,7 +719,7 @@ fn check_retry(p: &mut Problems, at: &str, r: &RetryConfig) {
 }
 
 fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
-    let otlp = matches!(o.kind, OutputType::OtlpGrpc | OutputType::OtlpHttp);
+    let otlp = o.kind.is_otlp();
     match (&o.endpoint, otlp) {
         (None, true) => p.push(
             format!("{at}.endpoint"),
@@ -797,7 +801,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         message: e.to_string(),
     })?;
     config.validate().map_err(|mut problems| {
-        let lines = crate::config_lines::index(text);
+        let lines = lines::index(text);
         for p in &mut problems {
             p.line = lines.line_of(&p.field);
         }

@@ -18,6 +18,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::store::StoreMetrics;
 
+pub mod shoot;
+
+pub use shoot::ShootMetrics;
+
 /// `{signal, transport}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignalTransport {
@@ -56,6 +60,17 @@ pub struct DestReason {
     pub signal: &'static str,
     /// A closed set of reasons.
     pub reason: &'static str,
+}
+
+/// `{kind, state, signal}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindState {
+    /// `seed` (pipelines) or `shoot` (shoot clients).
+    pub kind: &'static str,
+    /// The routing table row: a shoot state, `none`, `no_cluster`, `no_client`.
+    pub state: &'static str,
+    /// logs, metrics, traces.
+    pub signal: &'static str,
 }
 
 /// `{actor}`.
@@ -111,8 +126,10 @@ pub struct RouterMetrics {
     /// Records routed and stored per destination.
     pub records: Family<Dest, Counter>,
     /// Records dropped before storage, by destination and reason
-    /// (`queue_full` under `drop_newest`, `no_destination`).
+    /// (`queue_full` under `drop_newest`).
     pub dropped_records: Family<DestReason, Counter>,
+    /// Records routed and stored per destination kind and routing state.
+    pub routed: Family<KindState, Counter>,
 }
 
 /// What the exporters did.
@@ -172,6 +189,8 @@ pub struct Metrics {
     pub exporter: Arc<ExporterMetrics>,
     /// Actors.
     pub actor: Arc<ActorMetrics>,
+    /// Shoot clients and shoot routing.
+    pub shoot: Arc<ShootMetrics>,
 }
 
 impl Metrics {
@@ -183,6 +202,8 @@ impl Metrics {
         let router = Arc::new(RouterMetrics::default());
         let queue = Arc::new(QueueMetrics::default());
         let actor = Arc::new(ActorMetrics::default());
+        let shoot = Arc::new(ShootMetrics::default());
+        shoot.register(registry.sub_registry_with_prefix("seedgate_shoot"));
 
         let r = registry.sub_registry_with_prefix("seedgate_receiver");
         r.register(
@@ -239,6 +260,11 @@ impl Metrics {
             "dropped_records",
             "Records dropped before storage, by destination and reason",
             router.dropped_records.clone(),
+        );
+        r.register(
+            "routed_records",
+            "Records routed and stored, per destination kind (seed, shoot) and routing state",
+            router.routed.clone(),
         );
 
         let store = StoreMetrics::register(registry.sub_registry_with_prefix("seedgate_batcher"));
@@ -320,6 +346,7 @@ impl Metrics {
             queue,
             exporter,
             actor,
+            shoot,
         }
     }
 
@@ -329,11 +356,11 @@ impl Metrics {
     /// show the destination before anything happens to it.
     pub fn init_destination(&self, d: &crate::routing::Destination) {
         let labels = Dest {
-            destination: d.name.clone(),
+            destination: d.metrics_label().to_owned(),
             signal: d.signal.as_str(),
         };
         let reason = |reason| DestReason {
-            destination: d.name.clone(),
+            destination: d.metrics_label().to_owned(),
             signal: d.signal.as_str(),
             reason,
         };
@@ -354,11 +381,58 @@ impl Metrics {
 
     /// Creates the restart counters of every actor at zero.
     pub fn init_actors(&self) {
-        for actor in ["batcher", "exporter_pool", "health", "delivery"] {
+        for actor in [
+            "batcher",
+            "exporter_pool",
+            "health",
+            "delivery",
+            "shoot_manager",
+            "shoot_client",
+        ] {
             self.actor
                 .restarts
                 .get_or_create(&ActorLabel { actor })
                 .inc_by(0);
+        }
+    }
+
+    /// Creates the routing and shoot series with closed label sets at zero.
+    pub fn init_routing(&self) {
+        for signal in crate::signal::Signal::ALL {
+            for state in crate::routing::RouteState::all() {
+                for kind in [
+                    crate::routing::DestinationKind::Pipeline,
+                    crate::routing::DestinationKind::Shoot,
+                ] {
+                    self.router
+                        .routed
+                        .get_or_create(&KindState {
+                            kind: kind.as_str(),
+                            state: state.as_str(),
+                            signal: signal.as_str(),
+                        })
+                        .inc_by(0);
+                }
+            }
+        }
+        self.shoot.init();
+    }
+
+    /// Copies the shoot clients' queue depths into their gauges.
+    pub fn refresh_shoot_queues(&self, links: &[Arc<crate::routing::shoots::ShootLink>]) {
+        for d in links.iter().flat_map(|l| l.all()) {
+            let labels = shoot::ShootSignal {
+                shoot: d.name.clone(),
+                signal: d.signal.as_str(),
+            };
+            self.shoot
+                .queue_bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.used_bytes()));
+            self.shoot
+                .queue_records
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.records()));
         }
     }
 

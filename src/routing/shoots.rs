@@ -1,0 +1,144 @@
+//! The shoot clients as the hot path sees them: a map from shoot namespace to
+//! the client's destinations, swapped atomically.
+//!
+//! Reads are one arc-swap load and one hash lookup. A miss asks the shoot
+//! manager actor (through [`ShootCreator`]) to create the client; the
+//! manager is the only writer of the map, so creation, expiry and the cap
+//! are decided in one place, one message at a time, and concurrent first
+//! records of the same shoot get the same client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+
+use super::{Destination, signal_index};
+use crate::signal::Signal;
+
+/// One shoot client's destinations, one per signal it carries.
+#[derive(Debug)]
+pub struct ShootLink {
+    /// The shoot namespace.
+    pub namespace: String,
+    /// Per signal (by [`signal_index`]), when shoot clients carry it.
+    pub destinations: [Option<Arc<Destination>>; 3],
+}
+
+impl ShootLink {
+    /// The destination for `signal`, if this client carries it.
+    pub fn destination(&self, signal: Signal) -> Option<&Arc<Destination>> {
+        self.destinations[signal_index(signal)].as_ref()
+    }
+
+    /// Every destination of this client.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Destination>> {
+        self.destinations.iter().flatten()
+    }
+}
+
+/// Why no client could be had for a shoot. Its records for the shoot
+/// backend are dropped and counted as `no_client`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientRefused {
+    /// `shoots.max_clients` clients exist already.
+    #[error("{max} shoot clients exist already (shoots.max_clients)")]
+    AtCapacity {
+        /// The cap.
+        max: usize,
+    },
+    /// The client could not be built (its queue or exporter).
+    #[error("cannot build the shoot client: {0}")]
+    Build(String),
+    /// No manager is running (start-up or shutdown).
+    #[error("shoot clients are not running")]
+    NotRunning,
+}
+
+impl ClientRefused {
+    /// Bounded label.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            ClientRefused::AtCapacity { .. } => "at_capacity",
+            ClientRefused::Build(_) => "build_failed",
+            ClientRefused::NotRunning => "not_running",
+        }
+    }
+}
+
+/// Creates shoot clients on demand: the shoot manager actor.
+pub trait ShootCreator: Send + Sync + std::fmt::Debug {
+    /// The client of `namespace`, created if needed.
+    fn create(
+        &self,
+        namespace: String,
+    ) -> BoxFuture<'static, Result<Arc<ShootLink>, ClientRefused>>;
+}
+
+/// See the module doc.
+#[derive(Debug, Default)]
+pub struct ShootDirectory {
+    clients: ArcSwap<HashMap<String, Arc<ShootLink>>>,
+    creator: OnceLock<Arc<dyn ShootCreator>>,
+}
+
+impl ShootDirectory {
+    /// Sets who creates clients on a miss; once.
+    pub fn set_creator(&self, creator: Arc<dyn ShootCreator>) {
+        if self.creator.set(creator).is_err() {
+            tracing::warn!("The shoot client creator was already set; keeping the first");
+        }
+    }
+
+    /// The client of `namespace`, if it exists. Never locks.
+    pub fn get(&self, namespace: &str) -> Option<Arc<ShootLink>> {
+        self.clients.load().get(namespace).cloned()
+    }
+
+    /// The client of `namespace`, created on a miss.
+    ///
+    /// # Errors
+    /// [`ClientRefused`] when none can be had.
+    pub async fn get_or_create(&self, namespace: &str) -> Result<Arc<ShootLink>, ClientRefused> {
+        if let Some(link) = self.get(namespace) {
+            return Ok(link);
+        }
+        let creator = self.creator.get().ok_or(ClientRefused::NotRunning)?;
+        creator.create(namespace.to_owned()).await
+    }
+
+    /// Every client.
+    pub fn all(&self) -> Vec<Arc<ShootLink>> {
+        self.clients.load().values().cloned().collect()
+    }
+
+    /// How many clients exist.
+    pub fn len(&self) -> usize {
+        self.clients.load().len()
+    }
+
+    /// Whether no client exists.
+    pub fn is_empty(&self) -> bool {
+        self.clients.load().is_empty()
+    }
+
+    /// Adds a client (the manager only).
+    pub fn insert(&self, link: Arc<ShootLink>) {
+        self.clients.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(link.namespace.clone(), Arc::clone(&link));
+            map
+        });
+    }
+
+    /// Removes a client (the manager only); returns it.
+    pub fn remove(&self, namespace: &str) -> Option<Arc<ShootLink>> {
+        let mut removed = None;
+        self.clients.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            removed = map.remove(namespace);
+            map
+        });
+        removed
+    }
+}
