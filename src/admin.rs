@@ -1,6 +1,7 @@
 //! The admin port (2021): `/metrics`, `/healthz`, `/readyz`, and, when
 //! enabled, `/debug/pprof/profile?seconds=N` (a CPU profile in pprof's
-//! protobuf format, readable by `go tool pprof` and `pprof`).
+//! protobuf format, readable by `go tool pprof` and `pprof`), and with
+//! `admin.fault_injection` (tests only) `POST /debug/shoots/{namespace}/crash`.
 //!
 //! It reads shared state directly (the metrics registry, the health
 //! verdict), so a probe never waits on an actor mailbox.
@@ -13,10 +14,12 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::Path;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::actors::health::HealthState;
+use crate::actors::shoot_manager::{CrashClient, ShootManager};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 
@@ -34,6 +37,8 @@ pub struct AdminState {
     pub ingest: Arc<Ingest>,
     /// Serve pprof.
     pub pprof: bool,
+    /// Set only with `admin.fault_injection`: serve the crash endpoint.
+    pub shoot_manager: Option<actix::Addr<ShootManager>>,
 }
 
 /// The router, for tests.
@@ -44,6 +49,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz));
     if state.pprof {
         r = r.route("/debug/pprof/profile", get(profile));
+    }
+    if state.shoot_manager.is_some() {
+        r = r.route("/debug/shoots/{namespace}/crash", post(crash_shoot));
     }
     r.with_state(state)
 }
@@ -60,6 +68,18 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn crash_shoot(State(s): State<AdminState>, Path(namespace): Path<String>) -> Response {
+    let Some(m) = &s.shoot_manager else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    tracing::warn!(shoot = %namespace, "Fault injection: crashing a shoot client");
+    match m.send(CrashClient { namespace }).await {
+        Ok(true) => (StatusCode::ACCEPTED, "crash injected\n").into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such shoot client\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shoot manager not running\n").into_response(),
+    }
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -24,7 +24,12 @@ use crate::exporters::Exporter;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
-use crate::routing::{Destination, DestinationKind, Snapshot};
+use crate::actors::shoot_manager::ShootManagerArgs;
+use crate::reload::Reloader;
+use crate::routing::shoots::ShootDirectory;
+use crate::routing::{
+    Destination, DestinationKind, SeedRoute, Snapshot, clusters_from_config, count_states,
+};
 use crate::store::{Store, StoreOptions, WriteOp};
 
 /// Operations the writer takes from its channel at most per group commit.
@@ -44,6 +49,8 @@ pub struct RunOptions {
     pub listen_file: Option<PathBuf>,
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
+    /// The file the configuration came from; reloaded on SIGHUP and change.
+    pub config_file: Option<PathBuf>,
 }
 
 /// The addresses actually bound.
@@ -90,6 +97,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let rt = builder.build().context("cannot start the tokio runtime")?;
     let metrics = Arc::new(Metrics::new());
     metrics.init_actors();
+    metrics.init_routing();
 
     let started = Instant::now();
     let store = Store::open(StoreOptions {
@@ -108,6 +116,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(dir = %config.storage.data_dir.display(), entries = resumed, elapsed_ms = started.elapsed().as_millis() as u64, "Storage open");
 
     let (tx, rx) = crossbeam_channel::bounded::<WriteOp>(WRITER_CHANNEL);
+    let mut seeds = Vec::new();
     let mut destinations = Vec::new();
     let mut plans = Vec::new();
     let mut stuck_after = Duration::ZERO;
@@ -143,23 +152,48 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                     },
                 });
                 metrics.init_destination(&destination);
+                seeds.push(SeedRoute::new(Arc::clone(&destination), &pipe.input));
                 destinations.push(destination);
             }
         }
     }
     let used: std::collections::HashSet<u32> = destinations.iter().map(|d| d.queue.id).collect();
     for q in store.queues() {
-        if !used.contains(&q.id) && q.entries() > 0 {
+        let shoot_queue = Destination::shoot_of_queue(&q.name).is_some();
+        if !used.contains(&q.id) && !shoot_queue && q.entries() > 0 {
             tracing::warn!(queue = %q.name, entries = q.entries(), "Queue on disk belongs to no configured pipeline; kept until a pipeline of that name returns");
         }
     }
 
-    let ingest = Arc::new(Ingest::new(
-        Snapshot::new(config.routing.keys.clone(), destinations),
-        tx.clone(),
-        Arc::clone(&metrics),
-        config.queue.retry_after,
-    ));
+    let clusters = Arc::new(clusters_from_config(&config.clusters));
+    metrics.shoot.set_clusters(count_states(&clusters));
+    let shoot_signals = config.shoots.as_ref().map_or(&[][..], |s| &s.signals[..]);
+    let snapshot = Snapshot::build(&config.routing, seeds, shoot_signals, Arc::clone(&clusters))
+        .context("routing.shoot_namespace_pattern")?;
+    let directory = Arc::new(ShootDirectory::default());
+    let ingest = Arc::new(
+        Ingest::new(
+            snapshot,
+            tx.clone(),
+            Arc::clone(&metrics),
+            config.queue.retry_after,
+        )
+        .with_shoots(Arc::clone(&directory)),
+    );
+    let shoots = config.shoots.as_ref().map(|s| ShootManagerArgs {
+        config: s.clone(),
+        batch: s.batch.unwrap_or(config.batch),
+        retry: s.retry.unwrap_or(config.retry),
+        store: Arc::clone(&store),
+        writer: tx.clone(),
+        metrics: Arc::clone(&metrics),
+        rt: rt.handle().clone(),
+        directory: Arc::clone(&directory),
+        clusters: Arc::clone(&clusters),
+    });
+    if let Some(s) = &config.shoots {
+        stuck_after = stuck_after.max(s.output.timeout + STUCK_GRACE);
+    }
     let health = HealthState::new();
 
     let grpc_l = bind_receiver("OTLP/gRPC", &config.receivers.grpc)?;
@@ -179,7 +213,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let system = actix::System::new();
     let result = system.block_on(async {
-        let (supervisor, _children) = Supervisor::start(SupervisorArgs {
+        let (supervisor, children) = Supervisor::start(SupervisorArgs {
             rt: rt.handle().clone(),
             store: Arc::clone(&store),
             tx: tx.clone(),
@@ -188,6 +222,17 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             plans,
             health: Arc::clone(&health),
             export_stuck_after: stuck_after,
+            shoots,
+        });
+        let reloader = opts.config_file.clone().map(|path| {
+            let r = Reloader {
+                path,
+                running: config.clone(),
+                ingest: Arc::clone(&ingest),
+                shoot_manager: children.shoot_manager.clone(),
+                metrics: Arc::clone(&metrics),
+            };
+            rt.spawn(r.run())
         });
         drop(tx);
 
@@ -226,7 +271,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let admin_task = {
             let _enter = rt.enter();
             let l = TcpListener::from_std(admin_l)?;
-            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof };
+            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof, shoot_manager: children.shoot_manager.clone().filter(|_| config.admin.fault_injection) };
             rt.spawn(async move {
                 if let Err(e) = admin::serve(l, st, until(admin_stopping)).await {
                     tracing::error!(error = %e, "Admin server failed");
@@ -243,6 +288,9 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let deadline = Instant::now() + config.shutdown_timeout;
         tracing::info!(signal, timeout_s = config.shutdown_timeout.as_secs_f64(), "Shutting down: no longer accepting data");
         ingest.close();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         health.set_listeners_bound(false);
         stop_receivers.send(true).ok();
         for r in receivers {

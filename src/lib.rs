@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod proto;
 pub mod receivers;
+pub mod reload;
 pub mod routing;
 pub mod signal;
 pub mod store;

@@ -102,6 +102,7 @@ fn main() -> ExitCode {
                 RunOptions {
                     listen_file,
                     worker_threads,
+                    config_file: config,
                 },
             ) {
                 Ok(()) => ExitCode::SUCCESS,

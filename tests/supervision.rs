@@ -109,6 +109,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             plans: vec![plan],
             health: Arc::clone(&health),
             export_stuck_after: Duration::from_secs(60),
+            shoots: None,
         });
         let mut seq = 0;
         for round in 0..3 {

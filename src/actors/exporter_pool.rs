@@ -1,6 +1,6 @@
-//! The exporter pool actor: one delivery loop per destination.
+//! The exporter pool actor: one delivery loop per seed pipeline destination.
 //!
-//! In: [`SetDestinations`] (the routing snapshot changed: start loops for new
+//! In: [`SetDestinations`] (the pipelines changed: start loops for new
 //! destinations, stop those for removed ones), [`Restart`], [`Shutdown`]
 //! (wait until every queue is empty or the deadline passes, then stop the
 //! loops). Out: nothing; loops read LMDB, send, and send deletes to the
@@ -13,29 +13,19 @@
 //! aborted and started again from the oldest entry on disk. What survives a
 //! restart: everything in LMDB; in-flight sends are repeated (at-least-once).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised,
 };
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
+use super::loops::{CHECK_EVERY, DeliveryLoops, drain};
 use super::{Restart, Shutdown};
-use crate::delivery::{Delivery, Heartbeat};
+use crate::delivery::Heartbeat;
 use crate::metrics::{ActorLabel, Metrics};
-use crate::routing::Destination;
 
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// A destination and what its loop needs that the snapshot does not hold.
-#[derive(Debug, Clone)]
-pub struct DeliveryPlan {
-    /// The loop's whole setup.
-    pub delivery: Delivery,
-}
+pub use super::loops::DeliveryPlan;
 
 /// The set of destinations changed.
 #[derive(Debug, Message)]
@@ -47,60 +37,21 @@ pub struct SetDestinations(pub Vec<DeliveryPlan>);
 #[rtype(result = "Vec<(String, Arc<Heartbeat>)>")]
 pub struct Heartbeats;
 
-struct Running {
-    plan: DeliveryPlan,
-    task: JoinHandle<()>,
-}
-
 /// See the module doc.
+#[derive(Debug)]
 pub struct ExporterPool {
-    rt: Handle,
     metrics: Arc<Metrics>,
     plans: Vec<DeliveryPlan>,
-    running: HashMap<String, Running>,
-}
-
-impl std::fmt::Debug for ExporterPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExporterPool")
-            .field("running", &self.running.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-fn key(d: &Destination) -> String {
-    format!("{}/{}", d.name, d.signal.as_str())
+    loops: DeliveryLoops,
 }
 
 impl ExporterPool {
     /// A pool that runs loops on `rt`.
     pub fn new(rt: Handle, metrics: Arc<Metrics>, plans: Vec<DeliveryPlan>) -> Self {
         Self {
-            rt,
             metrics,
             plans,
-            running: HashMap::new(),
-        }
-    }
-
-    fn start_loop(&self, plan: DeliveryPlan) -> Running {
-        let task = self.rt.spawn(plan.delivery.clone().run());
-        Running { plan, task }
-    }
-
-    fn start_all(&mut self) {
-        for plan in self.plans.clone() {
-            let k = key(&plan.delivery.destination);
-            if !self.running.contains_key(&k) {
-                let r = self.start_loop(plan);
-                self.running.insert(k, r);
-            }
-        }
-    }
-
-    fn stop_all(&mut self) {
-        for (_, r) in self.running.drain() {
-            r.task.abort();
+            loops: DeliveryLoops::new(rt),
         }
     }
 }
@@ -109,22 +60,14 @@ impl Actor for ExporterPool {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.start_all();
+        self.loops.set(self.plans.clone());
         ctx.run_interval(CHECK_EVERY, |this, _ctx| {
-            let dead: Vec<String> = this.running.iter().filter(|(_, r)| r.task.is_finished()).map(|(k, _)| k.clone()).collect();
-            for k in dead {
-                if let Some(old) = this.running.remove(&k) {
-                    tracing::error!(destination = %k, "A delivery loop ended unexpectedly; starting it again");
-                    this.metrics.actor.restarts.get_or_create(&ActorLabel { actor: "delivery" }).inc();
-                    let r = this.start_loop(old.plan);
-                    this.running.insert(k, r);
-                }
-            }
+            this.loops.restart_dead(&this.metrics, "delivery");
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.stop_all();
+        self.loops.stop_all();
     }
 }
 
@@ -137,37 +80,22 @@ impl Supervised for ExporterPool {
                 actor: "exporter_pool",
             })
             .inc();
-        self.stop_all();
+        self.loops.stop_all();
     }
 }
 
 impl Handler<SetDestinations> for ExporterPool {
     type Result = ();
     fn handle(&mut self, msg: SetDestinations, _ctx: &mut Self::Context) {
-        let wanted: HashMap<String, DeliveryPlan> = msg
-            .0
-            .into_iter()
-            .map(|p| (key(&p.delivery.destination), p))
-            .collect();
-        self.running.retain(|k, r| {
-            let keep = wanted.contains_key(k);
-            if !keep {
-                r.task.abort();
-            }
-            keep
-        });
-        self.plans = wanted.into_values().collect();
-        self.start_all();
+        self.plans = msg.0;
+        self.loops.set(self.plans.clone());
     }
 }
 
 impl Handler<Heartbeats> for ExporterPool {
     type Result = Vec<(String, Arc<Heartbeat>)>;
     fn handle(&mut self, _: Heartbeats, _ctx: &mut Self::Context) -> Self::Result {
-        self.running
-            .iter()
-            .map(|(k, r)| (k.clone(), Arc::clone(&r.plan.delivery.heartbeat)))
-            .collect()
+        self.loops.heartbeats()
     }
 }
 
@@ -181,30 +109,12 @@ impl Handler<Restart> for ExporterPool {
 impl Handler<Shutdown> for ExporterPool {
     type Result = actix::ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        let queues: Vec<_> = self
+        let queues = self
             .plans
             .iter()
             .map(|p| Arc::clone(&p.delivery.destination.queue))
             .collect();
-        let fut = async move {
-            // Let the loops drain what is queued while there is time; what
-            // is left stays in LMDB for the next start.
-            loop {
-                let left: u64 = queues.iter().map(|q| q.entries()).sum();
-                if left == 0 {
-                    tracing::info!("Every queue is empty");
-                    break;
-                }
-                if std::time::Instant::now() >= msg.deadline {
-                    tracing::warn!(
-                        entries = left,
-                        "Shutdown deadline reached; the rest stays on disk for the next start"
-                    );
-                    break;
-                }
-                actix_rt::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(|(), this, _ctx| this.stop_all()))
+        let fut = drain(queues, msg.deadline, "pipelines");
+        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(|(), this, _ctx| this.loops.stop_all()))
     }
 }

@@ -14,6 +14,9 @@ use actix::Message;
 pub mod batcher;
 pub mod exporter_pool;
 pub mod health;
+pub mod loops;
+pub mod shoot_client;
+pub mod shoot_manager;
 pub mod supervisor;
 
 /// Ask an actor to stop and be restarted by its supervisor, exactly as after

@@ -3,10 +3,14 @@
 //!
 //! ```text
 //!                 supervisor
-//!        ┌────────────┼──────────────┐
-//!     batcher    exporter pool     health
-//!  (LMDB writer)  (a delivery loop  (reads heartbeats of
-//!    thread)     per destination)    both, sets /healthz)
+//!        ┌────────────┼──────────────┬────────────────┐
+//!     batcher    exporter pool     health        shoot manager
+//!  (LMDB writer)  (a delivery loop  (reads heartbeats (creates, revives,
+//!    thread)     per pipeline)      sets /healthz)   expires clients)
+//!                                                         │
+//!                                                   shoot client × N
+//!                                                  (a delivery loop per
+//!                                                   signal of one shoot)
 //! ```
 //!
 //! Restart policy: each child runs under an `actix::Supervisor`; when it
@@ -15,7 +19,8 @@
 //! restarted one by one by the exporter pool.
 //!
 //! Start order: batcher (the writer must run before anything is accepted),
-//! exporter pool, health. The receivers are started by the application
+//! exporter pool, health, shoot manager (when `shoots` is configured). The
+//! receivers are started by the application
 //! after these, on the tokio runtime.
 //!
 //! Shutdown order (after the receivers stopped accepting): flush the writer
@@ -33,6 +38,7 @@ use super::Shutdown;
 use super::batcher::Batcher;
 use super::exporter_pool::{DeliveryPlan, ExporterPool};
 use super::health::{Health, HealthState};
+use super::shoot_manager::{ShootManager, ShootManagerArgs};
 use crate::metrics::Metrics;
 use crate::store::{Store, WriteOp};
 
@@ -56,6 +62,8 @@ pub struct SupervisorArgs {
     pub health: Arc<HealthState>,
     /// An export attempt running longer than this makes `/healthz` fail.
     pub export_stuck_after: Duration,
+    /// The shoot manager's setup, when shoot clients are configured.
+    pub shoots: Option<ShootManagerArgs>,
 }
 
 /// The children's addresses.
@@ -67,6 +75,8 @@ pub struct Children {
     pub exporter_pool: Addr<ExporterPool>,
     /// Health.
     pub health: Addr<Health>,
+    /// The shoot manager, when shoot clients are configured.
+    pub shoot_manager: Option<Addr<ShootManager>>,
 }
 
 /// See the module doc.
@@ -87,6 +97,7 @@ impl Supervisor {
             plans,
             health,
             export_stuck_after,
+            shoots,
         } = args;
         let batcher = {
             let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
@@ -102,10 +113,13 @@ impl Supervisor {
                 Health::new(health, store, recipient, export_stuck_after, metrics)
             })
         };
+        let shoot_manager = shoots
+            .map(|args| ActixSupervisor::start(move |_| ShootManager::new(args)));
         let children = Children {
             batcher,
             exporter_pool,
             health,
+            shoot_manager,
         };
         let addr = Supervisor {
             children: children.clone(),
@@ -132,12 +146,20 @@ impl Handler<Shutdown> for Supervisor {
                 .await
                 .ok();
             tracing::info!("Shutdown: draining queues until the deadline");
-            c.exporter_pool
-                .send(Shutdown {
-                    deadline: msg.deadline,
-                })
-                .await
-                .ok();
+            let shutdown = Shutdown {
+                deadline: msg.deadline,
+            };
+            let shoots = async {
+                if let Some(m) = &c.shoot_manager {
+                    m.send(shutdown).await.ok();
+                }
+            };
+            futures::join!(
+                async {
+                    c.exporter_pool.send(shutdown).await.ok();
+                },
+                shoots
+            );
             // Commit the deletes of what the drain delivered; give this its
             // own short grace so a drain that used the whole deadline still
             // leaves the store consistent (it is, either way: an uncommitted

@@ -176,6 +176,9 @@ pub struct AdminConfig {
     pub listen: String,
     /// Serve `/debug/pprof/profile` (a CPU profile; costs CPU while it runs).
     pub pprof: bool,
+    /// Serve `POST /debug/shoots/{namespace}/crash`, which makes that shoot
+    /// client panic: for failure-isolation tests only, never in production.
+    pub fault_injection: bool,
 }
 
 impl Default for AdminConfig {
@@ -183,6 +186,7 @@ impl Default for AdminConfig {
         Self {
             listen: DEFAULT_ADMIN_LISTEN.to_owned(),
             pprof: false,
+            fault_injection: false,
         }
     }
 }

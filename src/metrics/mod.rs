@@ -540,6 +540,14 @@ mod tests {
             .restarts
             .get_or_create(&ActorLabel { actor: "batcher" })
             .inc();
+        m.init_routing();
+        m.shoot.set_clusters([("ready", 1)]);
+        let ss = shoot::ShootSignal {
+            shoot: "shoot--a--b".into(),
+            signal: "logs",
+        };
+        m.shoot.queue_bytes.get_or_create(&ss).set(1);
+        m.shoot.queue_records.get_or_create(&ss).set(1);
         let text = m.encode().unwrap();
         text.lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -557,7 +565,7 @@ mod tests {
 
     #[test]
     fn the_readme_metrics_reference_matches_the_registry() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let start = readme.find("<!-- metrics-reference:start -->").unwrap();
         let end = readme.find("<!-- metrics-reference:end -->").unwrap();
         let documented: std::collections::BTreeSet<String> = readme[start..end]

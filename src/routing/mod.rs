@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::cluster_state::{ClientDecision, ShootState};
-use crate::config::{InputConfig, QueueConfig, RoutingConfig, StateTableConfig};
+use crate::config::{ClusterConfig, InputConfig, QueueConfig, RoutingConfig, StateTableConfig};
 use crate::signal::Signal;
 use crate::store::Queue;
 
@@ -209,6 +209,42 @@ impl SeedRoute {
 
 /// Cluster states by shoot namespace.
 pub type Clusters = HashMap<String, ClientDecision>;
+
+/// The cluster states of the static `clusters:` of a configuration (already
+/// validated, so every entry can be read).
+pub fn clusters_from_config(clusters: &[ClusterConfig]) -> Clusters {
+    clusters
+        .iter()
+        .filter_map(|c| match c.decision() {
+            Ok(d) => Some((c.name.clone(), d)),
+            Err(e) => {
+                tracing::error!(cluster = %c.name, error = %e, "Cannot read a static cluster; it is left out");
+                None
+            }
+        })
+        .collect()
+}
+
+/// How many clusters are in each state (`no_client` for those without a
+/// client), every state listed, zeros included: the `seedgate_shoot_clusters`
+/// gauge.
+pub fn count_states(clusters: &Clusters) -> Vec<(&'static str, i64)> {
+    let mut counts: Vec<(&'static str, i64)> = ShootState::ALL
+        .iter()
+        .map(|s| (s.as_str(), 0))
+        .chain([(RouteState::NoClient.as_str(), 0)])
+        .collect();
+    for decision in clusters.values() {
+        let label = match decision {
+            ClientDecision::Client(s) => s.as_str(),
+            ClientDecision::NoClient(_) => RouteState::NoClient.as_str(),
+        };
+        if let Some((_, n)) = counts.iter_mut().find(|(l, _)| *l == label) {
+            *n += 1;
+        }
+    }
+    counts
+}
 
 /// What the hot path reads: everything needed to route one request.
 #[derive(Debug)]

@@ -83,11 +83,10 @@ pub struct ShootDirectory {
 }
 
 impl ShootDirectory {
-    /// Sets who creates clients on a miss; once.
+    /// Sets who creates clients on a miss; the first one set stays (a
+    /// restarted manager keeps its address, so setting it again is a no-op).
     pub fn set_creator(&self, creator: Arc<dyn ShootCreator>) {
-        if self.creator.set(creator).is_err() {
-            tracing::warn!("The shoot client creator was already set; keeping the first");
-        }
+        let _first_wins = self.creator.set(creator);
     }
 
     /// The client of `namespace`, if it exists. Never locks.
