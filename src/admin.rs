@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::extract::Path;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -78,7 +78,11 @@ async fn crash_shoot(State(s): State<AdminState>, Path(namespace): Path<String>)
     match m.send(CrashClient { namespace }).await {
         Ok(true) => (StatusCode::ACCEPTED, "crash injected\n").into_response(),
         Ok(false) => (StatusCode::NOT_FOUND, "no such shoot client\n").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shoot manager not running\n").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shoot manager not running\n",
+        )
+            .into_response(),
     }
 }
 

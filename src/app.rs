@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::actors::Shutdown;
 use crate::actors::exporter_pool::DeliveryPlan;
 use crate::actors::health::HealthState;
+use crate::actors::shoot_manager::ShootManagerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs};
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerConfig};
@@ -24,7 +25,6 @@ use crate::exporters::Exporter;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
-use crate::actors::shoot_manager::ShootManagerArgs;
 use crate::reload::Reloader;
 use crate::routing::shoots::ShootDirectory;
 use crate::routing::{

@@ -57,7 +57,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check("queue", old.queue != new.queue);
     check("batch", old.batch != new.batch);
     check("retry", old.retry != new.retry);
-    check("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout);
+    check(
+        "shutdown_timeout",
+        old.shutdown_timeout != new.shutdown_timeout,
+    );
     check("pipelines", old.pipelines != new.pipelines);
     check("shoots", old.shoots != new.shoots);
     changed
@@ -67,14 +70,13 @@ impl Reloader {
     /// Runs until the task is aborted.
     pub async fn run(mut self) {
         let mut last = std::fs::read(&self.path).ok();
-        let mut hup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot listen for SIGHUP; reloading on file change only");
-                    None
-                }
-            };
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGHUP; reloading on file change only");
+                None
+            }
+        };
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -107,7 +109,11 @@ impl Reloader {
             }
         };
         let clusters = Arc::new(clusters_from_config(&new.clusters));
-        let snapshot = match self.ingest.snapshot().rebuild(&new.routing, Arc::clone(&clusters)) {
+        let snapshot = match self
+            .ingest
+            .snapshot()
+            .rebuild(&new.routing, Arc::clone(&clusters))
+        {
             Ok(s) => s,
             Err(e) => {
                 self.count("error");
@@ -124,7 +130,11 @@ impl Reloader {
         if !pending.is_empty() {
             tracing::warn!(sections = ?pending, "These sections changed and take effect only after a restart");
         }
-        tracing::info!(why, clusters = new.clusters.len(), "Reloaded clusters and routing");
+        tracing::info!(
+            why,
+            clusters = new.clusters.len(),
+            "Reloaded clusters and routing"
+        );
         self.running.clusters = new.clusters;
         self.running.routing = new.routing;
         self.count("ok");

@@ -115,6 +115,8 @@ impl Handler<Shutdown> for ExporterPool {
             .map(|p| Arc::clone(&p.delivery.destination.queue))
             .collect();
         let fut = drain(queues, msg.deadline, "pipelines");
-        Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(|(), this, _ctx| this.loops.stop_all()))
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(fut).map(|(), this, _ctx| this.loops.stop_all()),
+        )
     }
 }

@@ -304,7 +304,10 @@ impl ShootManager {
         let expired: Vec<String> = self
             .clients
             .iter()
-            .filter(|(_, m)| m.gone_since.is_some_and(|t| now.duration_since(t) >= expiry))
+            .filter(|(_, m)| {
+                m.gone_since
+                    .is_some_and(|t| now.duration_since(t) >= expiry)
+            })
             .map(|(ns, _)| ns.clone())
             .collect();
         for ns in expired {

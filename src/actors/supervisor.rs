@@ -113,8 +113,8 @@ impl Supervisor {
                 Health::new(health, store, recipient, export_stuck_after, metrics)
             })
         };
-        let shoot_manager = shoots
-            .map(|args| ActixSupervisor::start(move |_| ShootManager::new(args)));
+        let shoot_manager =
+            shoots.map(|args| ActixSupervisor::start(move |_| ShootManager::new(args)));
         let children = Children {
             batcher,
             exporter_pool,

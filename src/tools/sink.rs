@@ -21,7 +21,7 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -108,7 +108,13 @@ pub struct SinkOptions {
     pub fault: Fault,
     /// Go down right after binding and come up again after this long.
     pub down_for: Option<Duration>,
+    /// Keep the seqs received per endpoint key and namespace (tests of
+    /// routing; costs memory per record, so off for load runs).
+    pub track_namespaces: bool,
 }
+
+/// Seqs received per `(endpoint key, namespace)`.
+pub type NamespaceSeqs = HashMap<(String, String), HashSet<u64>>;
 
 impl Default for SinkOptions {
     fn default() -> Self {
@@ -119,6 +125,7 @@ impl Default for SinkOptions {
             noop: false,
             fault: Fault::default(),
             down_for: None,
+            track_namespaces: false,
         }
     }
 }
@@ -136,6 +143,10 @@ pub struct Fault {
     /// Delay added to every response.
     #[serde(with = "humantime_serde")]
     pub latency: Option<Duration>,
+    /// When not empty, the faults apply only to these endpoint keys (HTTP
+    /// path prefix or gRPC authority): one sink standing in for many
+    /// backends can have one of them fail.
+    pub only_endpoints: Vec<String>,
 }
 
 /// The body of `POST /sink/fault`: replaces the faults, and optionally takes
@@ -153,6 +164,8 @@ pub struct FaultRequest {
     /// See [`Fault::latency`].
     #[serde(with = "humantime_serde")]
     pub latency: Option<Duration>,
+    /// See [`Fault::only_endpoints`].
+    pub only_endpoints: Vec<String>,
     /// Close both listeners (and their connections) shortly after answering,
     /// and bind them again after this long.
     #[serde(with = "humantime_serde")]
@@ -308,6 +321,7 @@ pub fn verify_seqs(seqs: &HashMap<u64, u32>, acked: &AckedSet) -> Verification {
 #[derive(Debug)]
 struct Shared {
     noop: bool,
+    track_namespaces: bool,
     fault: Mutex<Fault>,
     counts: Mutex<Counts>,
     /// Set once after both listeners exist; weak so that handlers (owned by
@@ -319,6 +333,7 @@ struct Shared {
 struct Counts {
     stats: SinkStats,
     seqs: HashMap<u64, u32>,
+    by_namespace: NamespaceSeqs,
 }
 
 /// What a request is answered with.
@@ -349,7 +364,10 @@ impl Shared {
         body: Result<Bytes, String>,
         json: bool,
     ) -> Answer {
-        let fault = lock(&self.fault).clone();
+        let mut fault = lock(&self.fault).clone();
+        if !fault.only_endpoints.is_empty() && !fault.only_endpoints.contains(&key) {
+            fault = Fault::default();
+        }
         let answer = match decide_fault(&fault, rand::random::<f64>()) {
             Some((status, retry_after)) => Answer::Refused {
                 status,
@@ -400,11 +418,16 @@ impl Shared {
             }
         };
         let mut guard = lock(&self.counts);
-        let Counts { stats, seqs } = &mut *guard;
+        let Counts {
+            stats,
+            seqs,
+            by_namespace,
+        } = &mut *guard;
+        let track = self.track_namespaces;
         let per_signal = stats.signal_mut(signal);
         per_signal.requests += 1;
         per_signal.bytes += body.len() as u64;
-        let endpoint = stats.endpoints.entry(key).or_default();
+        let endpoint = stats.endpoints.entry(key.clone()).or_default();
         endpoint.requests += 1;
         let mut records = 0u64;
         if let Some(request) = &request {
@@ -424,6 +447,12 @@ impl Shared {
                     None => {
                         endpoint.namespaces.insert(ns.to_owned(), 1);
                     }
+                }
+                if track && let Some(seq) = seq {
+                    by_namespace
+                        .entry((key.clone(), ns.to_owned()))
+                        .or_default()
+                        .insert(seq);
                 }
                 match seq {
                     Some(seq) => {
@@ -633,6 +662,12 @@ impl SinkHandle {
         lock(&self.shared.counts).seqs.clone()
     }
 
+    /// Seqs received per endpoint key and namespace (empty unless
+    /// `track_namespaces`).
+    pub fn namespace_seqs(&self) -> NamespaceSeqs {
+        lock(&self.shared.counts).by_namespace.clone()
+    }
+
     /// The received seqs as a set (the `--received-file` content).
     pub fn received(&self) -> AckedSet {
         AckedSet::from_seqs(lock(&self.shared.counts).seqs.keys().copied())
@@ -689,6 +724,7 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
     super::install_crypto_provider();
     let shared = Arc::new(Shared {
         noop: opts.noop,
+        track_namespaces: opts.track_namespaces,
         fault: Mutex::new(opts.fault),
         counts: Mutex::new(Counts::default()),
         listeners: OnceLock::new(),
@@ -786,6 +822,7 @@ async fn post_fault_handler(State(shared): State<Arc<Shared>>, body: Bytes) -> R
         status: request.status,
         retry_after: request.retry_after,
         latency: request.latency,
+        only_endpoints: request.only_endpoints,
     };
     *lock(&shared.fault) = fault.clone();
     if let Some(down_for) = request.down_for
@@ -1020,8 +1057,10 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
             status: args.status,
             retry_after: args.retry_after,
             latency: args.latency,
+            only_endpoints: Vec::new(),
         },
         down_for: args.down_for,
+        track_namespaces: false,
     };
     let handle = start(opts).await?;
     eprintln!(

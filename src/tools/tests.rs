@@ -443,6 +443,7 @@ async fn stats_and_fault_over_http() {
             status: Some(429),
             retry_after: Some(3),
             latency: Some(Duration::from_millis(5)),
+            only_endpoints: Vec::new(),
         }
     );
     let bad = client
