@@ -215,7 +215,6 @@ impl Ingest {
             let records = u64::from(block.records);
             let decision = snapshot.decide(signal, block.key);
             states.push(decision.state);
-            let before = parts.len();
             let mut routed = false;
             if decision.seed {
                 for d in snapshot.seed_destinations(signal, block.key) {
@@ -223,6 +222,7 @@ impl Ingest {
                     routed = true;
                 }
             }
+            let mut no_client = false;
             if decision.shoot
                 && let Some(ns) = block.key
             {
@@ -231,12 +231,15 @@ impl Ingest {
                         add_part(&mut parts, &d, i, records);
                         routed = true;
                     }
-                    None => drops.0.push((DropKind::NoClient, records)),
+                    None => {
+                        no_client = true;
+                        drops.0.push((DropKind::NoClient, records));
+                    }
                 }
             }
             if !decision.seed && !decision.shoot {
                 drops.0.push((DropKind::StateExcluded, records));
-            } else if !routed && parts.len() == before {
+            } else if !routed && !no_client {
                 unrouted += records;
             }
         }

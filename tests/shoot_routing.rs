@@ -615,6 +615,27 @@ async fn an_expired_client_goes_away_and_its_drops_are_counted() {
     })
     .await;
     assert_eq!(shoots.stats().records(), 0);
+
+    // The cluster returns: a fresh client over fresh queues delivers.
+    shoots.set_fault(Fault::default());
+    reload(
+        &sg,
+        &config(&format!("\n  - {{ name: {gone}, state: ready }}")),
+        true,
+        2.0,
+    )
+    .await;
+    let s = run_load(&sg, &[gone], 120, 2000, &dir.path().join("c.txt")).await;
+    assert_eq!(s.records_acked, 120);
+    eventually("the returning shoot's data at its backend", async || {
+        (seqs_in(&shoots, &format!("/{gone}"), gone, 2000..2120) == 120).then_some(())
+    })
+    .await;
+    assert_eq!(
+        seqs_in(&shoots, &format!("/{gone}"), gone, 0..600),
+        0,
+        "dropped records came back"
+    );
 }
 
 /// A panic inside one shoot client restarts that client alone; data for

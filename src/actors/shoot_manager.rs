@@ -28,7 +28,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Supervised};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Supervised,
+};
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::runtime::Handle;
 
@@ -93,6 +96,9 @@ pub struct ShootManagerArgs {
     pub clusters: Arc<Clusters>,
 }
 
+/// The drop of an expired client's queues, until LMDB committed it.
+type PendingDrop = futures::future::Shared<BoxFuture<'static, ()>>;
+
 struct Managed {
     addr: Addr<ShootClient>,
     link: Arc<ShootLink>,
@@ -105,6 +111,9 @@ struct Managed {
 pub struct ShootManager {
     args: ShootManagerArgs,
     clients: HashMap<String, Managed>,
+    /// Expired clients whose queues are being dropped: a new client of the
+    /// same namespace waits for this, or it would get the old queue.
+    dropping: HashMap<String, PendingDrop>,
     last_refusal_log: Option<Instant>,
 }
 
@@ -122,6 +131,7 @@ impl ShootManager {
         Self {
             args,
             clients: HashMap::new(),
+            dropping: HashMap::new(),
             last_refusal_log: None,
         }
     }
@@ -299,7 +309,7 @@ impl ShootManager {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant, ctx: &mut Context<Self>) {
         let expiry = self.args.config.expiry;
         let expired: Vec<String> = self
             .clients
@@ -317,6 +327,7 @@ impl ShootManager {
             self.args.directory.remove(&ns);
             m.addr.do_send(StopClient);
             let mut held = 0;
+            let mut replies = Vec::new();
             for d in m.link.all() {
                 let records = d.queue.records();
                 held += records;
@@ -329,16 +340,26 @@ impl ShootManager {
                     tracing::error!(shoot = %ns, "The storage writer is gone; the expired client's queue stays on disk");
                     continue;
                 }
-                let metrics = Arc::clone(&self.args.metrics);
-                let signal = d.signal;
-                self.args.rt.spawn(async move {
+                replies.push((d.signal, records, done));
+            }
+            let metrics = Arc::clone(&self.args.metrics);
+            let dropped: BoxFuture<'static, ()> = Box::pin(async move {
+                for (signal, records, done) in replies {
                     if let Ok(Ok(())) = done.await {
                         metrics
                             .shoot
                             .count_dropped("client_expired", signal, records);
                     }
-                });
-            }
+                }
+            });
+            let dropped = dropped.shared();
+            self.dropping.insert(ns.clone(), dropped.clone());
+            let finished = ns.clone();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(dropped).map(move |(), this, _ctx| {
+                    this.dropping.remove(&finished);
+                }),
+            );
             self.args.metrics.shoot.forget(&ns);
             self.args
                 .metrics
@@ -385,9 +406,9 @@ impl Actor for ShootManager {
             .directory
             .set_creator(Arc::new(ManagerCreator(ctx.address())));
         self.resume();
-        ctx.run_interval(self.tick_every(), |this, _ctx| {
+        ctx.run_interval(self.tick_every(), |this, ctx| {
             this.revive_dead();
-            this.expire(Instant::now());
+            this.expire(Instant::now(), ctx);
         });
     }
 }
@@ -408,9 +429,19 @@ impl Supervised for ShootManager {
 }
 
 impl Handler<EnsureClient> for ShootManager {
-    type Result = Result<Arc<ShootLink>, ClientRefused>;
+    type Result = actix::ResponseActFuture<Self, Result<Arc<ShootLink>, ClientRefused>>;
     fn handle(&mut self, msg: EnsureClient, _ctx: &mut Self::Context) -> Self::Result {
-        self.ensure(&msg.namespace)
+        // A client of a namespace whose old client is still being dropped is
+        // created once the drop is committed, over fresh queues.
+        let pending = self.dropping.get(&msg.namespace).cloned();
+        let wait: BoxFuture<'static, ()> = match pending {
+            Some(dropped) => Box::pin(dropped),
+            None => Box::pin(std::future::ready(())),
+        };
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(wait)
+                .map(move |(), this, _ctx| this.ensure(&msg.namespace)),
+        )
     }
 }
 
