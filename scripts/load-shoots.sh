@@ -14,7 +14,8 @@ secs=${2:-15}
 conc=${3:-16}
 bin=${CARGO_TARGET_DIR:-target}/release/seedgate
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+echo "work dir: $work (KEEP=1 keeps it)"
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 "$bin" sink --noop --grpc-listen 127.0.0.1:34317 --http-listen 127.0.0.1:34318 >"$work/sink.log" 2>&1 &
 sleep 1
@@ -53,6 +54,7 @@ shoots:
   signals: [logs]
   endpoint_prefix: "http://127.0.0.1:34318/"
   output: { type: otlp_http, compression: none }
+  batch: { timeout: 1s }   # 1,000 backends: fewer, larger requests each
   max_clients: $((shoots * 2))
 clusters:
 EOF
@@ -69,22 +71,26 @@ run() {
     curl -fs http://127.0.0.1:35021/readyz >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "$bin" loadgen --endpoint http://127.0.0.1:35317 --duration "${secs}s" --concurrency "$conc" \
-    --tenants "$shoots" --resources-per-request 10 --records-per-request 100 \
-    --summary-json "$work/$name.json" --quiet
+  local load=("$bin" loadgen --endpoint http://127.0.0.1:35317 --concurrency "$conc"
+    --tenants "$shoots" --resources-per-request 10 --records-per-request 100 --quiet)
+  # Cold: includes creating every shoot client on its first record.
+  "${load[@]}" --duration "${secs}s" --summary-json "$work/$name-cold.json"
+  # Warm: the same again, every client in place.
+  "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   local clients
   clients=$(curl -fs http://127.0.0.1:35021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name.json" "$name" "$rss" "${clients:-0}" <<'PY'
+  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" <<'PY'
 import json, sys
-s = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:>7}: {s['records_per_sec']/1000:.0f}k records/s acked, "
-      f"p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms, "
-      f"failed {s['requests_failed']}, refused {s['requests_refused']}, "
-      f"peak RSS {int(sys.argv[3])//1024} MiB, shoot clients {sys.argv[4]}")
+for run in ("cold", "warm"):
+    s = json.load(open(sys.argv[1] + ("-cold.json" if run == "cold" else ".json")))
+    print(f"{sys.argv[2]:>7} {run}: {s['records_per_sec']/1000:.0f}k records/s acked, "
+          f"p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms, "
+          f"failed {s['requests_failed']}, refused {s['requests_refused']}")
+print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB, shoot clients {sys.argv[4]}")
 PY
 }
 

@@ -213,18 +213,20 @@ impl Ingest {
         let mut unrouted = 0u64;
         for (i, block) in blocks.iter().enumerate() {
             let records = u64::from(block.records);
-            let decision = snapshot.decide(signal, block.key);
+            // An empty namespace names nothing: route it as no key.
+            let key = block.key.filter(|k| !k.is_empty());
+            let decision = snapshot.decide(signal, key);
             states.push(decision.state);
             let mut routed = false;
             if decision.seed {
-                for d in snapshot.seed_destinations(signal, block.key) {
+                for d in snapshot.seed_destinations(signal, key) {
                     add_part(&mut parts, d, i, records);
                     routed = true;
                 }
             }
             let mut no_client = false;
             if decision.shoot
-                && let Some(ns) = block.key
+                && let Some(ns) = key
             {
                 match self.shoot_destination(ns, signal).await {
                     Some(d) => {

@@ -402,9 +402,6 @@ impl Actor for ShootManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.args
-            .directory
-            .set_creator(Arc::new(ManagerCreator(ctx.address())));
         self.resume();
         ctx.run_interval(self.tick_every(), |this, ctx| {
             this.revive_dead();
@@ -484,7 +481,11 @@ impl Handler<Shutdown> for ShootManager {
     }
 }
 
-/// The hot path's way to ask for a client.
+/// The hot path's way to ask `manager` for a client.
+pub fn creator(manager: Addr<ShootManager>) -> Arc<dyn ShootCreator> {
+    Arc::new(ManagerCreator(manager))
+}
+
 #[derive(Debug)]
 struct ManagerCreator(Addr<ShootManager>);
 

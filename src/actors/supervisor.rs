@@ -38,7 +38,7 @@ use super::Shutdown;
 use super::batcher::Batcher;
 use super::exporter_pool::{DeliveryPlan, ExporterPool};
 use super::health::{Health, HealthState};
-use super::shoot_manager::{ShootManager, ShootManagerArgs};
+use super::shoot_manager::{self, ShootManager, ShootManagerArgs};
 use crate::metrics::Metrics;
 use crate::store::{Store, WriteOp};
 
@@ -113,8 +113,14 @@ impl Supervisor {
                 Health::new(health, store, recipient, export_stuck_after, metrics)
             })
         };
-        let shoot_manager =
-            shoots.map(|args| ActixSupervisor::start(move |_| ShootManager::new(args)));
+        let shoot_manager = shoots.map(|args| {
+            let directory = Arc::clone(&args.directory);
+            let addr = ActixSupervisor::start(move |_| ShootManager::new(args));
+            // Set now, not when the actor first runs: the receivers may
+            // take a request before that.
+            directory.set_creator(shoot_manager::creator(addr.clone()));
+            addr
+        });
         let children = Children {
             batcher,
             exporter_pool,

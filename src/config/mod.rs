@@ -587,7 +587,7 @@ impl Config {
         if let Some(shoots) = &self.shoots {
             routing::check_shoots(&mut p, shoots);
         }
-        routing::check_clusters(&mut p, &self.clusters);
+        routing::check_clusters(&mut p, &self.clusters, &self.routing);
         let mut names = std::collections::HashSet::new();
         for (i, pipe) in self.pipelines.iter().enumerate() {
             let at = format!("pipelines[{i}]");

@@ -422,7 +422,12 @@ pub(super) fn check_shoots(p: &mut Problems, s: &ShootsConfig) {
     }
 }
 
-pub(super) fn check_clusters(p: &mut Problems, clusters: &[ClusterConfig]) {
+pub(super) fn check_clusters(
+    p: &mut Problems,
+    clusters: &[ClusterConfig],
+    routing: &RoutingConfig,
+) {
+    let pattern = regex::Regex::new(&routing.shoot_namespace_pattern).ok();
     let mut names = std::collections::HashSet::new();
     for (i, c) in clusters.iter().enumerate() {
         let at = format!("clusters[{i}]");
@@ -436,6 +441,17 @@ pub(super) fn check_clusters(p: &mut Problems, clusters: &[ClusterConfig]) {
             p.push(
                 format!("{at}.name"),
                 format!("{:?} is listed by an earlier cluster", c.name),
+            );
+        }
+        if let Some(pattern) = &pattern
+            && !pattern.is_match(&c.name)
+        {
+            p.push(
+                format!("{at}.name"),
+                format!(
+                    "{:?} does not match routing.shoot_namespace_pattern ({}), so its state would never be used",
+                    c.name, routing.shoot_namespace_pattern
+                ),
             );
         }
         match (&c.state, &c.cluster) {

@@ -22,8 +22,9 @@
 //! `shoots` block at all, routes a shoot namespace by the `no_cluster` row:
 //! there is no shoot backend to send it to.
 //!
-//! Every lookup is a hash lookup or a prefix match: the cost of routing a
-//! block does not grow with the number of shoots (`benches/routing.rs`).
+//! Every lookup is a hash lookup or one match of the shoot pattern (a
+//! prefix for the default `^shoot--`): the cost of routing a block does not
+//! grow with the number of shoots (`benches/routing.rs`).
 
 pub mod shoots;
 
@@ -84,7 +85,11 @@ impl Destination {
     /// The namespace of a shoot queue name, if it is one.
     pub fn shoot_of_queue(queue: &str) -> Option<&str> {
         let rest = queue.strip_prefix(SHOOT_QUEUE_PREFIX)?;
-        rest.rsplit_once('/').map(|(ns, _)| ns)
+        let (ns, signal) = rest.rsplit_once('/')?;
+        Signal::ALL
+            .iter()
+            .any(|s| s.as_str() == signal)
+            .then_some(ns)
     }
 
     /// The `destination` label of the per-destination metrics: the pipeline
@@ -276,8 +281,9 @@ impl Default for Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot with static pipelines that take every namespace, and no
-    /// shoot routing (tests, and the simplest embedded setups).
+    /// A snapshot with pipelines that take what the default input selector
+    /// takes (every namespace but the system ones, and blocks without a
+    /// key), with the default routing table and no shoot clients (tests).
     pub fn new(
         keys: Vec<String>,
         destinations: impl IntoIterator<Item = Arc<Destination>>,
