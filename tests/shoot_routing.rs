@@ -824,6 +824,10 @@ fn bad_routing_config_names_the_field() {
             "sleepy",
         ),
         ("routing:\n  states:\n    ready: { shoot: true }\n", "seed"),
+        (
+            "clusters:\n  - { name: garden, state: ready }\n",
+            "clusters[0].name: \"garden\" does not match routing.shoot_namespace_pattern",
+        ),
     ];
     for (i, (yaml, want)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));
