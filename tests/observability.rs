@@ -5,9 +5,11 @@
 //! a summary and a description with a runbook hint; the Grafana dashboard
 //! `deploy/dashboards/seedgate.json` has its variables and uses only metrics
 //! of the README's metrics reference; and a real Prometheus scraping a real
-//! seedgate (traffic, refusals, drops and a failing destination) answers
-//! every dashboard query with data and every alert expression without error,
-//! its left-hand side with data.
+//! seedgate (traffic, refusals, drops and a failing destination; shoot
+//! clients for ready clusters, a hibernated one routed to the seed, one shoot
+//! beyond `shoots.max_clients`, a shoot backend failing, a failed config
+//! reload) answers every dashboard query with data and every alert
+//! expression without error, its left-hand side with data.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
@@ -17,9 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use seedgate::signal::Signal;
+use seedgate::tools::records::{self, RequestSpec};
 use seedgate::tools::sink::{self, Fault, SinkOptions};
 use serde_json::Value;
 use support::{Seedgate, config_yaml, eventually};
+
+/// The loadgen's `--tenants` namespaces that the scenario gives clusters.
+const T0: &str = "shoot--loadgen--t0";
+const T1: &str = "shoot--loadgen--t1";
+const T2: &str = "shoot--loadgen--t2";
+const T3: &str = "shoot--loadgen--t3";
+const T4: &str = "shoot--loadgen--t4";
 
 const INSTALL: &str =
     "install Prometheus and promtool: apt-get update && apt-get install -y prometheus";
@@ -221,6 +232,9 @@ fn every_alert_waits_has_a_severity_and_explains_itself_with_a_runbook() {
         "SeedgateStorageFull",
         "SeedgateActorRestarting",
         "SeedgateDown",
+        "SeedgateShootDataDropped",
+        "SeedgateShootClientsAtCapacity",
+        "SeedgateConfigReloadFailing",
     ];
     let all = alerts();
     for name in want {
@@ -312,6 +326,15 @@ fn dashboard_has_its_variables_and_uses_only_documented_metrics() {
         "seedgate_receiver_request_duration_seconds",
         "seedgate_actor_restarts_total",
         "seedgate_receiver_inflight_bytes",
+        "seedgate_router_routed_records_total",
+        "seedgate_shoot_clients",
+        "seedgate_shoot_clients_created_total",
+        "seedgate_shoot_clients_removed_total",
+        "seedgate_shoot_clients_refused_total",
+        "seedgate_shoot_dropped_records_total",
+        "seedgate_shoot_queue_records",
+        "seedgate_shoot_clusters",
+        "seedgate_shoot_config_reloads_total",
     ] {
         assert!(used.contains(must), "no panel or alert uses {must}");
     }
@@ -417,9 +440,26 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     })
     .await
     .unwrap();
+    // One sink for every shoot backend (keyed by the path the endpoint
+    // template makes); the backend of t1 answers 503, so its queue holds data.
+    let shoots = sink::start(SinkOptions {
+        fault: Fault {
+            status: Some(503),
+            only_endpoints: vec![format!("/{T1}")],
+            ..Fault::default()
+        },
+        ..SinkOptions::default()
+    })
+    .await
+    .unwrap();
     // logs: healthy + rejecting (400: exporter drops) + blocked (block, later full: refusals)
     // metrics: healthy + lossy (drop_newest to a dead backend: router drops, failing)
     // traces: no pipeline (rejected in partial_success)
+    // The loadgen's tenants t0..t3 are shoot namespaces: t0 and t1 ready (their
+    // logs go to their shoot clients only, t1's backend failing), t2 hibernated
+    // (to the seed pipelines), t3 without a Cluster (to the seed). t4 is ready
+    // but beyond max_clients: no client, its logs dropped (no_client).
+    // Metrics and traces of shoot namespaces follow the no_cluster row (seed).
     let yaml = config_yaml(
         &dir.path().join("data"),
         &format!(
@@ -427,15 +467,23 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
              \x20 - name: healthy\n    signals: [logs, metrics]\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
              \x20 - name: rejecting\n    signals: [logs]\n    output:\n      type: otlp_http\n      endpoint: {}\n\
              \x20 - name: lossy\n    signals: [metrics]\n    queue:\n      max_bytes: 32KiB\n      when_full: drop_newest\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
-             \x20 - name: blocked\n    signals: [logs]\n    queue:\n      max_bytes: 1MiB\n      when_full: block\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
+             \x20 - name: blocked\n    signals: [logs]\n    queue:\n      max_bytes: 1MiB\n      when_full: block\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
+             shoots:\n  signals: [logs]\n  endpoint_prefix: {}/\n  output: {{ type: otlp_http, compression: none, timeout: 2s }}\n  max_clients: 2\n\
+             clusters:\n\
+             \x20 - {{ name: {T0}, state: ready }}\n\
+             \x20 - {{ name: {T1}, state: ready }}\n\
+             \x20 - {{ name: {T2}, state: hibernated }}\n\
+             \x20 - {{ name: {T4}, state: ready }}\n",
             up.grpc_endpoint(),
             reject.http_endpoint(),
             down.grpc_endpoint(),
             blocker.grpc_endpoint(),
+            shoots.http_endpoint(),
         ),
     );
     let sg = Seedgate::start(dir.path(), &yaml).await;
 
+    let (mut seed_logs, mut t0_logs) = (0, 0);
     for (signal, protocol, endpoint) in [
         ("logs", "grpc", sg.grpc_endpoint()),
         ("logs", "http", sg.http_endpoint()),
@@ -452,6 +500,8 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
             "1000",
             "--records-per-request",
             "50",
+            "--tenants",
+            "4",
         ];
         let summary = support::load(endpoint, &flags, None).await;
         let want = if signal == "traces" { 0 } else { 1000 };
@@ -459,11 +509,23 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
             summary.records_acked, want,
             "{signal} {protocol}: {summary:?}"
         );
+        if signal == "logs" {
+            let acked = |ns: &str| summary.acked_per_namespace.get(ns).copied().unwrap_or(0);
+            seed_logs += acked(T2) + acked(T3);
+            t0_logs += acked(T0);
+        }
     }
-    eventually("logs and metrics at the healthy backend", async || {
-        let s = up.stats();
-        (s.logs.records >= 2000 && s.metrics.records >= 2000).then_some(())
-    })
+    assert!(seed_logs > 0 && t0_logs > 0, "every tenant gets records");
+    eventually(
+        "logs and metrics at the healthy backend, t0's logs at its own",
+        async || {
+            let s = up.stats();
+            (s.logs.records >= seed_logs
+                && s.metrics.records >= 2000
+                && shoots.stats().logs.records >= t0_logs)
+                .then_some(())
+        },
+    )
     .await;
 
     // The blocked destination's backend dies: its queue fills, logs are refused.
@@ -505,18 +567,34 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     })
     .await;
 
-    // Refusals go on while Prometheus watches (the alert looks at their rate).
+    // Refusals go on while Prometheus watches (the alert looks at their rate),
+    // and so do logs of t4, the shoot beyond max_clients (refused clients,
+    // no_client drops).
+    let at_capacity = records::build_request(
+        Signal::Logs,
+        &RequestSpec {
+            first_seq: 3_000_000,
+            records: 10,
+            namespaces: &[T4.to_owned()],
+            record_size: 100,
+            time_unix_nano: 1,
+        },
+    )
+    .encode_to_vec();
     let refusing = tokio::spawn({
         let (c, url) = (c.clone(), url.clone());
         async move {
             loop {
-                // Answered 429; an error here only means seedgate is gone.
-                c.post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(support::log_request(0))
-                    .send()
-                    .await
-                    .ok();
+                // Answered 429, and 200 with partial_success; an error here
+                // only means seedgate is gone.
+                for body in [support::log_request(0), at_capacity.clone()] {
+                    c.post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                        .ok();
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -534,6 +612,43 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
         None
     })
     .await;
+    // A config file that does not load, while Prometheus watches; then the
+    // good one again.
+    let write_config = |text: &str| {
+        let tmp = dir.path().join("seedgate.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &sg.config_path).unwrap();
+        let hup = Command::new("kill")
+            .args(["-HUP", &sg.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+    };
+    write_config(&format!("{yaml}no_such_field: 1\n"));
+    eventually("a failed reload", async || {
+        let n = sg
+            .metric("seedgate_shoot_config_reloads_total", &["reason=\"error\""])
+            .await?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    write_config(&yaml);
+    eventually("a good reload", async || {
+        let n = sg
+            .metric("seedgate_shoot_config_reloads_total", &["reason=\"ok\""])
+            .await?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    eventually("Prometheus to see the failed reload", async || {
+        let r = prom
+            .query("increase(seedgate_shoot_config_reloads_total{reason=\"error\"}[5m]) > 0")
+            .await
+            .ok()?;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+
     let up_now = prom.query("up{job=\"seedgate\"}").await.unwrap();
     assert_eq!(
         up_now[0]["value"][1],
@@ -630,6 +745,63 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
         r.iter().any(|s| s["metric"]["reason"] == "queue_full"),
         "SeedgateRefusingRequests matches the queue_full refusals: {r:?}"
     );
+    // The shoot faults, likewise.
+    let alert_result = async |name: &str| {
+        let (_, rule) = alerts().into_iter().find(|(n, _)| n == name).unwrap();
+        prom.query(rule["expr"].as_str().unwrap()).await.unwrap()
+    };
+    let r = alert_result("SeedgateShootDataDropped").await;
+    assert!(
+        r.iter().any(|s| s["metric"]["reason"] == "no_client"),
+        "SeedgateShootDataDropped matches t4's no_client drops: {r:?}"
+    );
+    assert!(
+        r.iter().all(|s| s["metric"]["reason"] != "state_excluded"),
+        "{r:?}"
+    );
+    for name in [
+        "SeedgateShootClientsAtCapacity",
+        "SeedgateConfigReloadFailing",
+    ] {
+        let r = alert_result(name).await;
+        assert!(!r.is_empty(), "{name} should fire");
+    }
+    // And the shoot panels show the scenario: two clients, the clusters by
+    // state, records routed to shoots and (hibernated) to the seed, t1's
+    // queue on top.
+    let value = async |q: &str| -> f64 {
+        let r = prom.query(q).await.unwrap();
+        r.first()
+            .and_then(|s| s["value"][1].as_str())
+            .unwrap_or_else(|| panic!("{q}: {r:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("sum(seedgate_shoot_clients)").await, 2.0);
+    assert_eq!(
+        value("sum(seedgate_shoot_clusters{state=\"ready\"})").await,
+        3.0
+    );
+    assert_eq!(
+        value("sum(seedgate_shoot_clusters{state=\"hibernated\"})").await,
+        1.0
+    );
+    for (kind, state) in [
+        ("shoot", "ready"),
+        ("seed", "hibernated"),
+        ("seed", "no_cluster"),
+    ] {
+        let q = format!(
+            "sum(seedgate_router_routed_records_total{{kind=\"{kind}\",state=\"{state}\",signal=\"logs\"}})"
+        );
+        assert!(value(&q).await > 0.0, "{q}");
+    }
+    let top = prom
+        .query("topk(1, seedgate_shoot_queue_records)")
+        .await
+        .unwrap();
+    assert_eq!(top[0]["metric"]["shoot"], T1, "{top:?}");
+    assert_ne!(top[0]["value"][1], "0", "{top:?}");
     refusing.abort();
     drop(prom);
 }
