@@ -93,6 +93,28 @@ impl Delivery {
         }
     }
 
+    /// The failing gauge: per pipeline destination, or per shoot client
+    /// (all shoot clients share one `destination` label, so one shared
+    /// gauge would flip between them).
+    fn set_failing(&self, failing: bool) {
+        let d = &self.destination;
+        let gauge = match d.kind {
+            crate::routing::DestinationKind::Pipeline => {
+                self.metrics.exporter.failing.get_or_create(&self.labels())
+            }
+            crate::routing::DestinationKind::Shoot => {
+                self.metrics
+                    .shoot
+                    .failing
+                    .get_or_create(&crate::metrics::shoot::ShootSignal {
+                        shoot: d.name.clone(),
+                        signal: d.signal.as_str(),
+                    })
+            }
+        };
+        gauge.set(i64::from(failing));
+    }
+
     /// Runs until aborted.
     pub async fn run(self) {
         let permits = Arc::new(Semaphore::new(self.batch.concurrency.max(1)));
@@ -202,7 +224,7 @@ impl Delivery {
                 .observe(t0.elapsed().as_secs_f64());
             match outcome {
                 Outcome::Accepted { rejected, message } => {
-                    m.failing.get_or_create(&labels).set(0);
+                    self.set_failing(false);
                     m.sent_requests.get_or_create(&labels).inc();
                     m.sent_bytes
                         .get_or_create(&labels)
@@ -219,7 +241,7 @@ impl Delivery {
                     break;
                 }
                 Outcome::Permanent { reason, detail } => {
-                    m.failing.get_or_create(&labels).set(1);
+                    self.set_failing(true);
                     m.failed_requests.get_or_create(&self.reason(reason)).inc();
                     m.dropped_records
                         .get_or_create(&self.reason("permanent"))
@@ -232,7 +254,7 @@ impl Delivery {
                     reason,
                     detail,
                 } => {
-                    m.failing.get_or_create(&labels).set(1);
+                    self.set_failing(true);
                     m.failed_requests.get_or_create(&self.reason(reason)).inc();
                     let max_elapsed = self.retry.max_elapsed;
                     if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {

@@ -8,8 +8,9 @@
 //! clusters start their expiry clock). Data already queued for a shoot stays
 //! with its client. Any other change is logged as needing a restart and
 //! left alone; a file that does not load is logged with every problem,
-//! counted in `seedgate_shoot_config_reloads_total{reason="error"}`, and the
-//! running configuration stays.
+//! counted in `seedgate_config_reloads_total{result="error"}` (and
+//! `seedgate_config_last_reload_successful` goes to 0), and the running
+//! configuration stays.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::actors::shoot_manager::{SetClusters, ShootManager};
 use crate::config::{self, Config};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::metrics::shoot::Reason;
+use crate::metrics::ResultLabel;
 use crate::routing::{clusters_from_config, count_states};
 
 /// How often the file is read to see whether it changed.
@@ -140,11 +141,13 @@ impl Reloader {
         self.count("ok");
     }
 
-    fn count(&self, reason: &'static str) {
+    fn count(&self, result: &'static str) {
         self.metrics
-            .shoot
-            .reloads
-            .get_or_create(&Reason { reason })
+            .config_reloads
+            .get_or_create(&ResultLabel { result })
             .inc();
+        self.metrics
+            .config_last_reload_successful
+            .set(i64::from(result == "ok"));
     }
 }

@@ -317,7 +317,7 @@ async fn reload(sg: &Seedgate, yaml: &str, sighup: bool, reloads: f64) {
     }
     eventually("the reload to be applied", async || {
         let ok = sg
-            .metric("seedgate_shoot_config_reloads_total", &["reason=\"ok\""])
+            .metric("seedgate_config_reloads_total", &["result=\"ok\""])
             .await?;
         (ok >= reloads).then_some(())
     })
@@ -536,6 +536,17 @@ async fn a_dead_shoot_backend_slows_nobody_else() {
     );
     assert_eq!(
         sg.metric("seedgate_exporter_failing", &["destination=\"seed\""])
+            .await,
+        Some(0.0)
+    );
+    // Each shoot client has its own failing gauge.
+    assert_eq!(
+        sg.metric("seedgate_shoot_failing", &["shoot=\"shoot--p--down\""])
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        sg.metric("seedgate_shoot_failing", &["shoot=\"shoot--p--up\""])
             .await,
         Some(0.0)
     );

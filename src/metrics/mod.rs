@@ -73,6 +73,13 @@ pub struct KindState {
     pub signal: &'static str,
 }
 
+/// `{result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
 /// `{actor}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActorLabel {
@@ -191,6 +198,10 @@ pub struct Metrics {
     pub actor: Arc<ActorMetrics>,
     /// Shoot clients and shoot routing.
     pub shoot: Arc<ShootMetrics>,
+    /// Configuration reloads, by result (`ok`, `error`).
+    pub config_reloads: Family<ResultLabel, Counter>,
+    /// 1 if the last configuration reload succeeded (or none was tried).
+    pub config_last_reload_successful: Gauge,
 }
 
 impl Metrics {
@@ -204,6 +215,25 @@ impl Metrics {
         let actor = Arc::new(ActorMetrics::default());
         let shoot = Arc::new(ShootMetrics::default());
         shoot.register(registry.sub_registry_with_prefix("seedgate_shoot"));
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        let config_last_reload_successful = Gauge::default();
+        config_last_reload_successful.set(1);
+        for result in ["ok", "error"] {
+            config_reloads
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+        let r = registry.sub_registry_with_prefix("seedgate_config");
+        r.register(
+            "reloads",
+            "Reloads of the configuration file (clusters and routing), by result",
+            config_reloads.clone(),
+        );
+        r.register(
+            "last_reload_successful",
+            "1 if the last configuration reload succeeded or none was tried",
+            config_last_reload_successful.clone(),
+        );
 
         let r = registry.sub_registry_with_prefix("seedgate_receiver");
         r.register(
@@ -347,6 +377,8 @@ impl Metrics {
             exporter,
             actor,
             shoot,
+            config_reloads,
+            config_last_reload_successful,
         }
     }
 
@@ -433,6 +465,10 @@ impl Metrics {
                 .queue_records
                 .get_or_create(&labels)
                 .set(to_i64(d.queue.records()));
+            self.shoot
+                .queue_limit
+                .get_or_create(&labels)
+                .set(to_i64(d.limits.max_bytes.0));
         }
     }
 
@@ -548,6 +584,8 @@ mod tests {
         };
         m.shoot.queue_bytes.get_or_create(&ss).set(1);
         m.shoot.queue_records.get_or_create(&ss).set(1);
+        m.shoot.queue_limit.get_or_create(&ss).set(1);
+        m.shoot.failing.get_or_create(&ss).set(1);
         let text = m.encode().unwrap();
         text.lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

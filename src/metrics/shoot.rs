@@ -69,10 +69,12 @@ pub struct ShootMetrics {
     pub queue_bytes: Family<ShootSignal, Gauge>,
     /// Records queued per shoot client.
     pub queue_records: Family<ShootSignal, Gauge>,
+    /// Queue limit per shoot client.
+    pub queue_limit: Family<ShootSignal, Gauge>,
+    /// 1 while the shoot client's last export attempt failed.
+    pub failing: Family<ShootSignal, Gauge>,
     /// Known clusters by state.
     pub clusters: Family<StateLabel, Gauge>,
-    /// Configuration reloads, by result (`ok`, `error`).
-    pub reloads: Family<Reason, Counter>,
 }
 
 impl ShootMetrics {
@@ -110,15 +112,21 @@ impl ShootMetrics {
             "Records queued per shoot client",
             self.queue_records.clone(),
         );
+        r.register_with_unit(
+            "queue_limit",
+            "Queue limit per shoot client",
+            Unit::Bytes,
+            self.queue_limit.clone(),
+        );
+        r.register(
+            "failing",
+            "1 while the shoot client's last export attempt failed",
+            self.failing.clone(),
+        );
         r.register(
             "clusters",
             "Known clusters, by state",
             self.clusters.clone(),
-        );
-        r.register(
-            "config_reloads",
-            "Reloads of the clusters and routing configuration, by result",
-            self.reloads.clone(),
         );
     }
 
@@ -145,9 +153,6 @@ impl ShootMetrics {
         for reason in ["at_capacity", "build_failed"] {
             self.refused.get_or_create(&Reason { reason }).inc_by(0);
         }
-        for reason in ["ok", "error"] {
-            self.reloads.get_or_create(&Reason { reason }).inc_by(0);
-        }
     }
 
     /// Sets the per-state cluster counts (every state, zeros included).
@@ -166,6 +171,8 @@ impl ShootMetrics {
             };
             self.queue_bytes.remove(&labels);
             self.queue_records.remove(&labels);
+            self.queue_limit.remove(&labels);
+            self.failing.remove(&labels);
         }
     }
 }
