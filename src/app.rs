@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::actors::Shutdown;
 use crate::actors::exporter_pool::DeliveryPlan;
 use crate::actors::health::HealthState;
+use crate::actors::kube_watcher::{KubeWatcher, KubeWatcherArgs};
 use crate::actors::shoot_manager::ShootManagerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs};
 use crate::admin::{self, AdminState};
@@ -26,6 +27,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
 use crate::reload::Reloader;
+use crate::routing::publisher::Publisher;
 use crate::routing::shoots::ShootDirectory;
 use crate::routing::{
     Destination, DestinationKind, SeedRoute, Snapshot, clusters_from_config, count_states,
@@ -51,6 +53,9 @@ pub struct RunOptions {
     pub worker_threads: usize,
     /// The file the configuration came from; reloaded on SIGHUP and change.
     pub config_file: Option<PathBuf>,
+    /// Also act on the Kubernetes API (in-cluster config or KUBECONFIG):
+    /// watch `Cluster` resources while their CRD exists.
+    pub kube: bool,
 }
 
 /// The addresses actually bound.
@@ -98,6 +103,16 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.init_actors();
     metrics.init_routing();
+    if opts.kube {
+        metrics.kube.init();
+    }
+    let kube_client = if opts.kube {
+        Some(rt.block_on(kube::Client::try_default()).context(
+            "--kube: cannot build a Kubernetes client (in-cluster config or KUBECONFIG)",
+        )?)
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let store = Store::open(StoreOptions {
@@ -224,12 +239,27 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             export_stuck_after: stuck_after,
             shoots,
         });
+        let publisher = Arc::new(Publisher::new(
+            Arc::clone(&ingest),
+            children.shoot_manager.clone(),
+            Arc::clone(&metrics),
+            config.routing.clone(),
+            clusters_from_config(&config.clusters),
+        ));
+        let _kube_watcher = kube_client.map(|client| {
+            let args = KubeWatcherArgs {
+                client,
+                rt: rt.handle().clone(),
+                publisher: Arc::clone(&publisher),
+                metrics: Arc::clone(&metrics),
+            };
+            actix::Supervisor::start(move |_| KubeWatcher::new(args))
+        });
         let reloader = opts.config_file.clone().map(|path| {
             let r = Reloader {
                 path,
                 running: config.clone(),
-                ingest: Arc::clone(&ingest),
-                shoot_manager: children.shoot_manager.clone(),
+                publisher: Arc::clone(&publisher),
                 metrics: Arc::clone(&metrics),
             };
             rt.spawn(r.run())

@@ -44,6 +44,10 @@ enum Command {
         /// Tokio worker threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         worker_threads: usize,
+        /// Also watch the Kubernetes API (in-cluster config or KUBECONFIG):
+        /// Gardener `Cluster` resources while their CRD exists.
+        #[arg(long)]
+        kube: bool,
     },
     /// Check a configuration file: print the effective configuration, or
     /// every mistake as `file:line: field: problem`.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             config,
             listen_file,
             worker_threads,
+            kube,
         } => {
             let loaded = match &config {
                 Some(path) => config::load_file(path),
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
                     listen_file,
                     worker_threads,
                     config_file: config,
+                    kube,
                 },
             ) {
                 Ok(()) => ExitCode::SUCCESS,

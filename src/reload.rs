@@ -16,14 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
-
-use crate::actors::shoot_manager::{SetClusters, ShootManager};
 use crate::config::{self, Config};
-use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::metrics::ResultLabel;
-use crate::routing::{clusters_from_config, count_states};
+use crate::routing::clusters_from_config;
+use crate::routing::publisher::Publisher;
 
 /// How often the file is read to see whether it changed.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -35,10 +32,8 @@ pub struct Reloader {
     pub path: PathBuf,
     /// The configuration running now.
     pub running: Config,
-    /// Where the new snapshot goes.
-    pub ingest: Arc<Ingest>,
-    /// Where the new cluster states go, when shoot clients run.
-    pub shoot_manager: Option<Addr<ShootManager>>,
+    /// Where the new routing and clusters go.
+    pub publisher: Arc<Publisher>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -109,23 +104,11 @@ impl Reloader {
                 return;
             }
         };
-        let clusters = Arc::new(clusters_from_config(&new.clusters));
-        let snapshot = match self
-            .ingest
-            .snapshot()
-            .rebuild(&new.routing, Arc::clone(&clusters))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                self.count("error");
-                tracing::error!(why, error = %e, "Configuration reload failed; the running configuration stays");
-                return;
-            }
-        };
-        self.ingest.swap_snapshot(snapshot);
-        self.metrics.shoot.set_clusters(count_states(&clusters));
-        if let Some(m) = &self.shoot_manager {
-            m.do_send(SetClusters(clusters));
+        let clusters = clusters_from_config(&new.clusters);
+        if let Err(e) = self.publisher.set_file(new.routing.clone(), clusters) {
+            self.count("error");
+            tracing::error!(why, error = %e, "Configuration reload failed; the running configuration stays");
+            return;
         }
         let pending = needs_restart(&self.running, &new);
         if !pending.is_empty() {

@@ -14,6 +14,7 @@ use actix::Message;
 pub mod batcher;
 pub mod exporter_pool;
 pub mod health;
+pub mod kube_watcher;
 pub mod loops;
 pub mod shoot_client;
 pub mod shoot_manager;

@@ -18,8 +18,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::store::StoreMetrics;
 
+pub mod kube;
 pub mod shoot;
 
+pub use kube::KubeMetrics;
 pub use shoot::ShootMetrics;
 
 /// `{signal, transport}`.
@@ -198,6 +200,8 @@ pub struct Metrics {
     pub actor: Arc<ActorMetrics>,
     /// Shoot clients and shoot routing.
     pub shoot: Arc<ShootMetrics>,
+    /// Kubernetes watches.
+    pub kube: Arc<KubeMetrics>,
     /// Configuration reloads, by result (`ok`, `error`).
     pub config_reloads: Family<ResultLabel, Counter>,
     /// 1 if the last configuration reload succeeded (or none was tried).
@@ -215,6 +219,8 @@ impl Metrics {
         let actor = Arc::new(ActorMetrics::default());
         let shoot = Arc::new(ShootMetrics::default());
         shoot.register(registry.sub_registry_with_prefix("seedgate_shoot"));
+        let kube = Arc::new(KubeMetrics::default());
+        kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);
@@ -377,6 +383,7 @@ impl Metrics {
             exporter,
             actor,
             shoot,
+            kube,
             config_reloads,
             config_last_reload_successful,
         }
@@ -420,6 +427,7 @@ impl Metrics {
             "delivery",
             "shoot_manager",
             "shoot_client",
+            "kube_watcher",
         ] {
             self.actor
                 .restarts
@@ -577,6 +585,7 @@ mod tests {
             .get_or_create(&ActorLabel { actor: "batcher" })
             .inc();
         m.init_routing();
+        m.kube.init();
         m.shoot.set_clusters([("ready", 1)]);
         let ss = shoot::ShootSignal {
             shoot: "shoot--a--b".into(),

@@ -26,6 +26,7 @@
 //! prefix for the default `^shoot--`): the cost of routing a block does not
 //! grow with the number of shoots (`benches/routing.rs`).
 
+pub mod publisher;
 pub mod shoots;
 
 use std::collections::{HashMap, HashSet};

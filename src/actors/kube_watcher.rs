@@ -1,0 +1,308 @@
+//! The kube watcher: follows the CustomResourceDefinitions seedgate depends
+//! on and watches a kind only while its CRD exists and is Established.
+//!
+//! Today that kind is Gardener's `Cluster`
+//! (`clusters.extensions.gardener.cloud`, cluster-scoped): its objects become
+//! the cluster states the router and the shoot manager act on, through the
+//! [`Publisher`], merged over the file's static `clusters:`.
+//!
+//! ```text
+//!   CRD watch task ──CrdChanged──▶ KubeWatcher ──start/abort──▶ Cluster watch task
+//!   (all CRDs, tokio)              (this actor)                 (tokio) ──set_kube──▶ Publisher
+//! ```
+//!
+//! - CRD absent at start, or deleted later: no Cluster watch runs, routing
+//!   uses the file's clusters alone (`set_kube(None)`); the process and the
+//!   data path carry on.
+//! - CRD created (Established): the Cluster watch starts, lists, and
+//!   publishes the states; every change after that is published again.
+//! - Watch errors (410 Gone, API server restarts, network) are retried by
+//!   kube's watcher with its default backoff; each is counted in
+//!   `seedgate_kube_watch_errors_total{kind}`.
+//! - A Cluster this process cannot read keeps its previous state (see
+//!   `cluster_state`), with a warning.
+//!
+//! A restart of this actor aborts both tasks and starts them again; the
+//! watcher relists, so nothing is missed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Supervised};
+use futures::StreamExt as _;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use super::Restart;
+use crate::cluster_state;
+use crate::metrics::{ActorLabel, Metrics};
+use crate::routing::Clusters;
+use crate::routing::publisher::Publisher;
+
+/// The CRD of Gardener's `Cluster`.
+pub const CLUSTER_CRD: &str = "clusters.extensions.gardener.cloud";
+
+/// What the watcher needs.
+#[derive(Clone)]
+pub struct KubeWatcherArgs {
+    /// A client for the API server.
+    pub client: kube::Client,
+    /// The runtime the watch tasks run on.
+    pub rt: Handle,
+    /// Where cluster states go.
+    pub publisher: Arc<Publisher>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for KubeWatcherArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeWatcherArgs").finish_non_exhaustive()
+    }
+}
+
+/// A CRD we depend on appeared, became Established, or went away.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CrdChanged {
+    /// The CRD's name, e.g. [`CLUSTER_CRD`].
+    pub name: String,
+    /// Whether it exists and is Established.
+    pub established: bool,
+}
+
+/// See the module doc.
+#[derive(Debug)]
+pub struct KubeWatcher {
+    args: KubeWatcherArgs,
+    crds: Option<JoinHandle<()>>,
+    clusters: Option<JoinHandle<()>>,
+}
+
+impl KubeWatcher {
+    /// A watcher that starts its tasks when started.
+    pub fn new(args: KubeWatcherArgs) -> Self {
+        Self {
+            args,
+            crds: None,
+            clusters: None,
+        }
+    }
+
+    fn stop_tasks(&mut self) {
+        for task in [self.crds.take(), self.clusters.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+        self.args.metrics.kube.set_watching("Cluster", false);
+    }
+}
+
+impl Actor for KubeWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let task = watch_crds(
+            self.args.client.clone(),
+            ctx.address(),
+            Arc::clone(&self.args.metrics),
+        );
+        self.crds = Some(self.args.rt.spawn(task));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.stop_tasks();
+    }
+}
+
+impl Supervised for KubeWatcher {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.args
+            .metrics
+            .actor
+            .restarts
+            .get_or_create(&ActorLabel {
+                actor: "kube_watcher",
+            })
+            .inc();
+        self.stop_tasks();
+    }
+}
+
+impl Handler<CrdChanged> for KubeWatcher {
+    type Result = ();
+    fn handle(&mut self, msg: CrdChanged, _ctx: &mut Self::Context) {
+        if msg.name != CLUSTER_CRD {
+            return;
+        }
+        let running = self.clusters.as_ref().is_some_and(|t| !t.is_finished());
+        match (msg.established, running) {
+            (true, false) => {
+                tracing::info!(crd = %msg.name, "The Cluster CRD is established; watching Clusters");
+                let task = watch_clusters(
+                    self.args.client.clone(),
+                    Arc::clone(&self.args.publisher),
+                    Arc::clone(&self.args.metrics),
+                );
+                self.clusters = Some(self.args.rt.spawn(task));
+                self.args.metrics.kube.set_watching("Cluster", true);
+            }
+            (false, true) => {
+                tracing::warn!(crd = %msg.name, "The Cluster CRD is gone; routing falls back to the configuration file's clusters");
+                if let Some(task) = self.clusters.take() {
+                    task.abort();
+                }
+                self.args.publisher.set_kube(None);
+                self.args.metrics.kube.set_watching("Cluster", false);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler<Restart> for KubeWatcher {
+    type Result = ();
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+        && crd.metadata.deletion_timestamp.is_none()
+}
+
+/// Watches every CRD and tells `watcher` about the ones it cares for.
+async fn watch_crds(client: kube::Client, watcher: Addr<KubeWatcher>, metrics: Arc<Metrics>) {
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    // Names seen during a (re)list, to learn which CRDs are absent.
+    let mut listed: Option<Vec<String>> = None;
+    let tell = |name: String, established: bool| {
+        watcher.do_send(CrdChanged { name, established });
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listed = Some(Vec::new()),
+            Ok(Event::InitApply(crd)) => {
+                let name = crd.metadata.name.clone().unwrap_or_default();
+                tell(name.clone(), is_established(&crd));
+                if let Some(l) = listed.as_mut() {
+                    l.push(name);
+                }
+            }
+            Ok(Event::InitDone) => {
+                if !listed
+                    .take()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n == CLUSTER_CRD)
+                {
+                    tell(CLUSTER_CRD.to_owned(), false);
+                }
+            }
+            Ok(Event::Apply(crd)) => {
+                tell(
+                    crd.metadata.name.clone().unwrap_or_default(),
+                    is_established(&crd),
+                );
+            }
+            Ok(Event::Delete(crd)) => tell(crd.metadata.name.clone().unwrap_or_default(), false),
+            Err(e) => {
+                metrics.kube.watch_error("CustomResourceDefinition");
+                tracing::warn!(error = %e, "Watching CRDs failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Watches Gardener `Cluster` objects and publishes their states.
+async fn watch_clusters(client: kube::Client, publisher: Arc<Publisher>, metrics: Arc<Metrics>) {
+    let resource = ApiResource {
+        group: "extensions.gardener.cloud".into(),
+        version: "v1alpha1".into(),
+        api_version: "extensions.gardener.cloud/v1alpha1".into(),
+        kind: "Cluster".into(),
+        plural: "clusters".into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut known = Clusters::new();
+    let mut init: Option<Clusters> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => init = Some(HashMap::new()),
+            Ok(Event::InitApply(obj)) => {
+                if let Some(i) = init.as_mut() {
+                    read_cluster(i, &known, &obj);
+                }
+            }
+            Ok(Event::InitDone) => {
+                known = init.take().unwrap_or_default();
+                tracing::info!(clusters = known.len(), "Listed Clusters");
+                publisher.set_kube(Some(known.clone()));
+            }
+            Ok(Event::Apply(obj)) => {
+                let before = known.clone();
+                read_cluster(&mut known, &before, &obj);
+                publisher.set_kube(Some(known.clone()));
+            }
+            Ok(Event::Delete(obj)) => {
+                if let Some(name) = &obj.metadata.name {
+                    known.remove(name);
+                    tracing::info!(cluster = %name, "Cluster deleted");
+                }
+                publisher.set_kube(Some(known.clone()));
+            }
+            Err(e) => {
+                metrics.kube.watch_error("Cluster");
+                tracing::warn!(error = %e, "Watching Clusters failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Reads one Cluster into `into`; one this process cannot read keeps the
+/// state `previous` had for it.
+fn read_cluster(into: &mut Clusters, previous: &Clusters, obj: &DynamicObject) {
+    let Some(name) = obj.metadata.name.clone() else {
+        return;
+    };
+    let value = match serde_json::to_value(obj) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(cluster = %name, error = %e, "Cannot encode a Cluster");
+            return;
+        }
+    };
+    match cluster_state::derive(&value) {
+        Ok(decision) => {
+            if previous.get(&name) != Some(&decision) {
+                tracing::info!(cluster = %name, decision = ?decision, "Cluster state");
+            }
+            into.insert(name, decision);
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %name, kind = e.kind(), error = %e, "Cannot read a Cluster; keeping its previous state");
+            if let Some(d) = previous.get(&name) {
+                into.insert(name, *d);
+            }
+        }
+    }
+}
