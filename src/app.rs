@@ -24,6 +24,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::delivery::Delivery;
 use crate::exporters::Exporter;
 use crate::ingest::Ingest;
+use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
 use crate::reload::Reloader;
@@ -40,6 +41,8 @@ const MAX_OPS_PER_COMMIT: usize = 4096;
 /// commit reply) rather than grow memory when the disk is slower than the
 /// network.
 const WRITER_CHANNEL: usize = 16 * 1024;
+/// The Lease replicas hold to lead (status and ConfigMap writes).
+const LEADER_LEASE: &str = "seedgate-leader";
 /// Extra time beyond the export timeout before an attempt counts as stuck.
 const STUCK_GRACE: Duration = Duration::from_secs(30);
 
@@ -246,6 +249,23 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             config.routing.clone(),
             clusters_from_config(&config.clusters),
         ));
+        let leadership = Arc::new(Leadership::default());
+        let _election = kube_client.as_ref().map(|client| {
+            let namespace = std::env::var("POD_NAMESPACE")
+                .unwrap_or_else(|_| client.default_namespace().to_owned());
+            let identity = format!(
+                "{}-{:08x}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "seedgate".into()),
+                rand::random::<u32>()
+            );
+            tracing::info!(%namespace, %identity, lease = LEADER_LEASE, "Running for leader");
+            rt.spawn(lease::run(
+                kube::Api::namespaced(client.clone(), &namespace),
+                LeaseConfig::new(LEADER_LEASE, identity),
+                Arc::clone(&leadership),
+                Arc::clone(&metrics),
+            ))
+        });
         let _kube_watcher = kube_client.map(|client| {
             let args = KubeWatcherArgs {
                 client,

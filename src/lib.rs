@@ -25,6 +25,7 @@ pub mod delivery;
 pub mod exporters;
 pub mod grpc_codec;
 pub mod ingest;
+pub mod lease;
 pub mod metrics;
 pub mod proto;
 pub mod receivers;

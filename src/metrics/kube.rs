@@ -21,6 +21,8 @@ pub struct KubeMetrics {
     pub watching: Family<KindLabel, Gauge>,
     /// Failed watch or list calls, retried with backoff.
     pub watch_errors: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the leader Lease.
+    pub leader: Gauge,
 }
 
 impl KubeMetrics {
@@ -32,6 +34,11 @@ impl KubeMetrics {
             self.watching.clone(),
         );
         r.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            self.leader.clone(),
+        );
+        r.register(
             "watch_errors",
             "Failed watch or list calls of a kind, retried with backoff",
             self.watch_errors.clone(),
@@ -40,7 +47,7 @@ impl KubeMetrics {
 
     /// Creates the series of the kinds seedgate watches at zero.
     pub fn init(&self) {
-        for kind in ["Cluster", "CustomResourceDefinition"] {
+        for kind in ["Cluster", "CustomResourceDefinition", "Lease"] {
             self.watching.get_or_create(&KindLabel { kind }).set(0);
             self.watch_errors
                 .get_or_create(&KindLabel { kind })
