@@ -23,6 +23,8 @@ pub struct KubeMetrics {
     pub watch_errors: Family<KindLabel, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// 409 Conflicts writing the effective-config ConfigMap (each retried).
+    pub configmap_conflicts: Counter,
 }
 
 impl KubeMetrics {
@@ -32,6 +34,11 @@ impl KubeMetrics {
             "watching",
             "1 while a kind is watched (its CRD exists and is Established)",
             self.watching.clone(),
+        );
+        r.register(
+            "configmap_conflicts",
+            "409 Conflicts writing the effective-config ConfigMap, each retried",
+            self.configmap_conflicts.clone(),
         );
         r.register(
             "leader",
