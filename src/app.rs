@@ -14,15 +14,13 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::actors::Shutdown;
-use crate::actors::exporter_pool::DeliveryPlan;
 use crate::actors::health::HealthState;
 use crate::actors::kube_watcher::{KubeWatcher, KubeWatcherArgs};
 use crate::actors::shoot_manager::ShootManagerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs};
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerConfig};
-use crate::delivery::Delivery;
-use crate::exporters::Exporter;
+use crate::destinations::{Factory, Spec};
 use crate::ingest::Ingest;
 use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
@@ -134,45 +132,35 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(dir = %config.storage.data_dir.display(), entries = resumed, elapsed_ms = started.elapsed().as_millis() as u64, "Storage open");
 
     let (tx, rx) = crossbeam_channel::bounded::<WriteOp>(WRITER_CHANNEL);
+    let factory = Factory {
+        store: Arc::clone(&store),
+        writer: tx.clone(),
+        metrics: Arc::clone(&metrics),
+        rt: rt.handle().clone(),
+    };
     let mut seeds = Vec::new();
     let mut destinations = Vec::new();
     let mut plans = Vec::new();
     let mut stuck_after = Duration::ZERO;
-    {
-        let _enter = rt.enter();
-        for pipe in &config.pipelines {
-            for &signal in &pipe.signals {
-                let queue = store.queue(&Destination::queue_name(&pipe.name, signal))?;
-                let destination = Arc::new(Destination {
-                    name: pipe.name.clone(),
+    for pipe in &config.pipelines {
+        for &signal in &pipe.signals {
+            let plan = factory
+                .build(Spec {
+                    name: &pipe.name,
                     kind: DestinationKind::Pipeline,
                     signal,
-                    queue,
-                    limits: config.queue_for(pipe),
-                });
-                let exporter = Exporter::build(&pipe.output, signal).with_context(|| {
-                    format!(
-                        "pipeline {}: cannot build its {} exporter",
-                        pipe.name, signal
-                    )
-                })?;
-                stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
-                plans.push(DeliveryPlan {
-                    delivery: Delivery {
-                        destination: Arc::clone(&destination),
-                        exporter: Arc::new(exporter),
-                        batch: config.batch_for(pipe),
-                        retry: config.retry_for(pipe),
-                        store: Arc::clone(&store),
-                        writer: tx.clone(),
-                        metrics: Arc::clone(&metrics),
-                        heartbeat: Arc::default(),
-                    },
-                });
-                metrics.init_destination(&destination);
-                seeds.push(SeedRoute::new(Arc::clone(&destination), &pipe.input));
-                destinations.push(destination);
-            }
+                    output: &pipe.output,
+                    queue: config.queue_for(pipe),
+                    batch: config.batch_for(pipe),
+                    retry: config.retry_for(pipe),
+                })
+                .with_context(|| format!("pipeline {}", pipe.name))?;
+            stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
+            let destination = Arc::clone(&plan.delivery.destination);
+            metrics.init_destination(&destination);
+            seeds.push(SeedRoute::new(Arc::clone(&destination), &pipe.input));
+            destinations.push(destination);
+            plans.push(plan);
         }
     }
     let used: std::collections::HashSet<u32> = destinations.iter().map(|d| d.queue.id).collect();
@@ -199,6 +187,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         .with_shoots(Arc::clone(&directory)),
     );
     let shoots = config.shoots.as_ref().map(|s| ShootManagerArgs {
+        factory: factory.clone(),
         config: s.clone(),
         batch: s.batch.unwrap_or(config.batch),
         retry: s.retry.unwrap_or(config.retry),

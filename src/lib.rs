@@ -22,6 +22,7 @@ pub mod app;
 pub mod cluster_state;
 pub mod config;
 pub mod delivery;
+pub mod destinations;
 pub mod effective_config;
 pub mod exporters;
 pub mod grpc_codec;

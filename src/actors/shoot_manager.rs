@@ -40,8 +40,7 @@ use super::shoot_client::{Crash, ShootClient, StopClient};
 use super::{Restart, Shutdown};
 use crate::cluster_state::ClientDecision;
 use crate::config::{BatchConfig, RetryConfig, ShootsConfig};
-use crate::delivery::Delivery;
-use crate::exporters::Exporter;
+use crate::destinations::{Factory, Spec};
 use crate::metrics::shoot::Reason;
 use crate::metrics::{ActorLabel, Metrics};
 use crate::routing::shoots::{ClientRefused, ShootCreator, ShootDirectory, ShootLink};
@@ -82,6 +81,8 @@ pub struct ShootManagerArgs {
     pub batch: BatchConfig,
     /// Effective retry of shoot clients.
     pub retry: RetryConfig,
+    /// Builds each client's destinations.
+    pub factory: Factory,
     /// The store (queues are created in it).
     pub store: Arc<Store>,
     /// The writer channel (deletes, drops).
@@ -178,35 +179,23 @@ impl ShootManager {
     fn build(&self, namespace: &str) -> Result<(Arc<ShootLink>, Vec<DeliveryPlan>), String> {
         let a = &self.args;
         let output = a.config.output_for(namespace);
-        let _enter = a.rt.enter();
         let mut destinations: [Option<Arc<Destination>>; 3] = Default::default();
         let mut plans = Vec::new();
         for &signal in &a.config.signals {
-            let queue = a
-                .store
-                .queue(&Destination::shoot_queue_name(namespace, signal))
-                .map_err(|e| e.to_string())?;
-            let destination = Arc::new(Destination {
-                name: namespace.to_owned(),
-                kind: DestinationKind::Shoot,
-                signal,
-                queue,
-                limits: a.config.queue,
-            });
-            let exporter = Exporter::build(&output, signal).map_err(|e| format!("{e:#}"))?;
-            plans.push(DeliveryPlan {
-                delivery: Delivery {
-                    destination: Arc::clone(&destination),
-                    exporter: Arc::new(exporter),
+            let plan = a
+                .factory
+                .build(Spec {
+                    name: namespace,
+                    kind: DestinationKind::Shoot,
+                    signal,
+                    output: &output,
+                    queue: a.config.queue,
                     batch: a.batch,
                     retry: a.retry,
-                    store: Arc::clone(&a.store),
-                    writer: a.writer.clone(),
-                    metrics: Arc::clone(&a.metrics),
-                    heartbeat: Arc::default(),
-                },
-            });
-            destinations[signal_index(signal)] = Some(destination);
+                })
+                .map_err(|e| format!("{e:#}"))?;
+            destinations[signal_index(signal)] = Some(Arc::clone(&plan.delivery.destination));
+            plans.push(plan);
         }
         let link = Arc::new(ShootLink {
             namespace: namespace.to_owned(),
