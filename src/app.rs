@@ -26,7 +26,7 @@ use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::receivers::{self, ReceiverState};
 use crate::reload::Reloader;
-use crate::routing::publisher::Publisher;
+use crate::routing::publisher::{Defaults, Publisher, Seed};
 use crate::routing::shoots::ShootDirectory;
 use crate::routing::{
     Destination, DestinationKind, SeedRoute, Snapshot, clusters_from_config, count_states,
@@ -139,6 +139,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         rt: rt.handle().clone(),
     };
     let mut seeds = Vec::new();
+    let mut file_seeds = Vec::new();
     let mut destinations = Vec::new();
     let mut plans = Vec::new();
     let mut stuck_after = Duration::ZERO;
@@ -158,7 +159,13 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
             let destination = Arc::clone(&plan.delivery.destination);
             metrics.init_destination(&destination);
-            seeds.push(SeedRoute::new(Arc::clone(&destination), &pipe.input));
+            let route = SeedRoute::new(Arc::clone(&destination), &pipe.input);
+            file_seeds.push(Seed {
+                config: pipe.clone(),
+                route: route.clone(),
+                plan: plan.clone(),
+            });
+            seeds.push(route);
             destinations.push(destination);
             plans.push(plan);
         }
@@ -231,13 +238,25 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             export_stuck_after: stuck_after,
             shoots,
         });
-        let publisher = Arc::new(Publisher::new(
-            Arc::clone(&ingest),
-            children.shoot_manager.clone(),
-            Arc::clone(&metrics),
-            config.routing.clone(),
-            clusters_from_config(&config.clusters),
-        ));
+        let publisher = Arc::new(
+            Publisher::new(
+                Arc::clone(&ingest),
+                children.shoot_manager.clone(),
+                Arc::clone(&metrics),
+                config.routing.clone(),
+                clusters_from_config(&config.clusters),
+            )
+            .with_pipelines(
+                file_seeds,
+                factory.clone(),
+                Defaults {
+                    queue: config.queue,
+                    batch: config.batch,
+                    retry: config.retry,
+                },
+                children.exporter_pool.clone(),
+            ),
+        );
         let leadership = Arc::new(Leadership::default());
         let _election = kube_client.as_ref().map(|client| {
             let namespace = std::env::var("POD_NAMESPACE")

@@ -350,6 +350,24 @@ impl Snapshot {
         })
     }
 
+    /// The same routing rules, clusters and shoot signals with other seed
+    /// pipelines (pipeline resources came, changed or went).
+    #[must_use]
+    pub fn with_seeds(&self, seeds: impl IntoIterator<Item = SeedRoute>) -> Self {
+        let mut by_signal: [Vec<SeedRoute>; 3] = Default::default();
+        for s in seeds {
+            by_signal[signal_index(s.destination.signal)].push(s);
+        }
+        Self {
+            keys: self.keys.clone(),
+            seeds: by_signal,
+            shoot_pattern: self.shoot_pattern.clone(),
+            table: self.table,
+            clusters: Arc::clone(&self.clusters),
+            shoot_signals: self.shoot_signals,
+        }
+    }
+
     /// The cluster states this snapshot routes by.
     pub fn clusters(&self) -> &Arc<Clusters> {
         &self.clusters

@@ -8,27 +8,65 @@
 //! `Cluster` CRD does not exist, which falls back to the file alone). A
 //! `Cluster` resource wins over a static entry of the same name: the file is
 //! the embedded mode's stand-in for what the API server knows.
+//!
+//! Seed pipelines work the same way per signal: while pipeline resources of
+//! a kind are watched ([`Publisher::set_kube_pipelines`] with `Some`), they
+//! replace the file's pipelines of that signal; `None` (the CRD is gone)
+//! falls back to the file's. A pipeline whose configuration did not change
+//! keeps its destination and delivery loop; the exporter pool is told the
+//! new set, and the snapshot swapped.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::Addr;
 
-use super::{Clusters, count_states};
+use super::{Clusters, DestinationKind, SeedRoute, count_states, signal_index};
+use crate::actors::exporter_pool::{DeliveryPlan, ExporterPool, SetDestinations};
 use crate::actors::shoot_manager::{SetClusters, ShootManager};
-use crate::config::RoutingConfig;
+use crate::config::{BatchConfig, PipelineConfig, QueueConfig, RetryConfig, RoutingConfig};
+use crate::destinations::{Factory, Spec};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::signal::Signal;
 
 struct Sources {
     routing: RoutingConfig,
     file: Clusters,
     kube: Option<Clusters>,
+    /// The file's pipelines, per signal.
+    file_seeds: [Vec<Seed>; 3],
+    /// Pipeline resources per signal, while their kind is watched.
+    kube_seeds: [Option<Vec<Seed>>; 3],
+}
+
+/// The file's top-level limits, which pipeline resources start from too.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// `queue`.
+    pub queue: QueueConfig,
+    /// `batch`.
+    pub batch: BatchConfig,
+    /// `retry`.
+    pub retry: RetryConfig,
+}
+
+/// One seed pipeline destination: its config, route and delivery plan.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// What it was built from.
+    pub config: PipelineConfig,
+    /// How blocks reach it.
+    pub route: SeedRoute,
+    /// Its delivery loop's setup.
+    pub plan: DeliveryPlan,
 }
 
 /// See the module doc.
 pub struct Publisher {
     ingest: Arc<Ingest>,
     shoot_manager: Option<Addr<ShootManager>>,
+    exporter_pool: Option<Addr<ExporterPool>>,
+    factory: Option<(Factory, Defaults)>,
     metrics: Arc<Metrics>,
     sources: Mutex<Sources>,
 }
@@ -52,13 +90,117 @@ impl Publisher {
         Self {
             ingest,
             shoot_manager,
+            exporter_pool: None,
+            factory: None,
             metrics,
             sources: Mutex::new(Sources {
                 routing,
                 file,
                 kube: None,
+                file_seeds: Default::default(),
+                kube_seeds: Default::default(),
             }),
         }
+    }
+
+    /// Lets pipeline resources replace the file's pipelines: `file_seeds`
+    /// are the file's (already running), new destinations are built with
+    /// `factory` and run by `exporter_pool`.
+    #[must_use]
+    pub fn with_pipelines(
+        mut self,
+        file_seeds: Vec<Seed>,
+        factory: Factory,
+        defaults: Defaults,
+        exporter_pool: Addr<ExporterPool>,
+    ) -> Self {
+        let s = self
+            .sources
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for seed in file_seeds {
+            s.file_seeds[signal_index(seed.plan.delivery.destination.signal)].push(seed);
+        }
+        self.factory = Some((factory, defaults));
+        self.exporter_pool = Some(exporter_pool);
+        self
+    }
+
+    /// The pipelines of `signal` from pipeline resources (`None`: their
+    /// kind is not watched, the file's pipelines apply). Each pipeline is
+    /// built once; an unchanged one keeps its destination and loop.
+    ///
+    /// # Errors
+    /// The pipelines that could not be built, with why (their queue or
+    /// exporter); the others are published.
+    pub fn set_kube_pipelines(
+        &self,
+        signal: Signal,
+        pipelines: Option<Vec<PipelineConfig>>,
+    ) -> Vec<(String, String)> {
+        let Some((factory, defaults)) = &self.factory else {
+            return Vec::new();
+        };
+        let mut s = self.lock();
+        let mut failed = Vec::new();
+        let next = pipelines.map(|pipes| {
+            let old = s.kube_seeds[signal_index(signal)]
+                .take()
+                .unwrap_or_default();
+            pipes
+                .into_iter()
+                .filter_map(|config| {
+                    if let Some(same) = old.iter().find(|o| o.config == config) {
+                        return Some(same.clone());
+                    }
+                    let spec = Spec {
+                        name: &config.name,
+                        kind: DestinationKind::Pipeline,
+                        signal,
+                        output: &config.output,
+                        queue: config.queue.unwrap_or(defaults.queue),
+                        batch: config.batch.unwrap_or(defaults.batch),
+                        retry: config.retry.unwrap_or(defaults.retry),
+                    };
+                    match factory.build(spec) {
+                        Ok(plan) => {
+                            self.metrics.init_destination(&plan.delivery.destination);
+                            let route = SeedRoute::new(
+                                Arc::clone(&plan.delivery.destination),
+                                &config.input,
+                            );
+                            Some(Seed {
+                                config,
+                                route,
+                                plan,
+                            })
+                        }
+                        Err(e) => {
+                            failed.push((config.name.clone(), format!("{e:#}")));
+                            None
+                        }
+                    }
+                })
+                .collect()
+        });
+        s.kube_seeds[signal_index(signal)] = next;
+        let seeds: Vec<&Seed> = (0..3)
+            .flat_map(|i| match &s.kube_seeds[i] {
+                Some(k) => k.iter().collect::<Vec<_>>(),
+                None => s.file_seeds[i].iter().collect(),
+            })
+            .collect();
+        let snapshot = self
+            .ingest
+            .snapshot()
+            .with_seeds(seeds.iter().map(|seed| seed.route.clone()));
+        self.ingest.swap_snapshot(snapshot);
+        if let Some(pool) = &self.exporter_pool {
+            pool.do_send(SetDestinations(
+                seeds.iter().map(|seed| seed.plan.clone()).collect(),
+            ));
+        }
+        failed
     }
 
     /// New routing rules and static clusters from the file.
