@@ -65,6 +65,17 @@ impl Seedgate {
 
     /// Starts seedgate on an existing config file.
     pub async fn start_with(dir: &Path, config_path: &Path) -> Seedgate {
+        Self::start_opts(dir, config_path, &[], &[]).await
+    }
+
+    /// Starts seedgate on an existing config file with extra `run` flags
+    /// (e.g. `--kube`) and environment variables (e.g. `KUBECONFIG`).
+    pub async fn start_opts(
+        dir: &Path,
+        config_path: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Seedgate {
         let listen_file = dir.join(format!("listen-{}.json", rand_suffix()));
         let log_path = dir.join(format!("seedgate-{}.log", rand_suffix()));
         let log = std::fs::File::create(&log_path).unwrap();
@@ -82,6 +93,8 @@ impl Seedgate {
             .arg(config_path)
             .arg("--listen-file")
             .arg(&listen_file)
+            .args(extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(log)
