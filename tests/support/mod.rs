@@ -9,6 +9,8 @@
     clippy::expect_used
 )]
 
+pub mod apiserver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
