@@ -32,8 +32,10 @@ fn yaml_fixture(rel: &str) -> Value {
 
 /// Gardener's `Cluster` CRD, read in place from the upstream fixture.
 fn cluster_crd() -> CustomResourceDefinition {
-    serde_json::from_value(yaml_fixture("crds/10-crd-extensions.gardener.cloud_clusters.yaml"))
-        .unwrap()
+    serde_json::from_value(yaml_fixture(
+        "crds/10-crd-extensions.gardener.cloud_clusters.yaml",
+    ))
+    .unwrap()
 }
 
 /// The upstream e2e Cluster (a ready shoot) renamed to `name`.
@@ -137,23 +139,57 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     let key_a = format!("/{a}");
 
     // 1. No Cluster CRD: the file's clusters alone.
-    wait_metric(&sg, "the CRD watch", "seedgate_kube_watching", &["kind=\"CustomResourceDefinition\""], 0.0).await;
-    assert_eq!(sg.metric("seedgate_kube_watching", &["kind=\"Cluster\""]).await, Some(0.0));
+    wait_metric(
+        &sg,
+        "the CRD watch",
+        "seedgate_kube_watching",
+        &["kind=\"CustomResourceDefinition\""],
+        0.0,
+    )
+    .await;
+    assert_eq!(
+        sg.metric("seedgate_kube_watching", &["kind=\"Cluster\""])
+            .await,
+        Some(0.0)
+    );
     send(&sg, a, 0).await;
     send(&sg, stat, 100).await;
-    eventually("no-cluster data at the seed, static at its shoot", async || {
-        (seqs_in(&seed, "/", a, 0..10) == 10 && seqs_in(&shoots, &format!("/{stat}"), stat, 100..110) == 10)
-            .then_some(())
-    })
+    eventually(
+        "no-cluster data at the seed, static at its shoot",
+        async || {
+            (seqs_in(&seed, "/", a, 0..10) == 10
+                && seqs_in(&shoots, &format!("/{stat}"), stat, 100..110) == 10)
+                .then_some(())
+        },
+    )
     .await;
 
     // 2. The CRD appears, then a ready Cluster: a's data goes to its shoot.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &cluster_crd()).await.unwrap();
-    wait_metric(&sg, "the Cluster watch to start", "seedgate_kube_watching", &["kind=\"Cluster\""], 1.0).await;
+    crds.create(&PostParams::default(), &cluster_crd())
+        .await
+        .unwrap();
+    wait_metric(
+        &sg,
+        "the Cluster watch to start",
+        "seedgate_kube_watching",
+        &["kind=\"Cluster\""],
+        1.0,
+    )
+    .await;
     let clusters = clusters_api(&client);
-    clusters.create(&PostParams::default(), &cluster(a)).await.unwrap();
-    wait_metric(&sg, "a ready", "seedgate_shoot_clusters", &["state=\"ready\""], 2.0).await;
+    clusters
+        .create(&PostParams::default(), &cluster(a))
+        .await
+        .unwrap();
+    wait_metric(
+        &sg,
+        "a ready",
+        "seedgate_shoot_clusters",
+        &["state=\"ready\""],
+        2.0,
+    )
+    .await;
     send(&sg, a, 200).await;
     eventually("a's data at its shoot", async || {
         (seqs_in(&shoots, &key_a, a, 200..210) == 10).then_some(())
@@ -167,7 +203,14 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
         .patch(a, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    wait_metric(&sg, "a hibernated", "seedgate_shoot_clusters", &["state=\"hibernated\""], 1.0).await;
+    wait_metric(
+        &sg,
+        "a hibernated",
+        "seedgate_shoot_clusters",
+        &["state=\"hibernated\""],
+        1.0,
+    )
+    .await;
     send(&sg, a, 300).await;
     eventually("hibernated data at the seed", async || {
         (seqs_in(&seed, "/", a, 300..310) == 10).then_some(())
@@ -177,24 +220,61 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
 
     // 4. The CRD is deleted: the watch stops, the file's clusters apply,
     // the process and the data path carry on.
-    crds.delete("clusters.extensions.gardener.cloud", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_metric(&sg, "the Cluster watch to stop", "seedgate_kube_watching", &["kind=\"Cluster\""], 0.0).await;
-    wait_metric(&sg, "only the static cluster", "seedgate_shoot_clusters", &["state=\"hibernated\""], 0.0).await;
+    crds.delete(
+        "clusters.extensions.gardener.cloud",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    wait_metric(
+        &sg,
+        "the Cluster watch to stop",
+        "seedgate_kube_watching",
+        &["kind=\"Cluster\""],
+        0.0,
+    )
+    .await;
+    wait_metric(
+        &sg,
+        "only the static cluster",
+        "seedgate_shoot_clusters",
+        &["state=\"hibernated\""],
+        0.0,
+    )
+    .await;
     send(&sg, a, 400).await;
     send(&sg, stat, 500).await;
     eventually("fallback routing", async || {
-        (seqs_in(&seed, "/", a, 400..410) == 10 && seqs_in(&shoots, &format!("/{stat}"), stat, 500..510) == 10)
+        (seqs_in(&seed, "/", a, 400..410) == 10
+            && seqs_in(&shoots, &format!("/{stat}"), stat, 500..510) == 10)
             .then_some(())
     })
     .await;
 
     // 5. The CRD returns with a ready Cluster: picked up again.
-    crds.create(&PostParams::default(), &cluster_crd()).await.unwrap();
-    wait_metric(&sg, "the Cluster watch again", "seedgate_kube_watching", &["kind=\"Cluster\""], 1.0).await;
-    clusters.create(&PostParams::default(), &cluster(a)).await.unwrap();
-    wait_metric(&sg, "a ready again", "seedgate_shoot_clusters", &["state=\"ready\""], 2.0).await;
+    crds.create(&PostParams::default(), &cluster_crd())
+        .await
+        .unwrap();
+    wait_metric(
+        &sg,
+        "the Cluster watch again",
+        "seedgate_kube_watching",
+        &["kind=\"Cluster\""],
+        1.0,
+    )
+    .await;
+    clusters
+        .create(&PostParams::default(), &cluster(a))
+        .await
+        .unwrap();
+    wait_metric(
+        &sg,
+        "a ready again",
+        "seedgate_shoot_clusters",
+        &["state=\"ready\""],
+        2.0,
+    )
+    .await;
     send(&sg, a, 600).await;
     eventually("a's data at its shoot again", async || {
         (seqs_in(&shoots, &key_a, a, 600..610) == 10).then_some(())
@@ -204,10 +284,26 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     // The only replica leads, through a Lease in its namespace.
     wait_metric(&sg, "leadership", "seedgate_kube_leader", &[], 1.0).await;
     let lease = api
-        .object("coordination.k8s.io", "leases", Some("seedgate"), "seedgate-leader")
+        .object(
+            "coordination.k8s.io",
+            "leases",
+            Some("seedgate"),
+            "seedgate-leader",
+        )
         .expect("the Lease exists");
-    assert!(lease["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty()), "{lease}");
-    assert!(reqwest::get(sg.admin_url("/healthz")).await.unwrap().status().is_success());
+    assert!(
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "{lease}"
+    );
+    assert!(
+        reqwest::get(sg.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 }
 
 /// Two replicas: exactly one holds the Lease; when it dies the other takes
@@ -224,7 +320,10 @@ async fn one_leader_and_a_takeover_when_it_dies() {
     let start = async |n: usize| {
         let sub = dir.path().join(format!("r{n}"));
         std::fs::create_dir_all(&sub).unwrap();
-        let yaml = config_yaml(&sub.join("data"), "pipelines:\n  - name: n\n    output: { type: noop }\n");
+        let yaml = config_yaml(
+            &sub.join("data"),
+            "pipelines:\n  - name: n\n    output: { type: noop }\n",
+        );
         let path = sub.join("seedgate.yaml");
         std::fs::write(&path, yaml).unwrap();
         Seedgate::start_opts(&sub, &path, &["--kube"], &env).await
@@ -235,7 +334,10 @@ async fn one_leader_and_a_takeover_when_it_dies() {
         a.metric("seedgate_kube_leader", &[]).await.unwrap_or(0.0)
             + b.metric("seedgate_kube_leader", &[]).await.unwrap_or(0.0)
     };
-    eventually("one leader", async || (leaders(&one, &two).await == 1.0).then_some(())).await;
+    eventually("one leader", async || {
+        (leaders(&one, &two).await == 1.0).then_some(())
+    })
+    .await;
     // Stays one over a few rounds.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(leaders(&one, &two).await, 1.0);
@@ -254,7 +356,12 @@ async fn one_leader_and_a_takeover_when_it_dies() {
     eprintln!("takeover after {took:?}");
     assert!(took < Duration::from_secs(15 + 2 + 5), "took {took:?}");
     let lease = api
-        .object("coordination.k8s.io", "leases", Some("seedgate"), "seedgate-leader")
+        .object(
+            "coordination.k8s.io",
+            "leases",
+            Some("seedgate"),
+            "seedgate-leader",
+        )
         .unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
     drop(leader);
@@ -275,7 +382,9 @@ async fn the_effective_config_survives_a_conflict_storm() {
         generation: 1,
         secrets: Default::default(),
     }];
-    effective_config::write(&cms, &first, &metrics).await.unwrap();
+    effective_config::write(&cms, &first, &metrics)
+        .await
+        .unwrap();
     // Someone else adds a key.
     let mut theirs = cms.get(effective_config::NAME).await.unwrap();
     theirs
@@ -291,15 +400,27 @@ async fn the_effective_config_survives_a_conflict_storm() {
         generation: 2,
         ..first[0].clone()
     }];
-    effective_config::write(&cms, &second, &metrics).await.unwrap();
+    effective_config::write(&cms, &second, &metrics)
+        .await
+        .unwrap();
     let cm = cms.get(effective_config::NAME).await.unwrap();
     let data = cm.data.unwrap();
     assert_eq!(data["notes"], "theirs", "another writer's key was lost");
-    let applied: Vec<AppliedPipeline> = serde_saphyr::from_str(&data[effective_config::KEY]).unwrap();
+    let applied: Vec<AppliedPipeline> =
+        serde_saphyr::from_str(&data[effective_config::KEY]).unwrap();
     assert_eq!(applied[0].generation, 2);
     assert_eq!(metrics.kube.configmap_conflicts.get(), 3);
     // An unchanged write writes nothing.
     let rv = cm.metadata.resource_version.clone();
-    effective_config::write(&cms, &second, &metrics).await.unwrap();
-    assert_eq!(cms.get(effective_config::NAME).await.unwrap().metadata.resource_version, rv);
+    effective_config::write(&cms, &second, &metrics)
+        .await
+        .unwrap();
+    assert_eq!(
+        cms.get(effective_config::NAME)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv
+    );
 }
