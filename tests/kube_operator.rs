@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use seedgate::effective_config::{self, AppliedPipeline};
 use seedgate::metrics::Metrics;
-use seedgate::tools::sink::{self, SinkHandle, SinkOptions};
 use serde_json::{Value, json};
 use support::apiserver::ApiServerDouble;
-use support::{Seedgate, config_yaml, eventually};
+use support::{Seedgate, config_yaml, eventually, seqs_in, tracking_sink};
 
 const GARDENER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -46,36 +45,16 @@ fn cluster(name: &str) -> DynamicObject {
 }
 
 fn clusters_api(client: &kube::Client) -> Api<DynamicObject> {
-    let resource = ApiResource {
-        group: "extensions.gardener.cloud".into(),
-        version: "v1alpha1".into(),
-        api_version: "extensions.gardener.cloud/v1alpha1".into(),
-        kind: "Cluster".into(),
-        plural: "clusters".into(),
-    };
-    Api::all_with(client.clone(), &resource)
+    Api::all_with(
+        client.clone(),
+        &seedgate::actors::kube_watcher::cluster_resource(),
+    )
 }
 
 async fn client_for(api: &ApiServerDouble) -> kube::Client {
     support::install_crypto();
     let config = kube::Config::new(api.url().parse().unwrap());
     kube::Client::try_from(config).unwrap()
-}
-
-async fn tracking_sink() -> SinkHandle {
-    sink::start(SinkOptions {
-        track_namespaces: true,
-        ..SinkOptions::default()
-    })
-    .await
-    .unwrap()
-}
-
-/// Seqs in `range` that `sink` received for `ns` at `key`.
-fn seqs_in(sink: &SinkHandle, key: &str, ns: &str, range: std::ops::Range<u64>) -> usize {
-    sink.namespace_seqs()
-        .get(&(key.to_owned(), ns.to_owned()))
-        .map_or(0, |s| s.iter().filter(|q| range.contains(q)).count())
 }
 
 async fn send(sg: &Seedgate, ns: &str, first: u64) {
@@ -178,24 +157,27 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     )
     .await;
     let clusters = clusters_api(&client);
-    clusters
-        .create(&PostParams::default(), &cluster(a))
-        .await
-        .unwrap();
-    wait_metric(
-        &sg,
-        "a ready",
-        "seedgate_shoot_clusters",
-        &["state=\"ready\""],
-        2.0,
-    )
-    .await;
-    send(&sg, a, 200).await;
-    eventually("a's data at its shoot", async || {
-        (seqs_in(&shoots, &key_a, a, 200..210) == 10).then_some(())
-    })
-    .await;
-    assert_eq!(seqs_in(&seed, "/", a, 200..210), 0);
+    let ready_at_its_shoot = async |first: u64| {
+        clusters
+            .create(&PostParams::default(), &cluster(a))
+            .await
+            .unwrap();
+        wait_metric(
+            &sg,
+            "a ready",
+            "seedgate_shoot_clusters",
+            &["state=\"ready\""],
+            2.0,
+        )
+        .await;
+        send(&sg, a, first).await;
+        eventually("a's data at its shoot", async || {
+            (seqs_in(&shoots, &key_a, a, first..first + 10) == 10).then_some(())
+        })
+        .await;
+        assert_eq!(seqs_in(&seed, "/", a, first..first + 10), 0);
+    };
+    ready_at_its_shoot(200).await;
 
     // 3. a hibernates (a live change of the resource): its data goes to the seed.
     let patch = json!({"spec": {"shoot": {"spec": {"hibernation": {"enabled": true}}, "status": {"hibernated": true}}}});
@@ -263,23 +245,7 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
         1.0,
     )
     .await;
-    clusters
-        .create(&PostParams::default(), &cluster(a))
-        .await
-        .unwrap();
-    wait_metric(
-        &sg,
-        "a ready again",
-        "seedgate_shoot_clusters",
-        &["state=\"ready\""],
-        2.0,
-    )
-    .await;
-    send(&sg, a, 600).await;
-    eventually("a's data at its shoot again", async || {
-        (seqs_in(&shoots, &key_a, a, 600..610) == 10).then_some(())
-    })
-    .await;
+    ready_at_its_shoot(600).await;
 
     // The only replica leads, through a Lease in its namespace.
     wait_metric(&sg, "leadership", "seedgate_kube_leader", &[], 1.0).await;

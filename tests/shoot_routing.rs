@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use seedgate::tools::acked::{AckedSet, read_acked_file};
 use seedgate::tools::loadgen::{self, LoadgenArgs, Summary};
-use seedgate::tools::sink::{self, Fault, SinkHandle, SinkOptions};
+use seedgate::tools::sink::{Fault, SinkHandle};
 use serde_json::{Value, json};
-use support::{Seedgate, config_yaml, eventually};
+use support::{Seedgate, config_yaml, eventually, seqs_in, tracking_sink};
 
 /// The upstream e2e `Cluster` (a ready shoot), read in place.
 fn upstream_cluster() -> Value {
@@ -34,15 +34,6 @@ fn cluster(name: &str, edit: impl FnOnce(&mut Value)) -> String {
     c["metadata"]["name"] = json!(name);
     edit(&mut c["spec"]["shoot"]);
     format!("  - name: {name}\n    cluster: {c}\n")
-}
-
-async fn tracking_sink() -> SinkHandle {
-    sink::start(SinkOptions {
-        track_namespaces: true,
-        ..SinkOptions::default()
-    })
-    .await
-    .unwrap()
 }
 
 /// Seqs a sink received per namespace at one endpoint key.
@@ -322,13 +313,6 @@ async fn reload(sg: &Seedgate, yaml: &str, sighup: bool, reloads: f64) {
         (ok >= reloads).then_some(())
     })
     .await;
-}
-
-/// Seqs in `range` that `sink` received for `ns` at `key`.
-fn seqs_in(sink: &SinkHandle, key: &str, ns: &str, range: std::ops::Range<u64>) -> usize {
-    sink.namespace_seqs()
-        .get(&(key.to_owned(), ns.to_owned()))
-        .map_or(0, |s| s.iter().filter(|q| range.contains(q)).count())
 }
 
 /// ready → hibernating (SIGHUP) → waking (file change alone): each phase's

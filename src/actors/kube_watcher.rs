@@ -46,6 +46,18 @@ use crate::routing::publisher::Publisher;
 /// The CRD of Gardener's `Cluster`.
 pub const CLUSTER_CRD: &str = "clusters.extensions.gardener.cloud";
 
+/// Gardener's `Cluster` kind (`extensions.gardener.cloud/v1alpha1`,
+/// cluster-scoped), for dynamic access.
+pub fn cluster_resource() -> ApiResource {
+    ApiResource {
+        group: "extensions.gardener.cloud".into(),
+        version: "v1alpha1".into(),
+        api_version: "extensions.gardener.cloud/v1alpha1".into(),
+        kind: "Cluster".into(),
+        plural: "clusters".into(),
+    }
+}
+
 /// What the watcher needs.
 #[derive(Clone)]
 pub struct KubeWatcherArgs {
@@ -232,14 +244,7 @@ async fn watch_crds(client: kube::Client, watcher: Addr<KubeWatcher>, metrics: A
 
 /// Watches Gardener `Cluster` objects and publishes their states.
 async fn watch_clusters(client: kube::Client, publisher: Arc<Publisher>, metrics: Arc<Metrics>) {
-    let resource = ApiResource {
-        group: "extensions.gardener.cloud".into(),
-        version: "v1alpha1".into(),
-        api_version: "extensions.gardener.cloud/v1alpha1".into(),
-        kind: "Cluster".into(),
-        plural: "clusters".into(),
-    };
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<DynamicObject> = Api::all_with(client, &cluster_resource());
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();

@@ -295,3 +295,25 @@ pub async fn post_logs(c: &reqwest::Client, url: &str, seq: u64) -> reqwest::Res
         .await
         .unwrap()
 }
+
+/// A sink that keeps the seqs it receives per endpoint key and namespace.
+pub async fn tracking_sink() -> seedgate::tools::sink::SinkHandle {
+    seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions {
+        track_namespaces: true,
+        ..seedgate::tools::sink::SinkOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// How many seqs in `range` `sink` received for `ns` at endpoint `key`.
+pub fn seqs_in(
+    sink: &seedgate::tools::sink::SinkHandle,
+    key: &str,
+    ns: &str,
+    range: std::ops::Range<u64>,
+) -> usize {
+    sink.namespace_seqs()
+        .get(&(key.to_owned(), ns.to_owned()))
+        .map_or(0, |s| s.iter().filter(|q| range.contains(q)).count())
+}
