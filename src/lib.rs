@@ -14,6 +14,8 @@
 //! - [`actors`]: the supervised actors that own lifecycle and state.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, pprof.
 //! - [`config`]: the YAML file and its validation.
+//! - [`operator`]: the Kubernetes data model: the pipeline CRDs, their status
+//!   conditions, and a pipeline resource turned into a `PipelineConfig`.
 //! - [`tools`]: `loadgen` and `sink`, shipped in the same binary.
 
 pub mod actors;
@@ -29,6 +31,7 @@ pub mod grpc_codec;
 pub mod ingest;
 pub mod lease;
 pub mod metrics;
+pub mod operator;
 pub mod proto;
 pub mod receivers;
 pub mod reload;

@@ -1,4 +1,4 @@
-//! The seedgate command line: `run`, `check-config`, and the tools
+//! The seedgate command line: `run`, `check-config`, `crds`, and the tools
 //! `loadgen` and `sink`. It parses arguments and hands over; everything else
 //! lives in the library.
 #![allow(clippy::print_stdout)] // printing is this binary's job
@@ -55,6 +55,9 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Print the CRDs of the pipeline kinds (LogPipeline, MetricPipeline,
+    /// TracePipeline) as one multi-document YAML.
+    Crds,
     /// Generate sequence-numbered OTLP load.
     Loadgen(loadgen::LoadgenArgs),
     /// An OTLP server that counts, injects faults and verifies.
@@ -132,6 +135,16 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Crds => match seedgate::operator::crds::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot print the CRDs: {e}");
+                ExitCode::FAILURE
             }
         },
         Command::Loadgen(args) => run_tool(async move { loadgen::run(args).await.map(|_| ()) }),

@@ -10,7 +10,9 @@
 //! the probes' paths and on the ServiceMonitor's path; container, Service and
 //! NetworkPolicy ports are the config's listen ports; the grace period
 //! outlasts preStop + `shutdown_timeout`; selectors select the pod; the pod
-//! is hardened. The Dockerfile passes hadolint with no findings.
+//! is hardened; the RBAC is exactly the operator's least privilege, bound to
+//! the pod's ServiceAccount; the CRDs are the binary's. The Dockerfile passes
+//! hadolint with no findings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -24,6 +26,14 @@ use serde_json::{Value, json};
 use support::eventually;
 
 const OVERLAYS: [&str; 2] = ["deploy/base", "deploy/overlays/example-seed"];
+
+/// Kinds without a namespace.
+const CLUSTER_SCOPED: [&str; 4] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -272,12 +282,25 @@ fn crd_kinds_are_well_formed() {
         assert_eq!(pr.len(), 1, "{overlay}: one PrometheusRule");
         assert_eq!(pr[0]["apiVersion"], "monitoring.coreos.com/v1");
         assert!(pr[0]["spec"]["groups"].is_array(), "{overlay}");
-        // Every object lands in the overlay's namespace.
+        // Every namespaced object lands in the overlay's namespace.
         let ns = of_kind(&docs, "Namespace");
         assert_eq!(ns.len(), 1);
         let ns = ns[0]["metadata"]["name"].clone();
-        for d in docs.iter().filter(|d| d["kind"] != "Namespace") {
+        for d in docs
+            .iter()
+            .filter(|d| !CLUSTER_SCOPED.contains(&d["kind"].as_str().unwrap()))
+        {
             assert_eq!(d["metadata"]["namespace"], ns, "{overlay}: {}", d["kind"]);
+        }
+        for d in docs
+            .iter()
+            .filter(|d| CLUSTER_SCOPED.contains(&d["kind"].as_str().unwrap()))
+        {
+            assert!(
+                d["metadata"]["namespace"].is_null(),
+                "{overlay}: {}",
+                d["kind"]
+            );
         }
     }
 }
@@ -393,11 +416,10 @@ fn check_static(overlay: &str, docs: &[Value]) {
         "ServiceAccount",
         pod["serviceAccountName"].as_str().unwrap(),
     );
+    // The token stays off until the operator's watchers run.
     assert_eq!(sa["automountServiceAccountToken"], false, "{overlay}");
-    assert!(
-        of_kind(docs, "Role").is_empty() && of_kind(docs, "ClusterRole").is_empty(),
-        "{overlay}: seedgate needs no API access yet"
-    );
+    check_rbac(overlay, docs, sa);
+    check_crds(overlay, docs);
 
     // Services: OTLP ports and the admin port, each to a named container port.
     let otlp = one(docs, "Service", "seedgate");
@@ -461,6 +483,111 @@ fn check_static(overlay: &str, docs: &[Value]) {
                 "{overlay}: egress to backend port {port} ({ep})"
             );
         }
+    }
+}
+
+/// The operator's API access is exactly this, bound to the pod's
+/// ServiceAccount in the overlay's namespace: no wildcards, Secrets never
+/// readable cluster-wide.
+fn check_rbac(overlay: &str, docs: &[Value], sa: &Value) {
+    let ns = &sa["metadata"]["namespace"];
+    let plurals: Vec<&str> = seedgate::operator::PipelineKind::ALL
+        .iter()
+        .map(|k| k.plural())
+        .collect();
+    let statuses: Vec<String> = plurals.iter().map(|p| format!("{p}/status")).collect();
+    let cluster_role = one(docs, "ClusterRole", "seedgate");
+    assert_eq!(
+        cluster_role["rules"],
+        json!([
+            {"apiGroups": ["telemetry.kyma-project.io"], "resources": plurals, "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["telemetry.kyma-project.io"], "resources": statuses, "verbs": ["update", "patch"]},
+            {"apiGroups": ["extensions.gardener.cloud"], "resources": ["clusters"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]},
+        ]),
+        "{overlay}: ClusterRole seedgate"
+    );
+    assert_eq!(
+        one(docs, "ClusterRole", "seedgate-secrets")["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]),
+        "{overlay}: ClusterRole seedgate-secrets"
+    );
+    assert_eq!(
+        one(docs, "Role", "seedgate")["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["seedgate-effective-config"], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["seedgate-leader"], "verbs": ["get", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        ]),
+        "{overlay}: Role seedgate"
+    );
+    for role in of_kind(docs, "Role")
+        .into_iter()
+        .chain(of_kind(docs, "ClusterRole"))
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            for key in ["apiGroups", "resources", "verbs"] {
+                assert!(
+                    !rule[key].as_array().unwrap().contains(&json!("*")),
+                    "{overlay}: wildcard in {}: {rule}",
+                    role["metadata"]["name"]
+                );
+            }
+        }
+    }
+    let subject =
+        json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": ns}]);
+    let bindings: Vec<(&str, &str, &str)> = of_kind(docs, "ClusterRoleBinding")
+        .into_iter()
+        .chain(of_kind(docs, "RoleBinding"))
+        .map(|b| {
+            assert_eq!(
+                b["subjects"], subject,
+                "{overlay}: {} subjects",
+                b["metadata"]["name"]
+            );
+            let role = &b["roleRef"];
+            assert_eq!(role["apiGroup"], "rbac.authorization.k8s.io");
+            // The role exists in the rendering.
+            one(
+                docs,
+                role["kind"].as_str().unwrap(),
+                role["name"].as_str().unwrap(),
+            );
+            (
+                b["kind"].as_str().unwrap(),
+                role["kind"].as_str().unwrap(),
+                role["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut bindings = bindings;
+    bindings.sort_unstable();
+    assert_eq!(
+        bindings,
+        [
+            ("ClusterRoleBinding", "ClusterRole", "seedgate"),
+            ("RoleBinding", "ClusterRole", "seedgate-secrets"),
+            ("RoleBinding", "Role", "seedgate"),
+        ],
+        "{overlay}: Secrets are bound per namespace, never cluster-wide"
+    );
+}
+
+/// The rendered CRDs are the binary's, labelled by the kustomization.
+fn check_crds(overlay: &str, docs: &[Value]) {
+    let crds = of_kind(docs, "CustomResourceDefinition");
+    let want = seedgate::operator::crds::crds();
+    assert_eq!(crds.len(), want.len(), "{overlay}");
+    for crd in want {
+        let name = crd.metadata.name.clone().unwrap();
+        let rendered = one(docs, "CustomResourceDefinition", &name);
+        assert_eq!(
+            rendered["spec"],
+            serde_json::to_value(&crd.spec).unwrap(),
+            "{overlay}: {name}"
+        );
     }
 }
 

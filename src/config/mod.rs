@@ -591,30 +591,15 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, pipe) in self.pipelines.iter().enumerate() {
             let at = format!("pipelines[{i}]");
-            check_pipeline_name(&mut p, &format!("{at}.name"), &pipe.name);
+            let field = |f: &str| format!("{at}.{f}");
+            check_pipeline_name(&mut p, &field("name"), &pipe.name);
             if !names.insert(pipe.name.as_str()) {
                 p.push(
-                    format!("{at}.name"),
+                    field("name"),
                     format!("{:?} is used by an earlier pipeline", pipe.name),
                 );
             }
-            if pipe.signals.is_empty() {
-                p.push(
-                    format!("{at}.signals"),
-                    "must list at least one of logs, metrics, traces",
-                );
-            }
-            routing::check_input(&mut p, &format!("{at}.input"), &pipe.input);
-            check_output(&mut p, &format!("{at}.output"), &pipe.output);
-            if let Some(q) = &pipe.queue {
-                check_queue(&mut p, &format!("{at}.queue"), q);
-            }
-            if let Some(b) = &pipe.batch {
-                check_batch(&mut p, &format!("{at}.batch"), b);
-            }
-            if let Some(r) = &pipe.retry {
-                check_retry(&mut p, &format!("{at}.retry"), r);
-            }
+            check_pipeline_parts(&mut p, pipe, &field);
         }
         p.finish()
     }
@@ -683,6 +668,41 @@ fn check_pipeline_name(p: &mut Problems, field: &str, name: &str) {
             field,
             format!("{name:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'"),
         );
+    }
+}
+
+/// The problems [`Config::validate`] finds in one pipeline, its name's
+/// uniqueness aside. `field` makes the full path of a part of the pipeline
+/// (`name`, `signals`, `input`, `output`, `queue`, `batch`, `retry`): the
+/// operator reports problems in the terms of the resource the pipeline came
+/// from.
+pub(crate) fn pipeline_problems(
+    pipe: &PipelineConfig,
+    field: &dyn Fn(&str) -> String,
+) -> Vec<Problem> {
+    let mut p = Problems::default();
+    check_pipeline_name(&mut p, &field("name"), &pipe.name);
+    check_pipeline_parts(&mut p, pipe, field);
+    p.0
+}
+
+fn check_pipeline_parts(p: &mut Problems, pipe: &PipelineConfig, field: &dyn Fn(&str) -> String) {
+    if pipe.signals.is_empty() {
+        p.push(
+            field("signals"),
+            "must list at least one of logs, metrics, traces",
+        );
+    }
+    routing::check_input(p, &field("input"), &pipe.input);
+    check_output(p, &field("output"), &pipe.output);
+    if let Some(q) = &pipe.queue {
+        check_queue(p, &field("queue"), q);
+    }
+    if let Some(b) = &pipe.batch {
+        check_batch(p, &field("batch"), b);
+    }
+    if let Some(r) = &pipe.retry {
+        check_retry(p, &field("retry"), r);
     }
 }
 

@@ -49,7 +49,7 @@ pub mod outcome;
 pub mod stdout;
 #[cfg(test)]
 mod test_pki;
-mod tls;
+pub(crate) mod tls;
 
 pub use backoff::{ExponentialBackoff, InvalidBackoff};
 pub use outcome::{grpc_outcome, http_outcome};

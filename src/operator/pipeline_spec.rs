@@ -1,0 +1,601 @@
+//! A pipeline resource → seedgate's [`PipelineConfig`], or the reason it
+//! cannot run.
+//!
+//! [`resolve`] checks in Kyma's order and stops at the first failure, with
+//! Kyma's reasons and messages (`reference/kyma-conditions.md`, section 4):
+//!
+//! 0. seedgate first refuses the Kyma features it does not have
+//!    (`UnsupportedFeature`, see [`PipelineSpec::unsupported`]): no Secret
+//!    needs reading for a pipeline that cannot run anyway.
+//! 1. Secret references, in Kyma's order (endpoint, basic user, basic
+//!    password, headers, then TLS `ca`, `cert`, `key` unless `tls.insecure`):
+//!    `ReferencedSecretMissing`, or `ValidationFailed` when the API read
+//!    fails (transient: retry).
+//! 2. The endpoint: `EndpointInvalid`, "OTLP output endpoint invalid: …".
+//! 3. TLS: `TLSConfigurationInvalid`, `TLSCertificateExpired`; a certificate
+//!    that expires within 14 days is a [`CertWarning`] on a pipeline that
+//!    runs (`TLSCertificateAboutToExpire`, ConfigurationGenerated=True). Also
+//!    refused here, seedgate's own: `tls.insecure` with an `https://`
+//!    endpoint, and `ca`/`cert`/`key` with an `http://` endpoint without
+//!    `tls.insecure` (the OpenTelemetry Collector would quietly send plain
+//!    text; seedgate does not guess).
+//! 4. (The pipeline limit is decided elsewhere:
+//!    [`max_pipelines`](super::max_pipelines).)
+//! 5. seedgate's own configuration rules (`Config::validate`'s, for one
+//!    pipeline: header names and values, the HTTP path, the queue, the name):
+//!    `ConfigurationInvalid`, "Pipeline configuration invalid: field: problem".
+//!
+//! Then the PEM material is written through the [`PemStore`] and its paths go
+//! into the `tls` block. What the result means:
+//!
+//! - name `<kind>.<metadata.name>` ([`pipeline_config_name`]), unique across
+//!   the three kinds; one signal, the kind's.
+//! - input: `spec.input.otlp.namespaces` as `include` or `exclude`; without
+//!   a selector every namespace, the system ones included (Kyma's OTLP input
+//!   default); records without a namespace always pass (Kyma's namespace
+//!   filter only drops records that have one). `enabled: false`:
+//!   [`Resolved::input_enabled`] is false and the pipeline takes nothing.
+//! - output: `otlp_grpc` or `otlp_http`; a scheme-less gRPC endpoint gets
+//!   `https://`, or `http://` with `tls.insecure`; basic authentication
+//!   becomes an `Authorization: Basic base64(user:password)` header after the
+//!   pipeline's own headers; a header `prefix` is followed by a space;
+//!   compression `gzip` unless given.
+//! - queue: `spec.seedgate.queue` over the given defaults (the file's
+//!   top-level `queue`); absent: `None`, the defaults apply.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+
+use super::PipelineKind;
+use super::conditions::{self, reason};
+use super::crds::{
+    OtlpCompression, OtlpProtocol, PipelineSpec, SecretKeyRef, ValueRef, WhenFullPolicy,
+};
+use super::endpoint;
+use super::pem_store::PemStore;
+use super::tls_material::{self, TlsProblem};
+use crate::config::{
+    self, Compression, HeaderConfig, InputConfig, NamespacesConfig, OutputConfig, OutputType,
+    PipelineConfig, QueueConfig, TlsConfig, WhenFull,
+};
+
+// === the result ===
+
+/// Why a pipeline does not run: `ConfigurationGenerated=False` with this
+/// reason (one of [`conditions::reason`]) and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Rejection {
+    /// The condition's reason.
+    pub reason: &'static str,
+    /// The condition's message.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with this reason and message.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `MaxPipelinesExceeded`.
+    pub fn max_pipelines_exceeded() -> Self {
+        Self::new(
+            reason::MAX_PIPELINES_EXCEEDED,
+            conditions::MSG_MAX_PIPELINES_EXCEEDED,
+        )
+    }
+
+    /// Whether trying again later may succeed without any change to the
+    /// pipeline or its Secrets (an API or local I/O failure): requeue with
+    /// backoff. Every other rejection waits for a change of the pipeline or
+    /// of a Secret it references.
+    pub fn is_transient(&self) -> bool {
+        self.reason == reason::VALIDATION_FAILED
+    }
+}
+
+/// A certificate that expires within 14 days: the pipeline runs, and
+/// `ConfigurationGenerated` is True with reason `TLSCertificateAboutToExpire`
+/// and this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertWarning {
+    /// "TLS certificate is about to expire, configured certificate is valid
+    /// until YYYY-MM-DD" (or "TLS CA certificate …").
+    pub message: String,
+}
+
+/// A pipeline that can run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The pipeline as seedgate's configuration has it.
+    pub pipeline: PipelineConfig,
+    /// `spec.input.otlp.enabled`: when false the pipeline takes nothing;
+    /// leave it out of the routing snapshot (its exporter may still drain
+    /// what its queue holds).
+    pub input_enabled: bool,
+    /// A certificate expires soon.
+    pub cert_warning: Option<CertWarning>,
+    /// The PEM files the `tls` block names (for [`DirPemStore::retain`](super::pem_store::DirPemStore::retain)).
+    pub pem_files: Vec<PathBuf>,
+}
+
+// === what resolve reads ===
+
+/// The data of a Secret: key → bytes.
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// Where Secrets come from: a reflector store, the API, a map in tests.
+pub trait SecretSource {
+    /// The data of Secret `namespace/name`: `Ok(None)` when it does not
+    /// exist (NotFound), `Err` when it could not be read (any other API
+    /// error: the pipeline gets `ValidationFailed` and should be retried).
+    ///
+    /// # Errors
+    /// A [`SecretApiError`] saying what failed, for the log.
+    fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretApiError>;
+}
+
+/// A Secret could not be read (not NotFound). Its text goes to the log; the
+/// condition says [`MSG_VALIDATION_FAILED`](conditions::MSG_VALIDATION_FAILED).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretApiError(pub String);
+
+/// Secrets held in a map: for tests and for a caller that has read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticSecrets(pub BTreeMap<(String, String), SecretData>);
+
+impl StaticSecrets {
+    /// No Secrets.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds Secret `namespace/name` with these keys and values.
+    #[must_use]
+    pub fn with<K: Into<String>, V: Into<Vec<u8>>>(
+        mut self,
+        namespace: &str,
+        name: &str,
+        data: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.0.insert(
+            (namespace.to_owned(), name.to_owned()),
+            data.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+}
+
+impl SecretSource for StaticSecrets {
+    fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretApiError> {
+        Ok(self
+            .0
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
+    }
+}
+
+/// A reflector's cache of Secrets (never fails: what is not cached does not
+/// exist).
+impl SecretSource for kube::runtime::reflector::Store<Secret> {
+    fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretApiError> {
+        let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+        Ok(kube::runtime::reflector::Store::get(self, &key).map(|s| {
+            s.data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect()
+        }))
+    }
+}
+
+/// Everything [`resolve`] reads besides the spec.
+#[derive(Clone, Copy)]
+pub struct ResolveContext<'a> {
+    /// Where referenced Secrets are read.
+    pub secrets: &'a dyn SecretSource,
+    /// Where PEM material is written.
+    pub pems: &'a dyn PemStore,
+    /// The time certificates are checked against.
+    pub now: Timestamp,
+    /// What `spec.seedgate.queue` fields left out take (the configuration
+    /// file's top-level `queue`).
+    pub queue_defaults: QueueConfig,
+}
+
+// === resolve ===
+
+/// The seedgate pipeline name of a resource: `<kind>.<name>`, e.g.
+/// `tracepipeline.jaeger` (the destination label in metrics, the queue name
+/// on disk).
+pub fn pipeline_config_name(kind: PipelineKind, name: &str) -> String {
+    format!("{}.{name}", kind.singular())
+}
+
+/// The Secret references a pipeline reads, in Kyma's order (endpoint, basic
+/// user, basic password, headers, TLS `ca`, `cert`, `key` unless
+/// `tls.insecure`). A watcher re-resolves the pipeline when one of them
+/// changes, appears or goes away.
+pub fn secret_refs<S: PipelineSpec>(spec: &S) -> Vec<&SecretKeyRef> {
+    let otlp = spec.otlp_output();
+    let mut values: Vec<ValueRef<'_>> = vec![otlp.endpoint.value_ref()];
+    if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+        values.push(basic.user.value_ref());
+        values.push(basic.password.value_ref());
+    }
+    values.extend(otlp.headers.iter().map(|h| h.value_ref()));
+    if let Some(tls) = otlp.tls.as_ref().filter(|t| !t.insecure) {
+        values.extend(
+            [&tls.ca, &tls.cert, &tls.key]
+                .into_iter()
+                .flatten()
+                .map(|v| v.value_ref()),
+        );
+    }
+    values.iter().filter_map(ValueRef::secret_ref).collect()
+}
+
+/// Validates a pipeline and builds its [`PipelineConfig`], in Kyma's check
+/// order (see the module doc).
+///
+/// # Errors
+/// The first [`Rejection`]: `ConfigurationGenerated=False` with its reason
+/// and message.
+pub fn resolve<S: PipelineSpec>(
+    name: &str,
+    spec: &S,
+    ctx: &ResolveContext<'_>,
+) -> Result<Resolved, Rejection> {
+    let kind = S::KIND;
+    let otlp = spec.otlp_output();
+
+    // 0. What seedgate cannot do.
+    if let Some(what) = spec.unsupported() {
+        return Err(Rejection::new(
+            reason::UNSUPPORTED_FEATURE,
+            conditions::msg_unsupported(&what),
+        ));
+    }
+
+    // 1. Secret references.
+    let mut secrets = Secrets::default();
+    for r in secret_refs(spec) {
+        secrets.load(r, ctx.secrets)?;
+    }
+
+    // 2. The endpoint.
+    let raw = secrets
+        .value(otlp.endpoint.value_ref())
+        .ok_or_else(|| endpoint_invalid(tls_material::UNRESOLVED))?;
+    let ep = endpoint::check(&String::from_utf8_lossy(&raw), otlp.protocol)
+        .map_err(|e| endpoint_invalid(&e))?;
+
+    // 3. TLS.
+    let tls = otlp.tls.clone().unwrap_or_default();
+    let tls_invalid = |detail: &str| {
+        Rejection::new(
+            reason::TLS_CONFIGURATION_INVALID,
+            conditions::msg_tls_invalid(detail),
+        )
+    };
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(tls_invalid(tls_material::PAIR_MISSING));
+    }
+    let scheme = ep.scheme.as_deref();
+    if tls.insecure && scheme == Some("https") {
+        return Err(tls_invalid(
+            "insecure is set but the endpoint is https://: use http:// for plain text",
+        ));
+    }
+    let has_material = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
+    if !tls.insecure && scheme == Some("http") && has_material {
+        return Err(tls_invalid(
+            "ca, cert or key is set but the endpoint is http://: use https://, or set insecure for plain text",
+        ));
+    }
+    let plaintext = tls.insecure || scheme == Some("http");
+    let mut pems = Pems::default();
+    let mut cert_warning = None;
+    if !plaintext {
+        let pem = |v: &Option<super::crds::ValueType>| -> Result<Option<Vec<u8>>, Rejection> {
+            match v {
+                None => Ok(None),
+                Some(v) => secrets
+                    .value(v.value_ref())
+                    .map(|b| Some(tls_material::sanitize(&b)))
+                    .ok_or_else(|| tls_invalid(tls_material::UNRESOLVED)),
+            }
+        };
+        pems.ca = pem(&tls.ca)?;
+        pems.cert = pem(&tls.cert)?;
+        pems.key = pem(&tls.key)?;
+        match tls_material::check(
+            pems.cert.as_deref(),
+            pems.key.as_deref(),
+            pems.ca.as_deref(),
+            ctx.now,
+        ) {
+            Ok(None) => {}
+            Ok(Some(e)) => {
+                cert_warning = Some(CertWarning {
+                    message: conditions::msg_cert_about_to_expire(e.not_after, e.ca),
+                });
+            }
+            Err(TlsProblem::Invalid(detail)) => return Err(tls_invalid(detail)),
+            Err(TlsProblem::Expired { not_after, ca }) => {
+                return Err(Rejection::new(
+                    reason::TLS_CERTIFICATE_EXPIRED,
+                    conditions::msg_cert_expired(not_after, ca),
+                ));
+            }
+        }
+    }
+
+    // 5. seedgate's own rules.
+    let config_invalid = |detail: String| {
+        Rejection::new(
+            reason::CONFIGURATION_INVALID,
+            conditions::msg_configuration_invalid(&detail),
+        )
+    };
+    let pipeline_name = pipeline_config_name(kind, name);
+    if pipeline_name.len() > 63 {
+        return Err(config_invalid(format!(
+            "metadata.name: seedgate names this pipeline {pipeline_name:?}, which is longer than 63 characters: use a name of at most {} characters",
+            63 - kind.singular().len() - 1
+        )));
+    }
+    let mut headers = Vec::with_capacity(otlp.headers.len() + 1);
+    for (i, h) in otlp.headers.iter().enumerate() {
+        let value = secrets.value(h.value_ref()).ok_or_else(|| {
+            config_invalid(format!(
+                "spec.output.otlp.headers[{i}]: Header must have 'value' or 'valueFrom' set"
+            ))
+        })?;
+        headers.push(HeaderConfig {
+            name: h.name.clone(),
+            value: String::from_utf8_lossy(&value).into_owned(),
+            prefix: match h.prefix.as_deref() {
+                Some(p) if !p.is_empty() => format!("{p} "),
+                _ => String::new(),
+            },
+        });
+    }
+    if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+        if let Some(i) = otlp
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case("authorization"))
+        {
+            return Err(config_invalid(format!(
+                "spec.output.otlp.headers[{i}].name: Authorization is also set by spec.output.otlp.authentication.basic: keep one"
+            )));
+        }
+        let user = secrets.value(basic.user.value_ref()).ok_or_else(|| {
+            config_invalid(
+                "spec.output.otlp.authentication.basic: 'user' must have 'value' or 'valueFrom' set"
+                    .to_owned(),
+            )
+        })?;
+        let password = secrets.value(basic.password.value_ref()).ok_or_else(|| {
+            config_invalid(
+                "spec.output.otlp.authentication.basic: 'password' must have 'value' or 'valueFrom' set"
+                    .to_owned(),
+            )
+        })?;
+        let mut pair = user;
+        pair.push(b':');
+        pair.extend_from_slice(&password);
+        headers.push(HeaderConfig {
+            name: "Authorization".to_owned(),
+            value: base64::engine::general_purpose::STANDARD.encode(pair),
+            prefix: "Basic ".to_owned(),
+        });
+    }
+    let output = OutputConfig {
+        kind: match otlp.protocol {
+            OtlpProtocol::Grpc => OutputType::OtlpGrpc,
+            OtlpProtocol::Http => OutputType::OtlpHttp,
+        },
+        endpoint: Some(ep.url(plaintext)),
+        path: otlp.path.clone().filter(|p| !p.is_empty()),
+        headers,
+        compression: match otlp.compression {
+            Some(OtlpCompression::None) => Compression::None,
+            Some(OtlpCompression::Zstd) => Compression::Zstd,
+            Some(OtlpCompression::Gzip | OtlpCompression::Snappy) | None => Compression::Gzip,
+        },
+        tls: TlsConfig {
+            insecure: plaintext,
+            insecure_skip_verify: !plaintext && tls.insecure_skip_verify,
+            ..TlsConfig::default()
+        },
+        timeout: config::DEFAULT_EXPORT_TIMEOUT,
+    };
+    let input_spec = spec.otlp_input();
+    let selector = input_spec.and_then(|i| i.namespaces.as_ref());
+    let non_empty = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
+    let include = selector.and_then(|s| non_empty(&s.include));
+    let exclude = selector.and_then(|s| non_empty(&s.exclude));
+    let input = InputConfig {
+        namespaces: NamespacesConfig {
+            system: include.is_none(),
+            include,
+            exclude,
+        },
+        no_namespace: true,
+    };
+    let queue = match spec.seedgate().and_then(|s| s.queue.as_ref()) {
+        None => None,
+        Some(q) => {
+            let max_bytes = match q.max_bytes.as_deref() {
+                None => ctx.queue_defaults.max_bytes,
+                Some(text) => match text.parse::<bytesize::ByteSize>() {
+                    Ok(b) if b.0 > 0 => b,
+                    Ok(_) => {
+                        return Err(config_invalid(
+                            "spec.seedgate.queue.maxBytes: must be greater than 0".to_owned(),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(config_invalid(format!(
+                            "spec.seedgate.queue.maxBytes: {text:?} is not a size (e.g. 512Mi, 1GiB)"
+                        )));
+                    }
+                },
+            };
+            Some(QueueConfig {
+                max_bytes,
+                when_full: match q.when_full {
+                    None => ctx.queue_defaults.when_full,
+                    Some(WhenFullPolicy::Block) => WhenFull::Block,
+                    Some(WhenFullPolicy::DropNewest) => WhenFull::DropNewest,
+                },
+                retry_after: ctx.queue_defaults.retry_after,
+            })
+        }
+    };
+    let mut pipeline = PipelineConfig {
+        name: pipeline_name,
+        signals: vec![kind.signal()],
+        input,
+        output,
+        queue,
+        batch: None,
+        retry: None,
+    };
+    let problems = config::pipeline_problems(&pipeline, &|part| {
+        match part {
+            "name" => "metadata.name",
+            "input" => "spec.input.otlp",
+            "output" => "spec.output.otlp",
+            "queue" => "spec.seedgate.queue",
+            other => other,
+        }
+        .to_owned()
+    });
+    if let Some(p) = problems.into_iter().next() {
+        return Err(if p.field.starts_with("spec.output.otlp.endpoint") {
+            endpoint_invalid(&p.reason)
+        } else if p.field.starts_with("spec.output.otlp.tls") {
+            tls_invalid(&p.reason)
+        } else {
+            config_invalid(p.to_string())
+        });
+    }
+
+    // The PEM files, last: nothing is written for a pipeline that is refused.
+    let mut pem_files = Vec::new();
+    let mut store = |pem: &Option<Vec<u8>>| -> Result<Option<PathBuf>, Rejection> {
+        let Some(pem) = pem else { return Ok(None) };
+        let path = ctx.pems.store(pem).map_err(|e| {
+            Rejection::new(
+                reason::VALIDATION_FAILED,
+                format!("Pipeline validation failed due to a local error: cannot write TLS material: {e}"),
+            )
+        })?;
+        pem_files.push(path.clone());
+        Ok(Some(path))
+    };
+    pipeline.output.tls.ca_file = store(&pems.ca)?;
+    pipeline.output.tls.cert_file = store(&pems.cert)?;
+    pipeline.output.tls.key_file = store(&pems.key)?;
+
+    // The exporters' own agreement of scheme and TLS block, as a last check.
+    if let Err(e) = crate::exporters::tls::wants_tls(
+        Some(if plaintext { "http" } else { "https" }),
+        &pipeline.output.tls,
+    ) {
+        return Err(tls_invalid(&e.to_string()));
+    }
+
+    Ok(Resolved {
+        pipeline,
+        input_enabled: input_spec.is_none_or(|i| i.enabled),
+        cert_warning,
+        pem_files,
+    })
+}
+
+fn endpoint_invalid(detail: &str) -> Rejection {
+    Rejection::new(
+        reason::ENDPOINT_INVALID,
+        conditions::msg_endpoint_invalid(detail),
+    )
+}
+
+/// The PEM material of a pipeline, sanitised.
+#[derive(Default)]
+struct Pems {
+    ca: Option<Vec<u8>>,
+    cert: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+}
+
+/// The referenced Secret values, read once per resolve (one consistent view).
+#[derive(Default)]
+struct Secrets(BTreeMap<SecretKeyRef, Vec<u8>>);
+
+impl Secrets {
+    /// Reads one reference, with Kyma's checks and messages.
+    fn load(&mut self, r: &SecretKeyRef, source: &dyn SecretSource) -> Result<(), Rejection> {
+        if self.0.contains_key(r) {
+            return Ok(());
+        }
+        let missing: Vec<&str> = [
+            ("Name", &r.name),
+            ("Namespace", &r.namespace),
+            ("Key", &r.key),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(f, _)| f)
+        .collect();
+        let missing_secret = |message| Rejection::new(reason::REFERENCED_SECRET_MISSING, message);
+        if !missing.is_empty() {
+            return Err(missing_secret(conditions::msg_secret_ref_missing_fields(
+                &missing,
+            )));
+        }
+        let data = source
+            .get(&r.namespace, &r.name)
+            .map_err(|_| {
+                Rejection::new(reason::VALIDATION_FAILED, conditions::MSG_VALIDATION_FAILED)
+            })?
+            .ok_or_else(|| missing_secret(conditions::msg_secret_missing(&r.name, &r.namespace)))?;
+        let value = data.get(&r.key).ok_or_else(|| {
+            missing_secret(conditions::msg_secret_key_missing(
+                &r.key,
+                &r.name,
+                &r.namespace,
+            ))
+        })?;
+        self.0.insert(r.clone(), value.clone());
+        Ok(())
+    }
+
+    /// A value: the plain text when not empty, else the loaded Secret value;
+    /// `None` when neither is given ("failed to resolve value").
+    fn value(&self, v: ValueRef<'_>) -> Option<Vec<u8>> {
+        match (v.value, v.secret_ref()) {
+            (Some(text), _) if !text.is_empty() => Some(text.as_bytes().to_vec()),
+            (_, Some(r)) => self.0.get(r).cloned(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
