@@ -24,6 +24,8 @@ use crate::destinations::{Factory, Spec};
 use crate::ingest::Ingest;
 use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::operator::aggregator::AggregatorCtx;
+use crate::operator::pem_store::DirPemStore;
 use crate::receivers::{self, ReceiverState};
 use crate::reload::Reloader;
 use crate::routing::publisher::{Defaults, Publisher, Seed};
@@ -258,9 +260,10 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             ),
         );
         let leadership = Arc::new(Leadership::default());
-        let _election = kube_client.as_ref().map(|client| {
-            let namespace = std::env::var("POD_NAMESPACE")
-                .unwrap_or_else(|_| client.default_namespace().to_owned());
+        let namespace = kube_client.as_ref().map(|client| {
+            std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned())
+        });
+        let _election = kube_client.as_ref().zip(namespace.clone()).map(|(client, namespace)| {
             let identity = format!(
                 "{}-{:08x}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "seedgate".into()),
@@ -274,12 +277,29 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 Arc::clone(&metrics),
             ))
         });
+        let pems = match kube_client.as_ref() {
+            Some(_) => Some(Arc::new(
+                DirPemStore::new(config.storage.data_dir.join("pem"))
+                    .context("cannot create the directory for TLS material from Secrets")?,
+            )),
+            None => None,
+        };
         let _kube_watcher = kube_client.map(|client| {
+            let aggregator = pems.map(|pems| AggregatorCtx {
+                client: client.clone(),
+                publisher: Arc::clone(&publisher),
+                leadership: Arc::clone(&leadership),
+                metrics: Arc::clone(&metrics),
+                pems,
+                queue_defaults: config.queue,
+                namespace: namespace.clone().unwrap_or_default(),
+            });
             let args = KubeWatcherArgs {
                 client,
                 rt: rt.handle().clone(),
                 publisher: Arc::clone(&publisher),
                 metrics: Arc::clone(&metrics),
+                aggregator,
             };
             actix::Supervisor::start(move |_| KubeWatcher::new(args))
         });

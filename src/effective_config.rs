@@ -64,7 +64,7 @@ pub fn merge(current: Option<ConfigMap>, text: &str) -> ConfigMap {
     cm
 }
 
-/// Writes `pipelines` into the ConfigMap, retrying conflicts.
+/// Writes `pipelines` into the ConfigMap (all of them), retrying conflicts.
 ///
 /// # Errors
 /// The last API error when every attempt failed.
@@ -73,18 +73,50 @@ pub async fn write(
     pipelines: &[AppliedPipeline],
     metrics: &Metrics,
 ) -> Result<(), kube::Error> {
-    let text = render(pipelines);
+    update(api, metrics, |_| render(pipelines)).await
+}
+
+/// Replaces the entries of one `kind` in the ConfigMap with `pipelines`,
+/// keeping the other kinds' (each kind's aggregator writes its own).
+///
+/// # Errors
+/// The last API error when every attempt failed.
+pub async fn write_kind(
+    api: &Api<ConfigMap>,
+    kind: &str,
+    pipelines: &[AppliedPipeline],
+    metrics: &Metrics,
+) -> Result<(), kube::Error> {
+    update(api, metrics, |current| {
+        let mut all: Vec<AppliedPipeline> = current
+            .and_then(|t| serde_saphyr::from_str(t).ok())
+            .unwrap_or_default();
+        all.retain(|p| p.kind != kind);
+        all.extend(pipelines.iter().cloned());
+        render(&all)
+    })
+    .await
+}
+
+/// Read, compute the new text from the current one, write with the read
+/// resourceVersion; on 409 read again and retry with a bounded backoff.
+async fn update(
+    api: &Api<ConfigMap>,
+    metrics: &Metrics,
+    compute: impl Fn(Option<&str>) -> String,
+) -> Result<(), kube::Error> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let current = api.get_opt(NAME).await?;
-        if current
+        let old = current
             .as_ref()
             .and_then(|c| c.data.as_ref())
             .and_then(|d| d.get(KEY))
-            .is_some_and(|t| *t == text)
-        {
+            .cloned();
+        let text = compute(old.as_deref());
+        if old.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
         let exists = current.is_some();

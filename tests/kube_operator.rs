@@ -390,3 +390,270 @@ async fn the_effective_config_survives_a_conflict_storm() {
         rv
     );
 }
+
+fn log_pipeline(name: &str, endpoint: Value) -> seedgate::operator::crds::LogPipeline {
+    serde_json::from_value(json!({
+        "apiVersion": "telemetry.kyma-project.io/v1beta1",
+        "kind": "LogPipeline",
+        "metadata": { "name": name },
+        "spec": {
+            "input": { "runtime": { "enabled": false }, "otlp": { "enabled": true } },
+            "output": { "otlp": { "protocol": "http", "endpoint": endpoint, "compression": "none" } }
+        }
+    }))
+    .unwrap()
+}
+
+/// The condition of `type_` on a pipeline, as `(status, reason, message)`.
+async fn condition(
+    api: &Api<seedgate::operator::crds::LogPipeline>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String, Option<i64>)> {
+    let p = api.get_status(name).await.ok()?;
+    let c = p
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status, c.reason, c.message, c.observed_generation))
+}
+
+async fn wait_condition(
+    api: &Api<seedgate::operator::crds::LogPipeline>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    eventually(&format!("{name}: {type_}={status} {reason}"), async || {
+        let (s, r, m, generation) = condition(api, name, type_).await?;
+        (s == status && r == reason && generation.is_some()).then_some(m)
+    })
+    .await
+}
+
+/// LogPipeline resources replace the file's log pipelines while their CRD
+/// exists; each gets Kyma's conditions (a missing Secret, then the Secret,
+/// an invalid endpoint, too many pipelines, a backend down and back); the
+/// effective config is published; without the CRD the file's pipeline
+/// takes the data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_pipelines_become_destinations_with_kyma_conditions() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file_sink, kube_sink) = (tracking_sink().await, tracking_sink().await);
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n    batch: {{ timeout: 20ms }}\n",
+            file_sink.http_endpoint()
+        ),
+    );
+    let config_path = dir.path().join("seedgate.yaml");
+    std::fs::write(&config_path, yaml).unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let sg = Seedgate::start_opts(
+        dir.path(),
+        &config_path,
+        &["--kube"],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAMESPACE", "seedgate"),
+        ],
+    )
+    .await;
+    let ns = "default";
+    let to = async |sink: &seedgate::tools::sink::SinkHandle, first: u64| {
+        send(&sg, ns, first).await;
+        eventually("the records at the expected sink", async || {
+            (seqs_in(sink, "/", ns, first..first + 10) == 10).then_some(())
+        })
+        .await;
+    };
+    to(&file_sink, 0).await;
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in seedgate::operator::crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    wait_metric(
+        &sg,
+        "LogPipelines watched",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        1.0,
+    )
+    .await;
+    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let from_secret = json!({"valueFrom": {"secretKeyRef": {"name": "otlp", "namespace": "seedgate", "key": "endpoint"}}});
+    pipelines
+        .create(
+            &PostParams::default(),
+            &log_pipeline("backend", from_secret),
+        )
+        .await
+        .unwrap();
+    let missing = wait_condition(
+        &pipelines,
+        "backend",
+        "ConfigurationGenerated",
+        "False",
+        "ReferencedSecretMissing",
+    )
+    .await;
+    assert_eq!(
+        missing,
+        "One or more referenced Secrets are missing: Secret 'otlp' of Namespace 'seedgate'"
+    );
+
+    // The Secret appears: the pipeline is applied and takes the logs.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "seedgate");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "otlp"},
+        "stringData": {"endpoint": kube_sink.http_endpoint()}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+    wait_condition(
+        &pipelines,
+        "backend",
+        "TelemetryFlowHealthy",
+        "True",
+        "FlowHealthy",
+    )
+    .await;
+    to(&kube_sink, 100).await;
+    assert_eq!(
+        seqs_in(&file_sink, "/", ns, 100..110),
+        0,
+        "the file's log pipeline is replaced"
+    );
+
+    // An invalid endpoint: its own condition, the others keep running.
+    pipelines
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "telemetry.kyma-project.io/v1beta1", "kind": "LogPipeline",
+                "metadata": {"name": "bad"},
+                "spec": {"input": {"runtime": {"enabled": false}},
+                         "output": {"otlp": {"protocol": "grpc", "endpoint": {"value": "http://backend:4317/v1/logs"}}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bad = wait_condition(
+        &pipelines,
+        "bad",
+        "ConfigurationGenerated",
+        "False",
+        "EndpointInvalid",
+    )
+    .await;
+    assert_eq!(
+        bad,
+        "OTLP output endpoint invalid: gRPC endpoints cannot contain paths"
+    );
+    to(&kube_sink, 200).await;
+
+    // Too many pipelines: the youngest beyond five gets MaxPipelinesExceeded.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 1..=5 {
+        pipelines
+            .create(
+                &PostParams::default(),
+                &log_pipeline(&format!("p{i}"), json!({"value": "http://127.0.0.1:1"})),
+            )
+            .await
+            .unwrap();
+    }
+    let max = wait_condition(
+        &pipelines,
+        "p5",
+        "ConfigurationGenerated",
+        "False",
+        "MaxPipelinesExceeded",
+    )
+    .await;
+    assert_eq!(max, "Maximum pipeline count limit exceeded");
+    wait_condition(
+        &pipelines,
+        "p4",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+
+    // The backend goes down: the flow condition says so, and recovers.
+    kube_sink.go_down().await;
+    send(&sg, ns, 300).await;
+    wait_condition(
+        &pipelines,
+        "backend",
+        "TelemetryFlowHealthy",
+        "False",
+        "GatewayAllTelemetryDataDropped",
+    )
+    .await;
+    kube_sink.come_up().await.unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "TelemetryFlowHealthy",
+        "True",
+        "FlowHealthy",
+    )
+    .await;
+    eventually("the queued records after recovery", async || {
+        (seqs_in(&kube_sink, "/", ns, 300..310) == 10).then_some(())
+    })
+    .await;
+
+    // The effective configuration names the applied pipelines.
+    let cm = api
+        .object(
+            "",
+            "configmaps",
+            Some("seedgate"),
+            "seedgate-effective-config",
+        )
+        .expect("the effective-config ConfigMap");
+    let text = cm["data"]["pipelines.yaml"].as_str().unwrap();
+    assert!(
+        text.contains("backend") && text.contains("p4") && !text.contains("p5"),
+        "{text}"
+    );
+
+    // The CRD goes: the file's pipeline takes the logs again.
+    crds.delete(
+        "logpipelines.telemetry.kyma-project.io",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    wait_metric(
+        &sg,
+        "LogPipelines no longer watched",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        0.0,
+    )
+    .await;
+    to(&file_sink, 400).await;
+}

@@ -1,10 +1,13 @@
 //! The kube watcher: follows the CustomResourceDefinitions seedgate depends
 //! on and watches a kind only while its CRD exists and is Established.
 //!
-//! Today that kind is Gardener's `Cluster`
-//! (`clusters.extensions.gardener.cloud`, cluster-scoped): its objects become
-//! the cluster states the router and the shoot manager act on, through the
-//! [`Publisher`], merged over the file's static `clusters:`.
+//! Those kinds are Gardener's `Cluster`
+//! (`clusters.extensions.gardener.cloud`, cluster-scoped), whose objects
+//! become the cluster states the router and the shoot manager act on,
+//! through the [`Publisher`], merged over the file's static `clusters:`; and
+//! the three Kyma pipeline kinds, each handled by its aggregator
+//! (`crate::operator::aggregator`), whose pipelines replace the file's of
+//! their signal while the CRD exists.
 //!
 //! ```text
 //!   CRD watch task ──CrdChanged──▶ KubeWatcher ──start/abort──▶ Cluster watch task
@@ -40,6 +43,9 @@ use tokio::task::JoinHandle;
 use super::Restart;
 use crate::cluster_state;
 use crate::metrics::{ActorLabel, Metrics};
+use crate::operator::PipelineKind;
+use crate::operator::aggregator::{self, AggregatorCtx};
+use crate::operator::crds::{LogPipeline, MetricPipeline, TracePipeline};
 use crate::routing::Clusters;
 use crate::routing::publisher::Publisher;
 
@@ -69,6 +75,8 @@ pub struct KubeWatcherArgs {
     pub publisher: Arc<Publisher>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// What the pipeline aggregators need; `None`: pipelines stay the file's.
+    pub aggregator: Option<AggregatorCtx>,
 }
 
 impl std::fmt::Debug for KubeWatcherArgs {
@@ -93,6 +101,7 @@ pub struct KubeWatcher {
     args: KubeWatcherArgs,
     crds: Option<JoinHandle<()>>,
     clusters: Option<JoinHandle<()>>,
+    pipelines: HashMap<PipelineKind, JoinHandle<()>>,
 }
 
 impl KubeWatcher {
@@ -102,6 +111,7 @@ impl KubeWatcher {
             args,
             crds: None,
             clusters: None,
+            pipelines: HashMap::new(),
         }
     }
 
@@ -113,6 +123,50 @@ impl KubeWatcher {
             task.abort();
         }
         self.args.metrics.kube.set_watching("Cluster", false);
+        for (kind, task) in self.pipelines.drain() {
+            task.abort();
+            self.args.metrics.kube.set_watching(kind.kind(), false);
+        }
+    }
+
+    /// Starts or stops the aggregator of a pipeline kind as its CRD comes
+    /// and goes.
+    fn pipeline_crd(&mut self, kind: PipelineKind, established: bool) {
+        let Some(ctx) = self.args.aggregator.clone() else {
+            return;
+        };
+        let running = self.pipelines.get(&kind).is_some_and(|t| !t.is_finished());
+        match (established, running) {
+            (true, false) => {
+                tracing::info!(
+                    kind = kind.kind(),
+                    "The pipeline CRD is established; watching pipelines"
+                );
+                let task = match kind {
+                    PipelineKind::Log => self.args.rt.spawn(aggregator::run::<LogPipeline>(ctx)),
+                    PipelineKind::Metric => {
+                        self.args.rt.spawn(aggregator::run::<MetricPipeline>(ctx))
+                    }
+                    PipelineKind::Trace => {
+                        self.args.rt.spawn(aggregator::run::<TracePipeline>(ctx))
+                    }
+                };
+                self.pipelines.insert(kind, task);
+                self.args.metrics.kube.set_watching(kind.kind(), true);
+            }
+            (false, true) => {
+                tracing::warn!(
+                    kind = kind.kind(),
+                    "The pipeline CRD is gone; the configuration file's pipelines of this signal apply again"
+                );
+                if let Some(task) = self.pipelines.remove(&kind) {
+                    task.abort();
+                }
+                self.args.publisher.set_kube_pipelines(kind.signal(), None);
+                self.args.metrics.kube.set_watching(kind.kind(), false);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -150,6 +204,13 @@ impl Supervised for KubeWatcher {
 impl Handler<CrdChanged> for KubeWatcher {
     type Result = ();
     fn handle(&mut self, msg: CrdChanged, _ctx: &mut Self::Context) {
+        if let Some(kind) = PipelineKind::ALL
+            .into_iter()
+            .find(|k| k.crd_name() == msg.name)
+        {
+            self.pipeline_crd(kind, msg.established);
+            return;
+        }
         if msg.name != CLUSTER_CRD {
             return;
         }

@@ -54,7 +54,14 @@ impl KubeMetrics {
 
     /// Creates the series of the kinds seedgate watches at zero.
     pub fn init(&self) {
-        for kind in ["Cluster", "CustomResourceDefinition", "Lease"] {
+        for kind in [
+            "Cluster",
+            "CustomResourceDefinition",
+            "Lease",
+            "LogPipeline",
+            "MetricPipeline",
+            "TracePipeline",
+        ] {
             self.watching.get_or_create(&KindLabel { kind }).set(0);
             self.watch_errors
                 .get_or_create(&KindLabel { kind })

@@ -26,6 +26,7 @@
 
 use crate::signal::Signal;
 
+pub mod aggregator;
 pub mod conditions;
 pub mod crds;
 mod endpoint;
