@@ -410,13 +410,27 @@ fn check_static(overlay: &str, docs: &[Value]) {
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    assert_eq!(pod["automountServiceAccountToken"], false, "{overlay}");
+    // The operator runs: the pod mounts its token, the account does not
+    // hand one to every pod.
+    assert_eq!(pod["automountServiceAccountToken"], true, "{overlay}");
+    assert!(
+        c["args"].as_array().unwrap().iter().any(|a| a == "--kube"),
+        "{overlay}: the operator runs (--kube)"
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_NAMESPACE"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "{overlay}: POD_NAMESPACE from the downward API"
+    );
     let sa = one(
         docs,
         "ServiceAccount",
         pod["serviceAccountName"].as_str().unwrap(),
     );
-    // The token stays off until the operator's watchers run.
     assert_eq!(sa["automountServiceAccountToken"], false, "{overlay}");
     check_rbac(overlay, docs, sa);
     check_crds(overlay, docs);
@@ -656,8 +670,13 @@ async fn check_live(overlay: &str, docs: &[Value]) {
     );
     let listen_file = dir.path().join("listen.json");
     let log_path = dir.path().join("seedgate.log");
+    // `--kube` needs an API server: the double, through a kubeconfig.
+    let api = support::apiserver::ApiServerDouble::start().await;
+    let kubeconfig = api.kubeconfig(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
         .args(&args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "seedgate")
         .arg("--listen-file")
         .arg(&listen_file)
         .stdin(Stdio::null())
