@@ -179,6 +179,18 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     };
     ready_at_its_shoot(200).await;
 
+    // The watch expires and the API server restarts: the watcher relists
+    // (410 Gone) and the next change still arrives.
+    api.compact();
+    api.restart().await;
+    eventually("the watch error to be seen and counted", async || {
+        (sg.metric("seedgate_kube_watch_errors_total", &["kind=\"Cluster\""])
+            .await?
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+
     // 3. a hibernates (a live change of the resource): its data goes to the seed.
     let patch = json!({"spec": {"shoot": {"spec": {"hibernation": {"enabled": true}}, "status": {"hibernated": true}}}});
     clusters

@@ -23,7 +23,8 @@
 //! the pipeline's destination: the backend failing now
 //! (`seedgate_exporter_failing`) is "all dropped", records dropped since the
 //! last reconcile are "some dropped", a queue above 80% of its limit is
-//! "buffer filling up", refusals for a full queue are "throttling".
+//! "buffer filling up", records dropped for a full queue since the last
+//! reconcile are "throttling".
 //!
 //! Not yet: one actor per pipeline (a reconcile covers the kind), and an
 //! instant reaction to a Secret change (it waits for the next resync).
@@ -361,7 +362,7 @@ fn flow_facts(
         .unwrap_or(dropped);
     let size = m.queue.bytes.get_or_create(&labels).get();
     let limit = m.queue.limit_bytes.get_or_create(&labels).get();
-    let throttled = m
+    let refused = m
         .router
         .dropped_records
         .get_or_create(&crate::metrics::DestReason {
@@ -369,12 +370,14 @@ fn flow_facts(
             signal,
             reason: "queue_full",
         })
-        .get()
-        > 0;
+        .get();
+    let refused_before = last_dropped
+        .insert(format!("{destination}\0queue_full"), refused)
+        .unwrap_or(refused);
     FlowFacts {
         all_dropped: failing,
         some_dropped: dropped > before,
-        throttling: throttled,
+        throttling: refused > refused_before,
         buffer_filling: limit > 0 && size * 10 > limit * 8,
     }
 }
