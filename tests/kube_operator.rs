@@ -77,6 +77,23 @@ async fn send(sg: &Seedgate, ns: &str, first: u64) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
+/// seedgate with `yaml` and `--kube`, pointed at the double.
+async fn start_kube(api: &ApiServerDouble, dir: &std::path::Path, yaml: &str) -> Seedgate {
+    let config_path = dir.join("seedgate.yaml");
+    std::fs::write(&config_path, yaml).unwrap();
+    let kubeconfig = api.kubeconfig(dir);
+    Seedgate::start_opts(
+        dir,
+        &config_path,
+        &["--kube"],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAMESPACE", "seedgate"),
+        ],
+    )
+    .await
+}
+
 async fn wait_metric(sg: &Seedgate, what: &str, name: &str, labels: &[&str], want: f64) {
     eventually(what, async || {
         (sg.metric(name, labels).await? == want).then_some(())
@@ -101,19 +118,7 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
             shoots.http_endpoint()
         ),
     );
-    let config_path = dir.path().join("seedgate.yaml");
-    std::fs::write(&config_path, yaml).unwrap();
-    let kubeconfig = api.kubeconfig(dir.path());
-    let sg = Seedgate::start_opts(
-        dir.path(),
-        &config_path,
-        &["--kube"],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("POD_NAMESPACE", "seedgate"),
-        ],
-    )
-    .await;
+    let sg = start_kube(&api, dir.path(), &yaml).await;
     let (a, stat) = ("shoot--p--a", "shoot--p--static");
     let key_a = format!("/{a}");
 
@@ -463,19 +468,7 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
             file_sink.http_endpoint()
         ),
     );
-    let config_path = dir.path().join("seedgate.yaml");
-    std::fs::write(&config_path, yaml).unwrap();
-    let kubeconfig = api.kubeconfig(dir.path());
-    let sg = Seedgate::start_opts(
-        dir.path(),
-        &config_path,
-        &["--kube"],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("POD_NAMESPACE", "seedgate"),
-        ],
-    )
-    .await;
+    let sg = start_kube(&api, dir.path(), &yaml).await;
     let ns = "default";
     let to = async |sink: &seedgate::tools::sink::SinkHandle, first: u64| {
         send(&sg, ns, first).await;
