@@ -196,7 +196,28 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     })
     .await;
 
-    // 3. a hibernates (a live change of the resource): its data goes to the seed.
+    // 3. a hibernates (a live change of the resource) while a stream of
+    // its data runs: new data goes to the seed, nothing acked is lost.
+    let mut args = seedgate::tools::loadgen::LoadgenArgs::from_flags([
+        "--protocol",
+        "http",
+        "--concurrency",
+        "2",
+        "--records-per-request",
+        "20",
+        "--rate",
+        "1000",
+    ])
+    .unwrap();
+    args.endpoint = Some(sg.http_endpoint());
+    args.namespaces = vec![a.to_owned()];
+    args.seq_start = 10_000_000;
+    args.duration = Some(Duration::from_secs(4));
+    let stream_acked = dir.path().join("stream.txt");
+    args.acked_file = Some(stream_acked.clone());
+    args.quiet = true;
+    let stream = tokio::spawn(seedgate::tools::loadgen::run(args));
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let patch = json!({"spec": {"shoot": {"spec": {"hibernation": {"enabled": true}}, "status": {"hibernated": true}}}});
     clusters
         .patch(a, &PatchParams::default(), &Patch::Merge(&patch))
@@ -216,6 +237,23 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     })
     .await;
     assert_eq!(seqs_in(&shoots, &key_a, a, 300..310), 0);
+    let summary = stream.await.unwrap().unwrap();
+    let acked = seedgate::tools::acked::read_acked_file(&stream_acked).unwrap();
+    assert!(acked.len() > 500, "{summary:?}");
+    eventually("the whole stream delivered across the change", async || {
+        let mut all = seed.seqs();
+        all.extend(shoots.seqs());
+        acked.iter().all(|q| all.contains_key(&q)).then_some(())
+    })
+    .await;
+    let (to_shoot, to_seed) = (
+        seqs_in(&shoots, &key_a, a, 10_000_000..u64::MAX),
+        seqs_in(&seed, "/", a, 10_000_000..u64::MAX),
+    );
+    assert!(
+        to_shoot > 0 && to_seed > 0,
+        "the stream was split by the change: shoot {to_shoot}, seed {to_seed}"
+    );
 
     // 4. The CRD is deleted: the watch stops, the file's clusters apply,
     // the process and the data path carry on.
@@ -661,4 +699,33 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
     )
     .await;
     to(&file_sink, 400).await;
+
+    // The CRD returns: a pipeline created again is picked up again.
+    let log_crd = seedgate::operator::crds::crds()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("logpipelines.telemetry.kyma-project.io"))
+        .unwrap();
+    crds.create(&PostParams::default(), &log_crd).await.unwrap();
+    wait_metric(
+        &sg,
+        "LogPipelines watched again",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        1.0,
+    )
+    .await;
+    let again = json!({"value": kube_sink.http_endpoint()});
+    pipelines
+        .create(&PostParams::default(), &log_pipeline("backend", again))
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+    to(&kube_sink, 500).await;
 }
