@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Supervised};
 
 use super::{Restart, Shutdown};
-use crate::metrics::{ActorLabel, Metrics};
+use crate::metrics::Metrics;
 use crate::store::{Store, WriteOp};
 
 const CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -82,11 +82,7 @@ impl Actor for Batcher {
 
 impl Supervised for Batcher {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics
-            .actor
-            .restarts
-            .get_or_create(&ActorLabel { actor: "batcher" })
-            .inc();
+        self.metrics.count_restart("batcher");
         // Two writers would hand out the same sequence numbers, so a writer
         // that is still running (a requested restart) is told to stop and
         // joined before `started()` spawns the next one. It commits what it

@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 use super::loops::{CHECK_EVERY, DeliveryLoops, drain};
 use super::{Restart, Shutdown};
 use crate::delivery::Heartbeat;
-use crate::metrics::{ActorLabel, Metrics};
+use crate::metrics::Metrics;
 
 pub use super::loops::DeliveryPlan;
 
@@ -73,13 +73,7 @@ impl Actor for ExporterPool {
 
 impl Supervised for ExporterPool {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics
-            .actor
-            .restarts
-            .get_or_create(&ActorLabel {
-                actor: "exporter_pool",
-            })
-            .inc();
+        self.metrics.count_restart("exporter_pool");
         self.loops.stop_all();
     }
 }

@@ -21,7 +21,7 @@ use actix::{
 
 use super::Restart;
 use super::exporter_pool::Heartbeats;
-use crate::metrics::{ActorLabel, Metrics};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The writer loops at least every second even when idle; one commit taking
@@ -194,11 +194,7 @@ impl Actor for Health {
 
 impl Supervised for Health {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics
-            .actor
-            .restarts
-            .get_or_create(&ActorLabel { actor: "health" })
-            .inc();
+        self.metrics.count_restart("health");
     }
 }
 

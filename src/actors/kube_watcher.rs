@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 
 use super::Restart;
 use crate::cluster_state;
-use crate::metrics::{ActorLabel, Metrics};
+use crate::metrics::Metrics;
 use crate::operator::PipelineKind;
 use crate::operator::aggregator::{self, AggregatorCtx};
 use crate::operator::crds::{LogPipeline, MetricPipeline, TracePipeline};
@@ -189,14 +189,7 @@ impl Actor for KubeWatcher {
 
 impl Supervised for KubeWatcher {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.args
-            .metrics
-            .actor
-            .restarts
-            .get_or_create(&ActorLabel {
-                actor: "kube_watcher",
-            })
-            .inc();
+        self.args.metrics.count_restart("kube_watcher");
         self.stop_tasks();
     }
 }

@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::delivery::{Delivery, Heartbeat};
-use crate::metrics::{ActorLabel, Metrics};
+use crate::metrics::Metrics;
 use crate::routing::Destination;
 use crate::store::Queue;
 
@@ -95,11 +95,7 @@ impl DeliveryLoops {
         for k in dead {
             if let Some(old) = self.running.remove(&k) {
                 tracing::error!(destination = %k, "A delivery loop ended unexpectedly; starting it again");
-                metrics
-                    .actor
-                    .restarts
-                    .get_or_create(&ActorLabel { actor })
-                    .inc();
+                metrics.count_restart(actor);
                 self.start(old.plan);
             }
         }

@@ -41,8 +41,8 @@ use super::{Restart, Shutdown};
 use crate::cluster_state::ClientDecision;
 use crate::config::{BatchConfig, RetryConfig, ShootsConfig};
 use crate::destinations::{Factory, Spec};
+use crate::metrics::Metrics;
 use crate::metrics::shoot::Reason;
-use crate::metrics::{ActorLabel, Metrics};
 use crate::routing::shoots::{ClientRefused, ShootCreator, ShootDirectory, ShootLink};
 use crate::routing::{Clusters, Destination, DestinationKind, signal_index};
 use crate::store::{Store, WriteOp};
@@ -280,14 +280,7 @@ impl ShootManager {
             .collect();
         for ns in dead {
             tracing::error!(shoot = %ns, "A shoot client died; starting it again over its queues");
-            self.args
-                .metrics
-                .actor
-                .restarts
-                .get_or_create(&ActorLabel {
-                    actor: "shoot_client",
-                })
-                .inc();
+            self.args.metrics.count_restart("shoot_client");
             let plans = self.clients.get(&ns).map(|m| m.plans.clone());
             if let Some(plans) = plans {
                 let addr = self.start_client(&ns, &plans);
@@ -401,14 +394,7 @@ impl Actor for ShootManager {
 
 impl Supervised for ShootManager {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.args
-            .metrics
-            .actor
-            .restarts
-            .get_or_create(&ActorLabel {
-                actor: "shoot_manager",
-            })
-            .inc();
+        self.args.metrics.count_restart("shoot_manager");
         // The clients are actors of their own and keep running; the
         // directory and this map stay as they are.
     }

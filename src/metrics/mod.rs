@@ -418,6 +418,14 @@ impl Metrics {
         }
     }
 
+    /// Counts one restart of `actor` (after a failure or a requested restart).
+    pub fn count_restart(&self, actor: &'static str) {
+        self.actor
+            .restarts
+            .get_or_create(&ActorLabel { actor })
+            .inc();
+    }
+
     /// Creates the restart counters of every actor at zero.
     pub fn init_actors(&self) {
         for actor in [
