@@ -282,8 +282,8 @@ pub struct NamespacesConfig {
 }
 
 impl NamespacesConfig {
-    /// Whether a namespace matches (the pure rule; `crate::routing` uses a
-    /// compiled form with the same meaning).
+    /// Whether a namespace matches: the one place the rule is written (the
+    /// routing snapshot's selectors call it).
     pub fn matches(&self, namespace: &str) -> bool {
         if let Some(include) = &self.include {
             return include.iter().any(|n| n == namespace);

@@ -29,11 +29,13 @@
 pub mod publisher;
 pub mod shoots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cluster_state::{ClientDecision, ShootState};
-use crate::config::{ClusterConfig, InputConfig, QueueConfig, RoutingConfig, StateTableConfig};
+use crate::config::{
+    ClusterConfig, InputConfig, NamespacesConfig, QueueConfig, RoutingConfig, StateTableConfig,
+};
 use crate::signal::Signal;
 use crate::store::Queue;
 
@@ -163,36 +165,25 @@ pub struct Decision {
     pub seed: bool,
 }
 
-/// A pipeline's namespace selector, compiled to hash sets.
+/// A pipeline's input selector: the namespace rule of the configuration
+/// (`NamespacesConfig::matches`, the one place it is written), plus what
+/// blocks without a key do.
 #[derive(Debug, Clone)]
 struct Selector {
-    include: Option<HashSet<String>>,
-    exclude: HashSet<String>,
-    system: bool,
+    namespaces: NamespacesConfig,
     no_namespace: bool,
 }
 
 impl Selector {
     fn new(input: &InputConfig) -> Self {
-        let ns = &input.namespaces;
         Self {
-            include: ns.include.as_ref().map(|l| l.iter().cloned().collect()),
-            exclude: ns.exclude.iter().flatten().cloned().collect(),
-            system: ns.system,
+            namespaces: input.namespaces.clone(),
             no_namespace: input.no_namespace,
         }
     }
 
-    /// Same meaning as `NamespacesConfig::matches`, plus `no_namespace`.
     fn matches(&self, key: Option<&str>) -> bool {
-        let Some(ns) = key else {
-            return self.no_namespace;
-        };
-        if let Some(include) = &self.include {
-            return include.contains(ns);
-        }
-        !self.exclude.contains(ns)
-            && (self.system || !crate::config::routing::SYSTEM_NAMESPACES.contains(&ns))
+        key.map_or(self.no_namespace, |ns| self.namespaces.matches(ns))
     }
 }
 
@@ -211,6 +202,15 @@ impl SeedRoute {
             selector: Arc::new(Selector::new(input)),
         }
     }
+}
+
+/// Seed routes per signal, indexed by [`signal_index`].
+fn by_signal(seeds: impl IntoIterator<Item = SeedRoute>) -> [Vec<SeedRoute>; 3] {
+    let mut grouped: [Vec<SeedRoute>; 3] = Default::default();
+    for s in seeds {
+        grouped[signal_index(s.destination.signal)].push(s);
+    }
+    grouped
 }
 
 /// Cluster states by shoot namespace.
@@ -290,13 +290,9 @@ impl Snapshot {
         destinations: impl IntoIterator<Item = Arc<Destination>>,
     ) -> Self {
         let input = InputConfig::default();
-        let mut seeds: [Vec<SeedRoute>; 3] = Default::default();
-        for d in destinations {
-            seeds[signal_index(d.signal)].push(SeedRoute::new(d, &input));
-        }
         Self {
             keys,
-            seeds,
+            seeds: by_signal(destinations.into_iter().map(|d| SeedRoute::new(d, &input))),
             ..Self::default()
         }
     }
@@ -312,17 +308,13 @@ impl Snapshot {
         shoot_signals: &[Signal],
         clusters: Arc<Clusters>,
     ) -> Result<Self, regex::Error> {
-        let mut by_signal: [Vec<SeedRoute>; 3] = Default::default();
-        for s in seeds {
-            by_signal[signal_index(s.destination.signal)].push(s);
-        }
         let mut signals = [false; 3];
         for &s in shoot_signals {
             signals[signal_index(s)] = true;
         }
         Ok(Self {
             keys: routing.keys.clone(),
-            seeds: by_signal,
+            seeds: by_signal(seeds),
             shoot_pattern: regex::Regex::new(&routing.shoot_namespace_pattern)?,
             table: routing.states,
             clusters,
@@ -354,13 +346,9 @@ impl Snapshot {
     /// pipelines (pipeline resources came, changed or went).
     #[must_use]
     pub fn with_seeds(&self, seeds: impl IntoIterator<Item = SeedRoute>) -> Self {
-        let mut by_signal: [Vec<SeedRoute>; 3] = Default::default();
-        for s in seeds {
-            by_signal[signal_index(s.destination.signal)].push(s);
-        }
         Self {
             keys: self.keys.clone(),
-            seeds: by_signal,
+            seeds: by_signal(seeds),
             shoot_pattern: self.shoot_pattern.clone(),
             table: self.table,
             clusters: Arc::clone(&self.clusters),
