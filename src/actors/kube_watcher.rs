@@ -41,7 +41,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::Restart;
-use crate::cluster_state;
+use crate::cluster_state::{self, ClientDecision};
 use crate::metrics::Metrics;
 use crate::operator::PipelineKind;
 use crate::operator::aggregator::{self, AggregatorCtx};
@@ -308,8 +308,8 @@ async fn watch_clusters(client: kube::Client, publisher: Arc<Publisher>, metrics
         match event {
             Ok(Event::Init) => init = Some(HashMap::new()),
             Ok(Event::InitApply(obj)) => {
-                if let Some(i) = init.as_mut() {
-                    read_cluster(i, &known, &obj);
+                if let (Some(i), Some((name, d))) = (init.as_mut(), read_cluster(&obj, &known)) {
+                    i.insert(name, d);
                 }
             }
             Ok(Event::InitDone) => {
@@ -318,9 +318,13 @@ async fn watch_clusters(client: kube::Client, publisher: Arc<Publisher>, metrics
                 publisher.set_kube(Some(known.clone()));
             }
             Ok(Event::Apply(obj)) => {
-                let before = known.clone();
-                read_cluster(&mut known, &before, &obj);
-                publisher.set_kube(Some(known.clone()));
+                // Most updates of a Cluster leave its state as it was: only
+                // a changed state is published again.
+                if let Some((name, d)) = read_cluster(&obj, &known)
+                    && known.insert(name, d) != Some(d)
+                {
+                    publisher.set_kube(Some(known.clone()));
+                }
             }
             Ok(Event::Delete(obj)) => {
                 if let Some(name) = &obj.metadata.name {
@@ -337,17 +341,15 @@ async fn watch_clusters(client: kube::Client, publisher: Arc<Publisher>, metrics
     }
 }
 
-/// Reads one Cluster into `into`; one this process cannot read keeps the
-/// state `previous` had for it.
-fn read_cluster(into: &mut Clusters, previous: &Clusters, obj: &DynamicObject) {
-    let Some(name) = obj.metadata.name.clone() else {
-        return;
-    };
+/// The state of one Cluster; one this process cannot read keeps the state
+/// `previous` had for it (`None` if it had none).
+fn read_cluster(obj: &DynamicObject, previous: &Clusters) -> Option<(String, ClientDecision)> {
+    let name = obj.metadata.name.clone()?;
     let value = match serde_json::to_value(obj) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(cluster = %name, error = %e, "Cannot encode a Cluster");
-            return;
+            return None;
         }
     };
     match cluster_state::derive(&value) {
@@ -355,13 +357,12 @@ fn read_cluster(into: &mut Clusters, previous: &Clusters, obj: &DynamicObject) {
             if previous.get(&name) != Some(&decision) {
                 tracing::info!(cluster = %name, decision = ?decision, "Cluster state");
             }
-            into.insert(name, decision);
+            Some((name, decision))
         }
         Err(e) => {
             tracing::warn!(cluster = %name, kind = e.kind(), error = %e, "Cannot read a Cluster; keeping its previous state");
-            if let Some(d) = previous.get(&name) {
-                into.insert(name, *d);
-            }
+            let d = *previous.get(&name)?;
+            Some((name, d))
         }
     }
 }
