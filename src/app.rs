@@ -140,10 +140,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         rt: rt.handle().clone(),
     };
-    let mut seeds = Vec::new();
     let mut file_seeds = Vec::new();
-    let mut destinations = Vec::new();
-    let mut plans = Vec::new();
     let mut stuck_after = Duration::ZERO;
     for pipe in &config.pipelines {
         for &signal in &pipe.signals {
@@ -159,20 +156,18 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 })
                 .with_context(|| format!("pipeline {}", pipe.name))?;
             stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
-            let destination = Arc::clone(&plan.delivery.destination);
-            metrics.init_destination(&destination);
-            let route = SeedRoute::new(Arc::clone(&destination), &pipe.input);
+            metrics.init_destination(&plan.delivery.destination);
             file_seeds.push(Seed {
                 config: pipe.clone(),
-                route: route.clone(),
-                plan: plan.clone(),
+                route: SeedRoute::new(Arc::clone(&plan.delivery.destination), &pipe.input),
+                plan,
             });
-            seeds.push(route);
-            destinations.push(destination);
-            plans.push(plan);
         }
     }
-    let used: std::collections::HashSet<u32> = destinations.iter().map(|d| d.queue.id).collect();
+    let used: std::collections::HashSet<u32> = file_seeds
+        .iter()
+        .map(|s| s.plan.delivery.destination.queue.id)
+        .collect();
     for q in store.queues() {
         let shoot_queue = Destination::shoot_of_queue(&q.name).is_some();
         if !used.contains(&q.id) && !shoot_queue && q.entries() > 0 {
@@ -183,6 +178,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let clusters = Arc::new(clusters_from_config(&config.clusters));
     metrics.shoot.set_clusters(count_states(&clusters));
     let shoot_signals = config.shoots.as_ref().map_or(&[][..], |s| &s.signals[..]);
+    let seeds = file_seeds.iter().map(|s| s.route.clone());
     let snapshot = Snapshot::build(&config.routing, seeds, shoot_signals, Arc::clone(&clusters))
         .context("routing.shoot_namespace_pattern")?;
     let directory = Arc::new(ShootDirectory::default());
@@ -235,7 +231,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             tx: tx.clone(),
             rx,
             metrics: Arc::clone(&metrics),
-            plans,
+            plans: file_seeds.iter().map(|s| s.plan.clone()).collect(),
             health: Arc::clone(&health),
             export_stuck_after: stuck_after,
             shoots,
