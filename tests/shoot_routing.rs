@@ -16,7 +16,7 @@ use seedgate::tools::acked::{AckedSet, read_acked_file};
 use seedgate::tools::loadgen::{self, LoadgenArgs, Summary};
 use seedgate::tools::sink::{Fault, SinkHandle};
 use serde_json::{Value, json};
-use support::{Seedgate, config_yaml, eventually, seqs_in, tracking_sink};
+use support::{Seedgate, config_yaml, delivered_somewhere, eventually, seqs_in, tracking_sink};
 
 /// The upstream e2e `Cluster` (a ready shoot), read in place.
 fn upstream_cluster() -> Value {
@@ -194,11 +194,7 @@ async fn every_state_goes_exactly_where_the_table_says() {
     // Wait until every acked record is somewhere, then for the shoot sink to
     // have the shoots that also go to the seed.
     eventually("every acked record delivered", async || {
-        let mut all = seed.seqs();
-        all.extend(ops.seqs());
-        all.extend(shoots.seqs());
-        let union = AckedSet::from_seqs(all.keys().copied());
-        (acked.iter().all(|s| union.contains(s))
+        (delivered_somewhere(&[&seed, &ops, &shoots], &acked)
             && shoots.stats().records() >= summary.acked_per_namespace["shoot--p--deletion"])
             .then_some(())
     })
@@ -338,25 +334,24 @@ async fn a_state_change_mid_stream_moves_new_data_without_loss() {
     let key = format!("/{x}");
 
     // A stream across every change.
-    let mut args = LoadgenArgs::from_flags([
-        "--protocol",
-        "http",
-        "--concurrency",
-        "2",
-        "--records-per-request",
-        "20",
-        "--rate",
-        "2000",
-    ])
-    .unwrap();
-    args.endpoint = Some(sg.http_endpoint());
-    args.namespaces = vec![x.to_owned()];
-    args.seq_start = 10_000_000;
-    args.duration = Some(Duration::from_secs(9));
     let stream_acked = dir.path().join("stream.txt");
-    args.acked_file = Some(stream_acked.clone());
-    args.quiet = true;
-    let stream = tokio::spawn(loadgen::run(args));
+    let stream = support::stream(
+        sg.http_endpoint(),
+        &[
+            "--protocol",
+            "http",
+            "--concurrency",
+            "2",
+            "--records-per-request",
+            "20",
+            "--rate",
+            "2000",
+        ],
+        &[x],
+        Duration::from_secs(9),
+        10_000_000,
+        &stream_acked,
+    );
 
     let probe = async |start: u64| {
         let s = run_load(
@@ -378,13 +373,11 @@ async fn a_state_change_mid_stream_moves_new_data_without_loss() {
     let summary = stream.await.unwrap().unwrap();
     let acked = read_acked_file(&stream_acked).unwrap();
     assert!(acked.len() > 1000, "{summary:?}");
+    let probes = AckedSet::from_seqs((0..600).chain(100_000..100_600).chain(200_000..200_600));
     eventually("every probe and the whole stream delivered", async || {
-        let mut all = seed.seqs();
-        all.extend(shoots.seqs());
-        let union = AckedSet::from_seqs(all.keys().copied());
-        let probes = (0..600).chain(100_000..100_600).chain(200_000..200_600);
-        (acked.iter().all(|s| union.contains(s)) && probes.into_iter().all(|s| union.contains(s)))
-            .then_some(())
+        (delivered_somewhere(&[&seed, &shoots], &acked)
+            && delivered_somewhere(&[&seed, &shoots], &probes))
+        .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -651,24 +644,24 @@ async fn a_panicking_shoot_client_restarts_alone() {
     )
     .replace("pprof: true", "pprof: true\n  fault_injection: true");
     let sg = Seedgate::start(dir.path(), &yaml).await;
-    let mut args = LoadgenArgs::from_flags([
-        "--protocol",
-        "grpc",
-        "--concurrency",
-        "4",
-        "--records-per-request",
-        "30",
-        "--rate",
-        "3000",
-    ])
-    .unwrap();
-    args.endpoint = Some(sg.grpc_endpoint());
-    args.namespaces = vec!["shoot--p--a".into(), "shoot--p--b".into(), "garden".into()];
-    args.duration = Some(Duration::from_secs(5));
     let acked_path = dir.path().join("acked.txt");
-    args.acked_file = Some(acked_path.clone());
-    args.quiet = true;
-    let load = tokio::spawn(loadgen::run(args));
+    let load = support::stream(
+        sg.grpc_endpoint(),
+        &[
+            "--protocol",
+            "grpc",
+            "--concurrency",
+            "4",
+            "--records-per-request",
+            "30",
+            "--rate",
+            "3000",
+        ],
+        &["shoot--p--a", "shoot--p--b", "garden"],
+        Duration::from_secs(5),
+        0,
+        &acked_path,
+    );
 
     let client = reqwest::Client::new();
     eventually("both shoot clients to exist", async || {
@@ -702,10 +695,7 @@ async fn a_panicking_shoot_client_restarts_alone() {
     );
     let acked = read_acked_file(&acked_path).unwrap();
     eventually("everything acked delivered", async || {
-        let mut all = seed.seqs();
-        all.extend(shoots.seqs());
-        let union = AckedSet::from_seqs(all.keys().copied());
-        acked.iter().all(|s| union.contains(s)).then_some(())
+        delivered_somewhere(&[&seed, &shoots], &acked).then_some(())
     })
     .await;
     // Data of the crashed shoot went on after the crash, at its own backend.

@@ -317,3 +317,37 @@ pub fn seqs_in(
         .get(&(key.to_owned(), ns.to_owned()))
         .map_or(0, |s| s.iter().filter(|q| range.contains(q)).count())
 }
+
+/// Whether every seq of `acked` reached at least one of `sinks`.
+pub fn delivered_somewhere(
+    sinks: &[&seedgate::tools::sink::SinkHandle],
+    acked: &seedgate::tools::acked::AckedSet,
+) -> bool {
+    let mut all = std::collections::HashSet::new();
+    for sink in sinks {
+        all.extend(sink.seqs().into_keys());
+    }
+    acked.iter().all(|seq| all.contains(&seq))
+}
+
+/// A loadgen run in the background: `flags` (protocol, rate, ...) against
+/// `endpoint`, over `namespaces`, for `duration`, seqs from `seq_start`, the
+/// acknowledged ranges written to `acked`.
+pub fn stream(
+    endpoint: String,
+    flags: &[&str],
+    namespaces: &[&str],
+    duration: Duration,
+    seq_start: u64,
+    acked: &Path,
+) -> tokio::task::JoinHandle<anyhow::Result<seedgate::tools::loadgen::Summary>> {
+    let mut args =
+        seedgate::tools::loadgen::LoadgenArgs::from_flags(flags.iter().copied()).unwrap();
+    args.endpoint = Some(endpoint);
+    args.namespaces = namespaces.iter().map(|s| (*s).to_owned()).collect();
+    args.duration = Some(duration);
+    args.seq_start = seq_start;
+    args.acked_file = Some(acked.to_owned());
+    args.quiet = true;
+    tokio::spawn(seedgate::tools::loadgen::run(args))
+}
