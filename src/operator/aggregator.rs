@@ -3,8 +3,9 @@
 //! watcher starts and aborts it), and turns the pipelines into seed
 //! destinations and status conditions.
 //!
-//! After every change of a pipeline and every [`RESYNC`] (which also picks
-//! up changed Secrets and the exporters' health), one reconcile:
+//! After every new pipeline, spec change (a new `generation`) or deletion,
+//! and every [`RESYNC`] (which also picks up changed Secrets and the
+//! exporters' health), one reconcile:
 //!
 //! 1. read the Secrets the pipelines reference (404 is "missing", other API
 //!    errors give `ValidationFailed`);
@@ -162,10 +163,17 @@ where
                     true
                 }
                 Some(Ok(Event::Apply(o))) => {
-                    if let Some(name) = o.meta().name.clone() {
-                        objects.insert(name, o);
+                    // The echo of our own status write (or any change that
+                    // leaves the spec alone) needs no reconcile: the spec's
+                    // generation did not move. Secrets and health are
+                    // looked at by the resync.
+                    let generation = o.meta().generation;
+                    match o.meta().name.clone() {
+                        Some(name) => objects
+                            .insert(name, o)
+                            .is_none_or(|old| old.meta().generation != generation),
+                        None => false,
                     }
-                    true
                 }
                 Some(Ok(Event::Delete(o))) => {
                     if let Some(name) = &o.meta().name {
