@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::signal::Signal;
 
 mod lines;
+pub mod loadbalancing;
 pub mod routing;
+
+pub use loadbalancing::{DnsResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey};
 
 pub use routing::{
     ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,
@@ -339,6 +342,9 @@ pub struct PipelineConfig {
     /// Overrides of the top-level `retry`.
     #[serde(default)]
     pub retry: Option<RetryConfig>,
+    /// Send to a set of backends by routing key instead of one endpoint.
+    #[serde(default)]
+    pub loadbalancing: Option<LoadBalancingConfig>,
 }
 
 /// The kind of exporter.
@@ -694,7 +700,15 @@ fn check_pipeline_parts(p: &mut Problems, pipe: &PipelineConfig, field: &dyn Fn(
         );
     }
     routing::check_input(p, &field("input"), &pipe.input);
-    check_output(p, &field("output"), &pipe.output);
+    check_output_with(
+        p,
+        &field("output"),
+        &pipe.output,
+        pipe.loadbalancing.is_some(),
+    );
+    if let Some(lb) = &pipe.loadbalancing {
+        loadbalancing::check(p, &field("loadbalancing"), lb, &pipe.output, &pipe.signals);
+    }
     if let Some(q) = &pipe.queue {
         check_queue(p, &field("queue"), q);
     }
@@ -743,41 +757,28 @@ fn check_retry(p: &mut Problems, at: &str, r: &RetryConfig) {
 }
 
 fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
+    check_output_with(p, at, o, false);
+}
+
+/// Checks an output; `balanced` means its endpoints come from a pipeline's
+/// `loadbalancing` block, so it must not name one itself.
+fn check_output_with(p: &mut Problems, at: &str, o: &OutputConfig, balanced: bool) {
     let otlp = o.kind.is_otlp();
     match (&o.endpoint, otlp) {
-        (None, true) => p.push(
+        (None, true) if !balanced => p.push(
             format!("{at}.endpoint"),
             format!("is required for type {}", o.kind.as_str()),
+        ),
+        (None, _) => {}
+        (Some(_), true) if balanced => p.push(
+            format!("{at}.endpoint"),
+            "is given by loadbalancing.resolver: remove it",
         ),
         (Some(_), false) => p.push(
             format!("{at}.endpoint"),
             format!("is not used by type {}: remove it", o.kind.as_str()),
         ),
-        (Some(ep), true) => match ep.parse::<http::Uri>() {
-            Ok(uri) => {
-                match uri.scheme_str() {
-                    Some("http" | "https") => {}
-                    _ => p.push(
-                        format!("{at}.endpoint"),
-                        format!("{ep:?} must start with http:// or https://"),
-                    ),
-                }
-                if uri.host().is_none_or(str::is_empty) {
-                    p.push(format!("{at}.endpoint"), format!("{ep:?} has no host"));
-                }
-                if o.kind == OutputType::OtlpGrpc && uri.path() != "/" && !uri.path().is_empty() {
-                    p.push(
-                        format!("{at}.endpoint"),
-                        format!("{ep:?}: a gRPC endpoint takes no path"),
-                    );
-                }
-            }
-            Err(e) => p.push(
-                format!("{at}.endpoint"),
-                format!("{ep:?} is not a valid URI: {e}"),
-            ),
-        },
-        (None, false) => {}
+        (Some(ep), true) => check_endpoint(p, &format!("{at}.endpoint"), o.kind, ep),
     }
     if let Some(path) = &o.path {
         if o.kind != OutputType::OtlpHttp {
@@ -809,6 +810,25 @@ fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
     }
     if o.timeout.is_zero() {
         p.push(format!("{at}.timeout"), "must be greater than 0s");
+    }
+}
+
+/// Checks one OTLP endpoint URI of an output of type `kind`.
+fn check_endpoint(p: &mut Problems, field: &str, kind: OutputType, ep: &str) {
+    match ep.parse::<http::Uri>() {
+        Ok(uri) => {
+            match uri.scheme_str() {
+                Some("http" | "https") => {}
+                _ => p.push(field, format!("{ep:?} must start with http:// or https://")),
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                p.push(field, format!("{ep:?} has no host"));
+            }
+            if kind == OutputType::OtlpGrpc && uri.path() != "/" && !uri.path().is_empty() {
+                p.push(field, format!("{ep:?}: a gRPC endpoint takes no path"));
+            }
+        }
+        Err(e) => p.push(field, format!("{ep:?} is not a valid URI: {e}")),
     }
 }
 

@@ -577,6 +577,7 @@ mod tests {
                 queue: None,
                 batch: None,
                 retry: None,
+                loadbalancing: None,
             },
             input_enabled: true,
             cert_warning: warning.map(|m| CertWarning {

@@ -475,6 +475,7 @@ pub fn resolve<S: PipelineSpec>(
         queue,
         batch: None,
         retry: None,
+        loadbalancing: None,
     };
     let problems = config::pipeline_problems(&pipeline, &|part| {
         match part {

@@ -34,6 +34,7 @@ use crate::signal::Signal;
 
 pub mod json;
 pub mod response;
+pub mod split;
 mod wire;
 
 use wire::{Field, I64, Reader, VARINT};

@@ -117,6 +117,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Where the next field starts: after [`Reader::next_field`], the end
+    /// of the field it returned.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The bytes at `start..end` of the request buffer.
     pub(crate) fn bytes(&self, start: usize, end: usize) -> &'a [u8] {
         self.buf.get(start..end).unwrap_or_default()

@@ -446,6 +446,7 @@ fn a_minimal_trace_pipeline() {
                 queue: None,
                 batch: None,
                 retry: None,
+                loadbalancing: None,
             },
             input_enabled: true,
             cert_warning: None,
