@@ -153,6 +153,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                     queue: config.queue_for(pipe),
                     batch: config.batch_for(pipe),
                     retry: config.retry_for(pipe),
+                    loadbalancing: pipe.loadbalancing.as_ref(),
                 })
                 .with_context(|| format!("pipeline {}", pipe.name))?;
             stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);

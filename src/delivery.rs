@@ -38,6 +38,11 @@ pub struct Heartbeat {
     attempt_started_ms: AtomicU64,
     /// Unix millis of the last loop iteration.
     last_loop_ms: AtomicU64,
+    /// Unix millis of the first failed attempt since the last success; 0
+    /// while the destination is healthy.
+    failing_since_ms: AtomicU64,
+    /// Records in batches handed to a send and not yet finished with.
+    inflight_records: AtomicU64,
 }
 
 impl Heartbeat {
@@ -45,6 +50,35 @@ impl Heartbeat {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Marks a loop iteration of a task that watches over delivery loops
+    /// (the balancer) rather than being one.
+    pub fn beat(&self) {
+        self.last_loop_ms.store(Self::now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long sends have failed without a success in between, if they do.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(Self::now_ms().saturating_sub(t))),
+        }
+    }
+
+    /// Records in batches being sent (or retried) now.
+    pub fn inflight_records(&self) -> u64 {
+        self.inflight_records.load(Ordering::Relaxed)
+    }
+
+    /// Records the outcome of an attempt for [`Heartbeat::failing_for`].
+    fn record(&self, failing: bool) {
+        if !failing {
+            self.failing_since_ms.store(0, Ordering::Relaxed);
+        } else if self.failing_since_ms.load(Ordering::Relaxed) == 0 {
+            self.failing_since_ms
+                .store(Self::now_ms().max(1), Ordering::Relaxed);
+        }
     }
 
     /// How long the current attempt has been running, if one is.
@@ -97,8 +131,11 @@ impl Delivery {
     /// (all shoot clients share one `destination` label, so one shared
     /// gauge would flip between them).
     fn set_failing(&self, failing: bool) {
+        self.heartbeat.record(failing);
         let d = &self.destination;
         let gauge = match d.kind {
+            // The balancer owns the per-backend health series.
+            crate::routing::DestinationKind::Backend => return,
             crate::routing::DestinationKind::Pipeline => {
                 self.metrics.exporter.failing.get_or_create(&self.labels())
             }
@@ -190,9 +227,15 @@ impl Delivery {
             linger_since = None;
             cursor = batch.last + 1;
             let this = self.clone();
+            self.heartbeat
+                .inflight_records
+                .fetch_add(batch.records, Ordering::Relaxed);
             inflight.spawn(async move {
                 this.deliver(batch.first, batch.last, batch.body, batch.records)
                     .await;
+                this.heartbeat
+                    .inflight_records
+                    .fetch_sub(batch.records, Ordering::Relaxed);
                 drop(permit);
             });
         }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use crate::actors::loops::DeliveryPlan;
-use crate::config::{BatchConfig, OutputConfig, QueueConfig, RetryConfig};
+use crate::config::{BatchConfig, LoadBalancingConfig, OutputConfig, QueueConfig, RetryConfig};
 use crate::delivery::Delivery;
 use crate::exporters::Exporter;
+use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
 use crate::routing::{Destination, DestinationKind};
 use crate::signal::Signal;
@@ -32,6 +33,8 @@ pub struct Spec<'a> {
     pub batch: BatchConfig,
     /// Its retry.
     pub retry: RetryConfig,
+    /// Set when the pipeline sends to a set of backends.
+    pub loadbalancing: Option<&'a LoadBalancingConfig>,
 }
 
 /// The shared parts every destination is built with.
@@ -55,10 +58,7 @@ impl Factory {
     /// with the destination named.
     pub fn build(&self, spec: Spec<'_>) -> anyhow::Result<DeliveryPlan> {
         use anyhow::Context as _;
-        let queue_name = match spec.kind {
-            DestinationKind::Pipeline => Destination::queue_name(spec.name, spec.signal),
-            DestinationKind::Shoot => Destination::shoot_queue_name(spec.name, spec.signal),
-        };
+        let queue_name = Destination::queue_name_of(spec.kind, spec.name, spec.signal);
         let queue = self
             .store
             .queue(&queue_name)
@@ -70,11 +70,26 @@ impl Factory {
             queue,
             limits: spec.queue,
         });
+        let balance = spec.loadbalancing.map(|lb| {
+            Arc::new(Balance {
+                config: lb.clone(),
+                output: spec.output.clone(),
+            })
+        });
         let exporter = {
             let _enter = self.rt.enter();
-            Exporter::build(spec.output, spec.signal).with_context(|| {
-                format!("{}: cannot build its {} exporter", spec.name, spec.signal)
-            })?
+            let context = || format!("{}: cannot build its {} exporter", spec.name, spec.signal);
+            match &balance {
+                // Each backend builds its own; here only check they can be.
+                Some(b) => {
+                    b.check(spec.signal).with_context(context)?;
+                    Exporter::build(
+                        &OutputConfig::of_kind(crate::config::OutputType::Noop),
+                        spec.signal,
+                    )?
+                }
+                None => Exporter::build(spec.output, spec.signal).with_context(context)?,
+            }
         };
         Ok(DeliveryPlan {
             delivery: Delivery {
@@ -87,6 +102,7 @@ impl Factory {
                 metrics: Arc::clone(&self.metrics),
                 heartbeat: Arc::default(),
             },
+            balance,
         })
     }
 }

@@ -290,7 +290,9 @@ impl Ingest {
                 WhenFull::DropNewest => {
                     let kind = match d.kind {
                         DestinationKind::Shoot => DropKind::ShootFull,
-                        DestinationKind::Pipeline => DropKind::PipelineFull(admitted.len()),
+                        DestinationKind::Pipeline | DestinationKind::Backend => {
+                            DropKind::PipelineFull(admitted.len())
+                        }
                     };
                     // Keep the destination around for its metric label.
                     drops.0.push((kind, part.records));

@@ -30,6 +30,7 @@ pub mod exporters;
 pub mod grpc_codec;
 pub mod ingest;
 pub mod lease;
+pub mod loadbalancing;
 pub mod metrics;
 pub mod operator;
 pub mod proto;

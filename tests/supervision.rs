@@ -71,6 +71,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             metrics: Arc::clone(&metrics),
             heartbeat: Arc::default(),
         },
+        balance: None,
     };
     let ingest = Arc::new(Ingest::new(
         Snapshot::new(vec!["k8s.namespace.name".into()], [destination]),

@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::delivery::{Delivery, Heartbeat};
+use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
 use crate::routing::Destination;
 use crate::store::Queue;
@@ -22,6 +23,20 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub struct DeliveryPlan {
     /// The loop's whole setup.
     pub delivery: Delivery,
+    /// Set for a load-balanced pipeline: its queue is read by a balancer
+    /// that feeds one delivery loop per backend.
+    pub balance: Option<Arc<Balance>>,
+}
+
+impl DeliveryPlan {
+    /// The task that serves the destination: its delivery loop, or its
+    /// balancer.
+    async fn run(self) {
+        match self.balance {
+            Some(balance) => crate::loadbalancing::run(self.delivery, balance).await,
+            None => self.delivery.run().await,
+        }
+    }
 }
 
 struct Running {
@@ -60,7 +75,7 @@ impl DeliveryLoops {
     pub fn start(&mut self, plan: DeliveryPlan) {
         let k = key(&plan.delivery.destination);
         if !self.running.contains_key(&k) {
-            let task = self.rt.spawn(plan.delivery.clone().run());
+            let task = self.rt.spawn(plan.clone().run());
             self.running.insert(k, Running { plan, task });
         }
     }

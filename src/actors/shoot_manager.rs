@@ -192,6 +192,7 @@ impl ShootManager {
                     queue: a.config.queue,
                     batch: a.batch,
                     retry: a.retry,
+                    loadbalancing: None,
                 })
                 .map_err(|e| format!("{e:#}"))?;
             destinations[signal_index(signal)] = Some(Arc::clone(&plan.delivery.destination));

@@ -159,7 +159,7 @@ pub(super) fn check(
     }
     if !output.kind.is_otlp() {
         p.push(
-            format!("{at}"),
+            at.to_owned(),
             format!("needs an OTLP output, not {}", output.kind.as_str()),
         );
     }

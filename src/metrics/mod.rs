@@ -19,6 +19,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::store::StoreMetrics;
 
 pub mod kube;
+pub mod lb;
 pub mod shoot;
 
 pub use kube::KubeMetrics;
@@ -202,6 +203,8 @@ pub struct Metrics {
     pub shoot: Arc<ShootMetrics>,
     /// Kubernetes watches.
     pub kube: Arc<KubeMetrics>,
+    /// Load-balanced pipelines.
+    pub lb: Arc<lb::LbMetrics>,
     /// Configuration reloads, by result (`ok`, `error`).
     pub config_reloads: Family<ResultLabel, Counter>,
     /// 1 if the last configuration reload succeeded (or none was tried).
@@ -221,6 +224,8 @@ impl Metrics {
         shoot.register(registry.sub_registry_with_prefix("seedgate_shoot"));
         let kube = Arc::new(KubeMetrics::default());
         kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
+        let lb = Arc::new(lb::LbMetrics::default());
+        lb.register(registry.sub_registry_with_prefix("seedgate_lb"));
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);
@@ -384,6 +389,7 @@ impl Metrics {
             actor,
             shoot,
             kube,
+            lb,
             config_reloads,
             config_last_reload_successful,
         }

@@ -78,7 +78,7 @@ pub fn split(
         n,
     };
     let routed = splitter.message(&Reader::new(buf), Level::Request, 0)?;
-    Ok(splitter.into_parts(routed, buf))
+    Ok(splitter.to_parts(routed, buf))
 }
 
 /// Where a subtree's records go.
@@ -339,7 +339,7 @@ impl Splitter<'_> {
     }
 
     /// The request's routing as one body per backend.
-    fn into_parts(&self, routed: Routed, buf: &[u8]) -> Vec<Part> {
+    fn to_parts(&self, routed: Routed, buf: &[u8]) -> Vec<Part> {
         match routed {
             Routed::Nothing => vec![Part::default(); self.n],
             Routed::One { to, records } => {

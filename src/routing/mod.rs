@@ -46,6 +46,8 @@ pub enum DestinationKind {
     Pipeline,
     /// A shoot client (the shoot's own backend).
     Shoot,
+    /// One backend of a load-balanced pipeline; named `<pipeline>@<endpoint>`.
+    Backend,
 }
 
 impl DestinationKind {
@@ -54,6 +56,7 @@ impl DestinationKind {
         match self {
             DestinationKind::Pipeline => "seed",
             DestinationKind::Shoot => "shoot",
+            DestinationKind::Backend => "backend",
         }
     }
 }
@@ -75,6 +78,19 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// The queue name used in LMDB for the destination `name` of `kind`
+    /// (a backend is named `<pipeline>@<endpoint>`).
+    pub fn queue_name_of(kind: DestinationKind, name: &str, signal: Signal) -> String {
+        match kind {
+            DestinationKind::Pipeline => Self::queue_name(name, signal),
+            DestinationKind::Shoot => Self::shoot_queue_name(name, signal),
+            DestinationKind::Backend => {
+                let (pipeline, endpoint) = name.split_once('@').unwrap_or((name, ""));
+                format!("lb/{pipeline}/{}/{endpoint}", signal.as_str())
+            }
+        }
+    }
+
     /// The queue name used in LMDB for a pipeline's signal.
     pub fn queue_name(pipeline: &str, signal: Signal) -> String {
         format!("pipeline/{pipeline}/{}", signal.as_str())
@@ -103,6 +119,8 @@ impl Destination {
         match self.kind {
             DestinationKind::Pipeline => &self.name,
             DestinationKind::Shoot => DestinationKind::Shoot.as_str(),
+            // The pipeline's name: per-backend series are the balancer's.
+            DestinationKind::Backend => self.name.split('@').next().unwrap_or_default(),
         }
     }
 }

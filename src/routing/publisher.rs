@@ -161,6 +161,7 @@ impl Publisher {
                         queue: config.queue.unwrap_or(defaults.queue),
                         batch: config.batch.unwrap_or(defaults.batch),
                         retry: config.retry.unwrap_or(defaults.retry),
+                        loadbalancing: config.loadbalancing.as_ref(),
                     };
                     match factory.build(spec) {
                         Ok(plan) => {

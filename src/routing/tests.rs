@@ -39,10 +39,7 @@ impl Fixture {
     }
 
     fn destination(&self, name: &str, kind: DestinationKind, signal: Signal) -> Arc<Destination> {
-        let queue_name = match kind {
-            DestinationKind::Pipeline => Destination::queue_name(name, signal),
-            DestinationKind::Shoot => Destination::shoot_queue_name(name, signal),
-        };
+        let queue_name = Destination::queue_name_of(kind, name, signal);
         Arc::new(Destination {
             name: name.to_owned(),
             kind,

@@ -432,6 +432,22 @@ pub enum WriteOp {
         /// Gets `Ok` once committed, or why not.
         reply: Reply,
     },
+    /// Append `parts` and delete entries `first..=last` of `from` in one
+    /// transaction: data moved between queues is never in both nor in
+    /// neither, whatever crashes when. Refused as a whole if a target queue
+    /// is dropped.
+    Move {
+        /// The parts, each reserved on its queue.
+        parts: Vec<AppendPart>,
+        /// The queue the entries come from.
+        from: Arc<Queue>,
+        /// First sequence number taken out of `from`.
+        first: u64,
+        /// Last sequence number taken out of `from`, inclusive.
+        last: u64,
+        /// Gets `Ok` once committed, or why not.
+        reply: Reply,
+    },
     /// Delete entries `first..=last` of `queue` (after a backend accepted
     /// them). Missing entries are ignored.
     Delete {

@@ -511,6 +511,65 @@ fn drop_removes_a_queue_its_data_and_its_name() {
     h.close();
 }
 
+#[test]
+fn move_appends_and_deletes_in_one_transaction_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let src = h.store.queue("src").unwrap();
+    let (x, y) = (h.store.queue("x").unwrap(), h.store.queue("y").unwrap());
+    for p in [&b"s0"[..], b"s1", b"s2"] {
+        h.append(&src, 2, p).unwrap();
+    }
+    let send_move = |parts: Vec<(&Arc<Queue>, &[u8])>, first, last| {
+        let (reply, rx) = oneshot::channel();
+        let parts = parts
+            .into_iter()
+            .map(|(queue, payload)| {
+                assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                AppendPart {
+                    queue: Arc::clone(queue),
+                    records: 1,
+                    payload: Bytes::copy_from_slice(payload),
+                }
+            })
+            .collect();
+        h.tx.send(WriteOp::Move {
+            parts,
+            from: Arc::clone(&src),
+            first,
+            last,
+            reply,
+        })
+        .unwrap();
+        rx.blocking_recv().unwrap()
+    };
+    // Entries 0 and 1 are split over x and y.
+    send_move(vec![(&x, b"s0a"), (&y, b"s0b"), (&y, b"s1")], 0, 1).unwrap();
+    assert_eq!(payloads(&read_all(&h.store, &src)), vec![&b"s2"[..]]);
+    assert_eq!(payloads(&read_all(&h.store, &x)), vec![&b"s0a"[..]]);
+    assert_eq!(payloads(&read_all(&h.store, &y)), vec![&b"s0b"[..], b"s1"]);
+    assert_eq!((src.entries(), src.records()), (1, 2));
+    assert_eq!((y.entries(), y.records(), y.used_bytes()), (2, 2, 5));
+
+    // A move into a dropped queue is refused whole: the source keeps its entry.
+    let (reply, rx) = oneshot::channel();
+    h.tx.send(WriteOp::Drop {
+        queue: Arc::clone(&y),
+        reply: Some(reply),
+    })
+    .unwrap();
+    rx.blocking_recv().unwrap().unwrap();
+    assert!(send_move(vec![(&x, b"s2a"), (&y, b"s2b")], 2, 2).is_err());
+    assert_eq!(payloads(&read_all(&h.store, &src)), vec![&b"s2"[..]]);
+    assert_eq!(payloads(&read_all(&h.store, &x)), vec![&b"s0a"[..]]);
+    assert_eq!(
+        x.used_bytes(),
+        3,
+        "the refused part's reservation is given back"
+    );
+    h.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_wakes_waiters_and_is_not_missed_by_late_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,12 +41,17 @@ const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// The entries `first..=last` of a queue that a move takes out.
+type Consumed = (Arc<Queue>, u64, u64);
+
 /// One group of operations taken from the channel, sorted by kind.
 #[derive(Default)]
 struct Group {
     deletes: Vec<(Arc<Queue>, u64, u64)>,
     drops: Vec<(Arc<Queue>, Option<Reply>)>,
-    appends: Vec<(Vec<AppendPart>, Reply)>,
+    /// Appends, each with the source range a move consumes in the same
+    /// transaction (see [`WriteOp::Move`]).
+    appends: Vec<(Vec<AppendPart>, Option<Consumed>, Reply)>,
     flushes: Vec<Reply>,
     /// A `Stop` ends the group and then the writer.
     stop: Option<Reply>,
@@ -195,7 +200,28 @@ impl Writer {
         // Parts for a queue that is (or is being) dropped would become
         // orphan entries: discard them now and give back their reservation.
         let dropping: Vec<u32> = group.drops.iter().map(|(q, _)| q.id).collect();
-        for (parts, _) in &mut group.appends {
+        for (parts, consumed, reply) in &mut group.appends {
+            if consumed.is_some() {
+                // A move is all or nothing: its source entries must not be
+                // deleted while a part of them is discarded.
+                let gone = parts
+                    .iter()
+                    .any(|part| part.queue.is_dropped() || dropping.contains(&part.queue.id));
+                if gone {
+                    release_parts(parts);
+                    parts.clear();
+                    *consumed = None;
+                    let (tx, _) = tokio::sync::oneshot::channel();
+                    answer(
+                        std::mem::replace(reply, tx),
+                        Err(StoreError::InvalidQueueName {
+                            name: String::new(),
+                            reason: "a move's target queue was dropped",
+                        }),
+                    );
+                }
+                continue;
+            }
             parts.retain(|part| {
                 let gone = part.queue.is_dropped() || dropping.contains(&part.queue.id);
                 if gone {
@@ -240,7 +266,7 @@ impl Writer {
         // `Ok` also sees its data counted.
         match appends {
             Ok(()) => {
-                for (_, reply) in group.appends {
+                for (_, _, reply) in group.appends {
                     answer(reply, Ok(()));
                 }
             }
@@ -258,7 +284,7 @@ impl Writer {
                         "Could not commit appends to the LMDB buffer."
                     );
                 }
-                for (parts, reply) in group.appends {
+                for (parts, _, reply) in group.appends {
                     release_parts(&parts);
                     answer(reply, Err(error.duplicate()));
                 }
@@ -367,7 +393,18 @@ impl Writer {
             applied.add_deleted(queue, (bytes, records, entries));
         }
         if with_appends {
-            for part in group.appends.iter().flat_map(|(parts, _)| parts) {
+            // A move's source range goes in the transaction of its appends,
+            // never in a deletes-only retry: all or nothing.
+            for (queue, first, last) in group.appends.iter().filter_map(|(_, c, _)| c.as_ref()) {
+                if first > last {
+                    continue;
+                }
+                let freed = self
+                    .delete_range(&mut txn, queue.id, *first, *last)
+                    .map_err(err("move"))?;
+                applied.add_deleted(queue, freed);
+            }
+            for part in group.appends.iter().flat_map(|(parts, _, _)| parts) {
                 let queue = &part.queue;
                 let slot = applied
                     .appended
@@ -533,7 +570,17 @@ impl Group {
         match op {
             WriteOp::Append { parts, reply } => {
                 self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
-                self.appends.push((parts, reply));
+                self.appends.push((parts, None, reply));
+            }
+            WriteOp::Move {
+                parts,
+                from,
+                first,
+                last,
+                reply,
+            } => {
+                self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+                self.appends.push((parts, Some((from, first, last)), reply));
             }
             WriteOp::Delete { queue, first, last } => self.deletes.push((queue, first, last)),
             WriteOp::Drop { queue, reply } => self.drops.push((queue, reply)),

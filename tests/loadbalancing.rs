@@ -1,0 +1,399 @@
+//! The load-balancing exporter end to end: the real binary, loadgen traces
+//! (one trace of `SPANS` spans per request, span seqs tracked by the sinks)
+//! and four sinks on 127.0.0.2–127.0.0.6, all on one port, so that a DNS
+//! name can list them as A records.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use seedgate::tools::sink::{SinkHandle, SinkOptions};
+use support::{Seedgate, config_yaml, eventually, stream};
+
+/// Spans per trace (and per loadgen request).
+const SPANS: u64 = 20;
+
+/// A port free on every loopback address the sinks use.
+fn shared_port() -> u16 {
+    loop {
+        let port = support::free_port();
+        let free = (2..=7)
+            .all(|i| std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, i), port)).is_ok());
+        if free {
+            return port;
+        }
+    }
+}
+
+async fn sink_on(ip: u8, port: u16) -> SinkHandle {
+    seedgate::tools::sink::start(SinkOptions {
+        grpc_listen: SocketAddr::from(([127, 0, 0, ip], port)),
+        http_listen: SocketAddr::from(([127, 0, 0, ip], 0)),
+        track_namespaces: true,
+        ..SinkOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn endpoint(ip: u8, port: u16) -> String {
+    format!("http://127.0.0.{ip}:{port}")
+}
+
+fn pipeline(resolver: &str) -> String {
+    format!(
+        "pipelines:
+  - name: traces
+    signals: [traces]
+    output: {{ type: otlp_grpc, timeout: 2s }}
+    batch: {{ timeout: 20ms, max_records: 400 }}
+    retry: {{ initial_interval: 100ms, max_interval: 300ms }}
+    loadbalancing:
+      routing_key: traceID
+      failover_after: 2s
+      probe_interval: 1s
+      resolver:
+{resolver}
+"
+    )
+}
+
+fn static_resolver(ips: &[u8], port: u16) -> String {
+    let list: Vec<String> = ips.iter().map(|ip| endpoint(*ip, port)).collect();
+    format!("        static: [{}]", list.join(", "))
+}
+
+/// Which sink (index) got each trace; panics if a trace is on two sinks.
+fn owners(sinks: &[&SinkHandle]) -> HashMap<u64, usize> {
+    let mut owner = HashMap::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for seq in sink.seqs().into_keys() {
+            let trace = seq / SPANS;
+            let first = *owner.entry(trace).or_insert(i);
+            assert_eq!(first, i, "trace {trace} is on two backends");
+        }
+    }
+    owner
+}
+
+/// Sends `traces` whole traces (seqs from 0) and waits until every acked
+/// span arrived somewhere.
+async fn send_traces(sg: &Seedgate, dir: &Path, traces: u64, sinks: &[&SinkHandle]) {
+    let acked = dir.join(format!("acked-{}", rand::random::<u32>()));
+    let flags = [
+        "--signal",
+        "traces",
+        "--records-per-request",
+        "20",
+        "--record-size",
+        "64",
+        "--count",
+        &(traces * SPANS).to_string(),
+    ];
+    let run = stream(
+        sg.grpc_endpoint(),
+        &flags,
+        &["ns"],
+        Duration::from_secs(60),
+        0,
+        &acked,
+    );
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.records_acked, traces * SPANS);
+    let acked = seedgate::tools::acked::read_acked_file(&acked).unwrap();
+    eventually("every acked span at a backend", async || {
+        support::delivered_somewhere(sinks, &acked).then_some(())
+    })
+    .await;
+}
+
+/// The traces whose owner differs between two runs, as (before, after).
+fn moved(before: &HashMap<u64, usize>, after: &HashMap<u64, usize>) -> Vec<(usize, usize)> {
+    before
+        .iter()
+        .filter_map(|(t, b)| after.get(t).filter(|a| *a != b).map(|a| (*b, *a)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let ips = [2u8, 3, 4, 5];
+    let mut sinks = Vec::new();
+    for ip in ips {
+        sinks.push(sink_on(ip, port).await);
+    }
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &pipeline(&static_resolver(&ips, port)),
+    );
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+
+    // Steady state: every trace whole on one backend, spread over all four.
+    send_traces(&sg, dir.path(), 400, &all).await;
+    let before = owners(&all);
+    assert_eq!(before.len(), 400);
+    for i in 0..4 {
+        let share = before.values().filter(|o| **o == i).count();
+        assert!(
+            (50..150).contains(&share),
+            "backend {i} got {share} of 400 traces"
+        );
+    }
+    for s in &sinks {
+        s.reset_stats();
+    }
+
+    // Under load, one backend dies for good.
+    let acked_path = dir.path().join("acked-kill");
+    let flags = [
+        "--signal",
+        "traces",
+        "--records-per-request",
+        "20",
+        "--record-size",
+        "64",
+        "--rate",
+        "4000",
+    ];
+    let run = stream(
+        sg.grpc_endpoint(),
+        &flags,
+        &["ns"],
+        Duration::from_secs(8),
+        1_000_000,
+        &acked_path,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sinks[0].go_down().await;
+    let summary = run.await.unwrap().unwrap();
+    assert!(summary.records_acked > 1_000, "{summary:?}");
+    let acked = seedgate::tools::acked::read_acked_file(&acked_path).unwrap();
+    let live: Vec<&SinkHandle> = sinks.iter().collect();
+    eventually("every acked span at some backend", async || {
+        support::delivered_somewhere(&live, &acked).then_some(())
+    })
+    .await;
+
+    // Zero acked spans missing; duplicates counted, and no more than the
+    // balancer says were in flight to the dead backend.
+    let mut copies: HashMap<u64, u32> = HashMap::new();
+    for s in &sinks {
+        for (seq, n) in s.seqs() {
+            *copies.entry(seq).or_default() += n;
+        }
+    }
+    let missing = acked.iter().filter(|s| !copies.contains_key(s)).count();
+    let duplicates: u64 = copies
+        .values()
+        .map(|n| u64::from(n.saturating_sub(1)))
+        .sum();
+    let possible = sg
+        .metric(
+            "seedgate_lb_possible_duplicate_records_total",
+            &["destination=\"traces\""],
+        )
+        .await
+        .unwrap();
+    let rerouted = sg
+        .metric("seedgate_lb_rerouted_records_total", &["reason=\"failed\""])
+        .await
+        .unwrap();
+    println!(
+        "killed one of 4 backends under load: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed",
+        acked.len()
+    );
+    assert_eq!(missing, 0);
+    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
+    assert_eq!(
+        sg.metric("seedgate_lb_failovers_total", &["destination=\"traces\""])
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        sg.metric(
+            "seedgate_lb_backend_up",
+            &[&format!("backend=\"{}\"", endpoint(2, port))]
+        )
+        .await,
+        Some(0.0)
+    );
+    // Spans acked after the failover all went to the three live backends.
+    let dead_after: HashSet<u64> = sinks[0].seqs().into_keys().collect();
+    assert!(dead_after.len() < acked.len() as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_change_moves_about_the_keys_of_the_backends_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let mut sinks = Vec::new();
+    for ip in 2u8..=6 {
+        sinks.push(sink_on(ip, port).await);
+    }
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    let data = dir.path().join("data");
+    let mut sg = Seedgate::start(
+        dir.path(),
+        &config_yaml(&data, &pipeline(&static_resolver(&[2, 3, 4, 5], port))),
+    )
+    .await;
+    send_traces(&sg, dir.path(), 1000, &all).await;
+    let before = owners(&all);
+    assert!(sg.terminate().success());
+    for s in &sinks {
+        s.reset_stats();
+    }
+    // .2 leaves, .6 joins: the same traces again.
+    let sg = Seedgate::start(
+        dir.path(),
+        &config_yaml(&data, &pipeline(&static_resolver(&[3, 4, 5, 6], port))),
+    )
+    .await;
+    send_traces(&sg, dir.path(), 1000, &all).await;
+    let after = owners(&all);
+    let moved = moved(&before, &after);
+    // Only the leaver's traces and the joiner's new ones move: expected
+    // 1/4 + 3/4 × 1/4 = 7/16 of them.
+    assert!(moved.iter().all(|(b, a)| *b == 0 || *a == 4), "{moved:?}");
+    assert!(after.values().all(|o| *o != 0));
+    let fraction = moved.len() as f64 / 1000.0;
+    println!("static 4 -> 4 (one out, one in): {fraction:.3} of traces moved (expected 0.44)");
+    assert!((0.33..0.55).contains(&fraction), "{fraction}");
+}
+
+/// A DNS server answering A queries for any name with `ips` (TTL 0).
+async fn dns_server(ips: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.message_type = MessageType::Response;
+            answer.metadata.authoritative = true;
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            for q in &query.queries {
+                answer.queries.push(q.clone());
+                if q.query_type() == RecordType::A {
+                    for ip in ips.lock().unwrap().iter() {
+                        answer.answers.push(Record::from_rdata(
+                            q.name().clone(),
+                            0,
+                            RData::A(A(*ip)),
+                        ));
+                    }
+                }
+            }
+            if let Ok(bytes) = answer.to_vec() {
+                socket.send_to(&bytes, peer).await.ok();
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let mut sinks = Vec::new();
+    for ip in 2u8..=6 {
+        sinks.push(sink_on(ip, port).await);
+    }
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    let ips = Arc::new(Mutex::new(
+        (2..=5)
+            .map(|i| Ipv4Addr::new(127, 0, 0, i))
+            .collect::<Vec<_>>(),
+    ));
+    let dns = dns_server(Arc::clone(&ips)).await;
+    let resolver = format!(
+        "        dns: {{ hostname: gateways.example.test, port: {port}, interval: 300ms, nameserver: \"{dns}\" }}"
+    );
+    let sg = Seedgate::start(
+        dir.path(),
+        &config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
+    )
+    .await;
+    let up = |ip: u8| format!("backend=\"{}\"", endpoint(ip, port));
+    eventually("four backends resolved", async || {
+        let text = sg.metrics().await;
+        (2..=5)
+            .all(|ip| {
+                support::metric_value(&text, "seedgate_lb_backend_up", &[&up(ip)]) == Some(1.0)
+            })
+            .then_some(())
+    })
+    .await;
+    send_traces(&sg, dir.path(), 1000, &all).await;
+    let four = owners(&all);
+
+    // One leaves: exactly its traces move, to the others.
+    ips.lock()
+        .unwrap()
+        .retain(|ip| *ip != Ipv4Addr::new(127, 0, 0, 5));
+    eventually("127.0.0.5 gone from the ring", async || {
+        let text = sg.metrics().await;
+        support::metric_value(&text, "seedgate_lb_backend_up", &[&up(5)])
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for s in &sinks {
+        s.reset_stats();
+    }
+    send_traces(&sg, dir.path(), 1000, &all).await;
+    let three = owners(&all);
+    let moved_out = moved(&four, &three);
+    let owned_by_leaver = four.values().filter(|o| **o == 3).count();
+    assert!(moved_out.iter().all(|(b, _)| *b == 3), "{moved_out:?}");
+    assert_eq!(moved_out.len(), owned_by_leaver);
+
+    // One joins: about a quarter moves, all of it to the newcomer.
+    ips.lock().unwrap().push(Ipv4Addr::new(127, 0, 0, 6));
+    eventually("127.0.0.6 in the ring", async || {
+        let text = sg.metrics().await;
+        (support::metric_value(&text, "seedgate_lb_backend_up", &[&up(6)]) == Some(1.0))
+            .then_some(())
+    })
+    .await;
+    for s in &sinks {
+        s.reset_stats();
+    }
+    send_traces(&sg, dir.path(), 1000, &all).await;
+    let joined = owners(&all);
+    let moved_in = moved(&three, &joined);
+    assert!(moved_in.iter().all(|(_, a)| *a == 4), "{moved_in:?}");
+    let out = owned_by_leaver as f64 / 1000.0;
+    let fraction = moved_in.len() as f64 / 1000.0;
+    println!(
+        "dns: 4 -> 3 moved {out:.3} (expected 0.25); 3 -> 4 moved {fraction:.3} (expected 0.25)"
+    );
+    assert!((0.15..0.35).contains(&out), "{out}");
+    assert!((0.15..0.35).contains(&fraction), "{fraction}");
+    assert!(
+        sg.metric("seedgate_lb_resolutions_total", &["result=\"ok\""])
+            .await
+            .unwrap()
+            > 3.0
+    );
+}
