@@ -188,7 +188,9 @@ impl Delivery {
             return;
         };
         let wait = rate.reserve(Instant::now(), records, bytes);
-        self.flow.throttled.store(!wait.is_zero(), Ordering::Relaxed);
+        self.flow
+            .throttled
+            .store(!wait.is_zero(), Ordering::Relaxed);
         self.flow_gauges();
         if !wait.is_zero() {
             self.metrics

@@ -91,9 +91,13 @@ async fn basic_and_header_auth_get_through_and_a_wrong_password_is_a_counted_401
     .await;
     assert_eq!(summary.records_acked, 1000);
     let grpc_key = sink.grpc_addr().to_string();
-    eventually("both authorized pipelines delivered everything", async || {
-        (records_at(&sink, "/basic") >= 1000 && records_at(&sink, &grpc_key) >= 1000).then_some(())
-    })
+    eventually(
+        "both authorized pipelines delivered everything",
+        async || {
+            (records_at(&sink, "/basic") >= 1000 && records_at(&sink, &grpc_key) >= 1000)
+                .then_some(())
+        },
+    )
     .await;
     let wrong = ["destination=\"wrong-http\""];
     eventually("the refused batches dropped as permanent", async || {
@@ -151,12 +155,10 @@ impl Idp {
         let state = idp.clone();
         let app = axum::Router::new().route(
             "/token",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, form: String| {
-                    let s = state.clone();
-                    async move { s.issue(&headers, &form) }
-                },
-            ),
+            axum::routing::post(move |headers: axum::http::HeaderMap, form: String| {
+                let s = state.clone();
+                async move { s.issue(&headers, &form) }
+            }),
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -164,7 +166,11 @@ impl Idp {
         (format!("http://{addr}/token"), idp)
     }
 
-    fn issue(&self, headers: &axum::http::HeaderMap, form: &str) -> (axum::http::StatusCode, String) {
+    fn issue(
+        &self,
+        headers: &axum::http::HeaderMap,
+        form: &str,
+    ) -> (axum::http::StatusCode, String) {
         let n = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
         let want = format!("Basic {}", b64("seedgate-client:oauth-secret-31337"));
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -183,7 +189,8 @@ impl Idp {
             valid.clone()
         };
         self.sink.set_authorization(accepted);
-        let body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 2});
+        let body =
+            serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 2});
         (axum::http::StatusCode::OK, body.to_string())
     }
 }
@@ -229,7 +236,14 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
     let acked = dir.path().join("acked");
     let summary = support::stream(
         sg.grpc_endpoint(),
-        &["--rate", "1000", "--records-per-request", "50", "--concurrency", "2"],
+        &[
+            "--rate",
+            "1000",
+            "--records-per-request",
+            "50",
+            "--concurrency",
+            "2",
+        ],
         &["shoot--p--a"],
         Duration::from_secs(6),
         0,
@@ -240,19 +254,30 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
     .unwrap();
     assert!(summary.records_acked > 1000, "{summary:?}");
     let grpc_key = sink.grpc_addr().to_string();
-    eventually("everything acknowledged arrived over both transports", async || {
-        (records_at(&sink, "/oauth") >= summary.records_acked
-            && records_at(&sink, &grpc_key) >= summary.records_acked)
-            .then_some(())
-    })
+    eventually(
+        "everything acknowledged arrived over both transports",
+        async || {
+            (records_at(&sink, "/oauth") >= summary.records_acked
+                && records_at(&sink, &grpc_key) >= summary.records_acked)
+                .then_some(())
+        },
+    )
     .await;
     let hits = idp.hits.load(Ordering::SeqCst);
     let exports = sink.stats().requests();
+    eprintln!("oauth2: {hits} token requests for {exports} exports");
     // Two exporters, each: one first fetch plus a refresh every 1.6 s of
     // the ~6 s run.
     assert!(hits >= 4, "tokens refreshed: {hits} token requests");
-    assert!(hits * 4 < exports, "tokens cached: {hits} token requests for {exports} exports");
-    assert_eq!(sink.stats().requests_unauthorized, 0, "no export was refused");
+    assert!(
+        hits * 4 < exports,
+        "tokens cached: {hits} token requests for {exports} exports"
+    );
+    assert_eq!(
+        sink.stats().requests_unauthorized,
+        0,
+        "no export was refused"
+    );
     for d in ["oauth-http", "oauth-grpc"] {
         let dropped = metric(
             &sg,
@@ -262,8 +287,17 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
         .await;
         assert_eq!(dropped, 0.0, "{d}");
     }
-    let mut secrets = vec!["oauth-secret-31337".to_owned(), b64("seedgate-client:oauth-secret-31337")];
-    secrets.extend(idp.valid.lock().unwrap().iter().map(|v| v["Bearer ".len()..].to_owned()));
+    let mut secrets = vec![
+        "oauth-secret-31337".to_owned(),
+        b64("seedgate-client:oauth-secret-31337"),
+    ];
+    secrets.extend(
+        idp.valid
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["Bearer ".len()..].to_owned()),
+    );
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_secrets_absent(&sg, &secrets).await;
 }
@@ -284,8 +318,17 @@ async fn every_compression_reaches_the_sink_decodable() {
         "  - name: grpc-gzip\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: '{}', compression: gzip }}\n",
         sink.grpc_endpoint()
     ));
-    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), &pipelines)).await;
-    let summary = support::load(sg.http_endpoint(), &["--protocol", "http", "--count", "500"], None).await;
+    let sg = Seedgate::start(
+        dir.path(),
+        &config_yaml(&dir.path().join("data"), &pipelines),
+    )
+    .await;
+    let summary = support::load(
+        sg.http_endpoint(),
+        &["--protocol", "http", "--count", "500"],
+        None,
+    )
+    .await;
     assert_eq!(summary.records_acked, 500);
     let grpc_key = sink.grpc_addr().to_string();
     eventually("every pipeline's records decoded at the sink", async || {
@@ -332,15 +375,20 @@ async fn the_rate_limit_holds_within_ten_percent() {
         ),
     );
     let sg = Seedgate::start(dir.path(), &yaml).await;
-    // A backlog for both: 16000 records of ~300 bytes are 8 s at 2000/s and
-    // about 11 s at 400 KiB/s.
-    let summary = support::load(
+    // A backlog for both, loaded while delivery has already begun: 30000
+    // records of ~300 bytes are 15 s at 2000/s and about 22 s at 400 KiB/s.
+    let load = tokio::spawn(support::load(
         sg.grpc_endpoint(),
-        &["--count", "16000", "--records-per-request", "100", "--concurrency", "8"],
+        &[
+            "--count",
+            "30000",
+            "--records-per-request",
+            "100",
+            "--concurrency",
+            "8",
+        ],
         None,
-    )
-    .await;
-    assert_eq!(summary.records_acked, 16000);
+    ));
     eventually("the first records arrive", async || {
         (by_records.stats().records() > 0 && by_bytes.stats().logs.bytes > 0).then_some(())
     })
@@ -371,10 +419,22 @@ async fn the_rate_limit_holds_within_ten_percent() {
         (bytes_rate / BYTES_PER_SECOND - 1.0).abs() <= 0.10,
         "bytes/s {bytes_rate:.0} not within 10% of {BYTES_PER_SECOND}"
     );
-    assert!(by_records.stats().records() < 16000, "the backlog lasted the window");
+    for d in ["by-records", "by-bytes"] {
+        let queued = metric(
+            &sg,
+            "seedgate_batcher_queue_records",
+            &[&format!("destination=\"{d}\"")],
+        )
+        .await;
+        assert!(queued > 0.0, "{d}: the backlog lasted the window");
+    }
+    assert_eq!(load.await.unwrap().records_acked, 30000);
     let labels = ["destination=\"by-records\""];
     assert!(metric(&sg, "seedgate_exporter_throttled_seconds_total", &labels).await > 1.0);
-    assert_eq!(metric(&sg, "seedgate_exporter_throttled", &labels).await, 1.0);
+    assert_eq!(
+        metric(&sg, "seedgate_exporter_throttled", &labels).await,
+        1.0
+    );
 }
 
 /// With a slow but healthy backend the adaptive limit rises above its

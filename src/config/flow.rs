@@ -242,10 +242,7 @@ pub(super) fn check_auth(
         AuthConfig::Basic(b) => {
             let at = format!("{at}.basic");
             if b.username.is_empty() || b.username.contains(':') {
-                p.push(
-                    format!("{at}.username"),
-                    "must not be empty or contain ':'",
-                );
+                p.push(format!("{at}.username"), "must not be empty or contain ':'");
             }
             check_one_of(
                 p,
@@ -293,10 +290,7 @@ pub(super) fn check_rate_limit(p: &mut Problems, at: &str, r: &RateLimitConfig) 
         );
     }
     if r.records_per_second == Some(0) {
-        p.push(
-            format!("{at}.records_per_second"),
-            "must be greater than 0",
-        );
+        p.push(format!("{at}.records_per_second"), "must be greater than 0");
     }
     if r.bytes_per_second.is_some_and(|b| b.0 == 0) {
         p.push(format!("{at}.bytes_per_second"), "must be greater than 0");

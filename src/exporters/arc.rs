@@ -330,7 +330,13 @@ mod tests {
 
     /// Runs `windows` windows of RTT `rtt`: a saturating start, then one
     /// sample at the window's end. Returns the limit after each window.
-    fn run(c: &mut Controller, now: &mut Instant, windows: usize, rtt: Duration, fb: Feedback) -> Vec<usize> {
+    fn run(
+        c: &mut Controller,
+        now: &mut Instant,
+        windows: usize,
+        rtt: Duration,
+        fb: Feedback,
+    ) -> Vec<usize> {
         (0..windows)
             .map(|_| {
                 c.started(c.limit());
@@ -345,7 +351,10 @@ mod tests {
     fn a_healthy_saturated_backend_gets_one_more_per_window_up_to_the_ceiling() {
         let mut now = Instant::now();
         let mut c = Controller::new(cfg(1, 5, 0.9), 1, now);
-        assert_eq!(run(&mut c, &mut now, 6, RTT, Feedback::Healthy), vec![2, 3, 4, 5, 5, 5]);
+        assert_eq!(
+            run(&mut c, &mut now, 6, RTT, Feedback::Healthy),
+            vec![2, 3, 4, 5, 5, 5]
+        );
     }
 
     #[test]
@@ -368,14 +377,20 @@ mod tests {
             vec![20, 10, 5, 2, 2, 2]
         );
         let mut c = Controller::new(cfg(1, 64, 0.9), 10, now);
-        assert_eq!(run(&mut c, &mut now, 3, RTT, Feedback::BackPressure), vec![9, 8, 7]);
+        assert_eq!(
+            run(&mut c, &mut now, 3, RTT, Feedback::BackPressure),
+            vec![9, 8, 7]
+        );
     }
 
     #[test]
     fn neutral_outcomes_change_nothing() {
         let mut now = Instant::now();
         let mut c = Controller::new(cfg(1, 64, 0.5), 8, now);
-        assert_eq!(run(&mut c, &mut now, 4, RTT, Feedback::Neutral), vec![8, 8, 8, 8]);
+        assert_eq!(
+            run(&mut c, &mut now, 4, RTT, Feedback::Neutral),
+            vec![8, 8, 8, 8]
+        );
     }
 
     #[test]
@@ -392,7 +407,10 @@ mod tests {
         // Twice the baseline: the backend queues our requests.
         c.started(c.limit());
         now += 2 * RTT;
-        assert_eq!(c.record(now, Duration::from_millis(200), Feedback::Healthy), 7);
+        assert_eq!(
+            c.record(now, Duration::from_millis(200), Feedback::Healthy),
+            7
+        );
     }
 
     #[test]
@@ -422,13 +440,28 @@ mod tests {
             reason,
             detail: String::new(),
         };
-        assert_eq!(feedback(&Outcome::Accepted { rejected: 0, message: String::new() }), Feedback::Healthy);
-        for r in ["http_429", "http_503", "grpc_unavailable", "timeout", "connect"] {
+        assert_eq!(
+            feedback(&Outcome::Accepted {
+                rejected: 0,
+                message: String::new()
+            }),
+            Feedback::Healthy
+        );
+        for r in [
+            "http_429",
+            "http_503",
+            "grpc_unavailable",
+            "timeout",
+            "connect",
+        ] {
             assert_eq!(feedback(&retry(r)), Feedback::BackPressure, "{r}");
         }
         assert_eq!(feedback(&retry("auth")), Feedback::Neutral);
         assert_eq!(feedback(&retry("tls")), Feedback::Neutral);
-        let permanent = Outcome::Permanent { reason: "http_401", detail: String::new() };
+        let permanent = Outcome::Permanent {
+            reason: "http_401",
+            detail: String::new(),
+        };
         assert_eq!(feedback(&permanent), Feedback::Neutral);
     }
 

@@ -70,9 +70,7 @@ impl Auth {
     ///
     /// # Errors
     /// A retryable `auth` outcome when no token could be had.
-    pub(crate) async fn authorization(
-        &self,
-    ) -> Result<Option<(HeaderValue, Presented)>, Outcome> {
+    pub(crate) async fn authorization(&self) -> Result<Option<(HeaderValue, Presented)>, Outcome> {
         match self {
             Auth::None => Ok(None),
             Auth::Basic(v) => Ok(Some((v.clone(), Presented::Static))),

@@ -220,7 +220,8 @@ impl TokenSource {
         let basic = match self.client_auth {
             ClientAuth::Basic => {
                 // RFC 6749 §2.3.1: both parts form-encoded, then base64.
-                let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
                 let pair = format!("{}:{}", enc(&self.client_id), enc(secret));
                 let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
                 let value = sensitive_value("auth.oauth2", &format!("Basic {b64}"))
@@ -240,9 +241,8 @@ impl TokenSource {
     async fn fetch(&self) -> Result<(HeaderValue, Option<Duration>), String> {
         let secret = match &self.secret {
             SecretSource::Inline(s) => s.expose().to_owned(),
-            SecretSource::File(path) => {
-                read_secret_file("auth.oauth2.client_secret_file", path).map_err(|e| e.to_string())?
-            }
+            SecretSource::File(path) => read_secret_file("auth.oauth2.client_secret_file", path)
+                .map_err(|e| e.to_string())?,
         };
         let (body, basic) = self.form(&secret)?;
         let mut request = self
@@ -282,16 +282,18 @@ impl TokenSource {
             )));
         }
         let parsed = parse_token(&body).map_err(mask)?;
-        let value = sensitive_value("auth.oauth2", &format!("Bearer {}", parsed.0))
-            .map_err(|_| "the token endpoint sent a token that is not a valid header value".to_owned())?;
+        let value =
+            sensitive_value("auth.oauth2", &format!("Bearer {}", parsed.0)).map_err(|_| {
+                "the token endpoint sent a token that is not a valid header value".to_owned()
+            })?;
         Ok((value, parsed.1))
     }
 }
 
 /// `access_token` and `expires_in` of a successful token response.
 fn parse_token(body: &[u8]) -> Result<(String, Option<Duration>), String> {
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| format!("the token response is not JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the token response is not JSON: {e}"))?;
     let token = v
         .get("access_token")
         .and_then(serde_json::Value::as_str)
@@ -300,7 +302,9 @@ fn parse_token(body: &[u8]) -> Result<(String, Option<Duration>), String> {
     if let Some(kind) = v.get("token_type").and_then(serde_json::Value::as_str)
         && !kind.eq_ignore_ascii_case("bearer")
     {
-        return Err(format!("token_type {kind:?} is not supported (bearer only)"));
+        return Err(format!(
+            "token_type {kind:?} is not supported (bearer only)"
+        ));
     }
     // Some providers send the number as a string.
     let expires_in = match v.get("expires_in") {
@@ -349,32 +353,31 @@ mod tests {
     async fn idp(idp: Idp) -> (String, Idp) {
         crate::tools::install_crypto_provider();
         let state = idp.clone();
-        let app = axum::Router::new().fallback(
-            move |headers: http::HeaderMap, body: String| {
-                let s = state.clone();
-                async move {
-                    let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
-                    let auth = headers
-                        .get("authorization")
-                        .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default();
-                    *s.last.lock().unwrap() = (auth, body);
-                    // Long enough for concurrent callers to pile up.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if s.refuse {
-                        return (
-                            http::StatusCode::UNAUTHORIZED,
-                            r#"{"error":"invalid_client","error_description":"bad s3cret"}"#.to_owned(),
-                        );
-                    }
-                    let mut answer = serde_json::json!({"access_token": format!("tok-{n}"), "token_type": "Bearer"});
-                    if let Some(e) = s.expires_in {
-                        answer["expires_in"] = e.into();
-                    }
-                    (http::StatusCode::OK, answer.to_string())
+        let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: String| {
+            let s = state.clone();
+            async move {
+                let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                *s.last.lock().unwrap() = (auth, body);
+                // Long enough for concurrent callers to pile up.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if s.refuse {
+                    return (
+                        http::StatusCode::UNAUTHORIZED,
+                        r#"{"error":"invalid_client","error_description":"bad s3cret"}"#.to_owned(),
+                    );
                 }
-            },
-        );
+                let mut answer =
+                    serde_json::json!({"access_token": format!("tok-{n}"), "token_type": "Bearer"});
+                if let Some(e) = s.expires_in {
+                    answer["expires_in"] = e.into();
+                }
+                (http::StatusCode::OK, answer.to_string())
+            }
+        });
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, app).await });
@@ -397,9 +400,18 @@ mod tests {
 
     #[test]
     fn refresh_is_at_80_percent_and_at_most_30s_early() {
-        assert_eq!(refresh_after(Duration::from_secs(2)), Duration::from_millis(1600));
-        assert_eq!(refresh_after(Duration::from_secs(100)), Duration::from_secs(80));
-        assert_eq!(refresh_after(Duration::from_secs(3600)), Duration::from_secs(3570));
+        assert_eq!(
+            refresh_after(Duration::from_secs(2)),
+            Duration::from_millis(1600)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(100)),
+            Duration::from_secs(80)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(3600)),
+            Duration::from_secs(3570)
+        );
     }
 
     #[tokio::test]
@@ -447,7 +459,10 @@ mod tests {
         assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
         let (auth, form) = idp.last.lock().unwrap().clone();
         assert!(auth.is_empty(), "body client auth sends no header");
-        assert!(form.ends_with("&client_id=my+client&client_secret=s3cret"), "{form}");
+        assert!(
+            form.ends_with("&client_id=my+client&client_secret=s3cret"),
+            "{form}"
+        );
     }
 
     #[tokio::test]

@@ -101,8 +101,12 @@ impl RateLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         #[allow(clippy::cast_precision_loss)]
         let (records, bytes) = (records as f64, bytes as f64);
-        let r = b.0.as_mut().map_or(Duration::ZERO, |t| t.reserve(now, records));
-        let y = b.1.as_mut().map_or(Duration::ZERO, |t| t.reserve(now, bytes));
+        let r =
+            b.0.as_mut()
+                .map_or(Duration::ZERO, |t| t.reserve(now, records));
+        let y =
+            b.1.as_mut()
+                .map_or(Duration::ZERO, |t| t.reserve(now, bytes));
         r.max(y)
     }
 }
@@ -120,7 +124,10 @@ mod tests {
     /// Equal within a microsecond (the waits come from f64 arithmetic).
     #[track_caller]
     fn assert_close(got: Duration, want: Duration) {
-        assert!(got.abs_diff(want) < Duration::from_micros(1), "{got:?} != {want:?}");
+        assert!(
+            got.abs_diff(want) < Duration::from_micros(1),
+            "{got:?} != {want:?}"
+        );
     }
 
     #[test]
