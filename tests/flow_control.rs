@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +35,28 @@ fn records_at(sink: &SinkHandle, key: &str) -> u64 {
     sink.stats().endpoints.get(key).map_or(0, |e| e.records)
 }
 
+/// Starts seedgate with `rest` (pipelines, batch, ...) appended to the test
+/// config, loads `count` records in requests of `per_request` over gRPC and
+/// checks they were all acknowledged; returns it and the acked file.
+async fn start_loaded(dir: &Path, rest: &str, count: u64, per_request: u64) -> (Seedgate, PathBuf) {
+    let sg = Seedgate::start(dir, &config_yaml(&dir.join("data"), rest)).await;
+    let acked = dir.join("acked");
+    let (count_flag, per_request_flag) = (count.to_string(), per_request.to_string());
+    let summary = support::load(
+        sg.grpc_endpoint(),
+        &[
+            "--count",
+            &count_flag,
+            "--records-per-request",
+            &per_request_flag,
+        ],
+        Some(&acked),
+    )
+    .await;
+    assert_eq!(summary.records_acked, count);
+    (sg, acked)
+}
+
 async fn metric(sg: &Seedgate, name: &str, labels: &[&str]) -> f64 {
     sg.metric(name, labels).await.unwrap_or(0.0)
 }
@@ -52,10 +75,8 @@ async fn basic_and_header_auth_get_through_and_a_wrong_password_is_a_counted_401
     let pw_file = dir.path().join("password");
     std::fs::write(&pw_file, "right-pw-4711\n").unwrap();
     let http = sink.http_endpoint();
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\npipelines:
+    let rest = format!(
+        "batch:\n  timeout: 10ms\npipelines:
   - name: basic-http
     signals: [logs]
     output:
@@ -77,19 +98,10 @@ async fn basic_and_header_auth_get_through_and_a_wrong_password_is_a_counted_401
       auth:
         basic: {{ username: seedgate, password: wrong-pw-9999 }}
 ",
-            pw_file.display(),
-            sink.grpc_endpoint()
-        ),
+        pw_file.display(),
+        sink.grpc_endpoint()
     );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
-    let acked = dir.path().join("acked");
-    let summary = support::load(
-        sg.grpc_endpoint(),
-        &["--count", "1000", "--records-per-request", "50"],
-        Some(&acked),
-    )
-    .await;
-    assert_eq!(summary.records_acked, 1000);
+    let (sg, _) = start_loaded(dir.path(), &rest, 1000, 50).await;
     let grpc_key = sink.grpc_addr().to_string();
     eventually(
         "both authorized pipelines delivered everything",
@@ -318,18 +330,7 @@ async fn every_compression_reaches_the_sink_decodable() {
         "  - name: grpc-gzip\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: '{}', compression: gzip }}\n",
         sink.grpc_endpoint()
     ));
-    let sg = Seedgate::start(
-        dir.path(),
-        &config_yaml(&dir.path().join("data"), &pipelines),
-    )
-    .await;
-    let summary = support::load(
-        sg.http_endpoint(),
-        &["--protocol", "http", "--count", "500"],
-        None,
-    )
-    .await;
-    assert_eq!(summary.records_acked, 500);
+    let (_sg, _) = start_loaded(dir.path(), &pipelines, 500, 100).await;
     let grpc_key = sink.grpc_addr().to_string();
     eventually("every pipeline's records decoded at the sink", async || {
         ["/none", "/gzip", "/zstd", grpc_key.as_str()]
@@ -448,10 +449,8 @@ async fn adaptive_concurrency_rises_when_healthy_and_falls_on_errors() {
         latency: Some(Duration::from_millis(100)),
         ..Fault::default()
     });
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:
+    let rest = format!(
+        "pipelines:
   - name: arc
     signals: [logs]
     output: {{ type: otlp_grpc, endpoint: '{}' }}
@@ -462,18 +461,9 @@ async fn adaptive_concurrency_rises_when_healthy_and_falls_on_errors() {
       adaptive_concurrency: {{ enabled: true, min: 1, max: 16, decrease_ratio: 0.5 }}
     retry: {{ initial_interval: 50ms, max_interval: 200ms }}
 ",
-            sink.grpc_endpoint()
-        ),
+        sink.grpc_endpoint()
     );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
-    let acked = dir.path().join("acked");
-    let summary = support::load(
-        sg.grpc_endpoint(),
-        &["--count", "30000", "--records-per-request", "50"],
-        Some(&acked),
-    )
-    .await;
-    assert_eq!(summary.records_acked, 30000);
+    let (sg, acked) = start_loaded(dir.path(), &rest, 30000, 50).await;
     let labels = ["destination=\"arc\""];
     let limit = async || metric(&sg, "seedgate_exporter_concurrency_limit", &labels).await;
     let peak = eventually("the limit rises above the floor", async || {

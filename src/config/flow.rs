@@ -333,6 +333,14 @@ pub(super) fn check_adaptive(p: &mut Problems, at: &str, a: &AdaptiveConcurrency
 mod tests {
     use super::super::parse;
 
+    #[track_caller]
+    fn assert_problems(yaml: &str, wanted: &[&str]) {
+        let err = parse("c.yaml", yaml).unwrap_err().to_string();
+        for want in wanted {
+            assert!(err.contains(want), "{want} missing from:\n{err}");
+        }
+    }
+
     #[test]
     fn secret_debug_and_serialize_are_redacted() {
         let s = super::Secret::new("hunter2");
@@ -358,25 +366,25 @@ mod tests {
         assert_eq!(rl.bytes_per_second.unwrap().0, 1024 * 1024);
 
         let bad = "pipelines:\n  - name: a\n    output:\n      type: otlp_http\n      endpoint: http://x:1\n      headers: [{ name: Authorization, value: x }]\n      auth:\n        basic: { username: u, password: p, password_file: /f }\n      rate_limit: { burst: 0s }\n    batch:\n      adaptive_concurrency: { enabled: true, min: 9, max: 8, decrease_ratio: 1.5 }\n";
-        let err = parse("c.yaml", bad).unwrap_err().to_string();
-        for want in [
-            "pipelines[0].output.auth: sets the Authorization header",
-            "pipelines[0].output.auth.basic.password: give password or password_file, not both",
-            "pipelines[0].output.rate_limit: records_per_second or bytes_per_second is required",
-            "pipelines[0].output.rate_limit.burst",
-            "pipelines[0].batch.adaptive_concurrency.min",
-            "pipelines[0].batch.adaptive_concurrency.decrease_ratio",
-        ] {
-            assert!(err.contains(want), "{want} missing from:\n{err}");
-        }
+        assert_problems(
+            bad,
+            &[
+                "pipelines[0].output.auth: sets the Authorization header",
+                "pipelines[0].output.auth.basic.password: give password or password_file, not both",
+                "pipelines[0].output.rate_limit: records_per_second or bytes_per_second is required",
+                "pipelines[0].output.rate_limit.burst",
+                "pipelines[0].batch.adaptive_concurrency.min",
+                "pipelines[0].batch.adaptive_concurrency.decrease_ratio",
+            ],
+        );
         let oauth = "pipelines:\n  - name: a\n    output:\n      type: otlp_http\n      endpoint: http://x:1\n      auth:\n        oauth2: { token_url: ftp://x, client_id: '' }\n";
-        let err = parse("c.yaml", oauth).unwrap_err().to_string();
-        for want in [
-            "auth.oauth2.token_url",
-            "auth.oauth2.client_id",
-            "auth.oauth2.client_secret: client_secret or client_secret_file is required",
-        ] {
-            assert!(err.contains(want), "{want} missing from:\n{err}");
-        }
+        assert_problems(
+            oauth,
+            &[
+                "auth.oauth2.token_url",
+                "auth.oauth2.client_id",
+                "auth.oauth2.client_secret: client_secret or client_secret_file is required",
+            ],
+        );
     }
 }

@@ -85,6 +85,22 @@ impl Auth {
         }
     }
 
+    /// Runs one attempt with the `Authorization` value (if any), then tells
+    /// the credentials how it ended. No attempt when no token could be had.
+    pub(crate) async fn around<F>(&self, attempt: impl FnOnce(Option<HeaderValue>) -> F) -> Outcome
+    where
+        F: Future<Output = Outcome>,
+    {
+        let presented = match self.authorization().await {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let (value, presented) = presented.unzip();
+        let outcome = attempt(value).await;
+        self.observe(presented, &outcome);
+        outcome
+    }
+
     /// Tells the credentials how an attempt ended: a 401 / `UNAUTHENTICATED`
     /// to a token invalidates it.
     pub(crate) fn observe(&self, presented: Option<Presented>, outcome: &Outcome) {

@@ -99,14 +99,7 @@ impl GrpcExporter {
 
     /// One `Export` call with the output's credentials; see the module doc.
     pub async fn send(&self, body: Bytes) -> Outcome {
-        let presented = match self.auth.authorization().await {
-            Ok(p) => p,
-            Err(outcome) => return outcome,
-        };
-        let (value, presented) = presented.unzip();
-        let outcome = self.attempt(body, value).await;
-        self.auth.observe(presented, &outcome);
-        outcome
+        self.auth.around(|auth| self.attempt(body, auth)).await
     }
 
     async fn attempt(&self, body: Bytes, authorization: Option<http::HeaderValue>) -> Outcome {
