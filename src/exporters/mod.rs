@@ -34,6 +34,10 @@
 //! | `transport` | retryable | any other I/O failure between us and the backend |
 //! | `encode` | permanent | the request could not be compressed or rendered (stdout) |
 //! | `io` | retryable | writing to stdout failed |
+//!
+//! A 401 (`http_401`) or `grpc_unauthenticated` stays permanent with an
+//! `auth` block too; it also drops the cached OAuth2 token (`auth.rs`), so
+//! the next batch fetches a new one.
 
 use std::path::PathBuf;
 use std::time::Duration;
