@@ -481,6 +481,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_backend_401_or_unauthenticated_drops_the_token_it_was_sent() {
+        use super::super::Outcome;
+        let (url, idp) = idp(Idp::default()).await;
+        let mut o = crate::config::OutputConfig::of_kind(crate::config::OutputType::OtlpGrpc);
+        o.auth = Some(crate::config::AuthConfig::Oauth2(config(&url)));
+        let auth = super::super::auth::Auth::build(&o).unwrap();
+        let refused = |reason| Outcome::Permanent {
+            reason,
+            detail: String::new(),
+        };
+        let mut seen = Vec::new();
+        for outcome in [
+            refused("http_400"),
+            refused("http_401"),
+            refused("grpc_unauthenticated"),
+        ] {
+            let got = auth.around(async |value| {
+                seen.push(value.unwrap().to_str().unwrap().to_owned());
+                outcome
+            });
+            got.await;
+        }
+        // A 400 says nothing about the token; each refusal costs one fetch.
+        assert_eq!(seen, ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]);
+        let (v, _) = auth.authorization().await.unwrap().unwrap();
+        assert_eq!(v.to_str().unwrap(), "Bearer tok-3");
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn a_refusing_endpoint_is_a_retryable_auth_outcome_without_the_secret() {
         let (url, _idp) = idp(Idp {
             refuse: true,
