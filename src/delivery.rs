@@ -9,17 +9,21 @@
 //!   run (restart, process start) begins at the oldest entry still on disk,
 //!   so whatever was in flight is sent again: at-least-once;
 //! - one destination's loop never waits on another's: each has its own task
-//!   and queue, so a slow or dead backend slows nobody else.
+//!   and queue, so a slow or dead backend slows nobody else;
+//! - at most the [`Limiter`]'s limit of batches hold a slot at once (fixed
+//!   `batch.concurrency`, or adaptive: see [`crate::exporters::arc`]), and
+//!   every attempt first waits for the output's `rate_limit`, if any.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 
-use crate::config::{BatchConfig, RetryConfig};
+use crate::config::{BatchConfig, RateLimitConfig, RetryConfig};
+use crate::exporters::arc::{self, Limiter};
 use crate::exporters::backoff::ExponentialBackoff;
+use crate::exporters::rate_limit::RateLimiter;
 use crate::exporters::{Exporter, Outcome};
 use crate::metrics::{Dest, DestReason, Metrics};
 use crate::routing::Destination;
@@ -90,6 +94,42 @@ impl Heartbeat {
     }
 }
 
+/// A destination's flow control, shared by every run of its loop: the
+/// concurrency limiter and the rate limit.
+#[derive(Debug)]
+pub struct FlowControl {
+    limiter: Arc<Limiter>,
+    rate: Option<RateLimiter>,
+    throttled: AtomicBool,
+}
+
+impl FlowControl {
+    /// Fixed or adaptive concurrency per `batch`, and the output's rate limit.
+    pub fn new(batch: &BatchConfig, rate_limit: Option<&RateLimitConfig>) -> Self {
+        let limiter = if batch.adaptive_concurrency.enabled {
+            Limiter::adaptive(batch.adaptive_concurrency, batch.concurrency)
+        } else {
+            Limiter::fixed(batch.concurrency)
+        };
+        Self {
+            limiter: Arc::new(limiter),
+            rate: rate_limit.map(|r| RateLimiter::new(r, Instant::now())),
+            throttled: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the last send waited for the rate limit (the operator's
+    /// GatewayThrottling condition).
+    pub fn throttled(&self) -> bool {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// The concurrency limit now.
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
+    }
+}
+
 /// Everything one delivery loop needs.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -109,6 +149,8 @@ pub struct Delivery {
     pub metrics: Arc<Metrics>,
     /// Liveness.
     pub heartbeat: Arc<Heartbeat>,
+    /// Concurrency and rate limits.
+    pub flow: Arc<FlowControl>,
 }
 
 impl Delivery {
@@ -152,9 +194,60 @@ impl Delivery {
         gauge.set(i64::from(failing));
     }
 
+    /// Whether the last send waited for the rate limit.
+    pub fn throttled(&self) -> bool {
+        self.flow.throttled()
+    }
+
+    /// Copies the limiter's state into the per-pipeline gauges (shoot
+    /// clients share one label, so they have none).
+    fn flow_gauges(&self) {
+        if self.destination.kind != crate::routing::DestinationKind::Pipeline {
+            return;
+        }
+        let labels = self.labels();
+        let m = &self.metrics.flow;
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        m.concurrency_limit
+            .get_or_create(&labels)
+            .set(as_i64(self.flow.limiter.limit()));
+        m.inflight
+            .get_or_create(&labels)
+            .set(as_i64(self.flow.limiter.inflight()));
+        m.throttled
+            .get_or_create(&labels)
+            .set(i64::from(self.flow.throttled()));
+    }
+
+    /// Waits for the rate limit, if any, and records how long.
+    async fn throttle(&self, records: u64, bytes: u64) {
+        let Some(rate) = &self.flow.rate else {
+            return;
+        };
+        let wait = rate.reserve(Instant::now(), records, bytes);
+        self.flow
+            .throttled
+            .store(!wait.is_zero(), Ordering::Relaxed);
+        self.flow_gauges();
+        if !wait.is_zero() {
+            self.metrics
+                .flow
+                .throttled_seconds
+                .get_or_create(&self.labels())
+                .inc_by(wait.as_secs_f64());
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Runs until aborted.
     pub async fn run(self) {
-        let permits = Arc::new(Semaphore::new(self.batch.concurrency.max(1)));
+        let limiter = Arc::clone(&self.flow.limiter);
+        self.metrics
+            .flow
+            .throttled_seconds
+            .get_or_create(&self.labels())
+            .inc_by(0.0);
+        self.flow_gauges();
         let mut cursor = 0u64;
         let mut linger_since: Option<Instant> = None;
         let queue = Arc::clone(&self.destination.queue);
@@ -173,9 +266,7 @@ impl Delivery {
             self.heartbeat
                 .last_loop_ms
                 .store(Heartbeat::now_ms(), Ordering::Relaxed);
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                return;
-            };
+            let permit = limiter.acquire().await;
             let batch = match self.store.read_batch(
                 &queue,
                 cursor,
@@ -226,6 +317,8 @@ impl Delivery {
             }
             linger_since = None;
             cursor = batch.last + 1;
+            self.flow.limiter.started();
+            self.flow_gauges();
             let this = self.clone();
             self.heartbeat
                 .inflight_records
@@ -237,6 +330,7 @@ impl Delivery {
                     .inflight_records
                     .fetch_sub(batch.records, Ordering::Relaxed);
                 drop(permit);
+                this.flow_gauges();
             });
         }
     }
@@ -254,6 +348,7 @@ impl Delivery {
         let m = &self.metrics.exporter;
         let mut attempt = 0u32;
         loop {
+            self.throttle(records, body.len() as u64).await;
             self.heartbeat
                 .attempt_started_ms
                 .store(Heartbeat::now_ms(), Ordering::Relaxed);
@@ -262,9 +357,12 @@ impl Delivery {
             self.heartbeat
                 .attempt_started_ms
                 .store(0, Ordering::Relaxed);
+            let rtt = t0.elapsed();
             m.request_duration
                 .get_or_create(&labels)
-                .observe(t0.elapsed().as_secs_f64());
+                .observe(rtt.as_secs_f64());
+            self.flow.limiter.record(rtt, arc::feedback(&outcome));
+            self.flow_gauges();
             match outcome {
                 Outcome::Accepted { rejected, message } => {
                     self.set_failing(false);

@@ -8,7 +8,7 @@ use tokio::runtime::Handle;
 
 use crate::actors::loops::DeliveryPlan;
 use crate::config::{BatchConfig, LoadBalancingConfig, OutputConfig, QueueConfig, RetryConfig};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::Exporter;
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
@@ -101,6 +101,10 @@ impl Factory {
                 writer: self.writer.clone(),
                 metrics: Arc::clone(&self.metrics),
                 heartbeat: Arc::default(),
+                flow: Arc::new(FlowControl::new(
+                    &spec.batch,
+                    spec.output.rate_limit.as_ref(),
+                )),
             },
             balance,
         })

@@ -70,6 +70,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             writer: tx.clone(),
             metrics: Arc::clone(&metrics),
             heartbeat: Arc::default(),
+            flow: Arc::new(seedgate::delivery::FlowControl::new(&config.batch, None)),
         },
         balance: None,
     };

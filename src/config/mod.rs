@@ -18,10 +18,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::signal::Signal;
 
+pub mod flow;
 mod lines;
 pub mod loadbalancing;
 pub mod routing;
 
+pub use flow::{
+    AdaptiveConcurrencyConfig, AuthConfig, BasicAuthConfig, ClientAuth, OAuth2Config,
+    RateLimitConfig, Secret,
+};
 pub use loadbalancing::{DnsResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey};
 
 pub use routing::{
@@ -276,8 +281,11 @@ pub struct BatchConfig {
     /// Wait at most this long for a batch to fill.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Requests in flight at once to this destination.
+    /// Requests in flight at once to this destination (the starting limit
+    /// when `adaptive_concurrency` is enabled).
     pub concurrency: usize,
+    /// Let the in-flight limit follow the backend (AIMD).
+    pub adaptive_concurrency: AdaptiveConcurrencyConfig,
 }
 
 impl Default for BatchConfig {
@@ -287,6 +295,7 @@ impl Default for BatchConfig {
             max_records: DEFAULT_BATCH_MAX_RECORDS,
             timeout: DEFAULT_BATCH_TIMEOUT,
             concurrency: DEFAULT_EXPORT_CONCURRENCY,
+            adaptive_concurrency: AdaptiveConcurrencyConfig::default(),
         }
     }
 }
@@ -447,6 +456,12 @@ pub struct OutputConfig {
     /// Per-attempt timeout.
     #[serde(default = "default_export_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Credentials: `basic` or `oauth2`; absent: none beyond `headers`.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Records and bytes per second towards this backend; absent: unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl OutputConfig {
@@ -460,6 +475,8 @@ impl OutputConfig {
             compression: Compression::default(),
             tls: TlsConfig::default(),
             timeout: DEFAULT_EXPORT_TIMEOUT,
+            auth: None,
+            rate_limit: None,
         }
     }
 }
@@ -739,6 +756,11 @@ fn check_batch(p: &mut Problems, at: &str, b: &BatchConfig) {
     if b.concurrency == 0 || b.concurrency > 64 {
         p.push(format!("{at}.concurrency"), "must be between 1 and 64");
     }
+    flow::check_adaptive(
+        p,
+        &format!("{at}.adaptive_concurrency"),
+        &b.adaptive_concurrency,
+    );
 }
 
 fn check_retry(p: &mut Problems, at: &str, r: &RetryConfig) {
@@ -810,6 +832,16 @@ fn check_output_with(p: &mut Problems, at: &str, o: &OutputConfig, balanced: boo
     }
     if o.timeout.is_zero() {
         p.push(format!("{at}.timeout"), "must be greater than 0s");
+    }
+    if let Some(auth) = &o.auth {
+        let has_header = o
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("authorization"));
+        flow::check_auth(p, &format!("{at}.auth"), auth, has_header);
+    }
+    if let Some(r) = &o.rate_limit {
+        flow::check_rate_limit(p, &format!("{at}.rate_limit"), r);
     }
 }
 

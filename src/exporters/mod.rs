@@ -30,9 +30,14 @@
 //! | `connect` | retryable | the connection could not be made or was lost (refused, reset, DNS) |
 //! | `tls` | retryable | the TLS handshake failed (untrusted or misnamed server certificate, client certificate refused); gRPC only, HTTP reports these as `connect` |
 //! | `timeout` | retryable | the attempt took longer than `timeout` |
+//! | `auth` | retryable | no OAuth2 token could be had (token endpoint unreachable, refusing, or answering nonsense); permanent only for a credential that cannot be gRPC metadata |
 //! | `transport` | retryable | any other I/O failure between us and the backend |
 //! | `encode` | permanent | the request could not be compressed or rendered (stdout) |
 //! | `io` | retryable | writing to stdout failed |
+//!
+//! A 401 (`http_401`) or `grpc_unauthenticated` stays permanent with an
+//! `auth` block too; it also drops the cached OAuth2 token (`auth.rs`), so
+//! the next batch fetches a new one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,10 +47,14 @@ use bytes::Bytes;
 use crate::config::{OutputConfig, OutputType};
 use crate::signal::Signal;
 
+pub mod arc;
+pub(crate) mod auth;
 pub mod backoff;
+pub(crate) mod oauth2;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod outcome;
+pub mod rate_limit;
 pub mod stdout;
 #[cfg(test)]
 mod test_pki;

@@ -26,6 +26,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
+use super::auth::Auth;
 use super::outcome::{decode_partial_success, grpc_outcome};
 use super::{ExportError, Outcome, tls};
 use crate::config::{Compression, OutputConfig};
@@ -39,6 +40,7 @@ pub struct GrpcExporter {
     metadata: MetadataMap,
     signal: Signal,
     timeout: std::time::Duration,
+    auth: Auth,
 }
 
 impl GrpcExporter {
@@ -91,15 +93,34 @@ impl GrpcExporter {
             metadata: metadata(output)?,
             signal,
             timeout: output.timeout,
+            auth: Auth::build(output)?,
         })
     }
 
-    /// One `Export` call; see the module doc.
+    /// One `Export` call with the output's credentials; see the module doc.
     pub async fn send(&self, body: Bytes) -> Outcome {
+        self.auth.around(|auth| self.attempt(body, auth)).await
+    }
+
+    async fn attempt(&self, body: Bytes, authorization: Option<http::HeaderValue>) -> Outcome {
         // Grpc needs `&mut` to poll readiness; clones share the channel.
         let mut client = self.client.clone();
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
+        if let Some(value) = authorization {
+            match AsciiMetadataValue::try_from(value.as_bytes()) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    request.metadata_mut().insert("authorization", v);
+                }
+                Err(_) => {
+                    return Outcome::Permanent {
+                        reason: "auth",
+                        detail: "the credential is not valid gRPC metadata".to_owned(),
+                    };
+                }
+            }
+        }
         request.set_timeout(self.timeout);
         let path = PathAndQuery::from_static(self.signal.grpc_path());
         let attempt = async {

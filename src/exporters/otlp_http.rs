@@ -20,8 +20,9 @@ use std::error::Error as _;
 use std::io::Write;
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 
+use super::auth::Auth;
 use super::{ExportError, Outcome, outcome::http_outcome, tls};
 use crate::config::{Compression, OutputConfig};
 use crate::signal::Signal;
@@ -37,6 +38,7 @@ pub struct HttpExporter {
     url: reqwest::Url,
     signal: Signal,
     compression: Compression,
+    auth: Auth,
 }
 
 impl HttpExporter {
@@ -113,11 +115,16 @@ impl HttpExporter {
             url,
             signal,
             compression: output.compression,
+            auth: Auth::build(output)?,
         })
     }
 
-    /// One POST; see the module doc.
+    /// One POST with the output's credentials; see the module doc.
     pub async fn send(&self, body: Bytes) -> Outcome {
+        self.auth.around(|auth| self.attempt(body, auth)).await
+    }
+
+    async fn attempt(&self, body: Bytes, authorization: Option<http::HeaderValue>) -> Outcome {
         let body = match compress(self.compression, body).await {
             Ok(b) => b,
             Err(detail) => {
@@ -127,7 +134,11 @@ impl HttpExporter {
                 };
             }
         };
-        let mut response = match self.client.post(self.url.clone()).body(body).send().await {
+        let mut request = self.client.post(self.url.clone()).body(body);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => return transport_outcome(&e),
         };
@@ -202,7 +213,7 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
 
 /// The error and its causes on one line, without the URL (which may carry
 /// user info) and never with headers (reqwest does not print them).
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
         text = text.replace(url.as_str(), "<endpoint>");

@@ -53,7 +53,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{LoadBalancingConfig, OutputConfig};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::{ExportError, Exporter, Outcome};
 use crate::metrics::lb::{Backend as BackendLabels, DestSignal, Rerouted};
 use crate::proto::split::split;
@@ -344,6 +344,12 @@ impl Balancer {
             limits: d.limits,
         });
         delivery.exporter = Arc::new(exporter);
+        // Concurrency and rate limits are per backend: a dead backend's
+        // retries must not hold the permits of the live ones.
+        delivery.flow = Arc::new(FlowControl::new(
+            &self.input.batch,
+            self.balance.output.rate_limit.as_ref(),
+        ));
         let mut backend = Backend {
             delivery,
             task: None,

@@ -18,6 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::store::StoreMetrics;
 
+pub mod flow;
 pub mod kube;
 pub mod lb;
 pub mod shoot;
@@ -197,6 +198,8 @@ pub struct Metrics {
     pub queue: Arc<QueueMetrics>,
     /// Exporters.
     pub exporter: Arc<ExporterMetrics>,
+    /// Exporter flow control (rate limits, concurrency).
+    pub flow: Arc<flow::FlowMetrics>,
     /// Actors.
     pub actor: Arc<ActorMetrics>,
     /// Shoot clients and shoot routing.
@@ -226,6 +229,8 @@ impl Metrics {
         kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
         let lb = Arc::new(lb::LbMetrics::default());
         lb.register(registry.sub_registry_with_prefix("seedgate_lb"));
+        let flow = Arc::new(flow::FlowMetrics::default());
+        flow.register(registry.sub_registry_with_prefix("seedgate_exporter"));
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);
@@ -386,6 +391,7 @@ impl Metrics {
             store,
             queue,
             exporter,
+            flow,
             actor,
             shoot,
             kube,
@@ -594,6 +600,10 @@ mod tests {
         e.dropped_records.get_or_create(&dr).inc();
         e.request_duration.get_or_create(&d).observe(0.1);
         e.failing.get_or_create(&d).set(1);
+        m.flow.throttled_seconds.get_or_create(&d).inc_by(0.5);
+        m.flow.throttled.get_or_create(&d).set(1);
+        m.flow.concurrency_limit.get_or_create(&d).set(1);
+        m.flow.inflight.get_or_create(&d).set(1);
         m.actor
             .restarts
             .get_or_create(&ActorLabel { actor: "batcher" })

@@ -423,6 +423,8 @@ pub fn resolve<S: PipelineSpec>(
             ..TlsConfig::default()
         },
         timeout: config::DEFAULT_EXPORT_TIMEOUT,
+        auth: None,
+        rate_limit: None,
     };
     let input_spec = spec.otlp_input();
     let selector = input_spec.and_then(|i| i.namespaces.as_ref());

@@ -18,6 +18,10 @@
 //! - gRPC traffic is keyed by the `:authority` the client dialed, HTTP traffic
 //!   by the path prefix before `/v1/<signal>`, so one sink can stand in for
 //!   many backends.
+//! - With a required `Authorization` set ([`SinkOptions::authorization`],
+//!   [`SinkHandle::set_authorization`]), a request carrying none of the
+//!   accepted values is answered 401 / `UNAUTHENTICATED` before any fault and
+//!   counted in `requests_unauthorized`, not received.
 
 #![allow(clippy::print_stdout)]
 
@@ -93,6 +97,10 @@ pub struct SinkArgs {
     /// On exit, write the received seqs here in the acked-file format.
     #[arg(long)]
     pub received_file: Option<PathBuf>,
+    /// Answer 401 / UNAUTHENTICATED unless `Authorization` is exactly this
+    /// (repeatable: any of the values).
+    #[arg(long, value_name = "VALUE")]
+    pub require_authorization: Vec<String>,
 }
 
 /// How to start a sink in-process.
@@ -111,6 +119,8 @@ pub struct SinkOptions {
     /// Keep the seqs received per endpoint key and namespace (tests of
     /// routing; costs memory per record, so off for load runs).
     pub track_namespaces: bool,
+    /// Accepted `Authorization` values; empty: no check.
+    pub authorization: Vec<String>,
 }
 
 /// Seqs received per `(endpoint key, namespace)`.
@@ -126,6 +136,7 @@ impl Default for SinkOptions {
             fault: Fault::default(),
             down_for: None,
             track_namespaces: false,
+            authorization: Vec::new(),
         }
     }
 }
@@ -207,6 +218,8 @@ pub struct SinkStats {
     pub requests_refused: u64,
     /// Requests that could not be decompressed or decoded (answered 400).
     pub requests_invalid: u64,
+    /// Requests without an accepted `Authorization` (answered 401).
+    pub requests_unauthorized: u64,
     /// Per endpoint key: `/` or the HTTP path prefix (`/tenant-a`), or for
     /// gRPC the `:authority` (`127.0.0.1:4317`).
     pub endpoints: BTreeMap<String, EndpointStats>,
@@ -323,6 +336,7 @@ struct Shared {
     noop: bool,
     track_namespaces: bool,
     fault: Mutex<Fault>,
+    authorization: Mutex<Vec<String>>,
     counts: Mutex<Counts>,
     /// Set once after both listeners exist; weak so that handlers (owned by
     /// the listeners' routers) do not keep the listeners alive.
@@ -368,7 +382,19 @@ impl Shared {
         if !fault.only_endpoints.is_empty() && !fault.only_endpoints.contains(&key) {
             fault = Fault::default();
         }
+        let authorized = {
+            let accepted = lock(&self.authorization);
+            accepted.is_empty()
+                || headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| accepted.iter().any(|a| a == v))
+        };
         let answer = match decide_fault(&fault, rand::random::<f64>()) {
+            _ if !authorized => Answer::Refused {
+                status: 401,
+                retry_after: None,
+            },
             Some((status, retry_after)) => Answer::Refused {
                 status,
                 retry_after,
@@ -387,6 +413,7 @@ impl Shared {
                 })
                 .collect();
             match answer {
+                _ if !authorized => counts.stats.requests_unauthorized += 1,
                 Answer::Refused { .. } => counts.stats.requests_refused += 1,
                 Answer::Invalid(_) => counts.stats.requests_invalid += 1,
                 Answer::Accepted => {}
@@ -683,6 +710,11 @@ impl SinkHandle {
         *lock(&self.shared.fault) = fault;
     }
 
+    /// Replaces the accepted `Authorization` values (empty: no check).
+    pub fn set_authorization(&self, accepted: Vec<String>) {
+        *lock(&self.shared.authorization) = accepted;
+    }
+
     /// The injected faults in force.
     pub fn fault(&self) -> Fault {
         lock(&self.shared.fault).clone()
@@ -726,6 +758,7 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
         noop: opts.noop,
         track_namespaces: opts.track_namespaces,
         fault: Mutex::new(opts.fault),
+        authorization: Mutex::new(opts.authorization),
         counts: Mutex::new(Counts::default()),
         listeners: OnceLock::new(),
     });
@@ -1061,6 +1094,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         },
         down_for: args.down_for,
         track_namespaces: false,
+        authorization: args.require_authorization,
     };
     let handle = start(opts).await?;
     eprintln!(

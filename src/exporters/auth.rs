@@ -1,0 +1,213 @@
+//! The `Authorization` value of an output's `auth` block, shared by both
+//! OTLP senders.
+//!
+//! [`Auth::authorization`] is called once per attempt: `basic` answers with
+//! a value computed at build time, `oauth2` with the cached token (fetching
+//! it first when there is none or it is due for refresh, see [`oauth2`]).
+//! A token endpoint that cannot be reached or refuses us makes the attempt
+//! [`Outcome::Retryable`] with reason `auth`: the data stays queued until
+//! the identity provider is back.
+//!
+//! Invariants:
+//! - every value handed out is marked sensitive (kept out of `Debug` and
+//!   HPACK tables), and no error text carries a credential;
+//! - after the backend answered 401 / `UNAUTHENTICATED` to a token,
+//!   [`Auth::rejected`] drops that token, so the next batch asks for a new
+//!   one (the rejected batch itself is dropped as permanent: a token the
+//!   provider just issued being refused is a configuration problem).
+//!
+//! [`oauth2`]: super::oauth2
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::HeaderValue;
+
+use super::oauth2::{TokenSource, Used};
+use super::{ExportError, Outcome};
+use crate::config::{AuthConfig, BasicAuthConfig, OutputConfig};
+
+/// The credentials of one exporter.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Auth {
+    /// No `auth` block.
+    #[default]
+    None,
+    /// `Basic base64(user:password)`, computed once.
+    Basic(HeaderValue),
+    /// A client-credentials token source shared by all clones.
+    OAuth2(Arc<TokenSource>),
+}
+
+/// What an attempt was sent with, for [`Auth::rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// Nothing or a static value.
+    Static,
+    /// An OAuth2 token.
+    Token(Used),
+}
+
+// === impl Auth ===
+
+impl Auth {
+    /// Builds the credentials of `output`; reads `password_file` and checks
+    /// `client_secret_file` is readable. No network I/O.
+    ///
+    /// # Errors
+    /// [`ExportError::ReadFile`] for an unreadable file, [`ExportError::Build`]
+    /// for a value that cannot be a header, [`ExportError::Client`] when the
+    /// token client cannot be made.
+    pub(crate) fn build(output: &OutputConfig) -> Result<Self, ExportError> {
+        match &output.auth {
+            None => Ok(Auth::None),
+            Some(AuthConfig::Basic(b)) => Ok(Auth::Basic(basic_value(b)?)),
+            Some(AuthConfig::Oauth2(o)) => Ok(Auth::OAuth2(Arc::new(TokenSource::build(o)?))),
+        }
+    }
+
+    /// The `Authorization` value for the next attempt, if any.
+    ///
+    /// # Errors
+    /// A retryable `auth` outcome when no token could be had.
+    pub(crate) async fn authorization(&self) -> Result<Option<(HeaderValue, Presented)>, Outcome> {
+        match self {
+            Auth::None => Ok(None),
+            Auth::Basic(v) => Ok(Some((v.clone(), Presented::Static))),
+            Auth::OAuth2(source) => match source.token().await {
+                Ok((value, used)) => Ok(Some((value, Presented::Token(used)))),
+                Err(detail) => Err(Outcome::Retryable {
+                    after: None,
+                    reason: "auth",
+                    detail,
+                }),
+            },
+        }
+    }
+
+    /// Runs one attempt with the `Authorization` value (if any), then tells
+    /// the credentials how it ended. No attempt when no token could be had.
+    pub(crate) async fn around<F>(&self, attempt: impl FnOnce(Option<HeaderValue>) -> F) -> Outcome
+    where
+        F: Future<Output = Outcome>,
+    {
+        let presented = match self.authorization().await {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let (value, presented) = presented.unzip();
+        let outcome = attempt(value).await;
+        self.observe(presented, &outcome);
+        outcome
+    }
+
+    /// Tells the credentials how an attempt ended: a 401 / `UNAUTHENTICATED`
+    /// to a token invalidates it.
+    pub(crate) fn observe(&self, presented: Option<Presented>, outcome: &Outcome) {
+        let unauthorized = matches!(
+            outcome,
+            Outcome::Permanent {
+                reason: "http_401" | "grpc_unauthenticated",
+                ..
+            }
+        );
+        if let (true, Auth::OAuth2(source), Some(Presented::Token(used))) =
+            (unauthorized, self, presented)
+        {
+            source.invalidate(used);
+        }
+    }
+}
+
+/// `Basic base64(username:password)`, marked sensitive.
+fn basic_value(b: &BasicAuthConfig) -> Result<HeaderValue, ExportError> {
+    let password = match (&b.password, &b.password_file) {
+        (Some(p), _) => p.expose().to_owned(),
+        (None, Some(path)) => read_secret_file("auth.basic.password_file", path)?,
+        (None, None) => {
+            return Err(ExportError::Build {
+                field: "auth.basic",
+                reason: "password or password_file is required".to_owned(),
+            });
+        }
+    };
+    let pair = format!("{}:{password}", b.username);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    sensitive_value("auth.basic", &format!("Basic {encoded}"))
+}
+
+/// A secret file's content without the trailing newline.
+pub(crate) fn read_secret_file(
+    field: &'static str,
+    path: &std::path::Path,
+) -> Result<String, ExportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExportError::ReadFile {
+        field,
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// A header value marked sensitive; the error never shows the value.
+pub(crate) fn sensitive_value(
+    field: &'static str,
+    value: &str,
+) -> Result<HeaderValue, ExportError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| ExportError::Build {
+        field,
+        reason: "the credential is not a valid header value".to_owned(),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::config::{OutputType, Secret};
+
+    fn basic(password: &str) -> OutputConfig {
+        let mut o = OutputConfig::of_kind(OutputType::OtlpHttp);
+        o.auth = Some(AuthConfig::Basic(BasicAuthConfig {
+            username: "user".into(),
+            password: Some(Secret::new(password)),
+            password_file: None,
+        }));
+        o
+    }
+
+    #[tokio::test]
+    async fn basic_is_the_rfc_7617_value_and_sensitive() {
+        let auth = Auth::build(&basic("pa ss")).unwrap();
+        let (v, presented) = auth.authorization().await.unwrap().unwrap();
+        // base64("user:pa ss")
+        assert_eq!(v.to_str().unwrap(), "Basic dXNlcjpwYSBzcw==");
+        assert!(v.is_sensitive());
+        assert_eq!(presented, Presented::Static);
+        assert!(!format!("{auth:?}").contains("dXNlcjpwYSBzcw"), "{auth:?}");
+    }
+
+    #[test]
+    fn password_file_is_read_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "filepw\n").unwrap();
+        let mut o = basic("unused");
+        if let Some(AuthConfig::Basic(b)) = &mut o.auth {
+            b.password = None;
+            b.password_file = Some(path.clone());
+        }
+        let Auth::Basic(v) = Auth::build(&o).unwrap() else {
+            panic!("basic expected")
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode("user:filepw");
+        assert_eq!(v.to_str().unwrap(), format!("Basic {encoded}"));
+
+        std::fs::remove_file(&path).unwrap();
+        let err = Auth::build(&o).unwrap_err();
+        assert_eq!(err.kind(), "read_file");
+        assert!(!format!("{err} {err:?}").contains("filepw"), "{err}");
+    }
+}
