@@ -63,7 +63,9 @@ fn request() -> Vec<u8> {
                         let n = b * per_block + i;
                         let trace = (n * 7919) % TRACES;
                         Span {
-                            trace_id: (trace as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes().to_vec(),
+                            trace_id: (trace as u128 * 0x9e37_79b9_7f4a_7c15)
+                                .to_be_bytes()
+                                .to_vec(),
                             span_id: (n as u64 + 1).to_be_bytes().to_vec(),
                             name: format!("GET /api/items/{n}"),
                             start_time_unix_nano: 1_700_000_000_000_000_000 + n as u64,
@@ -106,7 +108,15 @@ fn bench(c: &mut Criterion) {
         });
     });
     g.bench_function("split_trace_id_1_owner", |b| {
-        b.iter(|| split(Signal::Traces, RoutingKey::TraceId, black_box(&buf), 4, &|_| 1));
+        b.iter(|| {
+            split(
+                Signal::Traces,
+                RoutingKey::TraceId,
+                black_box(&buf),
+                4,
+                &|_| 1,
+            )
+        });
     });
     g.finish();
 }

@@ -208,6 +208,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         stuck_after = stuck_after.max(s.output.timeout + STUCK_GRACE);
     }
     let health = HealthState::new();
+    health.set_unhealthy_after(config.admin.unhealthy_after);
 
     let grpc_l = bind_receiver("OTLP/gRPC", &config.receivers.grpc)?;
     let http_l = bind_receiver("OTLP/HTTP", &config.receivers.http)?;

@@ -75,8 +75,9 @@ impl Heartbeat {
         self.inflight_records.load(Ordering::Relaxed)
     }
 
-    /// Records the outcome of an attempt for [`Heartbeat::failing_for`].
-    fn record(&self, failing: bool) {
+    /// Records the outcome of an attempt for [`Heartbeat::failing_for`]
+    /// (the balancer records its backends' verdict as a whole).
+    pub fn record(&self, failing: bool) {
         if !failing {
             self.failing_since_ms.store(0, Ordering::Relaxed);
         } else if self.failing_since_ms.load(Ordering::Relaxed) == 0 {

@@ -8,7 +8,12 @@
 //!
 //! Live means: the LMDB writer thread looped within `WRITER_STUCK_AFTER`, and
 //! no delivery attempt has been running longer than its timeout allows.
-//! Ready means: the listeners are bound and the store is open.
+//! Ready means: the listeners are bound, the store is open, and at least one
+//! destination is healthy (or there is none): a destination is unhealthy
+//! once its sends have failed without a success for `admin.unhealthy_after`.
+//! A dead backend does not make the process unlive (restarting would not
+//! help) and one dead backend among several does not make it unready: data
+//! for it is still buffered, and the others still need the traffic.
 //! What survives a restart: everything (the state is shared, derived anew).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +42,11 @@ pub struct HealthState {
     live: AtomicBool,
     checked_at_ms: AtomicU64,
     problems: Mutex<Vec<String>>,
+    /// Millis a destination may fail before it is unhealthy.
+    unhealthy_after_ms: AtomicU64,
+    /// The destinations' verdicts: `(destination/signal, failing for)`,
+    /// the second set only for an unhealthy one.
+    destinations: Mutex<Vec<(String, Option<Duration>)>>,
 }
 
 impl HealthState {
@@ -58,6 +68,19 @@ impl HealthState {
         self.storage_open.store(v, Ordering::SeqCst);
     }
 
+    /// How long a destination may fail without a success and stay healthy.
+    pub fn set_unhealthy_after(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.unhealthy_after_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn unhealthy_after(&self) -> Duration {
+        match self.unhealthy_after_ms.load(Ordering::SeqCst) {
+            0 => crate::config::DEFAULT_UNHEALTHY_AFTER,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
     /// `Ok` when ready, else why not.
     ///
     /// # Errors
@@ -65,10 +88,20 @@ impl HealthState {
     pub fn ready(&self) -> Result<(), String> {
         let mut why = Vec::new();
         if !self.listeners_bound.load(Ordering::SeqCst) {
-            why.push("listeners not bound");
+            why.push("listeners not bound".to_owned());
         }
         if !self.storage_open.load(Ordering::SeqCst) {
-            why.push("storage not open");
+            why.push("storage not open".to_owned());
+        }
+        if let Ok(d) = self.destinations.lock()
+            && !d.is_empty()
+            && d.iter().all(|(_, failing)| failing.is_some())
+        {
+            let each: Vec<String> = d
+                .iter()
+                .map(|(name, f)| format!("{name} failing for {}s", f.unwrap_or_default().as_secs()))
+                .collect();
+            why.push(format!("no destination is healthy: {}", each.join(", ")));
         }
         if why.is_empty() {
             Ok(())
@@ -90,6 +123,12 @@ impl HealthState {
             .lock()
             .map(|p| p.join("; "))
             .unwrap_or_default())
+    }
+
+    fn record_destinations(&self, verdicts: Vec<(String, Option<Duration>)>) {
+        if let Ok(mut d) = self.destinations.lock() {
+            *d = verdicts;
+        }
     }
 
     fn record(&self, problems: Vec<String>) {
@@ -128,6 +167,18 @@ pub fn problems<'a>(
         }
     }
     out
+}
+
+/// Per destination (`name/signal`): how long it has failed, if longer
+/// than `after` (unhealthy), else `None`.
+pub fn destination_verdicts(
+    beats: &[(String, Arc<crate::delivery::Heartbeat>)],
+    after: Duration,
+) -> Vec<(String, Option<Duration>)> {
+    beats
+        .iter()
+        .map(|(name, hb)| (name.clone(), hb.failing_for().filter(|f| *f >= after)))
+        .collect()
 }
 
 /// See the module doc.
@@ -175,6 +226,7 @@ impl Actor for Health {
             let idle = Instant::now().saturating_duration_since(this.store.writer_heartbeat());
             let state = Arc::clone(&this.state);
             let limit = this.export_stuck_after;
+            let metrics = Arc::clone(&this.metrics);
             let ask = this.heartbeats.send(Heartbeats);
             ctx.spawn(
                 async move {
@@ -185,6 +237,24 @@ impl Actor for Health {
                         .iter()
                         .map(|(name, hb)| (name.as_str(), hb.attempt_age()));
                     state.record(problems(idle, attempts, limit));
+                    let after = state.unhealthy_after();
+                    let verdicts = destination_verdicts(&beats, after);
+                    for (key, failing) in &verdicts {
+                        if let Some((destination, signal)) = key.rsplit_once('/')
+                            && let Ok(signal) = signal.parse::<crate::signal::Signal>()
+                        {
+                            let labels = crate::metrics::Dest {
+                                destination: destination.to_owned(),
+                                signal: signal.as_str(),
+                            };
+                            metrics
+                                .exporter
+                                .healthy
+                                .get_or_create(&labels)
+                                .set(i64::from(failing.is_none()));
+                        }
+                    }
+                    state.record_destinations(verdicts);
                 }
                 .into_actor(this),
             );

@@ -64,6 +64,9 @@ pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
 /// Give up on a batch after this long; zero means retry forever.
 pub const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(0);
+/// How long a destination may fail without a success and still count as
+/// healthy.
+pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Per-attempt timeout of one export request.
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent in-flight export requests per destination.
@@ -187,6 +190,11 @@ pub struct AdminConfig {
     /// Serve `POST /debug/shoots/{namespace}/crash`, which makes that shoot
     /// client panic: for failure-isolation tests only, never in production.
     pub fault_injection: bool,
+    /// A destination whose sends have failed without a success for this
+    /// long is unhealthy: `/readyz` fails once every destination is, and
+    /// the pipeline's `GatewayHealthy` condition turns False.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: Duration,
 }
 
 impl Default for AdminConfig {
@@ -195,6 +203,7 @@ impl Default for AdminConfig {
             listen: DEFAULT_ADMIN_LISTEN.to_owned(),
             pprof: false,
             fault_injection: false,
+            unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
         }
     }
 }

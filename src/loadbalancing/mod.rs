@@ -480,6 +480,13 @@ impl Balancer {
     }
 
     fn refresh_gauges(&self) {
+        // The pipeline is healthy while some backend in the ring is: its
+        // heartbeat is what the health actor and the operator read.
+        let any_ok = self
+            .backends
+            .values()
+            .any(|b| b.up() && b.delivery.heartbeat.failing_for().is_none());
+        self.input.heartbeat.record(!any_ok);
         for (endpoint, b) in &self.backends {
             self.input
                 .metrics

@@ -163,6 +163,10 @@ pub struct ExporterMetrics {
     pub request_duration: LatencyFamily<Dest>,
     /// 1 while the destination's last attempt failed, else 0.
     pub failing: Family<Dest, Gauge>,
+    /// 1 unless the destination's sends have failed without a success for
+    /// longer than `admin.unhealthy_after` (for a load-balanced pipeline:
+    /// unless every backend has); set by the health actor.
+    pub healthy: Family<Dest, Gauge>,
 }
 
 /// The queues in LMDB, refreshed from the store at every scrape.
@@ -376,6 +380,11 @@ impl Metrics {
             "1 while the destination's last attempt failed",
             exporter.failing.clone(),
         );
+        r.register(
+            "healthy",
+            "1 unless the destination has failed without a success for longer than admin.unhealthy_after",
+            exporter.healthy.clone(),
+        );
 
         let r = registry.sub_registry_with_prefix("seedgate_actor");
         r.register(
@@ -425,6 +434,7 @@ impl Metrics {
         e.sent_requests.get_or_create(&labels).inc_by(0);
         e.sent_bytes.get_or_create(&labels).inc_by(0);
         e.failing.get_or_create(&labels).set(0);
+        e.healthy.get_or_create(&labels).set(1);
         for r in ["permanent", "max_elapsed", "rejected"] {
             e.dropped_records.get_or_create(&reason(r)).inc_by(0);
         }
