@@ -72,9 +72,9 @@ impl Factory {
         });
         let exporter = {
             let _enter = self.rt.enter();
-            Exporter::build(spec.output, spec.signal).with_context(|| {
-                format!("{}: cannot build its {} exporter", spec.name, spec.signal)
-            })?
+            Exporter::build(spec.output, spec.signal, destination.metrics_label()).with_context(
+                || format!("{}: cannot build its {} exporter", spec.name, spec.signal),
+            )?
         };
         Ok(DeliveryPlan {
             delivery: Delivery {

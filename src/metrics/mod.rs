@@ -20,6 +20,7 @@ use crate::store::StoreMetrics;
 
 pub mod kube;
 pub mod shoot;
+pub mod tls;
 
 pub use kube::KubeMetrics;
 pub use shoot::ShootMetrics;
@@ -221,6 +222,7 @@ impl Metrics {
         shoot.register(registry.sub_registry_with_prefix("seedgate_shoot"));
         let kube = Arc::new(KubeMetrics::default());
         kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
+        tls::global().register(&mut registry);
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);

@@ -111,6 +111,9 @@ pub struct SinkOptions {
     /// Keep the seqs received per endpoint key and namespace (tests of
     /// routing; costs memory per record, so off for load runs).
     pub track_namespaces: bool,
+    /// Serve both listeners over TLS with this config (tests of the
+    /// exporters' TLS; the config decides client authentication).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Seqs received per `(endpoint key, namespace)`.
@@ -126,6 +129,7 @@ impl Default for SinkOptions {
             fault: Fault::default(),
             down_for: None,
             track_namespaces: false,
+            tls: None,
         }
     }
 }
@@ -512,6 +516,7 @@ pub fn grpc_code_for_http(status: u16) -> Code {
 struct ListenerCtl {
     addr: SocketAddr,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -536,7 +541,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Accepts connections until aborted; aborting drops the listener (new
 /// connections are refused) and the `JoinSet` (open connections are closed).
-async fn accept_loop(listener: TcpListener, router: Router) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -545,21 +554,15 @@ async fn accept_loop(listener: TcpListener, router: Router) {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "sink: set_nodelay failed");
                     }
-                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    let router = router.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let mut builder = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        );
-                        builder
-                            .http2()
-                            .initial_stream_window_size(crate::grpc_codec::STREAM_WINDOW)
-                            .initial_connection_window_size(crate::grpc_codec::CONNECTION_WINDOW);
-                        let served = builder
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                        // A connection error only concerns that client.
-                        if let Err(e) = served {
-                            tracing::debug!(error = %e, "sink: connection ended with an error");
+                        match tls {
+                            None => serve_connection(stream, router).await,
+                            Some(config) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                                Ok(stream) => serve_connection(stream, router).await,
+                                Err(e) => tracing::debug!(error = %e, "sink: TLS handshake failed"),
+                            },
                         }
                     });
                 }
@@ -574,6 +577,27 @@ async fn accept_loop(listener: TcpListener, router: Router) {
     }
 }
 
+/// Serves HTTP/1 and HTTP/2 on one connection until it ends.
+async fn serve_connection<I>(io: I, router: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(crate::grpc_codec::STREAM_WINDOW)
+        .initial_connection_window_size(crate::grpc_codec::CONNECTION_WINDOW);
+    let served = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+    // A connection error only concerns that client.
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "sink: connection ended with an error");
+    }
+}
+
 // === impl ListenerCtl ===
 
 impl ListenerCtl {
@@ -581,7 +605,11 @@ impl ListenerCtl {
         let mut task = self.task.lock().await;
         if task.is_none() {
             let listener = bind(self.addr).with_context(|| format!("binding {}", self.addr))?;
-            *task = Some(tokio::spawn(accept_loop(listener, self.router.clone())));
+            *task = Some(tokio::spawn(accept_loop(
+                listener,
+                self.router.clone(),
+                self.tls.clone(),
+            )));
         }
         Ok(())
     }
@@ -735,22 +763,27 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
     let http = bind(opts.http_listen).with_context(|| format!("binding {}", opts.http_listen))?;
     let grpc_router = grpc_router(shared.clone());
     let http_router = http_router(shared.clone());
+    let tls = opts.tls;
     let listeners = Arc::new(Listeners {
         grpc: ListenerCtl {
             addr: grpc.local_addr()?,
             task: tokio::sync::Mutex::new(Some(tokio::spawn(accept_loop(
                 grpc,
                 grpc_router.clone(),
+                tls.clone(),
             )))),
             router: grpc_router,
+            tls: tls.clone(),
         },
         http: ListenerCtl {
             addr: http.local_addr()?,
             task: tokio::sync::Mutex::new(Some(tokio::spawn(accept_loop(
                 http,
                 http_router.clone(),
+                tls.clone(),
             )))),
             router: http_router,
+            tls,
         },
     });
     if shared.listeners.set(Arc::downgrade(&listeners)).is_err() {
@@ -1061,6 +1094,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         },
         down_for: args.down_for,
         track_namespaces: false,
+        tls: None,
     };
     let handle = start(opts).await?;
     eprintln!(
