@@ -596,6 +596,7 @@ mod tests {
             .inc();
         m.init_routing();
         m.kube.init();
+        tls::global().touch_all();
         m.shoot.set_clusters([("ready", 1)]);
         let ss = shoot::ShootSignal {
             shoot: "shoot--a--b".into(),

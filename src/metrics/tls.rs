@@ -112,4 +112,23 @@ impl TlsMetrics {
         self.reloads.get_or_create(&label).inc_by(0);
         self.reload_errors.get_or_create(&label).inc_by(0);
     }
+
+    /// One series in every family, so a test sees them all rendered.
+    #[cfg(test)]
+    pub(crate) fn touch_all(&self) {
+        let d = DestinationLabel {
+            destination: "test".to_owned(),
+        };
+        self.init_destination("test");
+        self.certificate_expiry
+            .get_or_create(&CertLabel {
+                destination: "test".to_owned(),
+                cert: "client",
+            })
+            .set(1);
+        self.insecure_skip_verify.get_or_create(&d).set(1);
+        self.receiver_handshake_errors
+            .get_or_create(&ReceiverLabel { receiver: "grpc" })
+            .inc_by(0);
+    }
 }

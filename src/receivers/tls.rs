@@ -23,7 +23,10 @@ use futures::StreamExt;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+    WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,7 +52,13 @@ const BACKLOG: usize = 128;
 struct ServerMaterial {
     key: Arc<CertifiedKey>,
     clients: Option<Arc<dyn ClientCertVerifier>>,
+    /// Sessions clients may resume; fresh with every load, so a resumed
+    /// session never outlives the certificates it was made with.
+    sessions: Arc<ServerSessionMemoryCache>,
 }
+
+/// TLS sessions kept for resumption.
+const SESSIONS: usize = 1024;
 
 /// The receivers' TLS: one server config per listener over shared material.
 #[derive(Debug, Clone)]
@@ -111,7 +120,11 @@ impl ReceiverTls {
                 None => None,
             };
             Ok(Loaded {
-                value: ServerMaterial { key, clients },
+                value: ServerMaterial {
+                    key,
+                    clients,
+                    sessions: ServerSessionMemoryCache::new(SESSIONS),
+                },
                 not_after,
             })
         };
@@ -134,6 +147,9 @@ impl ReceiverTls {
                 material: Arc::clone(&material),
             }));
             server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            server.session_storage = Arc::new(ReloadingSessions {
+                material: Arc::clone(&material),
+            });
             Ok(Arc::new(server))
         };
         for receiver in ["grpc", "http"] {
@@ -280,6 +296,31 @@ struct ReloadingServerCert {
 impl ResolvesServerCert for ReloadingServerCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.material.current().key))
+    }
+}
+
+// === impl ReloadingSessions ===
+
+#[derive(Debug)]
+struct ReloadingSessions {
+    material: Arc<Watched<ServerMaterial>>,
+}
+
+impl StoresServerSessions for ReloadingSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.material.current().sessions.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.material.current().sessions.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.material.current().sessions.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 

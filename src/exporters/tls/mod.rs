@@ -29,13 +29,17 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, ResolvesClientCert, Resumption,
+    Tls12ClientSessionValue, Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{
-    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion,
+    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, SignatureScheme,
+    SupportedProtocolVersion,
 };
 
 use super::ExportError;
@@ -281,10 +285,13 @@ pub(crate) fn client_config(
             name,
         }));
     let mut config = if has_identity {
-        builder.with_client_cert_resolver(Arc::new(ReloadingClientCert { material }))
+        builder.with_client_cert_resolver(Arc::new(ReloadingClientCert {
+            material: Arc::clone(&material),
+        }))
     } else {
         builder.with_no_client_auth()
     };
+    config.resumption = Resumption::store(Arc::new(ReloadingSessions { material }));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -318,7 +325,14 @@ pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
 struct ClientMaterial {
     verifier: Arc<dyn ServerCertVerifier>,
     cert: Option<Arc<CertifiedKey>>,
+    /// TLS sessions to resume. A resumed session skips certificates on both
+    /// sides, so every load starts with an empty cache: after a rotation,
+    /// new connections make full handshakes with the new material.
+    sessions: Arc<ClientSessionMemoryCache>,
 }
+
+/// TLS sessions kept per material (for a few backend addresses).
+const SESSIONS: usize = 32;
 
 type SharedMaterial = Arc<Watched<ClientMaterial>>;
 
@@ -417,7 +431,11 @@ fn client_material(
             _ => None,
         };
         Ok(Loaded {
-            value: ClientMaterial { verifier, cert },
+            value: ClientMaterial {
+                verifier,
+                cert,
+                sessions: Arc::new(ClientSessionMemoryCache::new(SESSIONS)),
+            },
             not_after,
         })
     };
@@ -503,6 +521,66 @@ impl ResolvesClientCert for ReloadingClientCert {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+// === impl ReloadingSessions ===
+
+/// The session cache of the current material.
+#[derive(Debug)]
+struct ReloadingSessions {
+    material: SharedMaterial,
+}
+
+impl ClientSessionStore for ReloadingSessions {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.material
+            .current()
+            .sessions
+            .set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.material.current().sessions.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.material
+            .current()
+            .sessions
+            .set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.material.current().sessions.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.material
+            .current()
+            .sessions
+            .remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.material
+            .current()
+            .sessions
+            .insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.material
+            .current()
+            .sessions
+            .take_tls13_ticket(server_name)
     }
 }
 
