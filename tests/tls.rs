@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use seedgate::tools::acked::read_acked_file;
 use seedgate::tools::sink::{self, SinkHandle, SinkOptions};
 use support::{Seedgate, config_yaml, eventually};
@@ -132,54 +130,11 @@ impl ResolvesServerCert for SwapCert {
     }
 }
 
-/// Records the client certificates presented, then verifies them.
-#[derive(Debug)]
-struct Recording {
-    inner: Arc<dyn ClientCertVerifier>,
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl ClientCertVerifier for Recording {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.seen.lock().unwrap().push(end_entity.to_vec());
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 /// A sink serving TLS with a swappable certificate, optionally requiring
-/// client certificates of `client_ca` (recorded), speaking only `versions`.
+/// client certificates of `client_ca`, speaking only `versions`.
 struct TlsSink {
     sink: SinkHandle,
     cert: Arc<SwapCert>,
-    client_certs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 struct SinkSpec<'a> {
@@ -208,7 +163,6 @@ impl TlsSink {
     async fn start(spec: SinkSpec<'_>) -> TlsSink {
         support::install_crypto();
         let cert = Arc::new(SwapCert(Mutex::new(spec.leaf.certified_key())));
-        let client_certs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let builder = ServerConfig::builder_with_protocol_versions(spec.versions);
         let builder = match spec.client_ca {
             Some(ca) => {
@@ -216,13 +170,10 @@ impl TlsSink {
                 roots
                     .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
                     .unwrap();
-                let inner = WebPkiClientVerifier::builder(Arc::new(roots))
+                let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
                     .build()
                     .unwrap();
-                builder.with_client_cert_verifier(Arc::new(Recording {
-                    inner,
-                    seen: client_certs.clone(),
-                }))
+                builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
         };
@@ -236,11 +187,7 @@ impl TlsSink {
         })
         .await
         .unwrap();
-        TlsSink {
-            sink,
-            cert,
-            client_certs,
-        }
+        TlsSink { sink, cert }
     }
 
     fn grpc_endpoint(&self) -> String {
@@ -256,7 +203,7 @@ impl TlsSink {
     }
 
     fn saw_client_cert(&self, leaf: &Leaf) -> bool {
-        self.client_certs.lock().unwrap().contains(&leaf.der())
+        self.sink.client_certs().contains(&leaf.der())
     }
 }
 
@@ -302,6 +249,15 @@ async fn metric_at_least(sg: &Seedgate, name: &str, labels: &[&str], min: f64) {
     .await;
 }
 
+/// The crypto provider, a temporary directory, and its `secrets` folder.
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    (dir, secrets)
+}
+
 // === tests ===
 
 /// loadgen → seedgate → a sink requiring client certificates, over the gRPC
@@ -310,10 +266,7 @@ async fn metric_at_least(sg: &Seedgate, name: &str, labels: &[&str], min: f64) {
 /// symlink swap, is reloaded and presented on the next connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
+    let (dir, secrets) = setup();
     let ca = Ca::new("backend CA");
     let server = ca.leaf(&[BACKEND], 30);
     let client_a = ca.leaf(&["seedgate-a"], 10);
@@ -453,10 +406,7 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
 /// with TLS 1.3) and everything acked arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_failures_are_retried_until_fixed_without_restart() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
+    let (dir, secrets) = setup();
     let ca = Ca::new("backend CA");
     let other_ca = Ca::new("someone else's CA");
     let good = ca.leaf(&[BACKEND], 30);
@@ -599,10 +549,7 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
 /// and a renewed certificate on disk is served to new connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receivers_serve_tls_and_require_client_certificates() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
+    let (dir, secrets) = setup();
     let server_ca = Ca::new("seedgate CA");
     let client_ca = Ca::new("client CA");
     let server = server_ca.leaf(&["seedgate.test", "127.0.0.1"], 40);

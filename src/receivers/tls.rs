@@ -37,7 +37,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::config::ReceiverTlsConfig;
 use crate::exporters::ExportError;
 use crate::exporters::tls::watch::{Loaded, PemFile, Watched};
-use crate::exporters::tls::{certified_key, protocol_versions, provider, root_store};
+use crate::exporters::tls::{
+    certified_key, protocol_versions, provider, root_store, signature_checks, tls_error,
+};
 use crate::metrics::tls::ReceiverLabel;
 
 /// The longest a client may take to finish its handshake.
@@ -111,10 +113,7 @@ impl ReceiverTls {
                     not_after.extend(expiry.map(|t| ("client_ca", t)));
                     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
                         .build()
-                        .map_err(|e| ExportError::Tls {
-                            field: "receivers.tls.client_ca_file",
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(tls_error("receivers.tls.client_ca_file"))?;
                     Some(verifier)
                 }
                 None => None,
@@ -132,10 +131,7 @@ impl ReceiverTls {
         let server_config = |alpn: &[&[u8]]| -> Result<Arc<ServerConfig>, ExportError> {
             let builder = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&versions)
-                .map_err(|e| ExportError::Tls {
-                    field: "receivers.tls",
-                    reason: e.to_string(),
-                })?;
+                .map_err(tls_error("receivers.tls"))?;
             let builder = if config.client_ca_file.is_some() {
                 builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier {
                     material: Arc::clone(&material),
@@ -333,18 +329,6 @@ struct ReloadingClientVerifier {
     material: Arc<Watched<ServerMaterial>>,
 }
 
-impl ReloadingClientVerifier {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&dyn ClientCertVerifier) -> Result<R, rustls::Error>,
-    ) -> Result<R, rustls::Error> {
-        match &self.material.current().clients {
-            Some(v) => f(v.as_ref()),
-            None => Err(rustls::Error::General("no client CA is loaded".to_owned())),
-        }
-    }
-}
-
 impl ClientCertVerifier for ReloadingClientVerifier {
     fn client_auth_mandatory(&self) -> bool {
         true
@@ -360,30 +344,11 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.with(|v| v.verify_client_cert(end_entity, intermediates, now))
+        match &self.material.current().clients {
+            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            None => Err(rustls::Error::General("no client CA is loaded".to_owned())),
+        }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.with(|v| v.verify_tls12_signature(message, cert, dss))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.with(|v| v.verify_tls13_signature(message, cert, dss))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signature_checks!();
 }

@@ -112,7 +112,8 @@ pub struct SinkOptions {
     /// routing; costs memory per record, so off for load runs).
     pub track_namespaces: bool,
     /// Serve both listeners over TLS with this config (tests of the
-    /// exporters' TLS; the config decides client authentication).
+    /// exporters' TLS; the config decides client authentication; the client
+    /// certificates presented are kept, see [`SinkHandle::client_certs`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -516,8 +517,15 @@ pub fn grpc_code_for_http(status: u16) -> Code {
 struct ListenerCtl {
     addr: SocketAddr,
     router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<SinkTls>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The TLS of both listeners and the client certificates they were shown.
+#[derive(Debug, Clone)]
+struct SinkTls {
+    config: Arc<rustls::ServerConfig>,
+    client_certs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug)]
@@ -541,11 +549,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Accepts connections until aborted; aborting drops the listener (new
 /// connections are refused) and the `JoinSet` (open connections are closed).
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
+async fn accept_loop(listener: TcpListener, router: Router, tls: Option<SinkTls>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -559,8 +563,13 @@ async fn accept_loop(
                     connections.spawn(async move {
                         match tls {
                             None => serve_connection(stream, router).await,
-                            Some(config) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
-                                Ok(stream) => serve_connection(stream, router).await,
+                            Some(tls) => match tokio_rustls::TlsAcceptor::from(tls.config).accept(stream).await {
+                                Ok(stream) => {
+                                    if let Some(cert) = stream.get_ref().1.peer_certificates().and_then(<[_]>::first) {
+                                        lock(&tls.client_certs).push(cert.to_vec());
+                                    }
+                                    serve_connection(stream, router).await;
+                                }
                                 Err(e) => tracing::debug!(error = %e, "sink: TLS handshake failed"),
                             },
                         }
@@ -665,6 +674,17 @@ impl SinkHandle {
         self.listeners.grpc.addr
     }
 
+    /// The leaf client certificates (DER) presented on TLS connections, one
+    /// per connection, in order.
+    pub fn client_certs(&self) -> Vec<Vec<u8>> {
+        self.listeners
+            .grpc
+            .tls
+            .as_ref()
+            .map(|t| lock(&t.client_certs).clone())
+            .unwrap_or_default()
+    }
+
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.listeners.http.addr
@@ -763,7 +783,10 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
     let http = bind(opts.http_listen).with_context(|| format!("binding {}", opts.http_listen))?;
     let grpc_router = grpc_router(shared.clone());
     let http_router = http_router(shared.clone());
-    let tls = opts.tls;
+    let tls = opts.tls.map(|config| SinkTls {
+        config,
+        client_certs: Arc::default(),
+    });
     let listeners = Arc::new(Listeners {
         grpc: ListenerCtl {
             addr: grpc.local_addr()?,

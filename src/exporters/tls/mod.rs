@@ -98,6 +98,74 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
+/// Maps a library error to [`ExportError::Tls`] naming `field`.
+pub(crate) fn tls_error<E: std::fmt::Display>(
+    field: &'static str,
+) -> impl FnOnce(E) -> ExportError {
+    move |e| ExportError::Tls {
+        field,
+        reason: e.to_string(),
+    }
+}
+
+/// Checks a handshake signature with the provider's algorithms: what every
+/// verifier here does once the certificate itself is judged.
+///
+/// # Errors
+/// The signature does not verify.
+pub(crate) fn verify_signature(
+    tls13: bool,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let algorithms = &provider().signature_verification_algorithms;
+    if tls13 {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    } else {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+}
+
+/// The signature schemes [`verify_signature`] checks.
+pub(crate) fn verify_schemes() -> Vec<SignatureScheme> {
+    provider()
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
+/// The three signature methods of rustls' `ServerCertVerifier` and
+/// `ClientCertVerifier`, which every verifier here answers alike with
+/// [`verify_signature`] and [`verify_schemes`]. The implementing module
+/// imports `CertificateDer`, `DigitallySignedStruct`,
+/// `HandshakeSignatureValid` and `SignatureScheme`.
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            $crate::exporters::tls::verify_signature(false, message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            $crate::exporters::tls::verify_signature(true, message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            $crate::exporters::tls::verify_schemes()
+        }
+    };
+}
+pub(crate) use signature_checks;
+
 /// The protocol versions between `min` (default 1.2) and `max` (default 1.3).
 ///
 /// # Errors
@@ -198,10 +266,7 @@ pub(crate) fn certified_key(
     let signing = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| ExportError::Tls {
-            field: key_field,
-            reason: e.to_string(),
-        })?;
+        .map_err(tls_error(key_field))?;
     let certified = CertifiedKey::new(chain, signing);
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
         certified.keys_match()
@@ -225,10 +290,6 @@ pub(crate) enum DefaultRoots {
 
 impl DefaultRoots {
     fn verifier(self) -> Result<Arc<dyn ServerCertVerifier>, ExportError> {
-        let tls_error = |e: &dyn std::fmt::Display| ExportError::Tls {
-            field: "tls",
-            reason: e.to_string(),
-        };
         match self {
             DefaultRoots::WebPki => {
                 let roots = RootCertStore {
@@ -237,12 +298,12 @@ impl DefaultRoots {
                 let verifier =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                         .build()
-                        .map_err(|e| tls_error(&e))?;
+                        .map_err(tls_error("tls"))?;
                 Ok(verifier)
             }
             DefaultRoots::Platform => {
                 let verifier = rustls_platform_verifier::Verifier::new(provider())
-                    .map_err(|e| tls_error(&e))?;
+                    .map_err(tls_error("tls"))?;
                 Ok(Arc::new(verifier))
             }
         }
@@ -275,10 +336,7 @@ pub(crate) fn client_config(
     let has_identity = material.current().cert.is_some();
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
-        .map_err(|e| ExportError::Tls {
-            field: "tls",
-            reason: e.to_string(),
-        })?
+        .map_err(tls_error("tls"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ReloadingVerifier {
             material: Arc::clone(&material),
@@ -323,7 +381,8 @@ pub(crate) fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The server verifier and client certificate of an output, rebuilt from
 /// its files when they change.
 struct ClientMaterial {
-    verifier: Arc<dyn ServerCertVerifier>,
+    /// `None`: `insecure_skip_verify`, any server certificate is accepted.
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
     cert: Option<Arc<CertifiedKey>>,
     /// TLS sessions to resume. A resumed session skips certificates on both
     /// sides, so every load starts with an empty cache: after a rotation,
@@ -368,7 +427,7 @@ fn client_material(
         return Ok(shared);
     }
     let ca_file = tls.ca_file.clone().filter(|_| !skip);
-    let fallback: Arc<dyn ServerCertVerifier> = if skip {
+    let fallback: Option<Arc<dyn ServerCertVerifier>> = if skip {
         // The CA, if any, is not used: nothing is verified.
         tracing::warn!(
             destination,
@@ -380,12 +439,12 @@ fn client_material(
                 destination: destination.to_owned(),
             })
             .set(1);
-        Arc::new(NoCertificateCheck::new())
+        None
     } else if ca_file.is_none() {
-        roots.verifier()?
+        Some(roots.verifier()?)
     } else {
-        // Replaced by the CA's verifier in every load.
-        Arc::new(NoCertificateCheck::new())
+        // The CA's verifier, made by every load.
+        None
     };
     let mut files = Vec::new();
     if let Some(path) = &ca_file {
@@ -408,16 +467,13 @@ fn client_material(
     let load = move |contents: &[Vec<u8>]| -> Result<Loaded<ClientMaterial>, ExportError> {
         let mut rest = contents;
         let mut not_after = Vec::new();
-        let mut verifier = Arc::clone(&fallback);
+        let mut verifier = fallback.clone();
         if has_ca && let Some((ca, tail)) = rest.split_first() {
             let (roots, expiry) = root_store("tls.ca_file", ca)?;
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
                 .build()
-                .map_err(|e| ExportError::Tls {
-                    field: "tls.ca_file",
-                    reason: e.to_string(),
-                })?;
-            verifier = webpki;
+                .map_err(tls_error("tls.ca_file"))?;
+            verifier = Some(webpki);
             not_after.extend(expiry.map(|t| ("ca", t)));
             rest = tail;
         }
@@ -448,7 +504,10 @@ fn client_material(
 // === impl ReloadingVerifier ===
 
 /// Verifies the server with the current material, against `server_name`
-/// when one is configured.
+/// when one is configured; accepts any certificate for
+/// `insecure_skip_verify`, but still checks that the handshake is signed by
+/// the key of the certificate presented, so the connection is at least
+/// encrypted to whoever answered.
 #[derive(Debug)]
 struct ReloadingVerifier {
     material: SharedMaterial,
@@ -464,42 +523,19 @@ impl ServerCertVerifier for ReloadingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.material.current().verifier.verify_server_cert(
-            end_entity,
-            intermediates,
-            self.name.as_ref().unwrap_or(server_name),
-            ocsp_response,
-            now,
-        )
+        match &self.material.current().verifier {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(v) => v.verify_server_cert(
+                end_entity,
+                intermediates,
+                self.name.as_ref().unwrap_or(server_name),
+                ocsp_response,
+                now,
+            ),
+        }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.material
-            .current()
-            .verifier
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.material
-            .current()
-            .verifier
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.material.current().verifier.supported_verify_schemes()
-    }
+    signature_checks!();
 }
 
 // === impl ReloadingClientCert ===
@@ -532,34 +568,31 @@ struct ReloadingSessions {
     material: SharedMaterial,
 }
 
+impl ReloadingSessions {
+    fn sessions(&self) -> Arc<ClientSessionMemoryCache> {
+        Arc::clone(&self.material.current().sessions)
+    }
+}
+
 impl ClientSessionStore for ReloadingSessions {
     fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
-        self.material
-            .current()
-            .sessions
-            .set_kx_hint(server_name, group);
+        self.sessions().set_kx_hint(server_name, group);
     }
 
     fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
-        self.material.current().sessions.kx_hint(server_name)
+        self.sessions().kx_hint(server_name)
     }
 
     fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.material
-            .current()
-            .sessions
-            .set_tls12_session(server_name, value);
+        self.sessions().set_tls12_session(server_name, value);
     }
 
     fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.material.current().sessions.tls12_session(server_name)
+        self.sessions().tls12_session(server_name)
     }
 
     fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
-        self.material
-            .current()
-            .sessions
-            .remove_tls12_session(server_name);
+        self.sessions().remove_tls12_session(server_name);
     }
 
     fn insert_tls13_ticket(
@@ -567,73 +600,14 @@ impl ClientSessionStore for ReloadingSessions {
         server_name: ServerName<'static>,
         value: Tls13ClientSessionValue,
     ) {
-        self.material
-            .current()
-            .sessions
-            .insert_tls13_ticket(server_name, value);
+        self.sessions().insert_tls13_ticket(server_name, value);
     }
 
     fn take_tls13_ticket(
         &self,
         server_name: &ServerName<'static>,
     ) -> Option<Tls13ClientSessionValue> {
-        self.material
-            .current()
-            .sessions
-            .take_tls13_ticket(server_name)
-    }
-}
-
-// === impl NoCertificateCheck ===
-
-/// Accepts any server certificate (`insecure_skip_verify`), but still checks
-/// that the handshake is signed by the key of the certificate presented, so
-/// the connection is at least encrypted to whoever answered.
-#[derive(Debug)]
-struct NoCertificateCheck {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl NoCertificateCheck {
-    fn new() -> Self {
-        Self {
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for NoCertificateCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.sessions().take_tls13_ticket(server_name)
     }
 }
 
