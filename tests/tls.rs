@@ -249,6 +249,15 @@ async fn metric_at_least(sg: &Seedgate, name: &str, labels: &[&str], min: f64) {
     .await;
 }
 
+/// Closes the backend's connections (seedgate must reconnect), sends 200
+/// more records from `seq_start` and waits until every acked one arrived.
+async fn reconnect_and_deliver(backend: &TlsSink, sg: &Seedgate, seq_start: u64, acked: &Path) {
+    backend.sink.go_down().await;
+    backend.sink.come_up().await.unwrap();
+    send_logs(sg, 200, seq_start, acked).await;
+    support::all_delivered(&backend.sink, &read_acked_file(acked).unwrap()).await;
+}
+
 /// The crypto provider, a temporary directory, and its `secrets` folder.
 fn setup() -> (tempfile::TempDir, PathBuf) {
     support::install_crypto();
@@ -356,11 +365,7 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
     })
     .await;
     // Open connections keep their certificate; new ones present the new one.
-    backend.sink.go_down().await;
-    backend.sink.come_up().await.unwrap();
-    send_logs(&sg, 500, 10_000, &acked_path).await;
-    let acked = read_acked_file(&acked_path).unwrap();
-    support::all_delivered(&backend.sink, &acked).await;
+    reconnect_and_deliver(&backend, &sg, 10_000, &acked_path).await;
     assert!(
         backend.saw_client_cert(&client_b),
         "the rotated client certificate was presented"
@@ -383,11 +388,7 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
         1.0,
     )
     .await;
-    backend.sink.go_down().await;
-    backend.sink.come_up().await.unwrap();
-    send_logs(&sg, 100, 20_000, &acked_path).await;
-    let acked = read_acked_file(&acked_path).unwrap();
-    support::all_delivered(&backend.sink, &acked).await;
+    reconnect_and_deliver(&backend, &sg, 20_000, &acked_path).await;
     let log = sg.log();
     assert!(
         log.contains("cannot be used: the last good ones stay in use")
