@@ -48,7 +48,7 @@ pub mod otlp_http;
 pub mod outcome;
 pub mod stdout;
 #[cfg(test)]
-mod test_pki;
+pub(crate) mod test_pki;
 pub(crate) mod tls;
 
 pub use backoff::{ExponentialBackoff, InvalidBackoff};

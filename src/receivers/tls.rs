@@ -352,3 +352,78 @@ impl ClientCertVerifier for ReloadingClientVerifier {
 
     signature_checks!();
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::config::TlsVersion;
+    use crate::exporters::test_pki::{Pki, SERVER_NAME};
+    use rustls::pki_types::ServerName;
+    use rustls::pki_types::pem::PemObject;
+
+    fn handshake_errors(receiver: &'static str) -> u64 {
+        crate::metrics::tls::global()
+            .receiver_handshake_errors
+            .get_or_create(&ReceiverLabel { receiver })
+            .get()
+    }
+
+    async fn connect(
+        pki: &Pki,
+        addr: SocketAddr,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp)
+            .await
+    }
+
+    #[tokio::test]
+    async fn min_version_refuses_older_clients_and_the_listener_keeps_serving() {
+        let pki = Pki::new();
+        std::fs::write(pki.path("server.pem"), &pki.server_cert_pem).unwrap();
+        std::fs::write(pki.path("server.key"), &pki.server_key_pem).unwrap();
+        let tls = ReceiverTls::new(&ReceiverTlsConfig {
+            cert_file: pki.path("server.pem"),
+            key_file: pki.path("server.key"),
+            client_ca_file: None,
+            min_version: Some(TlsVersion::Tls13),
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = tls.http_listener(listener);
+        let before = handshake_errors("http");
+
+        let refused = connect(&pki, addr, &[&rustls::version::TLS12]).await;
+        assert!(refused.is_err(), "a TLS 1.2 client is refused");
+        let tls13 = [&rustls::version::TLS13];
+        let (client, (server, _)) = tokio::join!(
+            connect(&pki, addr, &tls13),
+            axum::serve::Listener::accept(&mut incoming)
+        );
+        client.unwrap();
+        assert_eq!(
+            server.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        for _ in 0..100 {
+            if handshake_errors("http") > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the refused handshake was not counted");
+    }
+}
