@@ -418,6 +418,8 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     let wrong_ca = TlsSink::start(SinkSpec::new(&good)).await;
     let expired_sink = TlsSink::start(SinkSpec::new(&expired)).await;
     let wrong_name = TlsSink::start(SinkSpec::new(&other_name)).await;
+    // Not a failure: an output that checks nothing gets through.
+    let skip_sink = TlsSink::start(SinkSpec::new(&expired)).await;
     let tls12 = TlsSink::start(SinkSpec {
         versions: &[&rustls::version::TLS12],
         ..SinkSpec::new(&good)
@@ -438,7 +440,7 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     let yaml = config_yaml(
         &dir.path().join("data"),
         &format!(
-            "{FAST}pipelines:\n{}{}{}{}{}",
+            "{FAST}pipelines:\n{}{}{}{}{}{}",
             pipeline(
                 "wrong-ca",
                 "otlp_grpc",
@@ -468,6 +470,12 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
                 "otlp_http",
                 &tls12.http_endpoint(),
                 &with_ca(&good_ca_file, &["min_version: 1.3"])
+            ),
+            pipeline(
+                "skip-verify",
+                "otlp_grpc",
+                &skip_sink.grpc_endpoint(),
+                &["insecure_skip_verify: true".to_owned()]
             ),
         ),
     );
@@ -505,7 +513,29 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     for sink in [&wrong_ca, &expired_sink, &wrong_name, &tls12] {
         assert_eq!(sink.sink.stats().records(), 0);
     }
+    let acked = read_acked_file(&acked_path).unwrap();
+    support::all_delivered(&skip_sink.sink, &acked).await;
+    assert_eq!(
+        sg.metric(
+            "seedgate_tls_insecure_skip_verify",
+            &["destination=\"skip-verify\""]
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        sg.metric(
+            "seedgate_tls_insecure_skip_verify",
+            &["destination=\"wrong-ca\""]
+        )
+        .await,
+        Some(0.0)
+    );
     let log = sg.log();
+    assert!(
+        log.contains("tls.insecure_skip_verify is set"),
+        "the skip is logged"
+    );
     for (dest, says) in [
         ("wrong-ca", "unknownissuer"),
         ("expired", "expired"),

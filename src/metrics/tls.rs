@@ -55,7 +55,7 @@ pub struct TlsMetrics {
     pub reload_errors: Family<DestinationLabel, Counter>,
     /// Seconds until the certificate's notAfter; negative once expired.
     pub certificate_expiry: Family<CertLabel, Gauge>,
-    /// 1 for outputs that do not verify the server certificate.
+    /// 1 for TLS outputs that do not verify the server certificate, else 0.
     pub insecure_skip_verify: Family<DestinationLabel, Gauge>,
     /// TLS handshakes a receiver failed or refused (the listener keeps
     /// serving).
@@ -92,7 +92,7 @@ impl TlsMetrics {
         );
         r.register(
             "insecure_skip_verify",
-            "1 for outputs that do not verify the server certificate",
+            "1 for TLS outputs that do not verify the server certificate, else 0",
             self.insecure_skip_verify.clone(),
         );
         registry

@@ -333,6 +333,12 @@ pub(crate) fn client_config(
         })
         .transpose()?;
     let material = client_material(tls, destination, roots)?;
+    crate::metrics::tls::global()
+        .insecure_skip_verify
+        .get_or_create(&crate::metrics::tls::DestinationLabel {
+            destination: destination.to_owned(),
+        })
+        .set(i64::from(tls.insecure_skip_verify));
     let has_identity = material.current().cert.is_some();
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
@@ -433,12 +439,6 @@ fn client_material(
             destination,
             "tls.insecure_skip_verify is set: the backend's certificate is not checked"
         );
-        crate::metrics::tls::global()
-            .insecure_skip_verify
-            .get_or_create(&crate::metrics::tls::DestinationLabel {
-                destination: destination.to_owned(),
-            })
-            .set(1);
         None
     } else if ca_file.is_none() {
         Some(roots.verifier()?)
