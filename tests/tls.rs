@@ -335,7 +335,7 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
             assert!(got > 365.0 * 86_400.0, "the CA is long-lived: {got}");
         } else {
             let want = (not_after - now_secs()) as f64;
-            assert!((got - want).abs() <= 10.0, "{dest} {cert}: {got} vs {want}");
+            assert!((got - want).abs() <= 5.0, "{dest} {cert}: {got} vs {want}");
         }
     }
     assert_eq!(
@@ -362,7 +362,7 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
                 &["destination=\"mtls-grpc\"", "cert=\"client\""],
             )
             .await?;
-        ((got - want).abs() <= 10.0).then_some(())
+        ((got - want).abs() <= 5.0).then_some(())
     })
     .await;
     // Open connections keep their certificate; new ones present the new one.
@@ -670,7 +670,7 @@ async fn receivers_serve_tls_and_require_client_certificates() {
         .await
         .unwrap();
     let want = (server.not_after - now_secs()) as f64;
-    assert!((got - want).abs() <= 10.0, "{got} vs {want}");
+    assert!((got - want).abs() <= 5.0, "{got} vs {want}");
     assert!(
         sg.metric(
             "seedgate_tls_certificate_expiry_seconds",
