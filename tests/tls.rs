@@ -399,7 +399,17 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
     assert!(!log.contains("PRIVATE KEY"), "no PEM in the log");
 }
 
-/// Four outputs that cannot complete a handshake: an untrusted server
+/// The outputs of [`tls_failures_are_retried_until_fixed_without_restart`]
+/// whose handshakes fail until the fix.
+const FAILING: [&str; 5] = [
+    "wrong-ca",
+    "expired",
+    "wrong-name",
+    "tls13-only",
+    "tls13-only-http",
+];
+
+/// Four kinds of outputs that cannot complete a handshake: an untrusted server
 /// (wrong CA), an expired server certificate, a certificate for another
 /// name, and no common TLS version. Each attempt fails as a retryable `tls`
 /// error with a clear log line; the data waits in the queue. Each is then
@@ -483,13 +493,7 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     let acked_path = dir.path().join("acked.txt");
     let sent = send_logs(&sg, 300, 0, &acked_path).await;
 
-    for dest in [
-        "wrong-ca",
-        "expired",
-        "wrong-name",
-        "tls13-only",
-        "tls13-only-http",
-    ] {
+    for dest in FAILING {
         let d = format!("destination=\"{dest}\"");
         metric_at_least(
             &sg,
@@ -578,13 +582,7 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     for sink in [&wrong_ca, &expired_sink, &wrong_name, &tls13] {
         support::all_delivered(&sink.sink, &acked).await;
     }
-    for dest in [
-        "wrong-ca",
-        "expired",
-        "wrong-name",
-        "tls13-only",
-        "tls13-only-http",
-    ] {
+    for dest in FAILING {
         let d = format!("destination=\"{dest}\"");
         eventually(&format!("{dest}: the queue drained"), async || {
             (sg.metric("seedgate_batcher_queue_records", &[&d]).await == Some(0.0)).then_some(())
