@@ -317,7 +317,8 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let until = |mut w: tokio::sync::watch::Receiver<bool>| async move {
             w.wait_for(|v| *v).await.ok();
         };
-        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0);
+        let receiver_tls = { let _enter = rt.enter(); receivers::tls::ReceiverTls::from_config(&config.receivers).context("receivers.tls")? };
+        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0).with_tls(receiver_tls);
         let mut receivers = Vec::new();
         {
             let _enter = rt.enter();

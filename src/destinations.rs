@@ -79,16 +79,18 @@ impl Factory {
         let exporter = {
             let _enter = self.rt.enter();
             let context = || format!("{}: cannot build its {} exporter", spec.name, spec.signal);
+            let label = destination.metrics_label();
             match &balance {
                 // Each backend builds its own; here only check they can be.
                 Some(b) => {
-                    b.check(spec.signal).with_context(context)?;
+                    b.check(spec.signal, label).with_context(context)?;
                     Exporter::build(
                         &OutputConfig::of_kind(crate::config::OutputType::Noop),
                         spec.signal,
+                        label,
                     )?
                 }
-                None => Exporter::build(spec.output, spec.signal).with_context(context)?,
+                None => Exporter::build(spec.output, spec.signal, label).with_context(context)?,
             }
         };
         Ok(DeliveryPlan {

@@ -54,7 +54,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
         let _g = rt.enter();
         let mut out = OutputConfig::of_kind(OutputType::OtlpGrpc);
         out.endpoint = Some(backend.grpc_endpoint());
-        Exporter::build(&out, Signal::Logs).unwrap()
+        Exporter::build(&out, Signal::Logs, "test").unwrap()
     };
     let config = seedgate::config::Config::default();
     let plan = DeliveryPlan {

@@ -76,7 +76,7 @@ pub enum AuthConfig {
     /// HTTP basic authentication (`Authorization: Basic ...`).
     Basic(BasicAuthConfig),
     /// An OAuth2 client-credentials token (`Authorization: Bearer ...`).
-    Oauth2(OAuth2Config),
+    Oauth2(Box<OAuth2Config>),
 }
 
 /// `auth.basic`.

@@ -142,6 +142,8 @@ pub struct ReceiversConfig {
     /// Request bytes held in memory at once, across both receivers; a request
     /// that does not fit waits, so memory stays bounded under any load.
     pub max_inflight_bytes: ByteSize,
+    /// TLS on both listeners; absent: plain text.
+    pub tls: Option<ReceiverTlsConfig>,
 }
 
 impl Default for ReceiversConfig {
@@ -150,6 +152,7 @@ impl Default for ReceiversConfig {
             grpc: ListenerConfig::with_listen(DEFAULT_GRPC_LISTEN),
             http: ListenerConfig::with_listen(DEFAULT_HTTP_LISTEN),
             max_inflight_bytes: ByteSize(DEFAULT_MAX_INFLIGHT_BYTES),
+            tls: None,
         }
     }
 }
@@ -436,8 +439,95 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM client key (mTLS).
     pub key_file: Option<PathBuf>,
-    /// Server name to verify instead of the endpoint's host.
+    /// Server name to verify instead of the endpoint's host (gRPC also
+    /// sends it as SNI).
     pub server_name: Option<String>,
+    /// Lowest TLS version offered: `1.2` (when absent) or `1.3`.
+    pub min_version: Option<TlsVersion>,
+    /// Highest TLS version offered: `1.3` (when absent) or `1.2`.
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A TLS protocol version as written in the file: `"1.2"` or `"1.3"`
+/// (quoted or not). Anything else parses to [`TlsVersion::Unknown`], which
+/// [`Config::validate`] reports with its field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+    /// Not a version seedgate speaks; a validation error.
+    Unknown(String),
+}
+
+impl TlsVersion {
+    /// The version as written in the file.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+            TlsVersion::Unknown(s) => s,
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text.trim() {
+            "1.2" => TlsVersion::Tls12,
+            "1.3" => TlsVersion::Tls13,
+            other => TlsVersion::Unknown(other.to_owned()),
+        }
+    }
+}
+
+impl Serialize for TlsVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TlsVersion;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a TLS version: 1.2 or 1.3")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TlsVersion, E> {
+                Ok(TlsVersion::parse(v))
+            }
+            // `min_version: 1.2` unquoted is a YAML number.
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<TlsVersion, E> {
+                Ok(TlsVersion::parse(&v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TlsVersion, E> {
+                Ok(TlsVersion::parse(&v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TlsVersion, E> {
+                Ok(TlsVersion::parse(&v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// TLS on both OTLP receivers. The files are read at start and re-read when
+/// they change on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverTlsConfig {
+    /// PEM server certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM server key.
+    pub key_file: PathBuf,
+    /// PEM CA(s) for client certificates: when set, every client must
+    /// present a certificate signed by one of them.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Lowest TLS version accepted: `1.2` (when absent) or `1.3`.
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
 }
 
 /// The output block of a pipeline.
@@ -604,6 +694,9 @@ impl Config {
                     ),
                 );
             }
+        }
+        if let Some(tls) = &self.receivers.tls {
+            check_receiver_tls(&mut p, "receivers.tls", tls);
         }
         check_listen(&mut p, "admin.listen", &self.admin.listen);
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -839,6 +932,12 @@ fn check_output_with(p: &mut Problems, at: &str, o: &OutputConfig, balanced: boo
     if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
         p.push(format!("{at}.tls"), "cert_file and key_file go together");
     }
+    check_tls_versions(
+        p,
+        &format!("{at}.tls"),
+        o.tls.min_version.as_ref(),
+        o.tls.max_version.as_ref(),
+    );
     if o.timeout.is_zero() {
         p.push(format!("{at}.timeout"), "must be greater than 0s");
     }
@@ -871,6 +970,52 @@ fn check_endpoint(p: &mut Problems, field: &str, kind: OutputType, ep: &str) {
         }
         Err(e) => p.push(field, format!("{ep:?} is not a valid URI: {e}")),
     }
+}
+
+/// `min_version` and `max_version` of a `tls` block at `at`: known
+/// versions, and min not above max.
+fn check_tls_versions(
+    p: &mut Problems,
+    at: &str,
+    min: Option<&TlsVersion>,
+    max: Option<&TlsVersion>,
+) {
+    for (name, v) in [("min_version", min), ("max_version", max)] {
+        if let Some(TlsVersion::Unknown(text)) = v {
+            p.push(
+                format!("{at}.{name}"),
+                format!("{text:?} is not a TLS version seedgate speaks: write 1.2 or 1.3"),
+            );
+        }
+    }
+    if let (
+        Some(lo @ (TlsVersion::Tls12 | TlsVersion::Tls13)),
+        Some(hi @ (TlsVersion::Tls12 | TlsVersion::Tls13)),
+    ) = (min, max)
+        && lo > hi
+    {
+        p.push(
+            format!("{at}.min_version"),
+            format!(
+                "{} is above max_version {}: no TLS version is left",
+                lo.as_str(),
+                hi.as_str()
+            ),
+        );
+    }
+}
+
+fn check_receiver_tls(p: &mut Problems, at: &str, tls: &ReceiverTlsConfig) {
+    for (name, path) in [
+        ("cert_file", Some(&tls.cert_file)),
+        ("key_file", Some(&tls.key_file)),
+        ("client_ca_file", tls.client_ca_file.as_ref()),
+    ] {
+        if path.is_some_and(|f| f.as_os_str().is_empty()) {
+            p.push(format!("{at}.{name}"), "must not be empty");
+        }
+    }
+    check_tls_versions(p, at, tls.min_version.as_ref(), None);
 }
 
 // === loading ===
@@ -970,6 +1115,90 @@ pipelines:
             rendered.contains("c.yaml:8: pipelines[1].output.endpoint"),
             "{rendered}"
         );
+    }
+
+    fn grpc_output_with(tls: &str) -> String {
+        format!(
+            "pipelines:\n  - name: a\n    output:\n      type: otlp_grpc\n      endpoint: https://b:4317\n      tls:\n{tls}"
+        )
+    }
+
+    #[test]
+    fn tls_versions_read_quoted_or_not() {
+        let c = parse(
+            "c.yaml",
+            &grpc_output_with("        min_version: 1.2\n        max_version: \"1.3\"\n"),
+        )
+        .unwrap();
+        let tls = &c.pipelines[0].output.tls;
+        assert_eq!(tls.min_version, Some(TlsVersion::Tls12));
+        assert_eq!(tls.max_version, Some(TlsVersion::Tls13));
+        let c = parse(
+            "c.yaml",
+            &grpc_output_with("        min_version: \"1.3\"\n        max_version: 1.3\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.pipelines[0].output.tls.min_version,
+            Some(TlsVersion::Tls13)
+        );
+    }
+
+    #[test]
+    fn unknown_tls_version_names_the_field_and_line() {
+        let err = parse(
+            "c.yaml",
+            &grpc_output_with("        min_version: 1.1\n        max_version: tls1.4\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "c.yaml:7: pipelines[0].output.tls.min_version: \"1.1\" is not a TLS version"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("c.yaml:8: pipelines[0].output.tls.max_version: \"tls1.4\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_min_version_above_max_is_refused() {
+        let err = parse(
+            "c.yaml",
+            &grpc_output_with("        min_version: 1.3\n        max_version: 1.2\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("pipelines[0].output.tls.min_version: 1.3 is above max_version 1.2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn receiver_tls_is_checked() {
+        let err = parse(
+            "c.yaml",
+            "receivers:\n  tls:\n    cert_file: /s.pem\n    key_file: \"\"\n    min_version: 1.0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("receivers.tls.key_file: must not be empty"),
+            "{err}"
+        );
+        assert!(err.contains("receivers.tls.min_version: \"1\""), "{err}");
+        let c = parse(
+            "c.yaml",
+            "receivers:\n  tls:\n    cert_file: /s.pem\n    key_file: /s.key\n    client_ca_file: /ca.pem\n    min_version: 1.3\n",
+        )
+        .unwrap();
+        let tls = c.receivers.tls.unwrap();
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(tls.min_version, Some(TlsVersion::Tls13));
     }
 
     #[test]

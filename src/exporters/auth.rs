@@ -58,11 +58,13 @@ impl Auth {
     /// [`ExportError::ReadFile`] for an unreadable file, [`ExportError::Build`]
     /// for a value that cannot be a header, [`ExportError::Client`] when the
     /// token client cannot be made.
-    pub(crate) fn build(output: &OutputConfig) -> Result<Self, ExportError> {
+    pub(crate) fn build(output: &OutputConfig, destination: &str) -> Result<Self, ExportError> {
         match &output.auth {
             None => Ok(Auth::None),
             Some(AuthConfig::Basic(b)) => Ok(Auth::Basic(basic_value(b)?)),
-            Some(AuthConfig::Oauth2(o)) => Ok(Auth::OAuth2(Arc::new(TokenSource::build(o)?))),
+            Some(AuthConfig::Oauth2(o)) => {
+                Ok(Auth::OAuth2(Arc::new(TokenSource::build(o, destination)?)))
+            }
         }
     }
 
@@ -180,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn basic_is_the_rfc_7617_value_and_sensitive() {
-        let auth = Auth::build(&basic("pa ss")).unwrap();
+        let auth = Auth::build(&basic("pa ss"), "test").unwrap();
         let (v, presented) = auth.authorization().await.unwrap().unwrap();
         // base64("user:pa ss")
         assert_eq!(v.to_str().unwrap(), "Basic dXNlcjpwYSBzcw==");
@@ -199,14 +201,14 @@ mod tests {
             b.password = None;
             b.password_file = Some(path.clone());
         }
-        let Auth::Basic(v) = Auth::build(&o).unwrap() else {
+        let Auth::Basic(v) = Auth::build(&o, "test").unwrap() else {
             panic!("basic expected")
         };
         let encoded = base64::engine::general_purpose::STANDARD.encode("user:filepw");
         assert_eq!(v.to_str().unwrap(), format!("Basic {encoded}"));
 
         std::fs::remove_file(&path).unwrap();
-        let err = Auth::build(&o).unwrap_err();
+        let err = Auth::build(&o, "test").unwrap_err();
         assert_eq!(err.kind(), "read_file");
         assert!(!format!("{err} {err:?}").contains("filepw"), "{err}");
     }

@@ -28,7 +28,7 @@
 //! | `http_400`, `http_401`, `http_403`, `http_404`, `http_405`, `http_413`, `http_415`, `http_4xx`, `http_500`, `http_5xx`, `http_other` | permanent | OTLP/HTTP status |
 //! | `grpc_<code>` (e.g. `grpc_unavailable`, `grpc_resource_exhausted`) | retryable for `cancelled`, `deadline_exceeded`, `aborted`, `out_of_range`, `unavailable`, `data_loss`, and `resource_exhausted` with `RetryInfo`; else permanent | gRPC status from the backend |
 //! | `connect` | retryable | the connection could not be made or was lost (refused, reset, DNS) |
-//! | `tls` | retryable | the TLS handshake failed (untrusted or misnamed server certificate, client certificate refused); gRPC only, HTTP reports these as `connect` |
+//! | `tls` | retryable | the TLS handshake failed (untrusted, expired or misnamed server certificate, no common TLS version, client certificate refused) |
 //! | `timeout` | retryable | the attempt took longer than `timeout` |
 //! | `auth` | retryable | no OAuth2 token could be had (token endpoint unreachable, refusing, or answering nonsense); permanent only for a credential that cannot be gRPC metadata |
 //! | `transport` | retryable | any other I/O failure between us and the backend |
@@ -57,7 +57,7 @@ pub mod outcome;
 pub mod rate_limit;
 pub mod stdout;
 #[cfg(test)]
-mod test_pki;
+pub(crate) mod test_pki;
 pub(crate) mod tls;
 
 pub use backoff::{ExponentialBackoff, InvalidBackoff};
@@ -185,10 +185,20 @@ impl Exporter {
     ///
     /// # Errors
     /// See [`ExportError`].
-    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Exporter, ExportError> {
+    /// `destination` is the metrics label of what the exporter sends to (TLS
+    /// metrics carry it).
+    pub fn build(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+    ) -> Result<Exporter, ExportError> {
         let inner = match output.kind {
-            OutputType::OtlpGrpc => Kind::Grpc(otlp_grpc::GrpcExporter::build(output, signal)?),
-            OutputType::OtlpHttp => Kind::Http(otlp_http::HttpExporter::build(output, signal)?),
+            OutputType::OtlpGrpc => {
+                Kind::Grpc(otlp_grpc::GrpcExporter::build(output, signal, destination)?)
+            }
+            OutputType::OtlpHttp => {
+                Kind::Http(otlp_http::HttpExporter::build(output, signal, destination)?)
+            }
             OutputType::Stdout => Kind::Stdout(stdout::StdoutExporter::new(signal)),
             OutputType::Noop => Kind::Noop,
         };
@@ -256,7 +266,12 @@ mod tests {
 
     #[tokio::test]
     async fn noop_accepts_everything() {
-        let e = Exporter::build(&OutputConfig::of_kind(OutputType::Noop), Signal::Logs).unwrap();
+        let e = Exporter::build(
+            &OutputConfig::of_kind(OutputType::Noop),
+            Signal::Logs,
+            "test",
+        )
+        .unwrap();
         assert_eq!(e.kind(), "noop");
         let got = e.send(Bytes::from_static(b"\x0a\x00"), 1).await;
         assert_eq!(

@@ -99,7 +99,7 @@ impl TokenSource {
     ///
     /// # Errors
     /// An invalid `token_url`, unreadable TLS or secret files.
-    pub(crate) fn build(cfg: &OAuth2Config) -> Result<Self, ExportError> {
+    pub(crate) fn build(cfg: &OAuth2Config, destination: &str) -> Result<Self, ExportError> {
         let url = reqwest::Url::parse(&cfg.token_url).map_err(|e| ExportError::Build {
             field: "auth.oauth2.token_url",
             reason: format!("{:?} is not a valid URL: {e}", cfg.token_url),
@@ -124,7 +124,13 @@ impl TokenSource {
             // The credentials go to the configured endpoint only.
             .redirect(reqwest::redirect::Policy::none());
         if tls::wants_tls(Some(url.scheme()), &cfg.tls)? {
-            builder = tls::http_client_config(builder, &cfg.tls)?;
+            // Its TLS metrics carry the output's destination with `/oauth2`.
+            builder = builder.tls_backend_preconfigured(tls::client_config(
+                &cfg.tls,
+                &format!("{destination}/oauth2"),
+                tls::DefaultRoots::Platform,
+                &[b"http/1.1"],
+            )?);
         }
         let client = builder.build().map_err(|e| ExportError::Client {
             client: "oauth2",
@@ -417,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch_with_basic_client_auth() {
         let (url, idp) = idp(Idp::default()).await;
-        let source = Arc::new(TokenSource::build(&config(&url)).unwrap());
+        let source = Arc::new(TokenSource::build(&config(&url), "test").unwrap());
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let s = source.clone();
@@ -447,7 +453,7 @@ mod tests {
         .await;
         let mut cfg = config(&url);
         cfg.client_auth = ClientAuth::Body;
-        let source = TokenSource::build(&cfg).unwrap();
+        let source = TokenSource::build(&cfg, "test").unwrap();
         let (first, _) = source.token().await.unwrap();
         let (again, _) = source.token().await.unwrap();
         assert_eq!(first, again);
@@ -468,7 +474,7 @@ mod tests {
     #[tokio::test]
     async fn invalidation_drops_only_the_refused_token() {
         let (url, idp) = idp(Idp::default()).await;
-        let source = TokenSource::build(&config(&url)).unwrap();
+        let source = TokenSource::build(&config(&url), "test").unwrap();
         let (_, used1) = source.token().await.unwrap();
         source.invalidate(used1);
         let (v2, used2) = source.token().await.unwrap();
@@ -485,8 +491,8 @@ mod tests {
         use super::super::Outcome;
         let (url, idp) = idp(Idp::default()).await;
         let mut o = crate::config::OutputConfig::of_kind(crate::config::OutputType::OtlpGrpc);
-        o.auth = Some(crate::config::AuthConfig::Oauth2(config(&url)));
-        let auth = super::super::auth::Auth::build(&o).unwrap();
+        o.auth = Some(crate::config::AuthConfig::Oauth2(Box::new(config(&url))));
+        let auth = super::super::auth::Auth::build(&o, "test").unwrap();
         let refused = |reason| Outcome::Permanent {
             reason,
             detail: String::new(),
@@ -518,8 +524,8 @@ mod tests {
         })
         .await;
         let mut o = crate::config::OutputConfig::of_kind(crate::config::OutputType::OtlpHttp);
-        o.auth = Some(crate::config::AuthConfig::Oauth2(config(&url)));
-        let auth = super::super::auth::Auth::build(&o).unwrap();
+        o.auth = Some(crate::config::AuthConfig::Oauth2(Box::new(config(&url))));
+        let auth = super::super::auth::Auth::build(&o, "test").unwrap();
         match auth.authorization().await {
             Err(super::super::Outcome::Retryable { reason, detail, .. }) => {
                 assert_eq!(reason, "auth");

@@ -49,7 +49,11 @@ impl GrpcExporter {
     /// # Errors
     /// A missing or malformed endpoint, invalid or binary (`-bin`) headers,
     /// unreadable or invalid TLS files.
-    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Self, ExportError> {
+    pub fn build(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+    ) -> Result<Self, ExportError> {
         let endpoint = output
             .endpoint
             .as_deref()
@@ -57,32 +61,34 @@ impl GrpcExporter {
                 field: "endpoint",
                 reason: "is required for otlp_grpc".to_owned(),
             })?;
-        let mut ep = Endpoint::from_shared(endpoint.to_owned())
+        let uri = endpoint
+            .parse::<http::Uri>()
             .map_err(|e| ExportError::Build {
                 field: "endpoint",
                 reason: format!("{endpoint:?} is not a valid URI: {e}"),
-            })?
+            })?;
+        let use_tls = tls::wants_tls(uri.scheme_str(), &output.tls)?;
+        let connect_uri = if use_tls {
+            tls::grpc::connect_uri(&uri)?
+        } else {
+            uri.clone()
+        };
+        let ep = Endpoint::from(connect_uri)
             .connect_timeout(output.timeout)
             .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| ExportError::Client {
                 client: "grpc",
                 reason: chain(&e),
             })?;
-        if tls::wants_tls(ep.uri().scheme_str(), &output.tls)? {
-            let (config, verifier) = tls::grpc_client_config(&output.tls)?;
-            let configured = match verifier {
-                Some(v) => ep.tls_config_with_verifier(config, v),
-                None => ep.tls_config(config),
-            };
-            ep = configured.map_err(|e| ExportError::Tls {
-                field: "tls",
-                reason: chain(&e),
-            })?;
-        }
-        let mut client =
-            tonic::client::Grpc::new(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd);
+        let ep = crate::grpc_codec::tune_endpoint(ep);
+        let channel = if use_tls {
+            tls::grpc::channel(ep, &uri, &output.tls, destination)?
+        } else {
+            ep.connect_lazy()
+        };
+        let mut client = tonic::client::Grpc::new(channel)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         match output.compression {
             Compression::None => {}
             Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
@@ -93,7 +99,7 @@ impl GrpcExporter {
             metadata: metadata(output)?,
             signal,
             timeout: output.timeout,
-            auth: Auth::build(output)?,
+            auth: Auth::build(output, destination)?,
         })
     }
 
@@ -357,8 +363,8 @@ mod tests {
 
     async fn send_once(answer: Answer, compression: Compression) -> (Outcome, Seen) {
         let (url, seen) = backend(answer).await;
-        let e =
-            crate::exporters::Exporter::build(&output(&url, compression), Signal::Logs).unwrap();
+        let e = crate::exporters::Exporter::build(&output(&url, compression), Signal::Logs, "test")
+            .unwrap();
         assert_eq!(e.kind(), "otlp_grpc");
         (
             e.send(Bytes::from(request().encode_to_vec()), 3).await,
@@ -414,7 +420,7 @@ mod tests {
                 prefix: String::new(),
             },
         ];
-        let e = GrpcExporter::build(&o, Signal::Logs).unwrap();
+        let e = GrpcExporter::build(&o, Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(got.kind(), "accepted", "{got:?}");
         let seen = seen.lock().unwrap();
@@ -487,7 +493,7 @@ mod tests {
         let (url, seen) = backend(Answer::Stall).await;
         let mut o = output(&url, Compression::None);
         o.timeout = Duration::from_millis(200);
-        let e = GrpcExporter::build(&o, Signal::Logs).unwrap();
+        let e = GrpcExporter::build(&o, Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(
             seen.lock().unwrap().len(),
@@ -512,7 +518,7 @@ mod tests {
             value: "hunter2".into(),
             prefix: String::new(),
         }];
-        let e = GrpcExporter::build(&o, Signal::Logs).unwrap();
+        let e = GrpcExporter::build(&o, Signal::Logs, "test").unwrap();
         match e.send(Bytes::from(request().encode_to_vec())).await {
             Outcome::Retryable {
                 after: None,
@@ -535,14 +541,18 @@ mod tests {
             prefix: String::new(),
         }];
         assert_eq!(
-            GrpcExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            GrpcExporter::build(&o, Signal::Logs, "test")
+                .unwrap_err()
+                .kind(),
             "unsupported"
         );
 
         let mut o = output("https://127.0.0.1:1", Compression::None);
         o.tls.insecure = true;
         assert_eq!(
-            GrpcExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            GrpcExporter::build(&o, Signal::Logs, "test")
+                .unwrap_err()
+                .kind(),
             "build"
         );
 
@@ -550,7 +560,9 @@ mod tests {
         o.tls.cert_file = Some("/nonexistent/client.pem".into());
         o.tls.key_file = Some("/nonexistent/client.key".into());
         assert_eq!(
-            GrpcExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            GrpcExporter::build(&o, Signal::Logs, "test")
+                .unwrap_err()
+                .kind(),
             "read_file"
         );
     }
@@ -599,7 +611,7 @@ mod tests {
     }
 
     async fn send_to(o: &OutputConfig) -> Outcome {
-        let e = GrpcExporter::build(o, Signal::Logs).unwrap();
+        let e = GrpcExporter::build(o, Signal::Logs, "test").unwrap();
         e.send(Bytes::from(request().encode_to_vec())).await
     }
 

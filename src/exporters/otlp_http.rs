@@ -12,9 +12,8 @@
 //!   output's `timeout`, and at most [`RESPONSE_LIMIT`] bytes of the answer
 //!   are read;
 //! - transport errors are reported without the URL or the headers.
-//!
-//! Not supported yet: `tls.server_name` (reqwest verifies the URL's host);
-//! it is refused at build time.
+//! - TLS (versions, verifier, client certificate) is
+//!   [`tls::client_config`]; a failed handshake is a retryable `tls`.
 
 use std::error::Error as _;
 use std::io::Write;
@@ -46,9 +45,13 @@ impl HttpExporter {
     ///
     /// # Errors
     /// A missing or malformed endpoint or path, invalid headers, unreadable
-    /// or invalid TLS files, `tls.server_name` (unsupported).
-    pub fn build(output: &OutputConfig, signal: Signal) -> Result<Self, ExportError> {
-        Self::build_with(output, signal, |b| b)
+    /// or invalid TLS files.
+    pub fn build(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+    ) -> Result<Self, ExportError> {
+        Self::build_with(output, signal, destination, |b| b)
     }
 
     /// [`HttpExporter::build`] with a last say on the client builder (tests
@@ -56,6 +59,7 @@ impl HttpExporter {
     pub(crate) fn build_with(
         output: &OutputConfig,
         signal: Signal,
+        destination: &str,
         customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Result<Self, ExportError> {
         let endpoint = output
@@ -102,7 +106,12 @@ impl HttpExporter {
             // would send the credentials headers somewhere else.
             .redirect(reqwest::redirect::Policy::none());
         if use_tls {
-            builder = tls::http_client_config(builder, &output.tls)?;
+            builder = builder.tls_backend_preconfigured(tls::client_config(
+                &output.tls,
+                destination,
+                tls::DefaultRoots::Platform,
+                &[b"h2", b"http/1.1"],
+            )?);
         }
         let client = customize(builder)
             .build()
@@ -115,7 +124,7 @@ impl HttpExporter {
             url,
             signal,
             compression: output.compression,
-            auth: Auth::build(output)?,
+            auth: Auth::build(output, destination)?,
         })
     }
 
@@ -199,6 +208,8 @@ fn compress_now(compression: Compression, body: &[u8]) -> std::io::Result<Bytes>
 fn transport_outcome(e: &reqwest::Error) -> Outcome {
     let reason = if e.is_timeout() {
         "timeout"
+    } else if tls::is_tls_error(e) {
+        "tls"
     } else if e.is_connect() {
         "connect"
     } else {
@@ -365,8 +376,8 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let e =
-                super::super::Exporter::build(&output(&url, compression), Signal::Logs).unwrap();
+            let e = super::super::Exporter::build(&output(&url, compression), Signal::Logs, "test")
+                .unwrap();
             let got = e.send(Bytes::from(want.encode_to_vec()), 2).await;
             assert_eq!(
                 got,
@@ -416,7 +427,7 @@ mod tests {
                 prefix: String::new(),
             },
         ];
-        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let e = HttpExporter::build(&o, Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(got.kind(), "accepted", "{got:?}");
         let s = seen.lock().unwrap()[0].clone();
@@ -434,7 +445,8 @@ mod tests {
             b"overloaded".to_vec(),
         )
         .await;
-        let e = HttpExporter::build(&output(&url, Compression::Gzip), Signal::Logs).unwrap();
+        let e =
+            HttpExporter::build(&output(&url, Compression::Gzip), Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(
             got,
@@ -450,7 +462,8 @@ mod tests {
     async fn bad_request_is_permanent() {
         install_provider();
         let (url, _) = backend(http::StatusCode::BAD_REQUEST, vec![], b"malformed".to_vec()).await;
-        let e = HttpExporter::build(&output(&url, Compression::None), Signal::Logs).unwrap();
+        let e =
+            HttpExporter::build(&output(&url, Compression::None), Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(
             got,
@@ -476,7 +489,8 @@ mod tests {
             answer.encode_to_vec(),
         )
         .await;
-        let e = HttpExporter::build(&output(&url, Compression::Zstd), Signal::Logs).unwrap();
+        let e =
+            HttpExporter::build(&output(&url, Compression::Zstd), Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(
             got,
@@ -501,7 +515,7 @@ mod tests {
             value: "hunter2".into(),
             prefix: String::new(),
         }];
-        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let e = HttpExporter::build(&o, Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         match got {
             Outcome::Retryable {
@@ -519,23 +533,20 @@ mod tests {
     #[test]
     fn build_refuses_what_it_cannot_honour() {
         install_provider();
-        let mut o = output("https://backend.example:4318", Compression::None);
-        o.tls.server_name = Some("other.example".into());
-        assert_eq!(
-            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
-            "unsupported"
-        );
-
         let o = output("not a url", Compression::None);
         assert_eq!(
-            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            HttpExporter::build(&o, Signal::Logs, "test")
+                .unwrap_err()
+                .kind(),
             "build"
         );
 
         let mut o = output("http://backend.example:4318", Compression::None);
         o.endpoint = None;
         assert_eq!(
-            HttpExporter::build(&o, Signal::Logs).unwrap_err().kind(),
+            HttpExporter::build(&o, Signal::Logs, "test")
+                .unwrap_err()
+                .kind(),
             "build"
         );
     }
@@ -550,7 +561,7 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let mut o = output(&format!("http://{addr}"), Compression::None);
         o.timeout = Duration::from_millis(200);
-        let e = HttpExporter::build(&o, Signal::Logs).unwrap();
+        let e = HttpExporter::build(&o, Signal::Logs, "test").unwrap();
         let got = e.send(Bytes::from(request().encode_to_vec())).await;
         assert_eq!(got.kind(), "retryable", "{got:?}");
         let Outcome::Retryable { reason, .. } = got else {
@@ -652,7 +663,7 @@ mod tests {
     /// certificate's name must be the URL host for reqwest).
     fn tls_exporter(o: &OutputConfig, port: u16) -> HttpExporter {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        HttpExporter::build_with(o, Signal::Logs, |b| b.resolve(SERVER_NAME, addr)).unwrap()
+        HttpExporter::build_with(o, Signal::Logs, "test", |b| b.resolve(SERVER_NAME, addr)).unwrap()
     }
 
     #[tokio::test]
@@ -695,9 +706,8 @@ mod tests {
                 .send(Bytes::from(request().encode_to_vec()))
                 .await;
             match got {
-                // reqwest reports a failed handshake as a connect error.
                 Outcome::Retryable { reason, detail, .. } => {
-                    assert_eq!(reason, "connect", "{name}: {detail}")
+                    assert_eq!(reason, "tls", "{name}: {detail}")
                 }
                 other => panic!("{name}: expected retryable, got {other:?}"),
             }

@@ -92,7 +92,7 @@ impl Balance {
     ///
     /// # Errors
     /// The first exporter that cannot be built.
-    pub fn check(&self, signal: crate::signal::Signal) -> Result<(), ExportError> {
+    pub fn check(&self, signal: crate::signal::Signal, label: &str) -> Result<(), ExportError> {
         let r = &self.config.resolver;
         let endpoints: Vec<String> = match (&r.static_endpoints, &r.dns) {
             (Some(list), _) => list.clone(),
@@ -100,7 +100,7 @@ impl Balance {
             (None, None) => Vec::new(),
         };
         for ep in endpoints {
-            Exporter::build(&self.output_for(&ep), signal)?;
+            Exporter::build(&self.output_for(&ep), signal, label)?;
         }
         Ok(())
     }
@@ -328,7 +328,11 @@ impl Balancer {
                 return;
             }
         };
-        let exporter = match Exporter::build(&self.balance.output_for(&endpoint), d.signal) {
+        let exporter = match Exporter::build(
+            &self.balance.output_for(&endpoint),
+            d.signal,
+            &self.label,
+        ) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(destination = %self.label, backend = %endpoint, error = %e, "Cannot build the backend's exporter; skipping it");

@@ -22,6 +22,7 @@ pub mod flow;
 pub mod kube;
 pub mod lb;
 pub mod shoot;
+pub mod tls;
 
 pub use kube::KubeMetrics;
 pub use shoot::ShootMetrics;
@@ -235,6 +236,7 @@ impl Metrics {
         lb.register(registry.sub_registry_with_prefix("seedgate_lb"));
         let flow = Arc::new(flow::FlowMetrics::default());
         flow.register(registry.sub_registry_with_prefix("seedgate_exporter"));
+        tls::global().register(&mut registry);
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);
@@ -620,6 +622,7 @@ mod tests {
             .inc();
         m.init_routing();
         m.kube.init();
+        tls::global().touch_all();
         m.shoot.set_clusters([("ready", 1)]);
         let ss = shoot::ShootSignal {
             shoot: "shoot--a--b".into(),

@@ -204,7 +204,8 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    crate::grpc_codec::tune_server(tonic::transport::Server::builder())
+    let tls = state.tls.clone();
+    let router = crate::grpc_codec::tune_server(tonic::transport::Server::builder())
         .add_service(OtlpGrpc::<LogsService>::new(
             state.clone(),
             max_request_bytes,
@@ -213,7 +214,19 @@ pub async fn serve(
             state.clone(),
             max_request_bytes,
         ))
-        .add_service(OtlpGrpc::<TraceService>::new(state, max_request_bytes))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .add_service(OtlpGrpc::<TraceService>::new(state, max_request_bytes));
+    match tls {
+        Some(tls) => {
+            let incoming = tls.grpc_listener(listener).into_stream();
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
 }

@@ -111,6 +111,12 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = receiver.tls.clone() {
+        let listener = tls.http_listener(listener);
+        return axum::serve(listener, router(receiver, max_request_bytes))
+            .with_graceful_shutdown(shutdown)
+            .await;
+    }
     // Small answers must not wait for a delayed ACK (Nagle).
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

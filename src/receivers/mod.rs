@@ -7,7 +7,8 @@
 //! bookkeeping, and the capped decompression.
 //!
 //! Each exposes `serve(listener, shutdown)` over an already bound listener,
-//! like mini-redis, so tests bind port 0.
+//! like mini-redis, so tests bind port 0; with `receivers.tls` both serve
+//! TLS over that listener ([`tls`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::signal::Signal;
 pub mod decompress;
 pub mod grpc;
 pub mod http;
+pub mod tls;
 
 /// How long a request waits for room under `max_inflight_bytes` before it is
 /// refused as backpressure.
@@ -79,6 +81,8 @@ pub struct ReceiverState {
     /// The registry.
     pub metrics: Arc<Metrics>,
     inflight: Arc<Semaphore>,
+    /// `receivers.tls`: both listeners serve TLS when set.
+    pub tls: Option<tls::ReceiverTls>,
 }
 
 impl ReceiverState {
@@ -90,7 +94,14 @@ impl ReceiverState {
             ingest,
             metrics,
             inflight: Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS))),
+            tls: None,
         }
+    }
+
+    /// The same state with the listeners serving TLS (when `tls` is set).
+    #[must_use]
+    pub fn with_tls(self, tls: Option<tls::ReceiverTls>) -> Self {
+        Self { tls, ..self }
     }
 
     /// Reserves room for `bytes` of request in memory.

@@ -121,6 +121,10 @@ pub struct SinkOptions {
     pub track_namespaces: bool,
     /// Accepted `Authorization` values; empty: no check.
     pub authorization: Vec<String>,
+    /// Serve both listeners over TLS with this config (tests of the
+    /// exporters' TLS; the config decides client authentication; the client
+    /// certificates presented are kept, see [`SinkHandle::client_certs`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Seqs received per `(endpoint key, namespace)`.
@@ -137,6 +141,7 @@ impl Default for SinkOptions {
             down_for: None,
             track_namespaces: false,
             authorization: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -539,7 +544,15 @@ pub fn grpc_code_for_http(status: u16) -> Code {
 struct ListenerCtl {
     addr: SocketAddr,
     router: Router,
+    tls: Option<SinkTls>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The TLS of both listeners and the client certificates they were shown.
+#[derive(Debug, Clone)]
+struct SinkTls {
+    config: Arc<rustls::ServerConfig>,
+    client_certs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug)]
@@ -563,7 +576,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Accepts connections until aborted; aborting drops the listener (new
 /// connections are refused) and the `JoinSet` (open connections are closed).
-async fn accept_loop(listener: TcpListener, router: Router) {
+async fn accept_loop(listener: TcpListener, router: Router, tls: Option<SinkTls>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -572,21 +585,20 @@ async fn accept_loop(listener: TcpListener, router: Router) {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "sink: set_nodelay failed");
                     }
-                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    let router = router.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let mut builder = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        );
-                        builder
-                            .http2()
-                            .initial_stream_window_size(crate::grpc_codec::STREAM_WINDOW)
-                            .initial_connection_window_size(crate::grpc_codec::CONNECTION_WINDOW);
-                        let served = builder
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                        // A connection error only concerns that client.
-                        if let Err(e) = served {
-                            tracing::debug!(error = %e, "sink: connection ended with an error");
+                        match tls {
+                            None => serve_connection(stream, router).await,
+                            Some(tls) => match tokio_rustls::TlsAcceptor::from(tls.config).accept(stream).await {
+                                Ok(stream) => {
+                                    if let Some(cert) = stream.get_ref().1.peer_certificates().and_then(<[_]>::first) {
+                                        lock(&tls.client_certs).push(cert.to_vec());
+                                    }
+                                    serve_connection(stream, router).await;
+                                }
+                                Err(e) => tracing::debug!(error = %e, "sink: TLS handshake failed"),
+                            },
                         }
                     });
                 }
@@ -601,6 +613,27 @@ async fn accept_loop(listener: TcpListener, router: Router) {
     }
 }
 
+/// Serves HTTP/1 and HTTP/2 on one connection until it ends.
+async fn serve_connection<I>(io: I, router: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(crate::grpc_codec::STREAM_WINDOW)
+        .initial_connection_window_size(crate::grpc_codec::CONNECTION_WINDOW);
+    let served = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+    // A connection error only concerns that client.
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "sink: connection ended with an error");
+    }
+}
+
 // === impl ListenerCtl ===
 
 impl ListenerCtl {
@@ -608,7 +641,11 @@ impl ListenerCtl {
         let mut task = self.task.lock().await;
         if task.is_none() {
             let listener = bind(self.addr).with_context(|| format!("binding {}", self.addr))?;
-            *task = Some(tokio::spawn(accept_loop(listener, self.router.clone())));
+            *task = Some(tokio::spawn(accept_loop(
+                listener,
+                self.router.clone(),
+                self.tls.clone(),
+            )));
         }
         Ok(())
     }
@@ -662,6 +699,17 @@ impl SinkHandle {
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.listeners.grpc.addr
+    }
+
+    /// The leaf client certificates (DER) presented on TLS connections, one
+    /// per connection, in order.
+    pub fn client_certs(&self) -> Vec<Vec<u8>> {
+        self.listeners
+            .grpc
+            .tls
+            .as_ref()
+            .map(|t| lock(&t.client_certs).clone())
+            .unwrap_or_default()
     }
 
     /// The bound HTTP address.
@@ -768,22 +816,30 @@ pub async fn start(opts: SinkOptions) -> anyhow::Result<SinkHandle> {
     let http = bind(opts.http_listen).with_context(|| format!("binding {}", opts.http_listen))?;
     let grpc_router = grpc_router(shared.clone());
     let http_router = http_router(shared.clone());
+    let tls = opts.tls.map(|config| SinkTls {
+        config,
+        client_certs: Arc::default(),
+    });
     let listeners = Arc::new(Listeners {
         grpc: ListenerCtl {
             addr: grpc.local_addr()?,
             task: tokio::sync::Mutex::new(Some(tokio::spawn(accept_loop(
                 grpc,
                 grpc_router.clone(),
+                tls.clone(),
             )))),
             router: grpc_router,
+            tls: tls.clone(),
         },
         http: ListenerCtl {
             addr: http.local_addr()?,
             task: tokio::sync::Mutex::new(Some(tokio::spawn(accept_loop(
                 http,
                 http_router.clone(),
+                tls.clone(),
             )))),
             router: http_router,
+            tls,
         },
     });
     if shared.listeners.set(Arc::downgrade(&listeners)).is_err() {
@@ -1095,6 +1151,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         down_for: args.down_for,
         track_namespaces: false,
         authorization: args.require_authorization,
+        tls: None,
     };
     let handle = start(opts).await?;
     eprintln!(
