@@ -79,3 +79,69 @@ async fn stdout_prints_one_json_line_per_record_and_probes_answer() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_holds_while_any_destination_is_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        support::tracking_sink().await,
+        support::tracking_sink().await,
+    );
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 100ms\n  max_interval: 200ms\npipelines:\n  - name: a\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: {} }}\n  - name: b\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: {} }}\n",
+            a.grpc_endpoint(),
+            b.grpc_endpoint()
+        ),
+    )
+    .replace("  pprof: true\n", "  pprof: true\n  unhealthy_after: 1s\n");
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let c = reqwest::Client::new();
+    let readyz = async || {
+        let r = c.get(sg.admin_url("/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let healthy = async |d: &str| {
+        sg.metric(
+            "seedgate_exporter_healthy",
+            &[&format!("destination=\"{d}\"")],
+        )
+        .await
+    };
+    let send = async |seq: u64| {
+        let r = support::post_logs(&c, &format!("{}/v1/logs", sg.http_endpoint()), seq).await;
+        assert!(r.status().is_success());
+    };
+    send(0).await;
+    assert_eq!(readyz().await.0, 200);
+
+    // One backend down for longer than unhealthy_after: still ready.
+    a.go_down().await;
+    send(1).await;
+    eventually("a unhealthy", async || {
+        (healthy("a").await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(healthy("b").await, Some(1.0));
+    assert_eq!(readyz().await.0, 200);
+
+    // Both down: not ready, and the body says why.
+    b.go_down().await;
+    send(2).await;
+    let (status, body) = eventually("not ready", async || {
+        let r = readyz().await;
+        (r.0 == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(status, 503);
+    assert!(body.contains("no destination is healthy"), "{body}");
+
+    // One comes back: ready again, and its queued data arrives.
+    b.come_up().await.unwrap();
+    eventually("ready again", async || {
+        (readyz().await.0 == 200).then_some(())
+    })
+    .await;
+    eventually("b's records", async || (b.seqs().len() == 3).then_some(())).await;
+}

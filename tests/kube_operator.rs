@@ -502,7 +502,8 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
             "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n    batch: {{ timeout: 20ms }}\n",
             file_sink.http_endpoint()
         ),
-    );
+    )
+    .replace("  pprof: true\n", "  pprof: true\n  unhealthy_after: 2s\n");
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let ns = "default";
     let to = async |sink: &seedgate::tools::sink::SinkHandle, first: u64| {
@@ -651,7 +652,32 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
         "GatewayAllTelemetryDataDropped",
     )
     .await;
+    // Failing longer than admin.unhealthy_after: the gateway is not ready
+    // for this pipeline (the file pipeline keeps /readyz up).
+    wait_condition(
+        &pipelines,
+        "backend",
+        "GatewayHealthy",
+        "False",
+        "GatewayNotReady",
+    )
+    .await;
+    assert!(
+        reqwest::get(sg.admin_url("/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
     kube_sink.come_up().await.unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "GatewayHealthy",
+        "True",
+        "GatewayReady",
+    )
+    .await;
     wait_condition(
         &pipelines,
         "backend",

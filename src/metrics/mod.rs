@@ -612,6 +612,17 @@ mod tests {
         e.dropped_records.get_or_create(&dr).inc();
         e.request_duration.get_or_create(&d).observe(0.1);
         e.failing.get_or_create(&d).set(1);
+        e.healthy.get_or_create(&d).set(1);
+        m.lb.init("p", crate::signal::Signal::Traces);
+        let backend = lb::Backend {
+            destination: "p".into(),
+            signal: "traces",
+            backend: "http://b:4317".into(),
+        };
+        m.lb.backend_up.get_or_create(&backend).set(1);
+        m.lb.backend_queue_records.get_or_create(&backend).set(1);
+        m.lb.routed_records.get_or_create(&backend).inc();
+        m.lb.count_resolution("p", lb::LbResult::Ok);
         m.flow.throttled_seconds.get_or_create(&d).inc_by(0.5);
         m.flow.throttled.get_or_create(&d).set(1);
         m.flow.concurrency_limit.get_or_create(&d).set(1);

@@ -293,19 +293,11 @@ async fn reconcile<K>(
         };
         let generation = o.meta().generation;
         let outcome = ConfigOutcome::new(result, admitted.contains(name.as_str()));
-        let facts = flow_facts(
-            ctx,
-            &pipeline_config_name(kind, name),
-            kind.signal().as_str(),
-            last_dropped,
-        );
-        let wanted = conditions::pipeline_conditions(
-            kind,
-            generation,
-            &outcome,
-            &GatewayState::Ready,
-            facts,
-        );
+        let destination = pipeline_config_name(kind, name);
+        let signal = kind.signal().as_str();
+        let facts = flow_facts(ctx, &destination, signal, last_dropped);
+        let gateway = gateway_state(ctx, &destination, signal);
+        let wanted = conditions::pipeline_conditions(kind, generation, &outcome, &gateway, facts);
         let mut status = o.status().cloned().unwrap_or_default();
         if conditions::set_status_conditions(&mut status.conditions, wanted, now) {
             let patch = serde_json::json!({ "status": status });
@@ -336,6 +328,26 @@ async fn reconcile<K>(
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     if let Err(e) = effective_config::write_kind(&cms, kind.kind(), &applied, &ctx.metrics).await {
         tracing::warn!(error = %e, "Cannot write the effective-config ConfigMap");
+    }
+}
+
+/// Whether seedgate delivers for the destination: `NotReady` once the
+/// health actor judged it unhealthy (failing without a success for
+/// `admin.unhealthy_after`; for a load-balanced pipeline, every backend).
+fn gateway_state(ctx: &AggregatorCtx, destination: &str, signal: &'static str) -> GatewayState {
+    let labels = Dest {
+        destination: destination.to_owned(),
+        signal,
+    };
+    let m = &ctx.metrics.exporter;
+    // A destination not judged yet (no series) counts as healthy.
+    let healthy = m.healthy.get(&labels).is_none_or(|g| g.get() == 1);
+    if healthy {
+        GatewayState::Ready
+    } else {
+        GatewayState::NotReady(format!(
+            "the {signal} backend has failed every export attempt for longer than admin.unhealthy_after; the data is kept in the buffer and retried"
+        ))
     }
 }
 
@@ -385,7 +397,10 @@ fn flow_facts(
     FlowFacts {
         all_dropped: failing,
         some_dropped: dropped > before,
-        throttling: refused > refused_before,
+        // Clients refused for a full queue, or sends waiting for the
+        // output's rate limit: both are the gateway not keeping up.
+        throttling: refused > refused_before
+            || m.flow.throttled.get(&labels).is_some_and(|g| g.get() == 1),
         buffer_filling: limit > 0 && size * 10 > limit * 8,
     }
 }
