@@ -118,7 +118,7 @@ async fn readiness_holds_while_any_destination_is_healthy() {
 
     // One backend down for longer than unhealthy_after: still ready.
     a.go_down().await;
-    send(1).await;
+    send(100).await;
     eventually("a unhealthy", async || {
         (healthy("a").await == Some(0.0)).then_some(())
     })
@@ -128,7 +128,7 @@ async fn readiness_holds_while_any_destination_is_healthy() {
 
     // Both down: not ready, and the body says why.
     b.go_down().await;
-    send(2).await;
+    send(200).await;
     let (status, body) = eventually("not ready", async || {
         let r = readyz().await;
         (r.0 == 503).then_some(r)
@@ -143,5 +143,5 @@ async fn readiness_holds_while_any_destination_is_healthy() {
         (readyz().await.0 == 200).then_some(())
     })
     .await;
-    eventually("b's records", async || (b.seqs().len() == 3).then_some(())).await;
+    eventually("b's records", async || (b.seqs().len() == 30).then_some(())).await;
 }
