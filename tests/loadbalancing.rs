@@ -45,6 +45,15 @@ async fn sink_on(ip: u8, port: u16) -> SinkHandle {
     .unwrap()
 }
 
+/// One sink on each of `ips`, all on `port`.
+async fn sinks_on(ips: impl IntoIterator<Item = u8>, port: u16) -> Vec<SinkHandle> {
+    let mut sinks = Vec::new();
+    for ip in ips {
+        sinks.push(sink_on(ip, port).await);
+    }
+    sinks
+}
+
 fn endpoint(ip: u8, port: u16) -> String {
     format!("http://127.0.0.{ip}:{port}")
 }
@@ -129,10 +138,7 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = shared_port();
     let ips = [2u8, 3, 4, 5];
-    let mut sinks = Vec::new();
-    for ip in ips {
-        sinks.push(sink_on(ip, port).await);
-    }
+    let sinks = sinks_on(ips, port).await;
     let yaml = config_yaml(
         &dir.path().join("data"),
         &pipeline(&static_resolver(&ips, port)),
@@ -238,10 +244,7 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
 async fn a_static_change_moves_about_the_keys_of_the_backends_that_changed() {
     let dir = tempfile::tempdir().unwrap();
     let port = shared_port();
-    let mut sinks = Vec::new();
-    for ip in 2u8..=6 {
-        sinks.push(sink_on(ip, port).await);
-    }
+    let sinks = sinks_on(2..=6, port).await;
     let all: Vec<&SinkHandle> = sinks.iter().collect();
     let data = dir.path().join("data");
     let mut sg = Seedgate::start(
@@ -315,10 +318,7 @@ async fn dns_server(ips: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
 async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let port = shared_port();
-    let mut sinks = Vec::new();
-    for ip in 2u8..=6 {
-        sinks.push(sink_on(ip, port).await);
-    }
+    let sinks = sinks_on(2..=6, port).await;
     let all: Vec<&SinkHandle> = sinks.iter().collect();
     let ips = Arc::new(Mutex::new(
         (2..=5)
