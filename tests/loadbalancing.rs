@@ -125,6 +125,16 @@ async fn send_traces(sg: &Seedgate, dir: &Path, traces: u64, sinks: &[&SinkHandl
     .await;
 }
 
+/// Forgets what the sinks got, sends the same 1 000 traces again and says
+/// where each went.
+async fn resend(sg: &Seedgate, dir: &Path, sinks: &[&SinkHandle]) -> HashMap<u64, usize> {
+    for s in sinks {
+        s.reset_stats();
+    }
+    send_traces(sg, dir, 1000, sinks).await;
+    owners(sinks)
+}
+
 /// The traces whose owner differs between two runs, as (before, after).
 fn moved(before: &HashMap<u64, usize>, after: &HashMap<u64, usize>) -> Vec<(usize, usize)> {
     before
@@ -255,17 +265,13 @@ async fn a_static_change_moves_about_the_keys_of_the_backends_that_changed() {
     send_traces(&sg, dir.path(), 1000, &all).await;
     let before = owners(&all);
     assert!(sg.terminate().success());
-    for s in &sinks {
-        s.reset_stats();
-    }
     // .2 leaves, .6 joins: the same traces again.
     let sg = Seedgate::start(
         dir.path(),
         &config_yaml(&data, &pipeline(&static_resolver(&[3, 4, 5, 6], port))),
     )
     .await;
-    send_traces(&sg, dir.path(), 1000, &all).await;
-    let after = owners(&all);
+    let after = resend(&sg, dir.path(), &all).await;
     let moved = moved(&before, &after);
     // Only the leaver's traces and the joiner's new ones move: expected
     // 1/4 + 3/4 × 1/4 = 7/16 of them.
@@ -358,11 +364,7 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
             .then_some(())
     })
     .await;
-    for s in &sinks {
-        s.reset_stats();
-    }
-    send_traces(&sg, dir.path(), 1000, &all).await;
-    let three = owners(&all);
+    let three = resend(&sg, dir.path(), &all).await;
     let moved_out = moved(&four, &three);
     let owned_by_leaver = four.values().filter(|o| **o == 3).count();
     assert!(moved_out.iter().all(|(b, _)| *b == 3), "{moved_out:?}");
@@ -376,11 +378,7 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
             .then_some(())
     })
     .await;
-    for s in &sinks {
-        s.reset_stats();
-    }
-    send_traces(&sg, dir.path(), 1000, &all).await;
-    let joined = owners(&all);
+    let joined = resend(&sg, dir.path(), &all).await;
     let moved_in = moved(&three, &joined);
     assert!(moved_in.iter().all(|(_, a)| *a == 4), "{moved_in:?}");
     let out = owned_by_leaver as f64 / 1000.0;
