@@ -21,6 +21,15 @@ use support::{Seedgate, config_yaml, eventually, stream};
 
 /// Spans per trace (and per loadgen request).
 const SPANS: u64 = 20;
+/// Loadgen flags: one trace of [`SPANS`] small spans per request.
+const TRACE_FLAGS: [&str; 6] = [
+    "--signal",
+    "traces",
+    "--records-per-request",
+    "20",
+    "--record-size",
+    "64",
+];
 
 /// A port free on every loopback address the sinks use.
 fn shared_port() -> u16 {
@@ -98,16 +107,8 @@ fn owners(sinks: &[&SinkHandle]) -> HashMap<u64, usize> {
 /// span arrived somewhere.
 async fn send_traces(sg: &Seedgate, dir: &Path, traces: u64, sinks: &[&SinkHandle]) {
     let acked = dir.join(format!("acked-{}", rand::random::<u32>()));
-    let flags = [
-        "--signal",
-        "traces",
-        "--records-per-request",
-        "20",
-        "--record-size",
-        "64",
-        "--count",
-        &(traces * SPANS).to_string(),
-    ];
+    let count = (traces * SPANS).to_string();
+    let flags = [&TRACE_FLAGS[..], &["--count", &count]].concat();
     let run = stream(
         sg.grpc_endpoint(),
         &flags,
@@ -173,16 +174,7 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
 
     // Under load, one backend dies for good.
     let acked_path = dir.path().join("acked-kill");
-    let flags = [
-        "--signal",
-        "traces",
-        "--records-per-request",
-        "20",
-        "--record-size",
-        "64",
-        "--rate",
-        "4000",
-    ];
+    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
     let run = stream(
         sg.grpc_endpoint(),
         &flags,
