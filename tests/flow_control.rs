@@ -148,12 +148,14 @@ async fn basic_and_header_auth_get_through_and_a_wrong_password_is_a_counted_401
 
 /// A client-credentials token endpoint run by the test: it checks the
 /// client's credentials (HTTP basic), issues `expires_in: 2` tokens, counts
-/// the requests, and tells the sink which tokens are valid (the newest two:
-/// the previous one is still within its lifetime when the next is issued).
+/// the requests, and tells the sink which tokens are valid: those issued
+/// within their 2 s lifetime plus a second of grace (two exporters refresh
+/// on their own schedules, so "the newest two" would revoke a live token).
 #[derive(Clone)]
 struct Idp {
     hits: Arc<AtomicU64>,
-    valid: Arc<Mutex<Vec<String>>>,
+    /// Every token issued, with when.
+    valid: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
     sink: Arc<SinkHandle>,
 }
 
@@ -195,10 +197,13 @@ impl Idp {
         let token = format!("oauth-token-{n}-{}", rand::random::<u32>());
         let accepted = {
             let mut valid = self.valid.lock().unwrap();
-            valid.push(format!("Bearer {token}"));
-            let keep = valid.len().saturating_sub(2);
-            valid.drain(..keep);
-            valid.clone()
+            let now = std::time::Instant::now();
+            valid.push((format!("Bearer {token}"), now));
+            valid
+                .iter()
+                .filter(|(_, at)| now.duration_since(*at) < Duration::from_secs(3))
+                .map(|(t, _)| t.clone())
+                .collect()
         };
         self.sink.set_authorization(accepted);
         let body =
@@ -308,7 +313,7 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
             .lock()
             .unwrap()
             .iter()
-            .map(|v| v["Bearer ".len()..].to_owned()),
+            .map(|(v, _)| v["Bearer ".len()..].to_owned()),
     );
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_secrets_absent(&sg, &secrets).await;
