@@ -233,6 +233,7 @@ impl Balancer {
             }
             self.adopt_orphans().await;
             self.check_health().await;
+            self.record_health();
             self.refresh_gauges();
             if self.distribute().await {
                 tokio::task::yield_now().await;
@@ -483,14 +484,17 @@ impl Balancer {
         self.rebuild_ring();
     }
 
-    fn refresh_gauges(&self) {
-        // The pipeline is healthy while some backend in the ring is: its
-        // heartbeat is what the health actor and the operator read.
+    /// The pipeline is healthy while some backend in the ring is: its
+    /// heartbeat is what the health actor and the operator read.
+    fn record_health(&self) {
         let any_ok = self
             .backends
             .values()
             .any(|b| b.up() && b.delivery.heartbeat.failing_for().is_none());
         self.input.heartbeat.record(!any_ok);
+    }
+
+    fn refresh_gauges(&self) {
         for (endpoint, b) in &self.backends {
             self.input
                 .metrics
