@@ -195,17 +195,18 @@ impl Idp {
             );
         }
         let token = format!("oauth-token-{n}-{}", rand::random::<u32>());
-        let accepted = {
-            let mut valid = self.valid.lock().unwrap();
-            let now = std::time::Instant::now();
-            valid.push((format!("Bearer {token}"), now));
-            valid
-                .iter()
-                .filter(|(_, at)| now.duration_since(*at) < Duration::from_secs(3))
-                .map(|(t, _)| t.clone())
-                .collect()
-        };
+        // The sink learns the new list under the lock: two exporters
+        // refreshing at once must not overwrite each other's token.
+        let mut valid = self.valid.lock().unwrap();
+        let now = std::time::Instant::now();
+        valid.push((format!("Bearer {token}"), now));
+        let accepted = valid
+            .iter()
+            .filter(|(_, at)| now.duration_since(*at) < Duration::from_secs(3))
+            .map(|(t, _)| t.clone())
+            .collect();
         self.sink.set_authorization(accepted);
+        drop(valid);
         let body =
             serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 2});
         (axum::http::StatusCode::OK, body.to_string())

@@ -12,9 +12,11 @@
 //! - every value handed out is marked sensitive (kept out of `Debug` and
 //!   HPACK tables), and no error text carries a credential;
 //! - after the backend answered 401 / `UNAUTHENTICATED` to a token,
-//!   [`Auth::rejected`] drops that token, so the next batch asks for a new
-//!   one (the rejected batch itself is dropped as permanent: a token the
-//!   provider just issued being refused is a configuration problem).
+//!   [`Auth::observe`] drops that token, so the next attempt asks for a new
+//!   one. A refused token that came from the cache (it may have been
+//!   revoked or rotated at the provider) costs one immediate retry with a
+//!   token fetched for it; a refused token the provider has just issued is
+//!   a configuration problem, and the batch is dropped as permanent.
 //!
 //! [`oauth2`]: super::oauth2
 
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use http::HeaderValue;
 
-use super::oauth2::{TokenSource, Used};
+use super::oauth2::{Token, TokenSource, Used};
 use super::{ExportError, Outcome};
 use crate::config::{AuthConfig, BasicAuthConfig, OutputConfig};
 
@@ -39,13 +41,13 @@ pub(crate) enum Auth {
     OAuth2(Arc<TokenSource>),
 }
 
-/// What an attempt was sent with, for [`Auth::rejected`].
+/// What an attempt was sent with, for [`Auth::observe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Presented {
     /// Nothing or a static value.
     Static,
-    /// An OAuth2 token.
-    Token(Used),
+    /// An OAuth2 token, and whether it was fetched for this attempt.
+    Token { used: Used, fetched: bool },
 }
 
 // === impl Auth ===
@@ -77,7 +79,11 @@ impl Auth {
             Auth::None => Ok(None),
             Auth::Basic(v) => Ok(Some((v.clone(), Presented::Static))),
             Auth::OAuth2(source) => match source.token().await {
-                Ok((value, used)) => Ok(Some((value, Presented::Token(used)))),
+                Ok(Token {
+                    value,
+                    used,
+                    fetched,
+                }) => Ok(Some((value, Presented::Token { used, fetched }))),
                 Err(detail) => Err(Outcome::Retryable {
                     after: None,
                     reason: "auth",
@@ -87,25 +93,39 @@ impl Auth {
         }
     }
 
-    /// Runs one attempt with the `Authorization` value (if any), then tells
-    /// the credentials how it ended. No attempt when no token could be had.
-    pub(crate) async fn around<F>(&self, attempt: impl FnOnce(Option<HeaderValue>) -> F) -> Outcome
+    /// Runs an attempt with the `Authorization` value (if any) and tells
+    /// the credentials how it ended; a cached token the backend refused is
+    /// replaced and the attempt made once more (see the module doc). No
+    /// attempt when no token could be had.
+    pub(crate) async fn around<F>(
+        &self,
+        mut attempt: impl FnMut(Option<HeaderValue>) -> F,
+    ) -> Outcome
     where
         F: Future<Output = Outcome>,
     {
-        let presented = match self.authorization().await {
-            Ok(p) => p,
-            Err(outcome) => return outcome,
-        };
-        let (value, presented) = presented.unzip();
-        let outcome = attempt(value).await;
-        self.observe(presented, &outcome);
-        outcome
+        let mut retried = false;
+        loop {
+            let presented = match self.authorization().await {
+                Ok(p) => p,
+                Err(outcome) => return outcome,
+            };
+            let (value, presented) = presented.unzip();
+            let outcome = attempt(value).await;
+            let refused_cached = self.observe(presented, &outcome);
+            if !refused_cached || retried {
+                return outcome;
+            }
+            tracing::info!(
+                "The backend refused a cached OAuth2 token; retrying once with a new one"
+            );
+            retried = true;
+        }
     }
 
     /// Tells the credentials how an attempt ended: a 401 / `UNAUTHENTICATED`
-    /// to a token invalidates it.
-    pub(crate) fn observe(&self, presented: Option<Presented>, outcome: &Outcome) {
+    /// to a token invalidates it. True when that token came from the cache.
+    pub(crate) fn observe(&self, presented: Option<Presented>, outcome: &Outcome) -> bool {
         let unauthorized = matches!(
             outcome,
             Outcome::Permanent {
@@ -113,10 +133,12 @@ impl Auth {
                 ..
             }
         );
-        if let (true, Auth::OAuth2(source), Some(Presented::Token(used))) =
-            (unauthorized, self, presented)
-        {
-            source.invalidate(used);
+        match (unauthorized, self, presented) {
+            (true, Auth::OAuth2(source), Some(Presented::Token { used, fetched })) => {
+                source.invalidate(used);
+                !fetched
+            }
+            _ => false,
         }
     }
 }

@@ -44,6 +44,18 @@ const MAX_REFRESH_LEAD: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Used(u64);
 
+/// A token handed to one caller of [`TokenSource::token`].
+#[derive(Debug, Clone)]
+pub(crate) struct Token {
+    /// `Bearer <token>`, sensitive.
+    pub(crate) value: HeaderValue,
+    pub(crate) used: Used,
+    /// Fetched by this call, not taken from the cache (a refused fresh
+    /// token is a configuration problem; a refused cached one may have been
+    /// revoked and is worth one retry with a new one).
+    pub(crate) fetched: bool,
+}
+
 /// One cached token.
 #[derive(Debug, Clone)]
 struct Cached {
@@ -161,16 +173,21 @@ impl TokenSource {
     ///
     /// # Errors
     /// Why no token could be had (free of secrets).
-    pub(crate) async fn token(&self) -> Result<(HeaderValue, Used), String> {
+    pub(crate) async fn token(&self) -> Result<Token, String> {
         let fresh = |c: &Cached| c.refresh_at.is_none_or(|t| Instant::now() < t);
+        let cached = |c: Cached| Token {
+            value: c.value,
+            used: Used(c.generation),
+            fetched: false,
+        };
         if let Some(c) = self.cached().filter(fresh) {
-            return Ok((c.value, Used(c.generation)));
+            return Ok(cached(c));
         }
         let mut generation = self.flight.lock().await;
         // Someone else may have fetched while we waited for the flight.
         let old = self.cached();
         if let Some(c) = old.clone().filter(fresh) {
-            return Ok((c.value, Used(c.generation)));
+            return Ok(cached(c));
         }
         let issued = Instant::now();
         match self.fetch().await {
@@ -186,13 +203,17 @@ impl TokenSource {
                     .cached
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(c);
-                Ok((value, Used(*generation)))
+                Ok(Token {
+                    value,
+                    used: Used(*generation),
+                    fetched: true,
+                })
             }
             Err(e) => match old {
                 // A failed refresh: the old token still works for a while.
                 Some(c) if c.expires_at.is_some_and(|t| Instant::now() < t) => {
                     tracing::warn!(error = %e, "Refreshing the OAuth2 token failed; using the current one until it expires");
-                    Ok((c.value, Used(c.generation)))
+                    Ok(cached(c))
                 }
                 _ => Err(e),
             },
@@ -427,7 +448,7 @@ mod tests {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let s = source.clone();
-                tokio::spawn(async move { s.token().await.unwrap().0 })
+                tokio::spawn(async move { s.token().await.unwrap().value })
             })
             .collect();
         for c in calls {
@@ -454,14 +475,15 @@ mod tests {
         let mut cfg = config(&url);
         cfg.client_auth = ClientAuth::Body;
         let source = TokenSource::build(&cfg, "test").unwrap();
-        let (first, _) = source.token().await.unwrap();
-        let (again, _) = source.token().await.unwrap();
-        assert_eq!(first, again);
+        let first = source.token().await.unwrap();
+        let again = source.token().await.unwrap();
+        assert!(first.fetched && !again.fetched);
+        assert_eq!(first.value, again.value);
         assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
         // Refresh at 800 ms of the 1 s lifetime.
         tokio::time::sleep(Duration::from_millis(850)).await;
-        let (second, _) = source.token().await.unwrap();
-        assert_eq!(second.to_str().unwrap(), "Bearer tok-2");
+        let second = source.token().await.unwrap();
+        assert_eq!(second.value.to_str().unwrap(), "Bearer tok-2");
         assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
         let (auth, form) = idp.last.lock().unwrap().clone();
         assert!(auth.is_empty(), "body client auth sends no header");
@@ -475,45 +497,108 @@ mod tests {
     async fn invalidation_drops_only_the_refused_token() {
         let (url, idp) = idp(Idp::default()).await;
         let source = TokenSource::build(&config(&url), "test").unwrap();
-        let (_, used1) = source.token().await.unwrap();
+        let used1 = source.token().await.unwrap().used;
         source.invalidate(used1);
-        let (v2, used2) = source.token().await.unwrap();
-        assert_eq!(v2.to_str().unwrap(), "Bearer tok-2");
+        let second = source.token().await.unwrap();
+        let used2 = second.used;
+        assert_eq!(second.value.to_str().unwrap(), "Bearer tok-2");
         assert_ne!(used1, used2);
         // A late 401 to the old token keeps the new one.
         source.invalidate(used1);
-        assert_eq!(source.token().await.unwrap().1, used2);
+        assert_eq!(source.token().await.unwrap().used, used2);
         assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
     }
 
+    /// A backend that refuses the tokens in `revoked` (all of them when it
+    /// holds `*`) with `refusal`, answers the rest with `otherwise`, and
+    /// records every token it saw.
+    struct Backend {
+        revoked: Vec<&'static str>,
+        refusal: &'static str,
+        otherwise: Outcome,
+        seen: Vec<String>,
+    }
+
+    impl Backend {
+        fn answer(&mut self, value: Option<http::HeaderValue>) -> Outcome {
+            let token = value.unwrap().to_str().unwrap().to_owned();
+            let refused = self.revoked.iter().any(|r| *r == "*" || token.ends_with(r));
+            self.seen.push(token);
+            if refused {
+                Outcome::Permanent {
+                    reason: self.refusal,
+                    detail: String::new(),
+                }
+            } else {
+                self.otherwise.clone()
+            }
+        }
+    }
+
+    use super::super::Outcome;
+
     #[tokio::test]
-    async fn a_backend_401_or_unauthenticated_drops_the_token_it_was_sent() {
-        use super::super::Outcome;
+    async fn a_refused_cached_token_is_replaced_and_retried_once() {
         let (url, idp) = idp(Idp::default()).await;
         let mut o = crate::config::OutputConfig::of_kind(crate::config::OutputType::OtlpGrpc);
         o.auth = Some(crate::config::AuthConfig::Oauth2(Box::new(config(&url))));
         let auth = super::super::auth::Auth::build(&o, "test").unwrap();
-        let refused = |reason| Outcome::Permanent {
-            reason,
-            detail: String::new(),
+        let accepted = Outcome::Accepted {
+            rejected: 0,
+            message: String::new(),
         };
-        let mut seen = Vec::new();
-        for outcome in [
-            refused("http_400"),
-            refused("http_401"),
-            refused("grpc_unauthenticated"),
-        ] {
-            let got = auth.around(async |value| {
-                seen.push(value.unwrap().to_str().unwrap().to_owned());
-                outcome
-            });
-            got.await;
-        }
-        // A 400 says nothing about the token; each refusal costs one fetch.
-        assert_eq!(seen, ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]);
+        let mut backend = Backend {
+            revoked: vec![],
+            refusal: "http_401",
+            otherwise: Outcome::Permanent {
+                reason: "http_400",
+                detail: String::new(),
+            },
+            seen: vec![],
+        };
+        // A 400 says nothing about the token.
+        let got = auth.around(|v| std::future::ready(backend.answer(v))).await;
+        assert!(matches!(
+            got,
+            Outcome::Permanent {
+                reason: "http_400",
+                ..
+            }
+        ));
+        // The cached tok-1 was revoked: one retry with a new token passes.
+        backend.revoked = vec!["tok-1"];
+        backend.otherwise = accepted;
+        let got = auth.around(|v| std::future::ready(backend.answer(v))).await;
+        assert!(matches!(got, Outcome::Accepted { .. }), "{got:?}");
+        // Every token refused: the cached one, then the fresh one, then the
+        // batch is permanent (no third try).
+        backend.revoked = vec!["*"];
+        backend.refusal = "grpc_unauthenticated";
+        let got = auth.around(|v| std::future::ready(backend.answer(v))).await;
+        assert!(
+            matches!(
+                got,
+                Outcome::Permanent {
+                    reason: "grpc_unauthenticated",
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+        assert_eq!(
+            backend.seen,
+            [
+                "Bearer tok-1",
+                "Bearer tok-1",
+                "Bearer tok-2",
+                "Bearer tok-2",
+                "Bearer tok-3"
+            ]
+        );
+        // The refused fresh token is dropped too.
         let (v, _) = auth.authorization().await.unwrap().unwrap();
-        assert_eq!(v.to_str().unwrap(), "Bearer tok-3");
-        assert_eq!(idp.hits.load(Ordering::SeqCst), 3);
+        assert_eq!(v.to_str().unwrap(), "Bearer tok-4");
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
@@ -527,7 +612,7 @@ mod tests {
         o.auth = Some(crate::config::AuthConfig::Oauth2(Box::new(config(&url))));
         let auth = super::super::auth::Auth::build(&o, "test").unwrap();
         match auth.authorization().await {
-            Err(super::super::Outcome::Retryable { reason, detail, .. }) => {
+            Err(Outcome::Retryable { reason, detail, .. }) => {
                 assert_eq!(reason, "auth");
                 assert!(detail.contains("HTTP 401: invalid_client"), "{detail}");
                 assert!(!detail.contains("s3cret"), "{detail}");

@@ -130,7 +130,9 @@ impl HttpExporter {
 
     /// One POST with the output's credentials; see the module doc.
     pub async fn send(&self, body: Bytes) -> Outcome {
-        self.auth.around(|auth| self.attempt(body, auth)).await
+        self.auth
+            .around(|auth| self.attempt(body.clone(), auth))
+            .await
     }
 
     async fn attempt(&self, body: Bytes, authorization: Option<http::HeaderValue>) -> Outcome {

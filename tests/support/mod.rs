@@ -175,6 +175,29 @@ impl Drop for Seedgate {
             self.child.kill().ok();
             self.child.wait().ok();
         }
+        // A failing test shows what seedgate said: the warnings and errors,
+        // then the last lines (CI keeps nothing but the test output).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let notable: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            eprintln!(
+                "--- seedgate {}: {} warnings/errors (first 40) ---",
+                self.log_path.display(),
+                notable.len()
+            );
+            for l in notable.iter().take(40) {
+                eprintln!("{l}");
+            }
+            eprintln!("--- last 40 of {} log lines ---", lines.len());
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
