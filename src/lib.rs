@@ -33,6 +33,7 @@ pub mod lease;
 pub mod loadbalancing;
 pub mod metrics;
 pub mod operator;
+pub mod pipeline_health;
 pub mod proto;
 pub mod receivers;
 pub mod reload;

@@ -335,6 +335,10 @@ fn dashboard_has_its_variables_and_uses_only_documented_metrics() {
         "seedgate_shoot_queue_records",
         "seedgate_shoot_clusters",
         "seedgate_config_reloads_total",
+        "seedgate_pipeline_condition",
+        "seedgate_ready",
+        "seedgate_live",
+        "seedgate_tls_certificate_expiry_seconds",
     ] {
         assert!(used.contains(must), "no panel or alert uses {must}");
     }
@@ -422,6 +426,25 @@ fn urlencode(s: &str) -> String {
 /// compares with the registry).
 const ONLY_ON_FAULTS: [&str; 1] = ["seedgate_batcher_write_errors_total"];
 
+/// Writes a self-signed CA certificate valid for 10 more days into `dir`.
+fn ca_expiring_in_10_days(dir: &Path) -> PathBuf {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "observability test CA");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now - Duration::from_secs(86_400);
+    params.not_after = epoch + now + Duration::from_secs(10 * 86_400);
+    let path = dir.join("expiring-ca.pem");
+    std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+    path
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     tool("prometheus");
@@ -454,6 +477,8 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     .unwrap();
     // logs: healthy + rejecting (400: exporter drops) + blocked (block, later full: refusals)
     // metrics: healthy + lossy (drop_newest to a dead backend: router drops, failing)
+    // metrics also: secured (TLS with a CA that expires in 10 days, to a dead
+    // backend: the certificate alert and its panel have data)
     // traces: no pipeline (rejected in partial_success)
     // The loadgen's tenants t0..t3 are shoot namespaces: t0 and t1 ready (their
     // logs go to their shoot clients only, t1's backend failing), t2 hibernated
@@ -468,6 +493,7 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
              \x20 - name: rejecting\n    signals: [logs]\n    output:\n      type: otlp_http\n      endpoint: {}\n\
              \x20 - name: lossy\n    signals: [metrics]\n    queue:\n      max_bytes: 32KiB\n      when_full: drop_newest\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
              \x20 - name: blocked\n    signals: [logs]\n    queue:\n      max_bytes: 1MiB\n      when_full: block\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
+             \x20 - name: secured\n    signals: [metrics]\n    output:\n      type: otlp_grpc\n      endpoint: {}\n      tls: {{ ca_file: {} }}\n\
              shoots:\n  signals: [logs]\n  endpoint_prefix: {}/\n  output: {{ type: otlp_http, compression: none, timeout: 2s }}\n  max_clients: 2\n\
              clusters:\n\
              \x20 - {{ name: {T0}, state: ready }}\n\
@@ -478,6 +504,8 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
             reject.http_endpoint(),
             down.grpc_endpoint(),
             blocker.grpc_endpoint(),
+            down.grpc_endpoint().replace("http://", "https://"),
+            ca_expiring_in_10_days(dir.path()).display(),
             shoots.http_endpoint(),
         ),
     );
@@ -721,6 +749,7 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
         ("SeedgateRouterDroppingData", "lossy"),
         ("SeedgateDestinationFailing", "blocked"),
         ("SeedgateQueueFillingUp", "blocked"),
+        ("SeedgateCertificateExpiringSoon", "secured"),
     ] {
         let (_, rule) = alerts().into_iter().find(|(n, _)| n == alert).unwrap();
         let r = prom.query(rule["expr"].as_str().unwrap()).await.unwrap();
@@ -729,6 +758,38 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
             "{alert} should match destination {label}: {r:?}"
         );
     }
+    // The pipeline conditions say the same as the faults: the dead
+    // backend's flow is False with Kyma's reason, the healthy one True.
+    let conditions = prom
+        .query("seedgate_pipeline_condition{condition=\"TelemetryFlowHealthy\"}")
+        .await
+        .unwrap();
+    let flow = |destination: &str, signal: &str| {
+        conditions
+            .iter()
+            .find(|s| s["metric"]["destination"] == destination && s["metric"]["signal"] == signal)
+            .map(|s| {
+                (
+                    s["metric"]["reason"].as_str().unwrap_or("").to_owned(),
+                    s["value"][1].as_str().unwrap_or("").to_owned(),
+                )
+            })
+    };
+    assert_eq!(
+        flow("lossy", "metrics"),
+        Some(("GatewayAllTelemetryDataDropped".to_owned(), "0".to_owned())),
+        "{conditions:?}"
+    );
+    assert_eq!(
+        flow("healthy", "logs"),
+        Some(("FlowHealthy".to_owned(), "1".to_owned())),
+        "{conditions:?}"
+    );
+    let ready = prom.query("seedgate_ready").await.unwrap();
+    assert_eq!(
+        ready[0]["value"][1], "1",
+        "some destination is healthy: {ready:?}"
+    );
     let r = prom
         .query(
             alerts()

@@ -16,6 +16,7 @@
 //! for it is still buffered, and the others still need the traffic.
 //! What survives a restart: everything (the state is shared, derived anew).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,8 @@ use actix::{
 use super::Restart;
 use super::exporter_pool::Heartbeats;
 use crate::metrics::Metrics;
+use crate::pipeline_health::{self, FlowTracker, PipelineHealth};
+use crate::signal::Signal;
 use crate::store::Store;
 
 /// The writer loops at least every second even when idle; one commit taking
@@ -47,6 +50,8 @@ pub struct HealthState {
     /// The destinations' verdicts: `(destination/signal, failing for)`,
     /// the second set only for an unhealthy one.
     destinations: Mutex<Vec<(String, Option<Duration>)>>,
+    /// Each running destination's conditions, as of the last check.
+    pipelines: Mutex<HashMap<(String, Signal), PipelineHealth>>,
 }
 
 impl HealthState {
@@ -125,6 +130,16 @@ impl HealthState {
             .unwrap_or_default())
     }
 
+    /// The last verdict on a destination, `None` before its first check
+    /// (or when it does not run).
+    pub fn pipeline(&self, destination: &str, signal: Signal) -> Option<PipelineHealth> {
+        self.pipelines
+            .lock()
+            .ok()?
+            .get(&(destination.to_owned(), signal))
+            .cloned()
+    }
+
     fn record_destinations(&self, verdicts: Vec<(String, Option<Duration>)>) {
         if let Ok(mut d) = self.destinations.lock() {
             *d = verdicts;
@@ -181,6 +196,53 @@ pub fn destination_verdicts(
         .collect()
 }
 
+/// Turns the verdicts into each destination's `seedgate_exporter_healthy`,
+/// its conditions (metric and shared state), and forgets destinations that
+/// stopped.
+fn judge_pipelines(
+    state: &HealthState,
+    metrics: &Metrics,
+    flows: &Mutex<FlowTracker>,
+    verdicts: &[(String, Option<Duration>)],
+) {
+    let now = Instant::now();
+    let mut flows = flows
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut judged = HashMap::new();
+    for (key, failing) in verdicts {
+        let Some((destination, signal)) = key.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(signal) = signal.parse::<Signal>() else {
+            continue;
+        };
+        let labels = crate::metrics::Dest {
+            destination: destination.to_owned(),
+            signal: signal.as_str(),
+        };
+        metrics
+            .exporter
+            .healthy
+            .get_or_create(&labels)
+            .set(i64::from(failing.is_none()));
+        let health = flows.judge(metrics, destination, signal, *failing, now);
+        pipeline_health::publish(metrics, destination, signal, &health);
+        judged.insert((destination.to_owned(), signal), health);
+    }
+    let running: HashSet<(String, &'static str)> = judged
+        .keys()
+        .map(|(d, s)| (d.clone(), s.as_str()))
+        .collect();
+    flows.retain(&running);
+    metrics
+        .health
+        .retain_conditions(&pipeline_health::CONDITIONS, &running);
+    if let Ok(mut p) = state.pipelines.lock() {
+        *p = judged;
+    }
+}
+
 /// See the module doc.
 pub struct Health {
     state: Arc<HealthState>,
@@ -188,6 +250,8 @@ pub struct Health {
     heartbeats: Recipient<Heartbeats>,
     export_stuck_after: Duration,
     metrics: Arc<Metrics>,
+    /// Drops and refusals over the flow window, per destination.
+    flows: Arc<Mutex<FlowTracker>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -213,6 +277,7 @@ impl Health {
             heartbeats,
             export_stuck_after,
             metrics,
+            flows: Arc::default(),
         }
     }
 }
@@ -227,6 +292,7 @@ impl Actor for Health {
             let state = Arc::clone(&this.state);
             let limit = this.export_stuck_after;
             let metrics = Arc::clone(&this.metrics);
+            let flows = Arc::clone(&this.flows);
             let ask = this.heartbeats.send(Heartbeats);
             ctx.spawn(
                 async move {
@@ -239,22 +305,10 @@ impl Actor for Health {
                     state.record(problems(idle, attempts, limit));
                     let after = state.unhealthy_after();
                     let verdicts = destination_verdicts(&beats, after);
-                    for (key, failing) in &verdicts {
-                        if let Some((destination, signal)) = key.rsplit_once('/')
-                            && let Ok(signal) = signal.parse::<crate::signal::Signal>()
-                        {
-                            let labels = crate::metrics::Dest {
-                                destination: destination.to_owned(),
-                                signal: signal.as_str(),
-                            };
-                            metrics
-                                .exporter
-                                .healthy
-                                .get_or_create(&labels)
-                                .set(i64::from(failing.is_none()));
-                        }
-                    }
+                    judge_pipelines(&state, &metrics, &flows, &verdicts);
                     state.record_destinations(verdicts);
+                    metrics.health.ready.set(i64::from(state.ready().is_ok()));
+                    metrics.health.live.set(i64::from(state.live().is_ok()));
                 }
                 .into_actor(this),
             );

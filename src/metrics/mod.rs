@@ -19,6 +19,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::store::StoreMetrics;
 
 pub mod flow;
+pub mod health;
 pub mod kube;
 pub mod lb;
 pub mod shoot;
@@ -213,6 +214,8 @@ pub struct Metrics {
     pub kube: Arc<KubeMetrics>,
     /// Load-balanced pipelines.
     pub lb: Arc<lb::LbMetrics>,
+    /// Probe verdicts and pipeline conditions.
+    pub health: Arc<health::HealthMetrics>,
     /// Configuration reloads, by result (`ok`, `error`).
     pub config_reloads: Family<ResultLabel, Counter>,
     /// 1 if the last configuration reload succeeded (or none was tried).
@@ -237,6 +240,8 @@ impl Metrics {
         let flow = Arc::new(flow::FlowMetrics::default());
         flow.register(registry.sub_registry_with_prefix("seedgate_exporter"));
         tls::global().register(&mut registry);
+        let health = Arc::new(health::HealthMetrics::default());
+        health.register(registry.sub_registry_with_prefix("seedgate"));
         let config_reloads = Family::<ResultLabel, Counter>::default();
         let config_last_reload_successful = Gauge::default();
         config_last_reload_successful.set(1);
@@ -407,6 +412,7 @@ impl Metrics {
             shoot,
             kube,
             lb,
+            health,
             config_reloads,
             config_last_reload_successful,
         }
@@ -635,6 +641,9 @@ mod tests {
         m.kube.init();
         tls::global().touch_all();
         m.shoot.set_clusters([("ready", 1)]);
+        m.health.ready.set(1);
+        m.health
+            .set_condition("d", "logs", "GatewayHealthy", true, "GatewayReady");
         let ss = shoot::ShootSignal {
             shoot: "shoot--a--b".into(),
             signal: "logs",
