@@ -521,10 +521,12 @@ fn check_rbac(overlay: &str, docs: &[Value], sa: &Value) {
         ]),
         "{overlay}: ClusterRole seedgate"
     );
+    // list and watch: each pipeline actor watches every Secret it
+    // references, by name (`metadata.name` field selector); no write verb.
     assert_eq!(
         one(docs, "ClusterRole", "seedgate-secrets")["rules"],
         json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]),
-        "{overlay}: ClusterRole seedgate-secrets"
+        "{overlay}: ClusterRole seedgate-secrets: get, list and watch, nothing else"
     );
     assert_eq!(
         one(docs, "Role", "seedgate")["rules"],

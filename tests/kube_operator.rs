@@ -745,3 +745,185 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
     .await;
     to(&kube_sink, 500).await;
 }
+
+/// A pipeline's endpoint from a Secret follows that Secret through the
+/// pipeline actor's watch of exactly that Secret (a `metadata.name` field
+/// selector, what RBAC `resourceNames` authorises): a change reaches the
+/// data path within seconds and a deletion the status, with no GET of the
+/// Secret at all (a periodic re-read cannot be what did it). A Secret whose
+/// list is refused makes the pipeline `ValidationFailed` until a list
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_is_applied_through_its_watch() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sink_a, sink_b) = (tracking_sink().await, tracking_sink().await);
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: { type: noop }\n",
+    );
+    let sg = start_kube(&api, dir.path(), &yaml).await;
+    wait_metric(&sg, "leadership", "seedgate_kube_leader", &[], 1.0).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in seedgate::operator::crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    wait_metric(
+        &sg,
+        "LogPipelines watched",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        1.0,
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "seedgate");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "otlp"},
+        "stringData": {"endpoint": sink_a.http_endpoint()}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let from_secret = json!({"valueFrom": {"secretKeyRef": {"name": "otlp", "namespace": "seedgate", "key": "endpoint"}}});
+    pipelines
+        .create(
+            &PostParams::default(),
+            &log_pipeline("backend", from_secret),
+        )
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+    let ns = "default";
+    send(&sg, ns, 0).await;
+    eventually("the records at sink A", async || {
+        (seqs_in(&sink_a, "/", ns, 0..10) == 10).then_some(())
+    })
+    .await;
+
+    // The Secret is read by a list and a watch narrowed to its name, and
+    // never with a GET of the object.
+    let reads: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/api/v1/namespaces/seedgate/secrets"))
+        .collect();
+    assert!(
+        reads.iter().any(|r| r.is_watch()
+            && r.path == "/api/v1/namespaces/seedgate/secrets"
+            && r.query.contains("fieldSelector=metadata.name%3Dotlp")),
+        "no watch of the Secret by name: {reads:#?}"
+    );
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.path == "/api/v1/namespaces/seedgate/secrets"
+                && r.param("fieldSelector") == Some("metadata.name=otlp")),
+        "a Secret read not narrowed to the one Secret: {reads:#?}"
+    );
+
+    // The Secret now names sink B: data sent afterwards arrives there.
+    let mut changed = secrets.get("otlp").await.unwrap();
+    changed.data.get_or_insert_with(Default::default).insert(
+        "endpoint".into(),
+        k8s_openapi::ByteString(sink_b.http_endpoint().into_bytes()),
+    );
+    let changed_at = std::time::Instant::now();
+    secrets
+        .replace("otlp", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    let mut first = 1000;
+    let took = loop {
+        send(&sg, ns, first).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if seqs_in(&sink_b, "/", ns, 1000..u64::MAX) > 0 {
+            break changed_at.elapsed();
+        }
+        assert!(
+            changed_at.elapsed() < support::patience(),
+            "the Secret change never reached the data path"
+        );
+        first += 10;
+    };
+    eprintln!("the Secret change reached the data path after {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a Secret change took {took:?}: the watch should apply it at once"
+    );
+    send(&sg, ns, 5000).await;
+    eventually("the records at sink B", async || {
+        (seqs_in(&sink_b, "/", ns, 5000..5010) == 10).then_some(())
+    })
+    .await;
+    assert_eq!(seqs_in(&sink_a, "/", ns, 5000..5010), 0);
+
+    // The Secret is deleted: ReferencedSecretMissing, through the watch.
+    let deleted_at = std::time::Instant::now();
+    secrets
+        .delete("otlp", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "backend",
+        "ConfigurationGenerated",
+        "False",
+        "ReferencedSecretMissing",
+    )
+    .await;
+    let took = deleted_at.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "deletion seen after {took:?}"
+    );
+
+    // A namespace whose Secrets seedgate may not list: ValidationFailed,
+    // counted; once a list succeeds, what it finds decides.
+    api.fail_next("GET", "/api/v1/namespaces/locked/secrets", 403, 3);
+    let locked = json!({"valueFrom": {"secretKeyRef": {"name": "otlp", "namespace": "locked", "key": "endpoint"}}});
+    pipelines
+        .create(&PostParams::default(), &log_pipeline("locked", locked))
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "locked",
+        "ConfigurationGenerated",
+        "False",
+        "ValidationFailed",
+    )
+    .await;
+    wait_condition(
+        &pipelines,
+        "locked",
+        "ConfigurationGenerated",
+        "False",
+        "ReferencedSecretMissing",
+    )
+    .await;
+    assert!(
+        sg.metric("seedgate_kube_watch_errors_total", &["kind=\"Secret\""])
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert_eq!(
+        sg.metric("seedgate_actor_restarts_total", &["actor=\"pipeline\""])
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "no pipeline actor failed"
+    );
+}

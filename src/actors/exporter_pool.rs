@@ -1,7 +1,8 @@
 //! The exporter pool actor: one delivery loop per seed pipeline destination.
 //!
 //! In: [`SetDestinations`] (the pipelines changed: start loops for new
-//! destinations, stop those for removed ones), [`Restart`], [`Shutdown`]
+//! destinations, stop those for removed ones, start again those whose
+//! setup changed, on the same queue), [`Restart`], [`Shutdown`]
 //! (wait until every queue is empty or the deadline passes, then stop the
 //! loops). Out: nothing; loops read LMDB, send, and send deletes to the
 //! writer.

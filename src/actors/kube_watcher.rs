@@ -7,26 +7,35 @@
 //! through the [`Publisher`], merged over the file's static `clusters:`; and
 //! the three Kyma pipeline kinds, each handled by its aggregator
 //! (`crate::operator::aggregator`), whose pipelines replace the file's of
-//! their signal while the CRD exists.
+//! their signal while the CRD exists. An aggregator runs one pipeline actor
+//! per pipeline (`super::pipeline`), and each pipeline actor watches the
+//! Secrets its pipeline references.
 //!
 //! ```text
 //!   CRD watch task ──CrdChanged──▶ KubeWatcher ──start/abort──▶ Cluster watch task
-//!   (all CRDs, tokio)              (this actor)                 (tokio) ──set_kube──▶ Publisher
+//!   (all CRDs, tokio)              (this actor)      │           (tokio) ──set_kube──▶ Publisher
+//!                                                    └─start/abort──▶ aggregator × 3 kinds
+//!                                                                     └─▶ pipeline actor × N
+//!                                                                         (Secret watches)
 //! ```
 //!
 //! - CRD absent at start, or deleted later: no Cluster watch runs, routing
 //!   uses the file's clusters alone (`set_kube(None)`); the process and the
-//!   data path carry on.
-//! - CRD created (Established): the Cluster watch starts, lists, and
-//!   publishes the states; every change after that is published again.
+//!   data path carry on. The same for a pipeline CRD: its aggregator is
+//!   aborted, which aborts its pipeline actors and their Secret watches,
+//!   and the file's pipelines of that signal apply again
+//!   (`set_kube_pipelines(signal, None)`).
+//! - CRD created (Established): the Cluster watch (or the kind's
+//!   aggregator) starts, lists, and publishes; every change after that is
+//!   published again.
 //! - Watch errors (410 Gone, API server restarts, network) are retried by
 //!   kube's watcher with its default backoff; each is counted in
 //!   `seedgate_kube_watch_errors_total{kind}`.
 //! - A Cluster this process cannot read keeps its previous state (see
 //!   `cluster_state`), with a warning.
 //!
-//! A restart of this actor aborts both tasks and starts them again; the
-//! watcher relists, so nothing is missed.
+//! A restart of this actor aborts every task and starts them again; the
+//! watchers relist, so nothing is missed.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,22 +1,177 @@
-//! A set of delivery loops run on the tokio runtime, each restarted on its
-//! own when it ends (a panic in a send ends it). The exporter pool holds one
-//! for the seed pipelines, each shoot client one for its signals.
+//! Tasks on the tokio runtime that are restarted one by one when they end.
+//!
+//! [`Tasks`] keeps one task per key together with the plan it was started
+//! from; the owner calls [`Tasks::restart_dead`] every [`CHECK_EVERY`], and
+//! each task that ended (a panic ends it: tokio catches the panic at the
+//! task boundary) is started again from its plan, alone, counted in
+//! `seedgate_actor_restarts_total{actor}`. Its siblings are not touched.
+//! Dropping a [`Tasks`] aborts every task in it, so an owner that dies or is
+//! aborted never leaves tasks behind, and a restarted owner never runs two
+//! tasks for one key.
+//!
+//! Owners: the exporter pool (a delivery loop per seed pipeline), each shoot
+//! client (a delivery loop per signal), each pipeline aggregator (a pipeline
+//! actor per pipeline resource, `super::pipeline`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::delivery::{Delivery, Heartbeat};
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
-use crate::routing::Destination;
 use crate::store::Queue;
 
-/// How often owners check their loops.
+/// How often owners check their tasks.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What a [`Tasks`] runs: a plan that can be started any number of times.
+pub trait Task: Clone + Send + 'static {
+    /// The task's name among its siblings (unique; used in logs).
+    fn key(&self) -> String;
+
+    /// Whether `other` is this very plan (a clone of it), so that a task
+    /// running `other` may go on instead of starting from `self`.
+    fn same_plan(&self, other: &Self) -> bool;
+
+    /// One run of the task. It is not meant to end: when it does, it failed,
+    /// and a clone of the plan runs again.
+    fn run(self) -> impl Future<Output = ()> + Send + 'static;
+}
+
+struct Running<T> {
+    plan: T,
+    task: JoinHandle<()>,
+}
+
+/// See the module doc.
+pub struct Tasks<T> {
+    rt: Handle,
+    running: HashMap<String, Running<T>>,
+}
+
+/// The delivery loops of the exporter pool or of a shoot client.
+pub type DeliveryLoops = Tasks<DeliveryPlan>;
+
+impl<T> std::fmt::Debug for Tasks<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("running", &self.running.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+// === impl Tasks ===
+
+impl<T: Task> Tasks<T> {
+    /// No tasks yet; they will run on `rt`.
+    pub fn new(rt: Handle) -> Self {
+        Self {
+            rt,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts `plan` unless a task runs for its key.
+    pub fn start(&mut self, plan: T) {
+        let k = plan.key();
+        if !self.running.contains_key(&k) {
+            let task = self.rt.spawn(plan.clone().run());
+            self.running.insert(k, Running { plan, task });
+        }
+    }
+
+    /// Runs exactly `plans`: stops tasks not among them, starts missing ones,
+    /// and starts again those whose plan is a new one under the same key (a
+    /// pipeline whose output changed gets a loop with the new exporter on
+    /// the same queue).
+    pub fn set(&mut self, plans: Vec<T>) {
+        let wanted: HashMap<String, T> = plans.into_iter().map(|p| (p.key(), p)).collect();
+        self.running.retain(|k, r| {
+            let keep = wanted.get(k).is_some_and(|p| p.same_plan(&r.plan));
+            if !keep {
+                r.task.abort();
+                if wanted.contains_key(k) {
+                    tracing::info!(task = %k, "The task's plan changed; starting it again with the new one");
+                }
+            }
+            keep
+        });
+        for plan in wanted.into_values() {
+            self.start(plan);
+        }
+    }
+
+    /// Stops the task of `key`, if one runs, and forgets its plan.
+    pub fn stop(&mut self, key: &str) {
+        if let Some(r) = self.running.remove(key) {
+            r.task.abort();
+        }
+    }
+
+    /// Starts again every task that ended, counting each as a restart of
+    /// `actor`; the others are untouched. Returns how many were restarted.
+    pub fn restart_dead(&mut self, metrics: &Metrics, actor: &'static str) -> usize {
+        let dead: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &dead {
+            if let Some(old) = self.running.remove(k) {
+                // Finished, so its outcome is ready: a panic says why.
+                let why = match old.task.now_or_never() {
+                    Some(Err(e)) if e.is_panic() => panic_text(e.into_panic()),
+                    _ => "it returned".to_owned(),
+                };
+                tracing::error!(actor, task = %k, why = %why, "A supervised task ended unexpectedly; starting it again");
+                metrics.count_restart(actor);
+                self.start(old.plan);
+            }
+        }
+        dead.len()
+    }
+
+    /// The plans of the running tasks.
+    pub fn plans(&self) -> Vec<T> {
+        self.running.values().map(|r| r.plan.clone()).collect()
+    }
+}
+
+impl<T> Tasks<T> {
+    /// Aborts every task.
+    pub fn stop_all(&mut self) {
+        for (_, r) in self.running.drain() {
+            r.task.abort();
+        }
+    }
+}
+
+impl<T> Drop for Tasks<T> {
+    fn drop(&mut self) {
+        // An owner that dies (a panic in an actor, an aborted aggregator)
+        // takes its tasks with it.
+        self.stop_all();
+    }
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "a panic".to_owned(), |s| (*s).to_owned()),
+    }
+}
+
+// === impl DeliveryPlan ===
 
 /// A destination and what its loop needs that the snapshot does not hold.
 #[derive(Debug, Clone)]
@@ -28,7 +183,20 @@ pub struct DeliveryPlan {
     pub balance: Option<Arc<Balance>>,
 }
 
-impl DeliveryPlan {
+impl Task for DeliveryPlan {
+    fn key(&self) -> String {
+        let d = &self.delivery.destination;
+        format!("{}/{}", d.name, d.signal.as_str())
+    }
+
+    /// The publisher hands out the same destination for an unchanged
+    /// pipeline and builds a new one (same queue, new exporter) for a
+    /// changed one.
+    fn same_plan(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.delivery.destination, &other.delivery.destination)
+            && Arc::ptr_eq(&self.delivery.exporter, &other.delivery.exporter)
+    }
+
     /// The task that serves the destination: its delivery loop, or its
     /// balancer.
     async fn run(self) {
@@ -39,109 +207,13 @@ impl DeliveryPlan {
     }
 }
 
-struct Running {
-    plan: DeliveryPlan,
-    task: JoinHandle<()>,
-}
-
-/// See the module doc.
-pub struct DeliveryLoops {
-    rt: Handle,
-    running: HashMap<String, Running>,
-}
-
-impl std::fmt::Debug for DeliveryLoops {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryLoops")
-            .field("running", &self.running.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-fn key(d: &Destination) -> String {
-    format!("{}/{}", d.name, d.signal.as_str())
-}
-
-impl DeliveryLoops {
-    /// No loops yet; they will run on `rt`.
-    pub fn new(rt: Handle) -> Self {
-        Self {
-            rt,
-            running: HashMap::new(),
-        }
-    }
-
-    /// Starts the loop of `plan` unless one runs for its destination.
-    pub fn start(&mut self, plan: DeliveryPlan) {
-        let k = key(&plan.delivery.destination);
-        if !self.running.contains_key(&k) {
-            let task = self.rt.spawn(plan.clone().run());
-            self.running.insert(k, Running { plan, task });
-        }
-    }
-
-    /// Runs exactly `plans`: stops loops not among them, starts missing ones.
-    pub fn set(&mut self, plans: Vec<DeliveryPlan>) {
-        let wanted: HashMap<String, DeliveryPlan> = plans
-            .into_iter()
-            .map(|p| (key(&p.delivery.destination), p))
-            .collect();
-        self.running.retain(|k, r| {
-            let keep = wanted.contains_key(k);
-            if !keep {
-                r.task.abort();
-            }
-            keep
-        });
-        for plan in wanted.into_values() {
-            self.start(plan);
-        }
-    }
-
-    /// Starts again every loop that ended, counting each as a restart of
-    /// `actor`; the others are untouched.
-    pub fn restart_dead(&mut self, metrics: &Metrics, actor: &'static str) {
-        let dead: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.task.is_finished())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in dead {
-            if let Some(old) = self.running.remove(&k) {
-                tracing::error!(destination = %k, "A delivery loop ended unexpectedly; starting it again");
-                metrics.count_restart(actor);
-                self.start(old.plan);
-            }
-        }
-    }
-
-    /// Aborts every loop (in-flight sends with them).
-    pub fn stop_all(&mut self) {
-        for (_, r) in self.running.drain() {
-            r.task.abort();
-        }
-    }
-
-    /// The plans of the running loops.
-    pub fn plans(&self) -> Vec<DeliveryPlan> {
-        self.running.values().map(|r| r.plan.clone()).collect()
-    }
-
+impl Tasks<DeliveryPlan> {
     /// Heartbeats of the running loops, by destination.
     pub fn heartbeats(&self) -> Vec<(String, Arc<Heartbeat>)> {
         self.running
             .iter()
             .map(|(k, r)| (k.clone(), Arc::clone(&r.plan.delivery.heartbeat)))
             .collect()
-    }
-}
-
-impl Drop for DeliveryLoops {
-    fn drop(&mut self) {
-        // An owner that dies (a panic in an actor) takes its loops with it,
-        // so a restarted owner never runs two loops on one queue.
-        self.stop_all();
     }
 }
 
@@ -163,5 +235,150 @@ pub async fn drain(queues: Vec<Arc<Queue>>, deadline: Instant, what: &str) {
             return;
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::metrics::ActorLabel;
+
+    /// A task that panics on its first `panics` runs, then counts ticks.
+    #[derive(Clone)]
+    struct Probe {
+        key: &'static str,
+        panics: usize,
+        runs: Arc<AtomicUsize>,
+        ticks: Arc<AtomicUsize>,
+    }
+
+    impl Probe {
+        fn new(key: &'static str, panics: usize) -> Self {
+            Self {
+                key,
+                panics,
+                runs: Arc::default(),
+                ticks: Arc::default(),
+            }
+        }
+
+        fn runs(&self) -> usize {
+            self.runs.load(Ordering::SeqCst)
+        }
+
+        fn ticks(&self) -> usize {
+            self.ticks.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Task for Probe {
+        fn key(&self) -> String {
+            self.key.to_owned()
+        }
+
+        fn same_plan(&self, other: &Self) -> bool {
+            Arc::ptr_eq(&self.runs, &other.runs)
+        }
+
+        async fn run(self) {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            assert!(run >= self.panics, "{} fails on run {run}", self.key);
+            loop {
+                self.ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// One task panics twice: it alone is started again, each time counted;
+    /// its sibling runs on, never restarted; dropping the set aborts both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_task_is_restarted_alone_and_counted() {
+        let metrics = Metrics::new();
+        let restarts = || {
+            metrics
+                .actor
+                .restarts
+                .get_or_create(&ActorLabel { actor: "pipeline" })
+                .get()
+        };
+        let (bad, good) = (Probe::new("bad", 2), Probe::new("good", 0));
+        let mut tasks = Tasks::new(Handle::current());
+        tasks.start(bad.clone());
+        tasks.start(good.clone());
+        tasks.start(good.clone()); // one task per key
+        until("the sibling to run", || good.ticks() > 0).await;
+
+        let mut restarted = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bad.ticks() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the failing task never recovered"
+            );
+            restarted += tasks.restart_dead(&metrics, "pipeline");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(restarted, 2);
+        assert_eq!(bad.runs(), 3);
+        assert_eq!(restarts(), 2);
+
+        // The sibling was never restarted and kept running throughout.
+        assert_eq!(good.runs(), 1);
+        let before = good.ticks();
+        until("the sibling to keep running", || good.ticks() > before + 5).await;
+        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 0);
+
+        // Stopping one leaves the other; dropping the set aborts the rest.
+        tasks.stop("bad");
+        let frozen = bad.ticks();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(bad.ticks() <= frozen + 1, "a stopped task runs on");
+        until("the sibling still running", || good.ticks() > before + 10).await;
+        drop(tasks);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let frozen = good.ticks();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(good.ticks() <= frozen + 1, "a task outlived its owner");
+        assert_eq!(restarts(), 2);
+    }
+
+    /// `set` leaves a task running its plan alone, starts a new plan under
+    /// the same key in place of the old one, and stops what is not wanted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn set_replaces_a_task_only_for_a_new_plan() {
+        let stopped = async |p: &Probe| {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let frozen = p.ticks();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            p.ticks() <= frozen + 1
+        };
+        let mut tasks = Tasks::new(Handle::current());
+        let old = Probe::new("p", 0);
+        tasks.set(vec![old.clone()]);
+        until("the task to run", || old.ticks() > 0).await;
+        tasks.set(vec![old.clone()]);
+        assert_eq!(old.runs(), 1, "the same plan keeps its task");
+        assert!(!stopped(&old).await);
+
+        let new = Probe::new("p", 0);
+        tasks.set(vec![new.clone()]);
+        until("the new plan to run", || new.ticks() > 0).await;
+        assert!(stopped(&old).await, "the old plan's task runs on");
+        assert_eq!(tasks.plans().len(), 1);
+
+        tasks.set(Vec::new());
+        assert!(stopped(&new).await);
+        assert!(tasks.plans().is_empty());
     }
 }

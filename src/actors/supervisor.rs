@@ -13,10 +13,21 @@
 //!                                                   signal of one shoot)
 //! ```
 //!
+//! With `--kube` the application starts the operator's actors beside this
+//! tree, under their own `actix::Supervisor`:
+//!
+//! ```text
+//!   kube watcher ──▶ aggregator × pipeline kind ──▶ pipeline actor × N
+//!   (CRDs, Clusters)  (tokio task while the CRD     (tokio task per pipeline:
+//!                      exists: limit, publishing,     its Secret watches,
+//!                      effective-config ConfigMap)    resolution, status)
+//! ```
+//!
 //! Restart policy: each child runs under an `actix::Supervisor`; when it
 //! stops because something failed, it alone is restarted (its `restarting()`
 //! resets what it derived) and the others keep running. Delivery loops are
-//! restarted one by one by the exporter pool.
+//! restarted one by one by the exporter pool, pipeline actors one by one by
+//! their aggregator (`super::loops::Tasks`).
 //!
 //! Start order: batcher (the writer must run before anything is accepted),
 //! exporter pool, health, shoot manager (when `shoots` is configured). The

@@ -1,34 +1,38 @@
 //! The pipeline aggregator of one kind (`LogPipeline`, `MetricPipeline` or
 //! `TracePipeline`): runs while the kind's CRD is Established (the kube
-//! watcher starts and aborts it), and turns the pipelines into seed
-//! destinations and status conditions.
+//! watcher starts and aborts it), watches the kind's objects and runs one
+//! pipeline actor per object (`crate::actors::pipeline`), which resolves
+//! that pipeline and writes its status.
 //!
-//! After every new pipeline, spec change (a new `generation`) or deletion,
-//! and every [`RESYNC`] (which also picks up changed Secrets and the
-//! exporters' health), one reconcile:
+//! ```text
+//!   pipeline watch ──▶ aggregator ──object, Verdict──▶ pipeline actor × N ──▶ status
+//!                       │   ▲                           (Secret watches)
+//!                       │   └────────────Report─────────────┘
+//!                       ├──set_kube_pipelines──▶ Publisher
+//!                       └──(leader)──▶ effective-config ConfigMap
+//! ```
 //!
-//! 1. read the Secrets the pipelines reference (404 is "missing", other API
-//!    errors give `ValidationFailed`);
-//! 2. [`resolve`] each pipeline (Kyma's checks and messages);
-//! 3. admit at most [`DEFAULT_MAX_PIPELINES`] of the valid ones, oldest
-//!    first; the rest get `MaxPipelinesExceeded`;
-//! 4. publish the admitted pipelines whose OTLP input is enabled: they
+//! What the aggregator keeps for itself is what needs every pipeline of the
+//! kind at once:
+//!
+//! 1. admission: at most [`DEFAULT_MAX_PIPELINES`] of the pipelines whose
+//!    last report resolved, oldest first ([`admitted`]); each actor gets a
+//!    [`Verdict`] on its latest report and writes `MaxPipelinesExceeded`
+//!    itself when it is not admitted;
+//! 2. publishing the admitted pipelines whose OTLP input is enabled: they
 //!    replace the file's pipelines of this signal ([`Publisher`]); an
 //!    unchanged pipeline keeps its queue and delivery loop;
-//! 5. on the leader only: write each pipeline's conditions
-//!    (`ConfigurationGenerated`, `GatewayHealthy`, `TelemetryFlowHealthy`,
-//!    with `observedGeneration`) through the status subresource when they
-//!    changed, and the effective-config ConfigMap.
+//! 3. on the leader only: the kind's entries of the effective-config
+//!    ConfigMap, when they change and every [`RESYNC`].
 //!
-//! `TelemetryFlowHealthy` comes from what the exporter pool measures for
-//! the pipeline's destination: the backend failing now
-//! (`seedgate_exporter_failing`) is "all dropped", records dropped since the
-//! last reconcile are "some dropped", a queue above 80% of its limit is
-//! "buffer filling up", records dropped for a full queue since the last
-//! reconcile are "throttling".
-//!
-//! Not yet: one actor per pipeline (a reconcile covers the kind), and an
-//! instant reaction to a Secret change (it waits for the next resync).
+//! A pipeline created gets an actor; one deleted loses it, and its routes
+//! are unpublished. An actor that fails is restarted alone
+//! ([`Tasks::restart_dead`], `seedgate_actor_restarts_total{actor="pipeline"}`),
+//! and its last report stays published meanwhile. The first publication
+//! waits until every pipeline listed has reported (each waits for its
+//! Secrets' watches to list), at most [`RESYNC`], so a start does not
+//! publish a partial set and take it back. Aborting the aggregator (the CRD
+//! went away) drops its [`Tasks`], which aborts every pipeline actor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -36,33 +40,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
 use kube::core::object::{HasSpec, HasStatus};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::conditions::{self, ConfigOutcome, FlowFacts, GatewayState};
+use super::PipelineKind;
 use super::crds::{PipelineSpec, PipelineStatus};
 use super::max_pipelines::{Candidate, DEFAULT_MAX_PIPELINES, admitted};
 use super::pem_store::DirPemStore;
-use super::pipeline_spec::{
-    self, ResolveContext, Resolved, SecretApiError, SecretData, SecretSource, pipeline_config_name,
-    resolve,
-};
-use crate::config::QueueConfig;
+use crate::actors::loops::{CHECK_EVERY, Tasks};
+use crate::actors::pipeline::{PipelineActor, PipelineLink, Report, Verdict};
+use crate::config::{PipelineConfig, QueueConfig};
 use crate::effective_config::{self, AppliedPipeline};
 use crate::lease::Leadership;
-use crate::metrics::{Dest, Metrics};
+use crate::metrics::Metrics;
 use crate::routing::publisher::Publisher;
 
-/// How often pipelines are reconciled without a change (Secrets, health).
+/// How often the effective-config ConfigMap is written again without a
+/// change (leadership may have moved, someone may have edited it), and how
+/// long the first publication waits for pipelines that have not reported.
 pub const RESYNC: Duration = Duration::from_secs(10);
 
-/// What every aggregator shares.
+/// What every aggregator and pipeline actor shares.
 #[derive(Clone)]
 pub struct AggregatorCtx {
     /// A client for the API server.
@@ -73,7 +79,7 @@ pub struct AggregatorCtx {
     pub leadership: Arc<Leadership>,
     /// Counters, and the exporters' health.
     pub metrics: Arc<Metrics>,
-    /// Where PEM material from Secrets is written.
+    /// Where PEM material from Secrets is written (one lease per pipeline).
     pub pems: Arc<DirPemStore>,
     /// The file's top-level queue, which `spec.seedgate.queue` starts from.
     pub queue_defaults: QueueConfig,
@@ -89,42 +95,25 @@ impl Debug for AggregatorCtx {
     }
 }
 
-/// Secrets read from the API server for one reconcile.
-#[derive(Debug, Default)]
-struct Fetched(BTreeMap<(String, String), Result<Option<Secret>, String>>);
-
-impl SecretSource for Fetched {
-    fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretApiError> {
-        match self.0.get(&(namespace.to_owned(), name.to_owned())) {
-            None | Some(Ok(None)) => Ok(None),
-            Some(Ok(Some(secret))) => Ok(Some(
-                secret
-                    .data
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect(),
-            )),
-            Some(Err(e)) => Err(SecretApiError(e.clone())),
-        }
-    }
+/// A pipeline resource type: what the aggregator and the pipeline actor
+/// need of `LogPipeline`, `MetricPipeline` and `TracePipeline`.
+pub trait PipelineResource:
+    kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+    + HasSpec<Spec: PipelineSpec + Send + Sync>
+    + HasStatus<Status = PipelineStatus>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
 }
 
-impl Fetched {
-    fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
-        match self.0.get(&(namespace.to_owned(), name.to_owned())) {
-            Some(Ok(Some(s))) => s.metadata.resource_version.clone(),
-            _ => None,
-        }
-    }
-}
-
-/// Runs the aggregator of kind `K` until aborted.
-pub async fn run<K>(ctx: AggregatorCtx)
-where
+impl<K> PipelineResource for K where
     K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
-        + HasSpec
+        + HasSpec<Spec: PipelineSpec + Send + Sync>
         + HasStatus<Status = PipelineStatus>
         + Clone
         + DeserializeOwned
@@ -132,275 +121,450 @@ where
         + Debug
         + Send
         + Sync
-        + 'static,
-    K::Spec: PipelineSpec,
+        + 'static
 {
+}
+
+/// Runs the aggregator of kind `K` until aborted.
+pub async fn run<K: PipelineResource>(ctx: AggregatorCtx) {
     let kind = <K::Spec as PipelineSpec>::KIND;
     let api: Api<K> = Api::all(ctx.client.clone());
-    let mut stream = watcher::watcher(api.clone(), watcher::Config::default())
+    let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut objects: BTreeMap<String, K> = BTreeMap::new();
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let mut members = Members::<K>::new(ctx.clone(), reports_tx);
     let mut init: Option<BTreeMap<String, K>> = None;
-    let mut listed = false;
+    let mut gate = Gate::Listing;
+    let mut published: Option<Vec<PipelineConfig>> = None;
+    // A pipeline whose destination could not be built (its queue or
+    // exporter) is tried again every resync.
+    let mut unbuilt = false;
+    let mut written: Option<Vec<AppliedPipeline>> = None;
+    let mut check = tokio::time::interval(CHECK_EVERY);
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_dropped: BTreeMap<String, u64> = BTreeMap::new();
     loop {
-        let dirty = tokio::select! {
+        let mut resynced = false;
+        tokio::select! {
             event = stream.next() => match event {
                 None => return,
-                Some(Ok(Event::Init)) => { init = Some(BTreeMap::new()); false }
+                Some(Ok(Event::Init)) => init = Some(BTreeMap::new()),
                 Some(Ok(Event::InitApply(o))) => {
                     if let (Some(i), Some(name)) = (init.as_mut(), o.meta().name.clone()) {
                         i.insert(name, o);
                     }
-                    false
                 }
                 Some(Ok(Event::InitDone)) => {
-                    objects = init.take().unwrap_or_default();
-                    listed = true;
-                    true
+                    members.replace_all(init.take().unwrap_or_default());
+                    gate.listed();
                 }
-                Some(Ok(Event::Apply(o))) => {
-                    // The echo of our own status write (or any change that
-                    // leaves the spec alone) needs no reconcile: the spec's
-                    // generation did not move. Secrets and health are
-                    // looked at by the resync.
-                    let generation = o.meta().generation;
-                    match o.meta().name.clone() {
-                        Some(name) => objects
-                            .insert(name, o)
-                            .is_none_or(|old| old.meta().generation != generation),
-                        None => false,
-                    }
-                }
+                Some(Ok(Event::Apply(o))) => members.upsert(o),
                 Some(Ok(Event::Delete(o))) => {
                     if let Some(name) = &o.meta().name {
-                        objects.remove(name);
+                        members.remove(name);
                     }
-                    true
                 }
                 Some(Err(e)) => {
                     ctx.metrics.kube.watch_error(kind.kind());
                     tracing::warn!(kind = kind.kind(), error = %e, "Watching pipelines failed; retrying with backoff");
-                    false
                 }
             },
-            _ = resync.tick() => true,
-        };
-        if dirty && listed {
-            reconcile(&ctx, &api, &objects, &mut last_dropped).await;
-        }
-    }
-}
-
-async fn fetch_secrets<S: PipelineSpec>(client: &kube::Client, specs: &[&S]) -> Fetched {
-    let mut fetched = Fetched::default();
-    for spec in specs {
-        for r in pipeline_spec::secret_refs(*spec) {
-            let key = (r.namespace.clone(), r.name.clone());
-            if fetched.0.contains_key(&key) {
-                continue;
+            Some(report) = reports.recv() => {
+                // Take every report that is waiting: one decision for a
+                // burst (a start, a Secret many pipelines share).
+                members.record(report);
+                while let Ok(report) = reports.try_recv() {
+                    members.record(report);
+                }
             }
-            let api: Api<Secret> = Api::namespaced(client.clone(), &r.namespace);
-            let got = api.get_opt(&r.name).await.map_err(|e| e.to_string());
-            fetched.0.insert(key, got);
+            _ = check.tick() => {
+                members.tasks.restart_dead(&ctx.metrics, "pipeline");
+            }
+            _ = resync.tick() => resynced = true,
+        }
+        if !gate.open(kind, &members) {
+            continue;
+        }
+        let decision = decide(kind, &members.entries());
+        members.tell(&decision.admitted);
+        if published.as_ref() != Some(&decision.pipelines) || (resynced && unbuilt) {
+            let count = decision.pipelines.len();
+            let failed = ctx
+                .publisher
+                .set_kube_pipelines(kind.signal(), Some(decision.pipelines.clone()));
+            unbuilt = !failed.is_empty();
+            for (name, why) in failed {
+                tracing::error!(pipeline = %name, error = %why, "Cannot run a pipeline");
+            }
+            tracing::info!(
+                kind = kind.kind(),
+                pipelines = members.len(),
+                published = count,
+                "Published pipelines"
+            );
+            published = Some(decision.pipelines);
+        }
+        if !ctx.leadership.is_leader() {
+            // Write again once leading: another replica may have written.
+            written = None;
+            continue;
+        }
+        if resynced || written.as_ref() != Some(&decision.applied) {
+            let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            match effective_config::write_kind(&cms, kind.kind(), &decision.applied, &ctx.metrics)
+                .await
+            {
+                Ok(()) => written = Some(decision.applied),
+                Err(e) => {
+                    written = None;
+                    tracing::warn!(error = %e, "Cannot write the effective-config ConfigMap");
+                }
+            }
         }
     }
-    fetched
 }
 
-async fn reconcile<K>(
-    ctx: &AggregatorCtx,
-    api: &Api<K>,
-    objects: &BTreeMap<String, K>,
-    last_dropped: &mut BTreeMap<String, u64>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + HasSpec
-        + HasStatus<Status = PipelineStatus>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
-    K::Spec: PipelineSpec,
-{
-    let kind = <K::Spec as PipelineSpec>::KIND;
-    let specs: Vec<&K::Spec> = objects.values().map(HasSpec::spec).collect();
-    let secrets = fetch_secrets(&ctx.client, &specs).await;
-    let now = Timestamp::now();
-    // The context holds `dyn` references that are not `Send`: keep it out
-    // of the awaits below.
-    let results: BTreeMap<&str, Result<Resolved, pipeline_spec::Rejection>> = {
-        let resolve_ctx = ResolveContext {
-            secrets: &secrets,
-            pems: ctx.pems.as_ref(),
-            now,
-            queue_defaults: ctx.queue_defaults,
-        };
-        objects
-            .iter()
-            .map(|(name, o)| (name.as_str(), resolve(name, o.spec(), &resolve_ctx)))
-            .collect()
-    };
-    let pem_files: BTreeSet<_> = results
-        .values()
-        .filter_map(|r| r.as_ref().ok())
-        .flat_map(|r| r.pem_files.iter().cloned())
-        .collect();
-    if let Err(e) = ctx.pems.retain(&pem_files) {
-        tracing::warn!(error = %e, "Cannot clean up unused PEM files");
+/// When the aggregator may publish.
+#[derive(Debug, Clone, Copy)]
+enum Gate {
+    /// The pipelines are not listed yet.
+    Listing,
+    /// Listed; waiting for every pipeline's first report until then.
+    Waiting(Instant),
+    /// Every change is published.
+    Open,
+}
+
+// === impl Gate ===
+
+impl Gate {
+    fn listed(&mut self) {
+        if let Gate::Listing = self {
+            *self = Gate::Waiting(Instant::now() + RESYNC);
+        }
     }
-    let candidates: Vec<Candidate<'_>> = objects
+
+    fn open<K>(&mut self, kind: PipelineKind, members: &Members<K>) -> bool {
+        match *self {
+            Gate::Listing => false,
+            Gate::Open => true,
+            Gate::Waiting(until) => {
+                let waiting = members.unreported();
+                if waiting.is_empty() || Instant::now() >= until {
+                    if !waiting.is_empty() {
+                        tracing::warn!(
+                            kind = kind.kind(),
+                            ?waiting,
+                            "Publishing pipelines before these have reported (their Secrets are not listed yet)"
+                        );
+                    }
+                    *self = Gate::Open;
+                }
+                matches!(self, Gate::Open)
+            }
+        }
+    }
+}
+
+/// One pipeline as [`decide`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct Entry<'a> {
+    name: &'a str,
+    created: Option<&'a Time>,
+    report: Option<&'a Report>,
+}
+
+/// What runs, for one kind.
+#[derive(Debug, Default, PartialEq)]
+struct Decision {
+    /// The pipelines admitted under the limit (among those that resolved).
+    admitted: BTreeSet<String>,
+    /// What is published: admitted, resolved, input enabled.
+    pipelines: Vec<PipelineConfig>,
+    /// What the effective-config ConfigMap lists: admitted and resolved.
+    applied: Vec<AppliedPipeline>,
+}
+
+/// Admission and what follows from it; pure.
+fn decide(kind: PipelineKind, entries: &[Entry<'_>]) -> Decision {
+    let resolved: Vec<(&Entry<'_>, &Report, &super::pipeline_spec::Resolved)> = entries
         .iter()
-        .filter(|(name, _)| results.get(name.as_str()).is_some_and(Result::is_ok))
-        .map(|(name, o)| Candidate {
-            name,
-            created: o.meta().creation_timestamp.as_ref(),
+        .filter_map(|e| {
+            let report = e.report?;
+            Some((e, report, report.resolution.as_ref().ok()?))
+        })
+        .collect();
+    let candidates: Vec<Candidate<'_>> = resolved
+        .iter()
+        .map(|(e, _, _)| Candidate {
+            name: e.name,
+            created: e.created,
         })
         .collect();
     let admitted = admitted(&candidates, Some(DEFAULT_MAX_PIPELINES));
-
-    let pipelines: Vec<_> = results
-        .iter()
-        .filter(|(name, _)| admitted.contains(*name))
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .filter(|r| r.input_enabled)
-        .map(|r| r.pipeline.clone())
-        .collect();
-    let published = pipelines.len();
-    for (name, why) in ctx
-        .publisher
-        .set_kube_pipelines(kind.signal(), Some(pipelines))
-    {
-        tracing::error!(pipeline = %name, error = %why, "Cannot run a pipeline");
-    }
-    tracing::debug!(
-        kind = kind.kind(),
-        pipelines = objects.len(),
-        published,
-        "Reconciled pipelines"
-    );
-
-    if !ctx.leadership.is_leader() {
-        return;
-    }
-    let mut applied = Vec::new();
-    for (name, o) in objects {
-        let Some(result) = results.get(name.as_str()) else {
+    let mut decision = Decision::default();
+    for (e, report, r) in resolved {
+        if !admitted.contains(e.name) {
             continue;
-        };
-        let generation = o.meta().generation;
-        let outcome = ConfigOutcome::new(result, admitted.contains(name.as_str()));
-        let destination = pipeline_config_name(kind, name);
-        let signal = kind.signal().as_str();
-        let facts = flow_facts(ctx, &destination, signal, last_dropped);
-        let gateway = gateway_state(ctx, &destination, signal);
-        let wanted = conditions::pipeline_conditions(kind, generation, &outcome, &gateway, facts);
-        let mut status = o.status().cloned().unwrap_or_default();
-        if conditions::set_status_conditions(&mut status.conditions, wanted, now) {
-            let patch = serde_json::json!({ "status": status });
-            if let Err(e) = api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::warn!(kind = kind.kind(), pipeline = %name, error = %e, "Cannot write the pipeline's status");
-            }
         }
-        if result.is_ok() && outcome.is_applied() {
-            let secrets_used = pipeline_spec::secret_refs(o.spec())
-                .into_iter()
-                .filter_map(|r| {
-                    secrets
-                        .resource_version(&r.namespace, &r.name)
-                        .map(|rv| (format!("{}/{}", r.namespace, r.name), rv))
-                })
-                .collect();
-            applied.push(AppliedPipeline {
-                kind: kind.kind().to_owned(),
-                name: name.clone(),
-                generation: generation.unwrap_or(0),
-                secrets: secrets_used,
+        decision.admitted.insert(e.name.to_owned());
+        if r.input_enabled {
+            decision.pipelines.push(r.pipeline.clone());
+        }
+        decision.applied.push(AppliedPipeline {
+            kind: kind.kind().to_owned(),
+            name: e.name.to_owned(),
+            generation: report.generation.unwrap_or(0),
+            secrets: report.secrets.clone(),
+        });
+    }
+    decision
+}
+
+/// One pipeline's actor as the aggregator holds it.
+struct Member<K> {
+    uid: Option<String>,
+    /// `metadata.creationTimestamp` (fixed for a uid): the admission order.
+    created: Option<Time>,
+    link: PipelineLink<K>,
+    report: Option<Report>,
+}
+
+/// The pipelines of the kind and their actors.
+struct Members<K> {
+    ctx: AggregatorCtx,
+    reports: mpsc::UnboundedSender<Report>,
+    tasks: Tasks<PipelineActor<K>>,
+    by_name: BTreeMap<String, Member<K>>,
+}
+
+// === impl Members ===
+
+impl<K: PipelineResource> Members<K> {
+    fn new(ctx: AggregatorCtx, reports: mpsc::UnboundedSender<Report>) -> Self {
+        Self {
+            ctx,
+            reports,
+            tasks: Tasks::new(tokio::runtime::Handle::current()),
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    /// A new or changed object: a new actor, or the latest object for the
+    /// running one (a different uid is a pipeline created again).
+    fn upsert(&mut self, object: K) {
+        let Some(name) = object.meta().name.clone() else {
+            return;
+        };
+        match self.by_name.get(&name) {
+            Some(m) if m.uid == object.meta().uid => {
+                m.link.object.send_replace(object);
+            }
+            Some(_) => {
+                self.remove(&name);
+                self.add(name, object);
+            }
+            None => self.add(name, object),
+        }
+    }
+
+    /// After a (re)list: exactly `objects`.
+    fn replace_all(&mut self, objects: BTreeMap<String, K>) {
+        let gone: Vec<String> = self
+            .by_name
+            .keys()
+            .filter(|n| !objects.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name);
+        }
+        for object in objects.into_values() {
+            self.upsert(object);
+        }
+    }
+
+    fn add(&mut self, name: String, object: K) {
+        let uid = object.meta().uid.clone();
+        let created = object.meta().creation_timestamp.clone();
+        let (actor, link) =
+            PipelineActor::new(self.ctx.clone(), name.clone(), object, self.reports.clone());
+        self.tasks.start(actor);
+        self.by_name.insert(
+            name,
+            Member {
+                uid,
+                created,
+                link,
+                report: None,
+            },
+        );
+    }
+
+    /// A pipeline deleted: its actor stops (its Secret watches and PEM
+    /// lease with it); its report goes, so its routes are unpublished.
+    fn remove(&mut self, name: &str) {
+        self.tasks.stop(name);
+        self.by_name.remove(name);
+    }
+
+    /// Takes a report unless it is from an actor of a pipeline since gone.
+    fn record(&mut self, report: Report) {
+        if let Some(m) = self.by_name.get_mut(&report.name)
+            && m.uid == report.uid
+        {
+            m.report = Some(report);
+        }
+    }
+
+    /// Sends every actor the verdict on its latest report; an actor is
+    /// woken only when its verdict changed.
+    fn tell(&self, admitted: &BTreeSet<String>) {
+        for (name, m) in &self.by_name {
+            let Some(report) = &m.report else { continue };
+            let verdict = Verdict {
+                seq: report.seq,
+                admitted: admitted.contains(name),
+            };
+            m.link.verdict.send_if_modified(|v| {
+                let changed = *v != verdict;
+                *v = verdict;
+                changed
             });
         }
     }
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    if let Err(e) = effective_config::write_kind(&cms, kind.kind(), &applied, &ctx.metrics).await {
-        tracing::warn!(error = %e, "Cannot write the effective-config ConfigMap");
+}
+
+impl<K> Members<K> {
+    fn entries(&self) -> Vec<Entry<'_>> {
+        self.by_name
+            .iter()
+            .map(|(name, m)| Entry {
+                name,
+                created: m.created.as_ref(),
+                report: m.report.as_ref(),
+            })
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    fn unreported(&self) -> Vec<&str> {
+        self.by_name
+            .iter()
+            .filter(|(_, m)| m.report.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 }
 
-/// Whether seedgate delivers for the destination: `NotReady` once the
-/// health actor judged it unhealthy (failing without a success for
-/// `admin.unhealthy_after`; for a load-balanced pipeline, every backend).
-fn gateway_state(ctx: &AggregatorCtx, destination: &str, signal: &'static str) -> GatewayState {
-    let labels = Dest {
-        destination: destination.to_owned(),
-        signal,
-    };
-    let m = &ctx.metrics.exporter;
-    // A destination not judged yet (no series) counts as healthy.
-    let healthy = m.healthy.get(&labels).is_none_or(|g| g.get() == 1);
-    if healthy {
-        GatewayState::Ready
-    } else {
-        GatewayState::NotReady(format!(
-            "the {signal} backend has failed every export attempt for longer than admin.unhealthy_after; the data is kept in the buffer and retried"
-        ))
-    }
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
 
-/// What the exporter pool measured for one destination.
-fn flow_facts(
-    ctx: &AggregatorCtx,
-    destination: &str,
-    signal: &'static str,
-    last_dropped: &mut BTreeMap<String, u64>,
-) -> FlowFacts {
-    let m = &ctx.metrics;
-    let labels = Dest {
-        destination: destination.to_owned(),
-        signal,
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::operator::crds::LogPipelineSpec;
+    use crate::operator::pipeline_spec::{
+        Rejection, ResolveContext, Resolved, StaticSecrets, resolve,
     };
-    let failing = m.exporter.failing.get_or_create(&labels).get() == 1;
-    let dropped: u64 = ["permanent", "max_elapsed", "rejected"]
-        .iter()
-        .map(|reason| {
-            m.exporter
-                .dropped_records
-                .get_or_create(&crate::metrics::DestReason {
-                    destination: destination.to_owned(),
-                    signal,
-                    reason,
-                })
-                .get()
-        })
-        .sum();
-    let before = last_dropped
-        .insert(destination.to_owned(), dropped)
-        .unwrap_or(dropped);
-    let size = m.queue.bytes.get_or_create(&labels).get();
-    let limit = m.queue.limit_bytes.get_or_create(&labels).get();
-    let refused = m
-        .router
-        .dropped_records
-        .get_or_create(&crate::metrics::DestReason {
-            destination: destination.to_owned(),
-            signal,
-            reason: "queue_full",
-        })
-        .get();
-    let refused_before = last_dropped
-        .insert(format!("{destination}\0queue_full"), refused)
-        .unwrap_or(refused);
-    FlowFacts {
-        all_dropped: failing,
-        some_dropped: dropped > before,
-        // Clients refused for a full queue, or sends waiting for the
-        // output's rate limit: both are the gateway not keeping up.
-        throttling: refused > refused_before
-            || m.flow.throttled.get(&labels).is_some_and(|g| g.get() == 1),
-        buffer_filling: limit > 0 && size * 10 > limit * 8,
+
+    fn resolved(name: &str, input: bool) -> Resolved {
+        let spec: LogPipelineSpec = serde_json::from_value(serde_json::json!({
+            "input": {"otlp": {"enabled": input}},
+            "output": {"otlp": {"protocol": "http", "endpoint": {"value": "http://backend:4318"}}}
+        }))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pems = DirPemStore::new(dir.path()).unwrap();
+        let ctx = ResolveContext {
+            secrets: &StaticSecrets::new(),
+            pems: &pems,
+            now: Timestamp::now(),
+            queue_defaults: QueueConfig::default(),
+        };
+        resolve(name, &spec, &ctx).unwrap()
+    }
+
+    fn report(name: &str, resolution: Result<Resolved, Rejection>) -> Report {
+        Report {
+            name: name.to_owned(),
+            uid: None,
+            seq: 1,
+            generation: Some(3),
+            resolution,
+            secrets: BTreeMap::from([("ns/s".to_owned(), "7".to_owned())]),
+        }
+    }
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    /// The limit counts only resolved pipelines, oldest first; an invalid
+    /// or not yet reported pipeline takes no slot; a pipeline with its input
+    /// disabled is applied but not routed to.
+    #[test]
+    fn the_oldest_resolved_pipelines_run() {
+        let times: Vec<Time> = (0..8).map(at).collect();
+        let rejected = report(
+            "a-invalid",
+            Err(Rejection::new(
+                "EndpointInvalid",
+                "OTLP output endpoint invalid",
+            )),
+        );
+        let reports: Vec<Report> = ["p1", "p2", "p3", "p4", "p5", "p6"]
+            .iter()
+            .map(|n| report(n, Ok(resolved(n, *n != "p2"))))
+            .collect();
+        let mut entries = vec![
+            Entry {
+                name: "a-invalid",
+                created: Some(&times[0]),
+                report: Some(&rejected),
+            },
+            Entry {
+                name: "b-unreported",
+                created: Some(&times[1]),
+                report: None,
+            },
+        ];
+        // p6 is the oldest of the resolved, p1 the youngest.
+        for (i, r) in reports.iter().enumerate() {
+            entries.push(Entry {
+                name: &r.name,
+                created: Some(&times[7 - i]),
+                report: Some(r),
+            });
+        }
+        let d = decide(PipelineKind::Log, &entries);
+        let names = |v: &[&str]| v.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>();
+        assert_eq!(d.admitted, names(&["p2", "p3", "p4", "p5", "p6"]));
+        let published: Vec<&str> = d.pipelines.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            published,
+            [
+                "logpipeline.p3",
+                "logpipeline.p4",
+                "logpipeline.p5",
+                "logpipeline.p6"
+            ]
+        );
+        assert_eq!(d.applied.len(), 5);
+        assert_eq!(
+            d.applied[0],
+            AppliedPipeline {
+                kind: "LogPipeline".to_owned(),
+                name: "p2".to_owned(),
+                generation: 3,
+                secrets: BTreeMap::from([("ns/s".to_owned(), "7".to_owned())]),
+            }
+        );
+        assert_eq!(decide(PipelineKind::Log, &[]), Decision::default());
     }
 }

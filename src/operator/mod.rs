@@ -2,9 +2,11 @@
 //! resources, their status conditions, and the pure functions that turn a
 //! pipeline into seedgate's own [`PipelineConfig`](crate::config::PipelineConfig).
 //!
-//! Nothing here talks to the API server. The watchers and the pipeline
-//! aggregator (DESIGN.md, "Control path") call these functions with what they
-//! read and write what comes back:
+//! Most of it is pure: the watchers, the aggregators and the pipeline actors
+//! (DESIGN.md, "Control path") call these functions with what they read and
+//! write what comes back. Two modules talk to the API server: [`aggregator`]
+//! (one per kind: the kind's watch, the pipeline limit, publishing, the
+//! effective-config ConfigMap) and [`secret_watch`] (a pipeline's Secrets).
 //!
 //! - [`crds`]: `LogPipeline`, `MetricPipeline`, `TracePipeline`
 //!   (`telemetry.kyma-project.io/v1beta1`, the Kyma telemetry schema) and the
@@ -15,7 +17,10 @@
 //!   or the [`Rejection`](pipeline_spec::Rejection) that becomes
 //!   `ConfigurationGenerated=False`.
 //! - [`pem_store`]: inline or secret PEM material written to files (seedgate's
-//!   TLS settings take file paths), content-addressed, mode 0600.
+//!   TLS settings take file paths), content-addressed, mode 0600, held by one
+//!   lease per pipeline.
+//! - [`secret_watch`]: the watches of the Secrets one pipeline references,
+//!   one per Secret with a `metadata.name` field selector, and what they know.
 //! - [`max_pipelines`]: which pipelines of a kind may run when there are more
 //!   than the limit.
 //! - [`conditions`]: Kyma's condition types, reasons and messages, the
@@ -33,6 +38,7 @@ mod endpoint;
 pub mod max_pipelines;
 pub mod pem_store;
 pub mod pipeline_spec;
+pub mod secret_watch;
 mod tls_material;
 
 /// One of the three pipeline kinds.

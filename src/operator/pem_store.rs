@@ -7,15 +7,26 @@
 //! material gives the same path (so a resolve that changes nothing changes no
 //! path and rebuilds no exporter), and a changed Secret gives a new one.
 //! Files are written to a temporary name and renamed, so a reader never sees
-//! half a file. [`DirPemStore::retain`] removes what no pipeline uses any
-//! more. Keep the directory on a memory-backed volume (`emptyDir` with
+//! half a file. Keep the directory on a memory-backed volume (`emptyDir` with
 //! `medium: Memory`): it holds private keys.
+//!
+//! Many pipelines of every kind share the directory, each resolved by its
+//! own actor at its own time, so no one of them can say which files are
+//! unused. Each writes through its own [`PemLease`]: the lease records the
+//! files it stored, [`PemLease::keep_only`] narrows them to what the
+//! pipeline's latest resolution names, and a file is removed once no lease
+//! holds it any more (dropping a lease releases its files). Storing and
+//! removing happen under one lock, so a file just written by one pipeline
+//! is never removed by another's clean-up before it is recorded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Where PEM material goes; [`DirPemStore`] in production, anything in tests.
+/// Where PEM material goes; [`DirPemStore`] or a [`PemLease`] in production,
+/// anything in tests.
 pub trait PemStore {
     /// Stores `pem` and returns the path of a file holding exactly it.
     ///
@@ -25,9 +36,12 @@ pub trait PemStore {
 }
 
 /// A directory of content-addressed PEM files.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DirPemStore {
     dir: PathBuf,
+    /// The files each lease holds, by lease id.
+    in_use: Mutex<BTreeMap<u64, BTreeSet<PathBuf>>>,
+    next_lease: AtomicU64,
 }
 
 impl DirPemStore {
@@ -42,7 +56,11 @@ impl DirPemStore {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            in_use: Mutex::new(BTreeMap::new()),
+            next_lease: AtomicU64::new(0),
+        })
     }
 
     /// The directory.
@@ -57,28 +75,39 @@ impl DirPemStore {
             .join(format!("{}.pem", hex::encode(digest.as_ref())))
     }
 
-    /// Removes every file of the directory that is not in `keep` (the
-    /// `pem_files` of every pipeline still resolved); returns how many. Call
-    /// it from the task that stores, not beside it: a file being written is
-    /// not in `keep` yet.
-    ///
-    /// # Errors
-    /// When the directory cannot be read or a file cannot be removed.
-    pub fn retain(&self, keep: &BTreeSet<PathBuf>) -> std::io::Result<usize> {
+    /// A new lease for one owner (one pipeline); `owner` names it in logs.
+    pub fn lease(self: &Arc<Self>, owner: impl Into<String>) -> PemLease {
+        let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, BTreeSet::new());
+        PemLease {
+            store: Arc::clone(self),
+            id,
+            owner: owner.into(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, BTreeSet<PathBuf>>> {
+        self.in_use.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes every file of the directory that no lease holds; returns how
+    /// many. The caller holds the lock, so no store runs meanwhile (a file
+    /// being written is not recorded yet, and its temporary file is in the
+    /// directory).
+    fn remove_unused(&self, in_use: &BTreeMap<u64, BTreeSet<PathBuf>>) -> std::io::Result<usize> {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.is_file() && !keep.contains(&path) {
+            if path.is_file() && !in_use.values().any(|files| files.contains(&path)) {
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }
         }
         Ok(removed)
     }
-}
 
-impl PemStore for DirPemStore {
-    fn store(&self, pem: &[u8]) -> std::io::Result<PathBuf> {
+    /// Writes `pem` to its content-addressed path unless it is there.
+    fn write(&self, pem: &[u8]) -> std::io::Result<PathBuf> {
         let path = self.path_for(pem);
         if std::fs::read(&path).is_ok_and(|have| have == pem) {
             return Ok(path);
@@ -100,6 +129,62 @@ impl PemStore for DirPemStore {
         drop(file);
         std::fs::rename(&tmp, &path)?;
         Ok(path)
+    }
+}
+
+/// Writes without recording the file in any lease (a later clean-up of any
+/// lease removes it): for a caller that owns the whole directory (tests).
+impl PemStore for DirPemStore {
+    fn store(&self, pem: &[u8]) -> std::io::Result<PathBuf> {
+        let _in_use = self.lock();
+        self.write(pem)
+    }
+}
+
+/// One owner's hold on files of a [`DirPemStore`]; see the module doc.
+/// Dropping it releases them (and removes those no other lease holds).
+#[derive(Debug)]
+pub struct PemLease {
+    store: Arc<DirPemStore>,
+    id: u64,
+    owner: String,
+}
+
+impl PemLease {
+    /// Holds exactly `files` from now on (the files the owner's latest
+    /// resolution names), and removes every file no lease holds; returns how
+    /// many were removed.
+    ///
+    /// # Errors
+    /// When the directory cannot be read or a file cannot be removed (the
+    /// lease holds `files` all the same).
+    pub fn keep_only(&self, files: &[PathBuf]) -> std::io::Result<usize> {
+        let mut in_use = self.store.lock();
+        let wanted: BTreeSet<PathBuf> = files.iter().cloned().collect();
+        if in_use.get(&self.id) == Some(&wanted) {
+            return Ok(0);
+        }
+        in_use.insert(self.id, wanted);
+        self.store.remove_unused(&in_use)
+    }
+}
+
+impl PemStore for PemLease {
+    fn store(&self, pem: &[u8]) -> std::io::Result<PathBuf> {
+        let mut in_use = self.store.lock();
+        let path = self.store.write(pem)?;
+        in_use.entry(self.id).or_default().insert(path.clone());
+        Ok(path)
+    }
+}
+
+impl Drop for PemLease {
+    fn drop(&mut self) {
+        let mut in_use = self.store.lock();
+        in_use.remove(&self.id);
+        if let Err(e) = self.store.remove_unused(&in_use) {
+            tracing::warn!(owner = %self.owner, error = %e, "Cannot clean up unused PEM files");
+        }
     }
 }
 
@@ -153,15 +238,53 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"pem");
     }
 
+    /// Leases of different pipelines (of different kinds) share the
+    /// directory: one narrowing its files never removes what another holds,
+    /// nor what another just stored; a dropped lease releases its files.
     #[test]
-    fn retain_removes_what_is_not_kept() {
+    fn a_file_goes_only_when_no_lease_holds_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DirPemStore::new(dir.path()).unwrap();
-        let a = store.store(b"a").unwrap();
-        let b = store.store(b"b").unwrap();
+        let store = Arc::new(DirPemStore::new(dir.path()).unwrap());
+        let logs = store.lease("logpipeline.a");
+        let traces = store.lease("tracepipeline.b");
+        let shared = logs.store(b"shared ca").unwrap();
+        let log_key = logs.store(b"log key").unwrap();
+        assert_eq!(traces.store(b"shared ca").unwrap(), shared);
+        let trace_key = traces.store(b"trace key").unwrap();
         std::fs::write(dir.path().join(".left.tmp"), b"x").unwrap();
-        assert_eq!(store.retain(&BTreeSet::from([a.clone()])).unwrap(), 2);
-        assert!(a.exists());
-        assert!(!b.exists());
+        std::fs::write(dir.path().join("old-run.pem"), b"x").unwrap();
+
+        // The trace pipeline's resolution names only its key now: the
+        // shared CA stays for the log pipeline; leftovers go.
+        assert_eq!(
+            traces.keep_only(std::slice::from_ref(&trace_key)).unwrap(),
+            2
+        );
+        assert!(shared.exists() && log_key.exists() && trace_key.exists());
+        assert!(!dir.path().join(".left.tmp").exists());
+        assert!(!dir.path().join("old-run.pem").exists());
+
+        // Stored by one lease and not yet narrowed: another's clean-up keeps it.
+        let new_key = logs.store(b"new log key").unwrap();
+        assert_eq!(traces.keep_only(&[]).unwrap(), 1, "the trace key went");
+        assert!(new_key.exists() && log_key.exists() && shared.exists());
+        assert!(!trace_key.exists());
+
+        // Unchanged: nothing to do.
+        assert_eq!(
+            logs.keep_only(&[shared.clone(), new_key.clone()]).unwrap(),
+            1
+        );
+        assert_eq!(
+            logs.keep_only(&[shared.clone(), new_key.clone()]).unwrap(),
+            0
+        );
+        assert!(!log_key.exists());
+
+        // The log pipeline goes: its files with it; the trace lease holds none.
+        drop(logs);
+        assert!(!shared.exists() && !new_key.exists());
+        drop(traces);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -123,7 +123,7 @@ pub struct Resolved {
     pub input_enabled: bool,
     /// A certificate expires soon.
     pub cert_warning: Option<CertWarning>,
-    /// The PEM files the `tls` block names (for [`DirPemStore::retain`](super::pem_store::DirPemStore::retain)).
+    /// The PEM files the `tls` block names (for [`PemLease::keep_only`](super::pem_store::PemLease::keep_only)).
     pub pem_files: Vec<PathBuf>,
 }
 

@@ -1,0 +1,460 @@
+//! The pipeline actor: one per pipeline resource (`LogPipeline`,
+//! `MetricPipeline`, `TracePipeline`), started, restarted and stopped by the
+//! aggregator of its kind (`crate::operator::aggregator`), which decides
+//! what of it runs.
+//!
+//! It owns its object (the latest the aggregator's watch delivered), the
+//! watches of exactly the Secrets its spec references
+//! ([`SecretWatches`]), its [`PemLease`], its last resolution, and what the
+//! exporter pool had measured for it at its last look (`last_dropped`).
+//!
+//! In: the object (a `watch` channel: only the latest matters), the events
+//! of its Secret watches, the aggregator's [`Verdict`] (admitted under the
+//! pipeline limit or not), and a tick every [`HEALTH_EVERY`].
+//! Out: a [`Report`] to the aggregator whenever its resolution or the
+//! resourceVersions of its Secrets change; its status conditions.
+//!
+//! - A new spec (a new `generation`): the Secret watches follow the
+//!   references the spec has now, and the pipeline is resolved once every
+//!   watch has listed (never from half of its Secrets).
+//! - A Secret created, changed or deleted: resolved again at once.
+//! - The tick: resolved again from what the watches hold (no API call; a
+//!   certificate's expiry moves with the clock), and the status looked at.
+//! - Status, on the leader only, written only when it changed:
+//!   `ConfigurationGenerated` from the resolution and the verdict on that
+//!   very report (the report's `seq`), `GatewayHealthy` and
+//!   `TelemetryFlowHealthy` from the exporter pool's metrics, all with the
+//!   `observedGeneration` the resolution was made from.
+//!
+//! `TelemetryFlowHealthy` comes from what the exporter pool measures for
+//! the pipeline's destination: the backend failing now
+//! (`seedgate_exporter_failing`) is "all dropped", records dropped since
+//! the last look are "some dropped", a queue above 80% of its limit is
+//! "buffer filling up", records refused for a full queue since the last
+//! look are "throttling".
+//!
+//! A failure (a panic ends the task) restarts this actor alone, counted in
+//! `seedgate_actor_restarts_total{actor="pipeline"}`
+//! ([`Tasks`](super::loops::Tasks)). The restarted actor keeps its
+//! channels, report numbering and PEM lease (they live in the plan) and
+//! loses the rest: it lists its Secrets again and reports again. Meanwhile
+//! the aggregator keeps the last report, so the pipeline's data keeps
+//! flowing, and no other pipeline notices.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::{mpsc, watch};
+
+use super::loops::Task;
+use crate::metrics::Dest;
+use crate::operator::PipelineKind;
+use crate::operator::aggregator::{AggregatorCtx, PipelineResource};
+use crate::operator::conditions::{self, ConfigOutcome, FlowFacts, GatewayState};
+use crate::operator::crds::PipelineSpec;
+use crate::operator::pem_store::PemLease;
+use crate::operator::pipeline_spec::{
+    Rejection, ResolveContext, Resolved, pipeline_config_name, resolve,
+};
+use crate::operator::secret_watch::{SecretWatches, secret_keys};
+
+/// How often a pipeline looks at its health (and resolves again from what
+/// it holds) without a change.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
+/// A pipeline's resolution, for the aggregator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid` of the object it was made from: a report of a deleted
+    /// pipeline is not taken for one created again under its name.
+    pub uid: Option<String>,
+    /// Increases with every report of this pipeline; a [`Verdict`] names the
+    /// report it answers.
+    pub seq: u64,
+    /// The `metadata.generation` resolved.
+    pub generation: Option<i64>,
+    /// What [`resolve`] said.
+    pub resolution: Result<Resolved, Rejection>,
+    /// `namespace/name` → resourceVersion of the Secrets read.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The aggregator's answer to a report: whether the pipeline runs under the
+/// pipeline limit. `seq` 0: no answer yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The [`Report::seq`] answered.
+    pub seq: u64,
+    /// Whether the pipeline is among the admitted.
+    pub admitted: bool,
+}
+
+/// The aggregator's ends of one pipeline actor's channels.
+#[derive(Debug)]
+pub struct PipelineLink<K> {
+    /// The latest object.
+    pub object: watch::Sender<K>,
+    /// The latest verdict.
+    pub verdict: watch::Sender<Verdict>,
+}
+
+/// The plan of one pipeline actor (see the module doc): what a run, and
+/// every restart, starts from.
+pub struct PipelineActor<K> {
+    ctx: AggregatorCtx,
+    name: String,
+    uid: Option<String>,
+    object: watch::Receiver<K>,
+    verdict: watch::Receiver<Verdict>,
+    reports: mpsc::UnboundedSender<Report>,
+    seq: Arc<AtomicU64>,
+    pems: Arc<PemLease>,
+}
+
+impl<K> Clone for PipelineActor<K> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            object: self.object.clone(),
+            verdict: self.verdict.clone(),
+            reports: self.reports.clone(),
+            seq: Arc::clone(&self.seq),
+            pems: Arc::clone(&self.pems),
+        }
+    }
+}
+
+impl<K> Debug for PipelineActor<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineActor")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl PipelineActor ===
+
+impl<K: PipelineResource> PipelineActor<K> {
+    /// The plan of the actor of `object`, and the aggregator's ends of its
+    /// channels. Reports go to `reports`.
+    pub fn new(
+        ctx: AggregatorCtx,
+        name: String,
+        object: K,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> (Self, PipelineLink<K>) {
+        let kind = <K::Spec as PipelineSpec>::KIND;
+        let pems = Arc::new(ctx.pems.lease(pipeline_config_name(kind, &name)));
+        let uid = object.meta().uid.clone();
+        let (object_tx, object_rx) = watch::channel(object);
+        let (verdict_tx, verdict_rx) = watch::channel(Verdict::default());
+        let actor = Self {
+            ctx,
+            name,
+            uid,
+            object: object_rx,
+            verdict: verdict_rx,
+            reports,
+            seq: Arc::new(AtomicU64::new(0)),
+            pems,
+        };
+        let link = PipelineLink {
+            object: object_tx,
+            verdict: verdict_tx,
+        };
+        (actor, link)
+    }
+}
+
+impl<K: PipelineResource> Task for PipelineActor<K> {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+
+    fn same_plan(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.seq, &other.seq)
+    }
+
+    async fn run(self) {
+        Run::new(self).run().await;
+    }
+}
+
+/// The last resolution reported.
+#[derive(Debug)]
+struct Last {
+    seq: u64,
+    generation: Option<i64>,
+    resolution: Result<Resolved, Rejection>,
+    secrets: BTreeMap<String, String>,
+}
+
+/// One run of the actor: the plan plus what a restart loses.
+struct Run<K> {
+    plan: PipelineActor<K>,
+    kind: PipelineKind,
+    destination: String,
+    api: Api<K>,
+    object: K,
+    secrets: SecretWatches,
+    last: Option<Last>,
+    last_dropped: BTreeMap<String, u64>,
+}
+
+// === impl Run ===
+
+impl<K: PipelineResource> Run<K> {
+    fn new(mut plan: PipelineActor<K>) -> Self {
+        let kind = <K::Spec as PipelineSpec>::KIND;
+        let object = plan.object.borrow_and_update().clone();
+        let mut secrets = SecretWatches::new(plan.ctx.client.clone());
+        secrets.follow(&secret_keys(object.spec()));
+        Self {
+            kind,
+            destination: pipeline_config_name(kind, &plan.name),
+            api: Api::all(plan.ctx.client.clone()),
+            object,
+            secrets,
+            last: None,
+            last_dropped: BTreeMap::new(),
+            plan,
+        }
+    }
+
+    async fn run(mut self) {
+        tracing::debug!(kind = self.kind.kind(), pipeline = %self.plan.name, "Pipeline actor started");
+        let mut tick = tokio::time::interval(HEALTH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (resolve, look) = tokio::select! {
+                changed = self.plan.object.changed() => {
+                    // The aggregator let go of this pipeline. It aborts
+                    // the task before that; this only keeps a closed
+                    // channel from spinning the loop.
+                    if changed.is_err() {
+                        return;
+                    }
+                    (self.take_object(), false)
+                }
+                (key, event) = self.secrets.next() => {
+                    let changed = self.secrets.apply(&key, event, &self.plan.ctx.metrics, &self.plan.name);
+                    (changed, false)
+                }
+                changed = self.plan.verdict.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    (false, true)
+                }
+                _ = tick.tick() => (true, true),
+            };
+            let reported = resolve && self.resolve();
+            if look || reported {
+                self.write_status().await;
+            }
+        }
+    }
+
+    /// Takes the latest object; whether its spec changed (a new generation:
+    /// the echo of a status write is not one).
+    fn take_object(&mut self) -> bool {
+        let object = self.plan.object.borrow_and_update().clone();
+        let respec = object.meta().generation != self.object.meta().generation;
+        self.object = object;
+        if respec {
+            self.secrets.follow(&secret_keys(self.object.spec()));
+        }
+        respec
+    }
+
+    /// Resolves the pipeline when every Secret is known, and reports when
+    /// anything changed; whether it reported.
+    fn resolve(&mut self) -> bool {
+        if !self.secrets.cache().settled() {
+            return false;
+        }
+        let ctx = &self.plan.ctx;
+        let resolution = {
+            // `dyn` references that are not `Send`: no await in here.
+            let resolve_ctx = ResolveContext {
+                secrets: self.secrets.cache(),
+                pems: self.plan.pems.as_ref(),
+                now: Timestamp::now(),
+                queue_defaults: ctx.queue_defaults,
+            };
+            resolve(&self.plan.name, self.object.spec(), &resolve_ctx)
+        };
+        let files = resolution
+            .as_ref()
+            .map_or(&[][..], |r| r.pem_files.as_slice());
+        if let Err(e) = self.plan.pems.keep_only(files) {
+            tracing::warn!(pipeline = %self.destination, error = %e, "Cannot clean up unused PEM files");
+        }
+        let secrets = self.secrets.cache().resource_versions();
+        let generation = self.object.meta().generation;
+        if self.last.as_ref().is_some_and(|l| {
+            l.resolution == resolution && l.secrets == secrets && l.generation == generation
+        }) {
+            return false;
+        }
+        match &resolution {
+            Ok(_) => {
+                tracing::debug!(pipeline = %self.destination, ?generation, "Pipeline resolved");
+            }
+            Err(r) => {
+                tracing::info!(pipeline = %self.destination, ?generation, reason = r.reason, message = %r.message, "Pipeline not applied");
+            }
+        }
+        let seq = self.plan.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let report = Report {
+            name: self.plan.name.clone(),
+            uid: self.plan.uid.clone(),
+            seq,
+            generation,
+            resolution: resolution.clone(),
+            secrets: secrets.clone(),
+        };
+        if self.plan.reports.send(report).is_err() {
+            // The aggregator is going away, and this task with it.
+            tracing::debug!(pipeline = %self.destination, "No aggregator to report to");
+        }
+        self.last = Some(Last {
+            seq,
+            generation,
+            resolution,
+            secrets,
+        });
+        true
+    }
+
+    /// Writes the status conditions when they changed (leader only).
+    async fn write_status(&mut self) {
+        let ctx = &self.plan.ctx;
+        if !ctx.leadership.is_leader() {
+            return;
+        }
+        let Some(last) = &self.last else { return };
+        let admitted = match &last.resolution {
+            // The limit is not looked at for a rejected pipeline.
+            Err(_) => false,
+            Ok(_) => {
+                let verdict = *self.plan.verdict.borrow();
+                if verdict.seq != last.seq {
+                    // The aggregator has not decided on this report yet.
+                    return;
+                }
+                verdict.admitted
+            }
+        };
+        let outcome = ConfigOutcome::new(&last.resolution, admitted);
+        let signal = self.kind.signal().as_str();
+        let facts = flow_facts(ctx, &self.destination, signal, &mut self.last_dropped);
+        let gateway = gateway_state(ctx, &self.destination, signal);
+        let wanted =
+            conditions::pipeline_conditions(self.kind, last.generation, &outcome, &gateway, facts);
+        let mut status = self.object.status().cloned().unwrap_or_default();
+        if !conditions::set_status_conditions(&mut status.conditions, wanted, Timestamp::now()) {
+            return;
+        }
+        let patch = serde_json::json!({ "status": status });
+        match self
+            .api
+            .patch_status(
+                &self.plan.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            // Until the watch delivers the echo, compare with what was
+            // written, not with what was there before.
+            Ok(written) => *self.object.status_mut() = written.status().cloned(),
+            Err(e) => {
+                tracing::warn!(kind = self.kind.kind(), pipeline = %self.plan.name, error = %e, "Cannot write the pipeline's status");
+            }
+        }
+    }
+}
+
+/// Whether seedgate delivers for the destination: `NotReady` once the
+/// health actor judged it unhealthy (failing without a success for
+/// `admin.unhealthy_after`; for a load-balanced pipeline, every backend).
+fn gateway_state(ctx: &AggregatorCtx, destination: &str, signal: &'static str) -> GatewayState {
+    let labels = Dest {
+        destination: destination.to_owned(),
+        signal,
+    };
+    let m = &ctx.metrics.exporter;
+    // A destination not judged yet (no series) counts as healthy.
+    let healthy = m.healthy.get(&labels).is_none_or(|g| g.get() == 1);
+    if healthy {
+        GatewayState::Ready
+    } else {
+        GatewayState::NotReady(format!(
+            "the {signal} backend has failed every export attempt for longer than admin.unhealthy_after; the data is kept in the buffer and retried"
+        ))
+    }
+}
+
+/// What the exporter pool measured for one destination.
+fn flow_facts(
+    ctx: &AggregatorCtx,
+    destination: &str,
+    signal: &'static str,
+    last_dropped: &mut BTreeMap<String, u64>,
+) -> FlowFacts {
+    let m = &ctx.metrics;
+    let labels = Dest {
+        destination: destination.to_owned(),
+        signal,
+    };
+    let failing = m.exporter.failing.get_or_create(&labels).get() == 1;
+    let dropped: u64 = ["permanent", "max_elapsed", "rejected"]
+        .iter()
+        .map(|reason| {
+            m.exporter
+                .dropped_records
+                .get_or_create(&crate::metrics::DestReason {
+                    destination: destination.to_owned(),
+                    signal,
+                    reason,
+                })
+                .get()
+        })
+        .sum();
+    let before = last_dropped
+        .insert(destination.to_owned(), dropped)
+        .unwrap_or(dropped);
+    let size = m.queue.bytes.get_or_create(&labels).get();
+    let limit = m.queue.limit_bytes.get_or_create(&labels).get();
+    let refused = m
+        .router
+        .dropped_records
+        .get_or_create(&crate::metrics::DestReason {
+            destination: destination.to_owned(),
+            signal,
+            reason: "queue_full",
+        })
+        .get();
+    let refused_before = last_dropped
+        .insert(format!("{destination}\0queue_full"), refused)
+        .unwrap_or(refused);
+    FlowFacts {
+        all_dropped: failing,
+        some_dropped: dropped > before,
+        // Clients refused for a full queue, or sends waiting for the
+        // output's rate limit: both are the gateway not keeping up.
+        throttling: refused > refused_before
+            || m.flow.throttled.get(&labels).is_some_and(|g| g.get() == 1),
+        buffer_filling: limit > 0 && size * 10 > limit * 8,
+    }
+}
