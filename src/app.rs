@@ -288,6 +288,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 publisher: Arc::clone(&publisher),
                 leadership: Arc::clone(&leadership),
                 metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
                 pems,
                 queue_defaults: config.queue,
                 namespace: namespace.clone().unwrap_or_default(),

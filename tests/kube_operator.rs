@@ -640,6 +640,43 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
         "GatewayConfigured",
     )
     .await;
+    // Every replica exports the conditions for dashboards and alerts.
+    let condition = |name: &str, reason: &str| {
+        [
+            format!("destination=\"logpipeline.{name}\""),
+            "condition=\"ConfigurationGenerated\"".to_owned(),
+            format!("reason=\"{reason}\""),
+        ]
+    };
+    for (name, reason, value) in [
+        ("p5", "MaxPipelinesExceeded", 0.0),
+        ("bad", "EndpointInvalid", 0.0),
+        ("p4", "GatewayConfigured", 1.0),
+    ] {
+        let labels = condition(name, reason);
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        wait_metric(
+            &sg,
+            &format!("{name}'s ConfigurationGenerated in /metrics"),
+            "seedgate_pipeline_condition",
+            &labels,
+            value,
+        )
+        .await;
+    }
+    let labels = [
+        "destination=\"logpipeline.backend\"",
+        "condition=\"TelemetryFlowHealthy\"",
+        "reason=\"FlowHealthy\"",
+    ];
+    wait_metric(
+        &sg,
+        "backend's flow in /metrics",
+        "seedgate_pipeline_condition",
+        &labels,
+        1.0,
+    )
+    .await;
 
     // The backend goes down: the flow condition says so, and recovers.
     kube_sink.go_down().await;
@@ -715,6 +752,13 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
     )
     .await;
     to(&file_sink, 400).await;
+    let m = sg.metrics().await;
+    assert!(
+        !m.contains(
+            "destination=\"logpipeline.p4\",signal=\"logs\",condition=\"ConfigurationGenerated\""
+        ),
+        "the pipelines' conditions go with their CRD"
+    );
 
     // The CRD returns: a pipeline created again is picked up again.
     let log_crd = seedgate::operator::crds::crds()

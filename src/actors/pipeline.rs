@@ -5,8 +5,7 @@
 //!
 //! It owns its object (the latest the aggregator's watch delivered), the
 //! watches of exactly the Secrets its spec references
-//! ([`SecretWatches`]), its [`PemLease`], its last resolution, and what the
-//! exporter pool had measured for it at its last look (`last_dropped`).
+//! ([`SecretWatches`]), its [`PemLease`] and its last resolution.
 //!
 //! In: the object (a `watch` channel: only the latest matters), the events
 //! of its Secret watches, the aggregator's [`Verdict`] (admitted under the
@@ -23,15 +22,13 @@
 //! - Status, on the leader only, written only when it changed:
 //!   `ConfigurationGenerated` from the resolution and the verdict on that
 //!   very report (the report's `seq`), `GatewayHealthy` and
-//!   `TelemetryFlowHealthy` from the exporter pool's metrics, all with the
-//!   `observedGeneration` the resolution was made from.
-//!
-//! `TelemetryFlowHealthy` comes from what the exporter pool measures for
-//! the pipeline's destination: the backend failing now
-//! (`seedgate_exporter_failing`) is "all dropped", records dropped since
-//! the last look are "some dropped", a queue above 80% of its limit is
-//! "buffer filling up", records refused for a full queue since the last
-//! look are "throttling".
+//!   `TelemetryFlowHealthy` from the health actor's last verdict on the
+//!   pipeline's destination ([`crate::pipeline_health`]: the same verdict
+//!   `seedgate_pipeline_condition` shows for every destination), all with
+//!   the `observedGeneration` the resolution was made from.
+//! - `ConfigurationGenerated` goes to `seedgate_pipeline_condition` on
+//!   every replica (leader or not); the aggregator removes the series when
+//!   the pipeline goes.
 //!
 //! A failure (a panic ends the task) restarts this actor alone, counted in
 //! `seedgate_actor_restarts_total{actor="pipeline"}`
@@ -52,7 +49,6 @@ use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::{mpsc, watch};
 
 use super::loops::Task;
-use crate::metrics::Dest;
 use crate::operator::PipelineKind;
 use crate::operator::aggregator::{AggregatorCtx, PipelineResource};
 use crate::operator::conditions::{self, ConfigOutcome, FlowFacts, GatewayState};
@@ -62,6 +58,7 @@ use crate::operator::pipeline_spec::{
     Rejection, ResolveContext, Resolved, pipeline_config_name, resolve,
 };
 use crate::operator::secret_watch::{SecretWatches, secret_keys};
+use crate::pipeline_health::PipelineHealth;
 
 /// How often a pipeline looks at its health (and resolves again from what
 /// it holds) without a change.
@@ -207,7 +204,6 @@ struct Run<K> {
     object: K,
     secrets: SecretWatches,
     last: Option<Last>,
-    last_dropped: BTreeMap<String, u64>,
 }
 
 // === impl Run ===
@@ -225,7 +221,6 @@ impl<K: PipelineResource> Run<K> {
             object,
             secrets,
             last: None,
-            last_dropped: BTreeMap::new(),
             plan,
         }
     }
@@ -336,12 +331,10 @@ impl<K: PipelineResource> Run<K> {
         true
     }
 
-    /// Writes the status conditions when they changed (leader only).
+    /// Publishes `ConfigurationGenerated` as a metric, and writes the
+    /// status conditions when they changed (leader only).
     async fn write_status(&mut self) {
         let ctx = &self.plan.ctx;
-        if !ctx.leadership.is_leader() {
-            return;
-        }
         let Some(last) = &self.last else { return };
         let admitted = match &last.resolution {
             // The limit is not looked at for a rejected pipeline.
@@ -356,11 +349,37 @@ impl<K: PipelineResource> Run<K> {
             }
         };
         let outcome = ConfigOutcome::new(&last.resolution, admitted);
-        let signal = self.kind.signal().as_str();
-        let facts = flow_facts(ctx, &self.destination, signal, &mut self.last_dropped);
-        let gateway = gateway_state(ctx, &self.destination, signal);
-        let wanted =
-            conditions::pipeline_conditions(self.kind, last.generation, &outcome, &gateway, facts);
+        let signal = self.kind.signal();
+        // Not judged yet (just published, or not running): healthy.
+        let health = ctx
+            .health
+            .pipeline(&self.destination, signal)
+            .unwrap_or(PipelineHealth {
+                gateway: GatewayState::Ready,
+                flow: FlowFacts::default(),
+            });
+        let wanted = conditions::pipeline_conditions(
+            self.kind,
+            last.generation,
+            &outcome,
+            &health.gateway,
+            health.flow,
+        );
+        if let Some(c) = wanted
+            .iter()
+            .find(|c| c.type_ == conditions::TYPE_CONFIGURATION_GENERATED)
+        {
+            ctx.metrics.health.set_condition(
+                &self.destination,
+                signal.as_str(),
+                conditions::TYPE_CONFIGURATION_GENERATED,
+                c.status == conditions::STATUS_TRUE,
+                &c.reason,
+            );
+        }
+        if !ctx.leadership.is_leader() {
+            return;
+        }
         let mut status = self.object.status().cloned().unwrap_or_default();
         if !conditions::set_status_conditions(&mut status.conditions, wanted, Timestamp::now()) {
             return;
@@ -382,79 +401,5 @@ impl<K: PipelineResource> Run<K> {
                 tracing::warn!(kind = self.kind.kind(), pipeline = %self.plan.name, error = %e, "Cannot write the pipeline's status");
             }
         }
-    }
-}
-
-/// Whether seedgate delivers for the destination: `NotReady` once the
-/// health actor judged it unhealthy (failing without a success for
-/// `admin.unhealthy_after`; for a load-balanced pipeline, every backend).
-fn gateway_state(ctx: &AggregatorCtx, destination: &str, signal: &'static str) -> GatewayState {
-    let labels = Dest {
-        destination: destination.to_owned(),
-        signal,
-    };
-    let m = &ctx.metrics.exporter;
-    // A destination not judged yet (no series) counts as healthy.
-    let healthy = m.healthy.get(&labels).is_none_or(|g| g.get() == 1);
-    if healthy {
-        GatewayState::Ready
-    } else {
-        GatewayState::NotReady(format!(
-            "the {signal} backend has failed every export attempt for longer than admin.unhealthy_after; the data is kept in the buffer and retried"
-        ))
-    }
-}
-
-/// What the exporter pool measured for one destination.
-fn flow_facts(
-    ctx: &AggregatorCtx,
-    destination: &str,
-    signal: &'static str,
-    last_dropped: &mut BTreeMap<String, u64>,
-) -> FlowFacts {
-    let m = &ctx.metrics;
-    let labels = Dest {
-        destination: destination.to_owned(),
-        signal,
-    };
-    let failing = m.exporter.failing.get_or_create(&labels).get() == 1;
-    let dropped: u64 = ["permanent", "max_elapsed", "rejected"]
-        .iter()
-        .map(|reason| {
-            m.exporter
-                .dropped_records
-                .get_or_create(&crate::metrics::DestReason {
-                    destination: destination.to_owned(),
-                    signal,
-                    reason,
-                })
-                .get()
-        })
-        .sum();
-    let before = last_dropped
-        .insert(destination.to_owned(), dropped)
-        .unwrap_or(dropped);
-    let size = m.queue.bytes.get_or_create(&labels).get();
-    let limit = m.queue.limit_bytes.get_or_create(&labels).get();
-    let refused = m
-        .router
-        .dropped_records
-        .get_or_create(&crate::metrics::DestReason {
-            destination: destination.to_owned(),
-            signal,
-            reason: "queue_full",
-        })
-        .get();
-    let refused_before = last_dropped
-        .insert(format!("{destination}\0queue_full"), refused)
-        .unwrap_or(refused);
-    FlowFacts {
-        all_dropped: failing,
-        some_dropped: dropped > before,
-        // Clients refused for a full queue, or sends waiting for the
-        // output's rate limit: both are the gateway not keeping up.
-        throttling: refused > refused_before
-            || m.flow.throttled.get(&labels).is_some_and(|g| g.get() == 1),
-        buffer_filling: limit > 0 && size * 10 > limit * 8,
     }
 }

@@ -93,6 +93,27 @@ impl HealthMetrics {
             .set(i64::from(status));
     }
 
+    /// Removes one condition of a destination.
+    pub fn remove_condition(
+        &self,
+        destination: &str,
+        signal: &'static str,
+        condition: &'static str,
+    ) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(reason) = current.remove(&(destination.to_owned(), signal, condition)) {
+            self.condition.remove(&ConditionLabels {
+                destination: destination.to_owned(),
+                signal,
+                condition,
+                reason,
+            });
+        }
+    }
+
     /// Removes the `conditions` of destinations not in `keep`
     /// (`(destination, signal)`), e.g. of a pipeline that was removed.
     pub fn retain_conditions(

@@ -466,6 +466,7 @@ impl Metrics {
             "shoot_manager",
             "shoot_client",
             "kube_watcher",
+            "pipeline",
         ] {
             self.actor
                 .restarts

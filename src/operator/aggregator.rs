@@ -55,6 +55,7 @@ use super::PipelineKind;
 use super::crds::{PipelineSpec, PipelineStatus};
 use super::max_pipelines::{Candidate, DEFAULT_MAX_PIPELINES, admitted};
 use super::pem_store::DirPemStore;
+use crate::actors::health::HealthState;
 use crate::actors::loops::{CHECK_EVERY, Tasks};
 use crate::actors::pipeline::{PipelineActor, PipelineLink, Report, Verdict};
 use crate::config::{PipelineConfig, QueueConfig};
@@ -77,8 +78,11 @@ pub struct AggregatorCtx {
     pub publisher: Arc<Publisher>,
     /// Whether this replica writes status and the ConfigMap.
     pub leadership: Arc<Leadership>,
-    /// Counters, and the exporters' health.
+    /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The health actor's verdicts on each destination (the pipelines'
+    /// `GatewayHealthy` and `TelemetryFlowHealthy`).
+    pub health: Arc<HealthState>,
     /// Where PEM material from Secrets is written (one lease per pipeline).
     pub pems: Arc<DirPemStore>,
     /// The file's top-level queue, which `spec.seedgate.queue` starts from.
@@ -329,6 +333,27 @@ struct Member<K> {
     created: Option<Time>,
     link: PipelineLink<K>,
     report: Option<Report>,
+    /// Removes its `ConfigurationGenerated` series when the pipeline goes.
+    _condition: ConditionSeries,
+}
+
+/// A pipeline's `ConfigurationGenerated` in `seedgate_pipeline_condition`:
+/// set by its actor, removed when the aggregator lets go of the pipeline
+/// (deleted, or the CRD gone and the aggregator aborted).
+struct ConditionSeries {
+    metrics: Arc<Metrics>,
+    destination: String,
+    signal: &'static str,
+}
+
+impl Drop for ConditionSeries {
+    fn drop(&mut self) {
+        self.metrics.health.remove_condition(
+            &self.destination,
+            self.signal,
+            super::conditions::TYPE_CONFIGURATION_GENERATED,
+        );
+    }
 }
 
 /// The pipelines of the kind and their actors.
@@ -388,6 +413,12 @@ impl<K: PipelineResource> Members<K> {
     fn add(&mut self, name: String, object: K) {
         let uid = object.meta().uid.clone();
         let created = object.meta().creation_timestamp.clone();
+        let kind = <K::Spec as PipelineSpec>::KIND;
+        let condition = ConditionSeries {
+            metrics: Arc::clone(&self.ctx.metrics),
+            destination: super::pipeline_spec::pipeline_config_name(kind, &name),
+            signal: kind.signal().as_str(),
+        };
         let (actor, link) =
             PipelineActor::new(self.ctx.clone(), name.clone(), object, self.reports.clone());
         self.tasks.start(actor);
@@ -398,6 +429,7 @@ impl<K: PipelineResource> Members<K> {
                 created,
                 link,
                 report: None,
+                _condition: condition,
             },
         );
     }
