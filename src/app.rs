@@ -292,6 +292,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 pems,
                 queue_defaults: config.queue,
                 namespace: namespace.clone().unwrap_or_default(),
+                max_pipelines: config.operator.pipeline_limit(),
             });
             let args = KubeWatcherArgs {
                 client,

@@ -111,6 +111,8 @@ pub struct Config {
     /// (the operator takes them from `Cluster` resources instead).
     /// Reloaded on SIGHUP and when the file changes.
     pub clusters: Vec<ClusterConfig>,
+    /// The operator (`run --kube`).
+    pub operator: OperatorConfig,
 }
 
 impl Default for Config {
@@ -127,7 +129,33 @@ impl Default for Config {
             pipelines: Vec::new(),
             shoots: None,
             clusters: Vec::new(),
+            operator: OperatorConfig::default(),
         }
+    }
+}
+
+/// The operator (`run --kube`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// At most this many pipelines of each kind run (Kyma's limit is 5);
+    /// the youngest beyond it get `MaxPipelinesExceeded`. 0: no limit.
+    pub max_pipelines: usize,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            max_pipelines: crate::operator::max_pipelines::DEFAULT_MAX_PIPELINES,
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// The limit for [`admitted`](crate::operator::max_pipelines::admitted):
+    /// `None` is no limit.
+    pub fn pipeline_limit(&self) -> Option<usize> {
+        (self.max_pipelines > 0).then_some(self.max_pipelines)
     }
 }
 

@@ -15,7 +15,9 @@
 //! What the aggregator keeps for itself is what needs every pipeline of the
 //! kind at once:
 //!
-//! 1. admission: at most [`DEFAULT_MAX_PIPELINES`] of the pipelines whose
+//! 1. admission: at most `operator.max_pipelines` (default 5, Kyma's
+//!    [`DEFAULT_MAX_PIPELINES`](super::max_pipelines::DEFAULT_MAX_PIPELINES))
+//!    of the pipelines whose
 //!    last report resolved, oldest first ([`admitted`]); each actor gets a
 //!    [`Verdict`] on its latest report and writes `MaxPipelinesExceeded`
 //!    itself when it is not admitted;
@@ -53,7 +55,7 @@ use tokio::time::Instant;
 
 use super::PipelineKind;
 use super::crds::{PipelineSpec, PipelineStatus};
-use super::max_pipelines::{Candidate, DEFAULT_MAX_PIPELINES, admitted};
+use super::max_pipelines::{Candidate, admitted};
 use super::pem_store::DirPemStore;
 use crate::actors::health::HealthState;
 use crate::actors::loops::{CHECK_EVERY, Tasks};
@@ -89,6 +91,8 @@ pub struct AggregatorCtx {
     pub queue_defaults: QueueConfig,
     /// seedgate's namespace (the effective-config ConfigMap).
     pub namespace: String,
+    /// Pipelines per kind that may run; `None`: no limit.
+    pub max_pipelines: Option<usize>,
 }
 
 impl Debug for AggregatorCtx {
@@ -190,7 +194,7 @@ pub async fn run<K: PipelineResource>(ctx: AggregatorCtx) {
         if !gate.open(kind, &members) {
             continue;
         }
-        let decision = decide(kind, &members.entries());
+        let decision = decide(kind, &members.entries(), ctx.max_pipelines);
         members.tell(&decision.admitted);
         if published.as_ref() != Some(&decision.pipelines) || (resynced && unbuilt) {
             let count = decision.pipelines.len();
@@ -291,7 +295,7 @@ struct Decision {
 }
 
 /// Admission and what follows from it; pure.
-fn decide(kind: PipelineKind, entries: &[Entry<'_>]) -> Decision {
+fn decide(kind: PipelineKind, entries: &[Entry<'_>], limit: Option<usize>) -> Decision {
     let resolved: Vec<(&Entry<'_>, &Report, &super::pipeline_spec::Resolved)> = entries
         .iter()
         .filter_map(|e| {
@@ -306,7 +310,7 @@ fn decide(kind: PipelineKind, entries: &[Entry<'_>]) -> Decision {
             created: e.created,
         })
         .collect();
-    let admitted = admitted(&candidates, Some(DEFAULT_MAX_PIPELINES));
+    let admitted = admitted(&candidates, limit);
     let mut decision = Decision::default();
     for (e, report, r) in resolved {
         if !admitted.contains(e.name) {
@@ -574,7 +578,11 @@ mod tests {
                 report: Some(r),
             });
         }
-        let d = decide(PipelineKind::Log, &entries);
+        let d = decide(
+            PipelineKind::Log,
+            &entries,
+            Some(super::super::max_pipelines::DEFAULT_MAX_PIPELINES),
+        );
         let names = |v: &[&str]| v.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>();
         assert_eq!(d.admitted, names(&["p2", "p3", "p4", "p5", "p6"]));
         let published: Vec<&str> = d.pipelines.iter().map(|p| p.name.as_str()).collect();
@@ -597,6 +605,11 @@ mod tests {
                 secrets: BTreeMap::from([("ns/s".to_owned(), "7".to_owned())]),
             }
         );
-        assert_eq!(decide(PipelineKind::Log, &[]), Decision::default());
+        assert_eq!(decide(PipelineKind::Log, &[], None), Decision::default());
+        // operator.max_pipelines: 2 and 0 (no limit).
+        let d = decide(PipelineKind::Log, &entries, Some(2));
+        assert_eq!(d.admitted, names(&["p5", "p6"]));
+        let d = decide(PipelineKind::Log, &entries, None);
+        assert_eq!(d.admitted.len(), 6, "every resolved pipeline");
     }
 }
