@@ -971,3 +971,146 @@ async fn a_changed_secret_is_applied_through_its_watch() {
         "no pipeline actor failed"
     );
 }
+
+/// A self-signed certificate (a CA) and its key, valid until `days` from
+/// now (negative: expired), as PEM, with its notAfter date as Kyma prints it.
+fn self_signed(days: i64) -> (String, String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["backend".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let (from, to) = (now - 30 * 86_400, now + days * 86_400);
+    let at = |t: i64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(t as u64);
+    params.not_before = at(from);
+    params.not_after = at(to);
+    let cert = params.self_signed(&key).unwrap();
+    let date = k8s_openapi::jiff::Timestamp::from_second(to)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    (cert.pem(), key.serialize_pem(), date)
+}
+
+/// TLS material in a pipeline gets Kyma's reasons and messages through the
+/// binary: a certificate without its key, an expired certificate, a CA that
+/// expires within 14 days (applied, with the warning), and a valid one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_material_gets_kyma_reasons_and_messages() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_yaml(&dir.path().join("data"), "");
+    let sg = start_kube(&api, dir.path(), &yaml).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in seedgate::operator::crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    wait_metric(
+        &sg,
+        "LogPipelines watched",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        1.0,
+    )
+    .await;
+    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let (valid_cert, valid_key, _) = self_signed(365);
+    let (expired_cert, expired_key, expired_on) = self_signed(-2);
+    let (soon_ca, _, soon_until) = self_signed(5);
+    let value = |pem: &str| json!({ "value": pem });
+    for (name, tls) in [
+        ("half", json!({ "cert": value(&valid_cert) })),
+        (
+            "expired",
+            json!({ "cert": value(&expired_cert), "key": value(&expired_key) }),
+        ),
+        ("soon", json!({ "ca": value(&soon_ca) })),
+        (
+            "valid",
+            json!({ "cert": value(&valid_cert), "key": value(&valid_key) }),
+        ),
+    ] {
+        let mut p = serde_json::to_value(log_pipeline(
+            name,
+            json!({ "value": "https://backend.example:4318" }),
+        ))
+        .unwrap();
+        p["spec"]["output"]["otlp"]["tls"] = tls;
+        pipelines
+            .create(&PostParams::default(), &serde_json::from_value(p).unwrap())
+            .await
+            .unwrap();
+    }
+    let half = wait_condition(
+        &pipelines,
+        "half",
+        "ConfigurationGenerated",
+        "False",
+        "TLSConfigurationInvalid",
+    )
+    .await;
+    assert_eq!(
+        half,
+        "TLS configuration invalid: a certificate and private key must either both be provided or both be missing"
+    );
+    let expired = wait_condition(
+        &pipelines,
+        "expired",
+        "ConfigurationGenerated",
+        "False",
+        "TLSCertificateExpired",
+    )
+    .await;
+    assert_eq!(expired, format!("TLS certificate expired on {expired_on}"));
+    let soon = wait_condition(
+        &pipelines,
+        "soon",
+        "ConfigurationGenerated",
+        "True",
+        "TLSCertificateAboutToExpire",
+    )
+    .await;
+    assert_eq!(
+        soon,
+        format!(
+            "TLS CA certificate is about to expire, configured certificate is valid until {soon_until}"
+        )
+    );
+    wait_condition(
+        &pipelines,
+        "valid",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+    // Refused pipelines get the other two conditions as Kyma gives them.
+    wait_condition(
+        &pipelines,
+        "half",
+        "GatewayHealthy",
+        "False",
+        "GatewayConfigurationNotGenerated",
+    )
+    .await;
+    // The same verdicts in /metrics.
+    for (name, reason, value) in [
+        ("half", "TLSConfigurationInvalid", 0.0),
+        ("expired", "TLSCertificateExpired", 0.0),
+        ("soon", "TLSCertificateAboutToExpire", 1.0),
+    ] {
+        let labels = [
+            format!("destination=\"logpipeline.{name}\""),
+            format!("reason=\"{reason}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        wait_metric(
+            &sg,
+            &format!("{name} in /metrics"),
+            "seedgate_pipeline_condition",
+            &labels,
+            value,
+        )
+        .await;
+    }
+}
