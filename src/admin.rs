@@ -1,7 +1,8 @@
 //! The admin port (2021): `/metrics`, `/healthz`, `/readyz`, and, when
 //! enabled, `/debug/pprof/profile?seconds=N` (a CPU profile in pprof's
 //! protobuf format, readable by `go tool pprof` and `pprof`), and with
-//! `admin.fault_injection` (tests only) `POST /debug/shoots/{namespace}/crash`.
+//! `admin.fault_injection` (tests only) `POST /debug/shoots/{namespace}/crash`
+//! and `POST /debug/pipelines/{destination}/crash` (`--kube`).
 //!
 //! It reads shared state directly (the metrics registry, the health
 //! verdict), so a probe never waits on an actor mailbox.
@@ -39,6 +40,9 @@ pub struct AdminState {
     pub pprof: bool,
     /// Set only with `admin.fault_injection`: serve the crash endpoint.
     pub shoot_manager: Option<actix::Addr<ShootManager>>,
+    /// Set only with `admin.fault_injection` and `--kube`: serve the
+    /// pipeline actors' crash endpoint.
+    pub pipeline_crash: Option<crate::actors::pipeline::CrashRequests>,
 }
 
 /// The router, for tests.
@@ -52,6 +56,9 @@ pub fn router(state: AdminState) -> Router {
     }
     if state.shoot_manager.is_some() {
         r = r.route("/debug/shoots/{namespace}/crash", post(crash_shoot));
+    }
+    if state.pipeline_crash.is_some() {
+        r = r.route("/debug/pipelines/{destination}/crash", post(crash_pipeline));
     }
     r.with_state(state)
 }
@@ -83,6 +90,17 @@ async fn crash_shoot(State(s): State<AdminState>, Path(namespace): Path<String>)
             "shoot manager not running\n",
         )
             .into_response(),
+    }
+}
+
+async fn crash_pipeline(State(s): State<AdminState>, Path(destination): Path<String>) -> Response {
+    let Some(crash) = &s.pipeline_crash else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    tracing::warn!(pipeline = %destination, "Fault injection: crashing a pipeline actor");
+    match crash.send(destination) {
+        Ok(_) => (StatusCode::ACCEPTED, "crash requested\n").into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no pipeline actor runs\n").into_response(),
     }
 }
 

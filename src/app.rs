@@ -282,6 +282,9 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             )),
             None => None,
         };
+        // Fault injection for pipeline actors: tests only.
+        let pipeline_crash = (config.admin.fault_injection && kube_client.is_some())
+            .then(|| tokio::sync::broadcast::channel(16).0);
         let _kube_watcher = kube_client.map(|client| {
             let aggregator = pems.map(|pems| AggregatorCtx {
                 client: client.clone(),
@@ -293,6 +296,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 queue_defaults: config.queue,
                 namespace: namespace.clone().unwrap_or_default(),
                 max_pipelines: config.operator.pipeline_limit(),
+                crash: pipeline_crash.clone(),
             });
             let args = KubeWatcherArgs {
                 client,
@@ -350,7 +354,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let admin_task = {
             let _enter = rt.enter();
             let l = TcpListener::from_std(admin_l)?;
-            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof, shoot_manager: children.shoot_manager.clone().filter(|_| config.admin.fault_injection) };
+            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof, shoot_manager: children.shoot_manager.clone().filter(|_| config.admin.fault_injection), pipeline_crash: pipeline_crash.clone() };
             rt.spawn(async move {
                 if let Err(e) = admin::serve(l, st, until(admin_stopping)).await {
                     tracing::error!(error = %e, "Admin server failed");

@@ -1114,3 +1114,91 @@ async fn tls_material_gets_kyma_reasons_and_messages() {
         .await;
     }
 }
+
+/// One pipeline actor panics (fault injection): it alone is restarted and
+/// counted; both pipelines keep delivering every record sent before,
+/// during and after, and the sibling's actor is never restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_pipeline_actor_restarts_alone() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_sink, b_sink) = (tracking_sink().await, tracking_sink().await);
+    let yaml = config_yaml(&dir.path().join("data"), "").replace(
+        "  pprof: true\n",
+        "  pprof: true\n  fault_injection: true\n",
+    );
+    let sg = start_kube(&api, dir.path(), &yaml).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in seedgate::operator::crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    for (name, sink) in [("a", &a_sink), ("b", &b_sink)] {
+        pipelines
+            .create(
+                &PostParams::default(),
+                &log_pipeline(name, json!({ "value": sink.http_endpoint() })),
+            )
+            .await
+            .unwrap();
+        wait_condition(
+            &pipelines,
+            name,
+            "ConfigurationGenerated",
+            "True",
+            "GatewayConfigured",
+        )
+        .await;
+    }
+    let ns = "default";
+    let both = async |first: u64| {
+        send(&sg, ns, first).await;
+        eventually("the records at both pipelines' sinks", async || {
+            (seqs_in(&a_sink, "/", ns, first..first + 10) == 10
+                && seqs_in(&b_sink, "/", ns, first..first + 10) == 10)
+                .then_some(())
+        })
+        .await;
+    };
+    both(0).await;
+    let restarts = "seedgate_actor_restarts_total";
+    let pipeline = ["actor=\"pipeline\""];
+    assert_eq!(sg.metric(restarts, &pipeline).await, Some(0.0));
+
+    let crash = reqwest::Client::new()
+        .post(sg.admin_url("/debug/pipelines/logpipeline.a/crash"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crash.status(), 202);
+    both(100).await;
+    wait_metric(&sg, "one pipeline restart", restarts, &pipeline, 1.0).await;
+    eventually("the restart logged with its cause", async || {
+        sg.log()
+            .contains("fault injected into the pipeline actor of logpipeline.a")
+            .then_some(())
+    })
+    .await;
+    // The restarted actor lists and reports again; nothing else moves.
+    both(200).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sg.metric(restarts, &pipeline).await,
+        Some(1.0),
+        "only the crashed actor restarted"
+    );
+    let (status, reason, _, _) = condition(&pipelines, "a", "ConfigurationGenerated")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "GatewayConfigured")
+    );
+    assert_eq!(
+        sg.metric("seedgate_actor_restarts_total", &["actor=\"delivery\""])
+            .await,
+        Some(0.0),
+        "no delivery loop restarted"
+    );
+}

@@ -60,6 +60,26 @@ use crate::operator::pipeline_spec::{
 use crate::operator::secret_watch::{SecretWatches, secret_keys};
 use crate::pipeline_health::PipelineHealth;
 
+/// Fault injection for tests (`admin.fault_injection`,
+/// `POST /debug/pipelines/{destination}/crash`): the destination names
+/// (`logpipeline.<name>`, ...) whose actor is to panic, exactly as a bug
+/// would.
+pub type CrashRequests = tokio::sync::broadcast::Sender<String>;
+
+/// The next crash request, or never (no fault injection).
+async fn crash_request(rx: &mut Option<tokio::sync::broadcast::Receiver<String>>) -> String {
+    loop {
+        match rx {
+            Some(r) => match r.recv().await {
+                Ok(name) => return name,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => *rx = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// How often a pipeline looks at its health (and resolves again from what
 /// it holds) without a change.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(10);
@@ -204,6 +224,7 @@ struct Run<K> {
     object: K,
     secrets: SecretWatches,
     last: Option<Last>,
+    crash: Option<tokio::sync::broadcast::Receiver<String>>,
 }
 
 // === impl Run ===
@@ -221,6 +242,7 @@ impl<K: PipelineResource> Run<K> {
             object,
             secrets,
             last: None,
+            crash: plan.ctx.crash.as_ref().map(CrashRequests::subscribe),
             plan,
         }
     }
@@ -251,11 +273,22 @@ impl<K: PipelineResource> Run<K> {
                     (false, true)
                 }
                 _ = tick.tick() => (true, true),
+                name = crash_request(&mut self.crash) => {
+                    self.crash_if(&name);
+                    (false, false)
+                }
             };
             let reported = resolve && self.resolve();
             if look || reported {
                 self.write_status().await;
             }
+        }
+    }
+
+    #[allow(clippy::panic)] // the point of fault injection
+    fn crash_if(&self, destination: &str) {
+        if destination == self.destination {
+            panic!("fault injected into the pipeline actor of {destination}");
         }
     }
 

@@ -93,6 +93,9 @@ pub struct AggregatorCtx {
     pub namespace: String,
     /// Pipelines per kind that may run; `None`: no limit.
     pub max_pipelines: Option<usize>,
+    /// Set only with `admin.fault_injection`: crash requests for pipeline
+    /// actors.
+    pub crash: Option<crate::actors::pipeline::CrashRequests>,
 }
 
 impl Debug for AggregatorCtx {
