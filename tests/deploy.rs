@@ -316,6 +316,16 @@ fn check_static(overlay: &str, docs: &[Value]) {
 
     assert_eq!(spec["replicas"], 1, "{overlay}");
     assert_eq!(spec["strategy"]["type"], "Recreate", "{overlay}");
+
+    // The dashboard ships as a ConfigMap Grafana's sidecar picks up.
+    let dashboard = one(docs, "ConfigMap", "seedgate-dashboard");
+    assert_eq!(
+        dashboard["metadata"]["labels"]["grafana_dashboard"], "1",
+        "{overlay}"
+    );
+    let json: Value =
+        serde_json::from_str(dashboard["data"]["seedgate.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "seedgate", "{overlay}");
     assert!(selects(&spec["selector"]["matchLabels"], pod_labels));
 
     // Container ports are the config's listen ports, by name.
