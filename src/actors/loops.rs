@@ -5,6 +5,9 @@
 //! each task that ended (a panic ends it: tokio catches the panic at the
 //! task boundary) is started again from its plan, alone, counted in
 //! `seedgate_actor_restarts_total{actor}`. Its siblings are not touched.
+//! A task that keeps failing soon after its start waits longer each time
+//! ([`restart_delay`]: at once, then 1 s doubling to 30 s; a run of
+//! [`STABLE_AFTER`] forgives the past).
 //! Dropping a [`Tasks`] aborts every task in it, so an owner that dies or is
 //! aborted never leaves tasks behind, and a restarted owner never runs two
 //! tasks for one key.
@@ -47,6 +50,26 @@ pub trait Task: Clone + Send + 'static {
 struct Running<T> {
     plan: T,
     task: JoinHandle<()>,
+    /// When this run was started.
+    started: Instant,
+    /// Failures in a row, each within [`STABLE_AFTER`] of its start.
+    failures: u32,
+}
+
+/// A task that ran this long before it failed starts its backoff afresh.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// The longest wait before a task that keeps failing is started again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long to wait before the run after `failures` failures in a row: the
+/// first restart is at once (the next check), then 1 s, 2 s, 4 s, ... up to
+/// [`MAX_BACKOFF`], so a task that fails on every start (a bug, a poisoned
+/// input) does not spin a core and flood the log.
+pub fn restart_delay(failures: u32) -> Duration {
+    match failures {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_secs(1u64 << (n - 2).min(5)).min(MAX_BACKOFF),
+    }
 }
 
 /// See the module doc.
@@ -79,10 +102,29 @@ impl<T: Task> Tasks<T> {
 
     /// Starts `plan` unless a task runs for its key.
     pub fn start(&mut self, plan: T) {
+        self.start_after(plan, Duration::ZERO, 0);
+    }
+
+    fn start_after(&mut self, plan: T, delay: Duration, failures: u32) {
         let k = plan.key();
         if !self.running.contains_key(&k) {
-            let task = self.rt.spawn(plan.clone().run());
-            self.running.insert(k, Running { plan, task });
+            let run = plan.clone().run();
+            let task = self.rt.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                run.await;
+            });
+            let started = Instant::now() + delay;
+            self.running.insert(
+                k,
+                Running {
+                    plan,
+                    task,
+                    started,
+                    failures,
+                },
+            );
         }
     }
 
@@ -130,9 +172,15 @@ impl<T: Task> Tasks<T> {
                     Some(Err(e)) if e.is_panic() => panic_text(e.into_panic()),
                     _ => "it returned".to_owned(),
                 };
-                tracing::error!(actor, task = %k, why = %why, "A supervised task ended unexpectedly; starting it again");
+                let failures = if old.started.elapsed() > STABLE_AFTER {
+                    1
+                } else {
+                    old.failures + 1
+                };
+                let delay = restart_delay(failures);
+                tracing::error!(actor, task = %k, why = %why, failures_in_a_row = failures, restart_in = ?delay, "A supervised task ended unexpectedly; starting it again");
                 metrics.count_restart(actor);
-                self.start(old.plan);
+                self.start_after(old.plan, delay, failures);
             }
         }
         dead.len()
@@ -351,6 +399,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(good.ticks() <= frozen + 1, "a task outlived its owner");
         assert_eq!(restarts(), 2);
+    }
+
+    #[test]
+    fn restarts_back_off_from_at_once_to_thirty_seconds() {
+        let secs: Vec<u64> = (1..=9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
     }
 
     /// `set` leaves a task running its plan alone, starts a new plan under
