@@ -443,6 +443,30 @@ async fn the_effective_config_survives_a_conflict_storm() {
     );
 }
 
+/// Creates the three pipeline CRDs and waits until seedgate watches
+/// LogPipelines: the CRD and the LogPipeline APIs.
+async fn install_pipeline_crds(
+    client: &kube::Client,
+    sg: &Seedgate,
+) -> (
+    Api<CustomResourceDefinition>,
+    Api<seedgate::operator::crds::LogPipeline>,
+) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in seedgate::operator::crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    wait_metric(
+        sg,
+        "LogPipelines watched",
+        "seedgate_kube_watching",
+        &["kind=\"LogPipeline\""],
+        1.0,
+    )
+    .await;
+    (crds, Api::all(client.clone()))
+}
+
 fn log_pipeline(name: &str, endpoint: Value) -> seedgate::operator::crds::LogPipeline {
     serde_json::from_value(json!({
         "apiVersion": "telemetry.kyma-project.io/v1beta1",
@@ -515,19 +539,7 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
     };
     to(&file_sink, 0).await;
 
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in seedgate::operator::crds::crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    wait_metric(
-        &sg,
-        "LogPipelines watched",
-        "seedgate_kube_watching",
-        &["kind=\"LogPipeline\""],
-        1.0,
-    )
-    .await;
-    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let (crds, pipelines) = install_pipeline_crds(&client, &sg).await;
     let from_secret = json!({"valueFrom": {"secretKeyRef": {"name": "otlp", "namespace": "seedgate", "key": "endpoint"}}});
     pipelines
         .create(
@@ -809,18 +821,7 @@ async fn a_changed_secret_is_applied_through_its_watch() {
     );
     let sg = start_kube(&api, dir.path(), &yaml).await;
     wait_metric(&sg, "leadership", "seedgate_kube_leader", &[], 1.0).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in seedgate::operator::crds::crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    wait_metric(
-        &sg,
-        "LogPipelines watched",
-        "seedgate_kube_watching",
-        &["kind=\"LogPipeline\""],
-        1.0,
-    )
-    .await;
+    let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), "seedgate");
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
@@ -832,7 +833,6 @@ async fn a_changed_secret_is_applied_through_its_watch() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
     let from_secret = json!({"valueFrom": {"secretKeyRef": {"name": "otlp", "namespace": "seedgate", "key": "endpoint"}}});
     pipelines
         .create(
@@ -1001,19 +1001,7 @@ async fn tls_material_gets_kyma_reasons_and_messages() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = config_yaml(&dir.path().join("data"), "");
     let sg = start_kube(&api, dir.path(), &yaml).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in seedgate::operator::crds::crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    wait_metric(
-        &sg,
-        "LogPipelines watched",
-        "seedgate_kube_watching",
-        &["kind=\"LogPipeline\""],
-        1.0,
-    )
-    .await;
-    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     let (valid_cert, valid_key, _) = self_signed(365);
     let (expired_cert, expired_key, expired_on) = self_signed(-2);
     let (soon_ca, _, soon_until) = self_signed(5);
@@ -1129,11 +1117,7 @@ async fn a_crashed_pipeline_actor_restarts_alone() {
         "  pprof: true\n  fault_injection: true\n",
     );
     let sg = start_kube(&api, dir.path(), &yaml).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in seedgate::operator::crds::crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    let pipelines: Api<seedgate::operator::crds::LogPipeline> = Api::all(client.clone());
+    let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     for (name, sink) in [("a", &a_sink), ("b", &b_sink)] {
         pipelines
             .create(
