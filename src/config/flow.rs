@@ -1,8 +1,8 @@
 //! Flow control and credentials of one output: `auth`, `rate_limit` and
 //! `batch.adaptive_concurrency`.
 //!
-//! Plain data, like the rest of `config`: serde parses it, [`check_auth`],
-//! [`check_rate_limit`] and [`check_adaptive`] find every problem without
+//! Plain data, like the rest of `config`: serde parses it, `check_auth`,
+//! `check_rate_limit` and `check_adaptive` find every problem without
 //! I/O (a `password_file` is read when the exporter is built, not here).
 //!
 //! Credentials are held in [`Secret`]: its `Debug` prints `<redacted>` and it

@@ -2,7 +2,7 @@
 //! shoot namespace pattern, the state table, the shoot clients' template,
 //! static clusters, and the pipelines' input selectors.
 //!
-//! Everything here is plain data checked by [`check_routing`] and friends;
+//! Everything here is plain data checked by `check_routing` and friends;
 //! `crate::routing` compiles it into the snapshot the hot path reads.
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! and [`RawCodec`] mean no prost encode on the way out: the batch bytes are
 //! the message. The answer is an `Export*ServiceResponse` whose
 //! `partial_success` becomes [`Outcome::Accepted`]; an error status is
-//! mapped by [`grpc_outcome`](super::outcome::grpc_outcome).
+//! mapped by [`grpc_outcome`].
 //!
 //! Invariants:
 //! - building does no network I/O; the first send connects, and a dead

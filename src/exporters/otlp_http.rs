@@ -3,7 +3,7 @@
 //! One [`reqwest::Client`] per exporter keeps a connection pool to the
 //! backend; the body is compressed per the output's `compression` and sent
 //! with `Content-Encoding`; the answer is mapped by
-//! [`http_outcome`](super::outcome::http_outcome).
+//! [`http_outcome`].
 //!
 //! Invariants:
 //! - the request body is the caller's bytes unchanged (after compression):
@@ -13,7 +13,7 @@
 //!   are read;
 //! - transport errors are reported without the URL or the headers.
 //! - TLS (versions, verifier, client certificate) is
-//!   [`tls::client_config`]; a failed handshake is a retryable `tls`.
+//!   `tls::client_config`; a failed handshake is a retryable `tls`.
 
 use std::error::Error as _;
 use std::io::Write;

@@ -8,7 +8,7 @@
 //! counts and borrowed strings. Because a protobuf message is the
 //! concatenation of its fields, the bytes of any subset of blocks, kept in
 //! order and concatenated, are again a valid export request: routing and
-//! batching become slicing and concatenation (see [`concat`]).
+//! batching become slicing and concatenation (see [`concat()`]).
 //!
 //! Invariants:
 //! - Nothing here panics on any input, never indexes out of bounds

@@ -3,7 +3,7 @@
 //! Both listeners share one [`ReceiverTls`]: the server certificate and key
 //! and, when `client_ca_file` is set, the CA that client certificates must
 //! chain to (then a client without one is refused). The files are watched
-//! like an output's ([`Watched`]): a renewed server certificate is served to
+//! like an output's (`Watched`): a renewed server certificate is served to
 //! the next connection, and `seedgate_tls_certificate_expiry_seconds` carries
 //! `destination="receiver"` with `cert="server"` or `cert="client_ca"`.
 //!
