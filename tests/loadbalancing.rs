@@ -312,26 +312,18 @@ async fn dns_server(ips: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = shared_port();
-    let sinks = sinks_on(2..=6, port).await;
-    let all: Vec<&SinkHandle> = sinks.iter().collect();
-    let ips = Arc::new(Mutex::new(
-        (2..=5)
-            .map(|i| Ipv4Addr::new(127, 0, 0, i))
-            .collect::<Vec<_>>(),
-    ));
-    let dns = dns_server(Arc::clone(&ips)).await;
-    let resolver = format!(
-        "        dns: {{ hostname: gateways.example.test, port: {port}, interval: 300ms, nameserver: \"{dns}\" }}"
-    );
-    let sg = Seedgate::start(
-        dir.path(),
-        &config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
-    )
-    .await;
+/// One backend leaves the resolver's answer, then a new one joins: exactly
+/// the leaver's traces move (to the others), then about a quarter moves, all
+/// of it to the newcomer. `members` sets which of 127.0.0.x the resolver
+/// answers with; it starts at 2..=5.
+async fn membership_changes_move_about_one_nth_of_the_keys(
+    label: &str,
+    sg: &Seedgate,
+    dir: &Path,
+    port: u16,
+    sinks: &[&SinkHandle],
+    members: impl AsyncFn(&[u8]),
+) {
     let up = |ip: u8| format!("backend=\"{}\"", endpoint(ip, port));
     eventually("four backends resolved", async || {
         let text = sg.metrics().await;
@@ -342,13 +334,11 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
             .then_some(())
     })
     .await;
-    send_traces(&sg, dir.path(), 1000, &all).await;
-    let four = owners(&all);
+    send_traces(sg, dir, 1000, sinks).await;
+    let four = owners(sinks);
 
     // One leaves: exactly its traces move, to the others.
-    ips.lock()
-        .unwrap()
-        .retain(|ip| *ip != Ipv4Addr::new(127, 0, 0, 5));
+    members(&[2, 3, 4]).await;
     eventually("127.0.0.5 gone from the ring", async || {
         let text = sg.metrics().await;
         support::metric_value(&text, "seedgate_lb_backend_up", &[&up(5)])
@@ -356,27 +346,27 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
             .then_some(())
     })
     .await;
-    let three = resend(&sg, dir.path(), &all).await;
+    let three = resend(sg, dir, sinks).await;
     let moved_out = moved(&four, &three);
     let owned_by_leaver = four.values().filter(|o| **o == 3).count();
     assert!(moved_out.iter().all(|(b, _)| *b == 3), "{moved_out:?}");
     assert_eq!(moved_out.len(), owned_by_leaver);
 
     // One joins: about a quarter moves, all of it to the newcomer.
-    ips.lock().unwrap().push(Ipv4Addr::new(127, 0, 0, 6));
+    members(&[2, 3, 4, 6]).await;
     eventually("127.0.0.6 in the ring", async || {
         let text = sg.metrics().await;
         (support::metric_value(&text, "seedgate_lb_backend_up", &[&up(6)]) == Some(1.0))
             .then_some(())
     })
     .await;
-    let joined = resend(&sg, dir.path(), &all).await;
+    let joined = resend(sg, dir, sinks).await;
     let moved_in = moved(&three, &joined);
     assert!(moved_in.iter().all(|(_, a)| *a == 4), "{moved_in:?}");
     let out = owned_by_leaver as f64 / 1000.0;
     let fraction = moved_in.len() as f64 / 1000.0;
     println!(
-        "dns: 4 -> 3 moved {out:.3} (expected 0.25); 3 -> 4 moved {fraction:.3} (expected 0.25)"
+        "{label}: 4 -> 3 moved {out:.3} (expected 0.25); 3 -> 4 moved {fraction:.3} (expected 0.25)"
     );
     assert!((0.15..0.35).contains(&out), "{out}");
     assert!((0.15..0.35).contains(&fraction), "{fraction}");
@@ -384,6 +374,128 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
         sg.metric("seedgate_lb_resolutions_total", &["result=\"ok\""])
             .await
             .unwrap()
-            > 3.0
+            >= 3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let sinks = sinks_on(2..=6, port).await;
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    let ips = Arc::new(Mutex::new(Vec::new()));
+    let set = async |members: &[u8]| {
+        *ips.lock().unwrap() = members
+            .iter()
+            .map(|i| Ipv4Addr::new(127, 0, 0, *i))
+            .collect();
+    };
+    set(&[2, 3, 4, 5]).await;
+    let dns = dns_server(Arc::clone(&ips)).await;
+    let resolver = format!(
+        "        dns: {{ hostname: gateways.example.test, port: {port}, interval: 300ms, nameserver: \"{dns}\" }}"
+    );
+    let sg = Seedgate::start(
+        dir.path(),
+        &config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
+    )
+    .await;
+    membership_changes_move_about_one_nth_of_the_keys("dns", &sg, dir.path(), port, &all, set)
+        .await;
+}
+
+/// The `kubernetes` resolver against the API server double: the Service's
+/// endpoints come in two EndpointSlices; one endpoint turns not ready, then a
+/// third slice brings a new one. The same moves as with DNS, with no polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubernetes_endpointslice_changes_move_about_one_nth_of_the_keys() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let sinks = sinks_on(2..=6, port).await;
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    let api = support::apiserver::ApiServerDouble::start().await;
+    support::install_crypto();
+    let client = kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "obs");
+    // Slice a holds .2 and .3, slice b .4 and .5 (not ready: listed, not
+    // used), slice c .6; each write replaces a slice's endpoints.
+    let slice = |name: &str, ips: &[(u8, bool)]| -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "obs",
+                         "labels": {"kubernetes.io/service-name": "gateway"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "otlp-grpc", "port": port, "protocol": "TCP"}],
+            "endpoints": ips.iter().map(|(ip, ready)| serde_json::json!({
+                "addresses": [format!("127.0.0.{ip}")],
+                "conditions": {"ready": ready}
+            })).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    };
+    for (name, ips) in [
+        ("gateway-a", vec![(2, true), (3, true)]),
+        ("gateway-b", vec![(4, true), (5, true)]),
+    ] {
+        slices
+            .create(&PostParams::default(), &slice(name, &ips))
+            .await
+            .unwrap();
+    }
+    let set = async |members: &[u8]| {
+        let b: Vec<(u8, bool)> = [4, 5]
+            .iter()
+            .map(|ip| (*ip, members.contains(ip)))
+            .collect();
+        slices
+            .patch(
+                "gateway-b",
+                &PatchParams::default(),
+                &Patch::Merge(&slice("gateway-b", &b)),
+            )
+            .await
+            .unwrap();
+        if members.contains(&6) {
+            slices
+                .create(&PostParams::default(), &slice("gateway-c", &[(6, true)]))
+                .await
+                .unwrap();
+        }
+    };
+    let resolver =
+        format!("        kubernetes: {{ service: gateway, namespace: obs, port: {port} }}");
+    let config_path = dir.path().join("seedgate.yaml");
+    std::fs::write(
+        &config_path,
+        config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
+    )
+    .unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let sg = Seedgate::start_opts(
+        dir.path(),
+        &config_path,
+        &[],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    membership_changes_move_about_one_nth_of_the_keys(
+        "kubernetes",
+        &sg,
+        dir.path(),
+        port,
+        &all,
+        set,
+    )
+    .await;
+    let requests = api.requests();
+    assert!(
+        requests.iter().any(|r| r.is_watch()
+            && r.path == "/apis/discovery.k8s.io/v1/namespaces/obs/endpointslices"
+            && r.param("labelSelector") == Some("kubernetes.io/service-name=gateway")),
+        "no watch of the Service's slices: {requests:#?}"
     );
 }

@@ -11,6 +11,7 @@
 //!       resolver:
 //!         static: [http://gw-0:4317, http://gw-1:4317]
 //!         # or: dns: { hostname: gw-headless.obs.svc, port: 4317, interval: 5s }
+//!         # or: kubernetes: { service: gw, namespace: obs, port: 4317 }
 //!       failover_after: 30s
 //! ```
 //!
@@ -99,6 +100,28 @@ pub struct ResolverConfig {
     /// The A/AAAA records of a name (a headless Service).
     #[serde(default)]
     pub dns: Option<DnsResolverConfig>,
+    /// The ready endpoints of a Service, watched through its EndpointSlices.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesResolverConfig>,
+}
+
+/// Backends from a Service's `discovery.k8s.io/v1` EndpointSlices: one per
+/// ready address, followed by a watch (no polling, no DNS TTLs). The API
+/// server is found like `kubectl` does (in-cluster, or `KUBECONFIG`); it
+/// needs `get`, `list`, `watch` on `endpointslices` in `namespace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesResolverConfig {
+    /// The Service's name (the slices' `kubernetes.io/service-name` label).
+    pub service: String,
+    /// Its namespace; default: `POD_NAMESPACE`, else `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The port every backend listens on.
+    pub port: u16,
+    /// `http` (default) or `https`.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
 }
 
 /// Backends from DNS: one per address of `hostname`.
@@ -131,6 +154,19 @@ fn default_dns_interval() -> Duration {
 }
 fn default_scheme() -> String {
     "http".to_owned()
+}
+
+/// A resolver's `port` and `scheme` at `at`.
+fn check_port_and_scheme(p: &mut Problems, at: &str, port: u16, scheme: &str) {
+    if port == 0 {
+        p.push(format!("{at}.port"), "must not be 0");
+    }
+    if scheme != "http" && scheme != "https" {
+        p.push(
+            format!("{at}.scheme"),
+            format!("{scheme:?} must be http or https"),
+        );
+    }
 }
 
 /// Checks `lb` of a pipeline whose output is `output` and signals `signals`.
@@ -167,11 +203,27 @@ pub(super) fn check(
         p.push(format!("{at}.probe_interval"), "must be greater than 0s");
     }
     let r = &lb.resolver;
-    match (&r.static_endpoints, &r.dns) {
-        (Some(_), Some(_)) | (None, None) => p.push(
+    let given = [
+        r.static_endpoints.is_some(),
+        r.dns.is_some(),
+        r.kubernetes.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        p.push(
             format!("{at}.resolver"),
-            "give exactly one of static and dns",
-        ),
+            "give exactly one of static, dns and kubernetes",
+        );
+        return;
+    }
+    if let Some(k) = &r.kubernetes {
+        let at = format!("{at}.resolver.kubernetes");
+        if k.service.is_empty() {
+            p.push(format!("{at}.service"), "must not be empty");
+        }
+        check_port_and_scheme(p, &at, k.port, &k.scheme);
+    }
+    match (&r.static_endpoints, &r.dns) {
+        (Some(_), Some(_)) | (None, None) => {}
         (Some(endpoints), None) => {
             if endpoints.is_empty() {
                 p.push(
@@ -196,15 +248,7 @@ pub(super) fn check(
             if dns.hostname.is_empty() {
                 p.push(format!("{at}.resolver.dns.hostname"), "must not be empty");
             }
-            if dns.port == 0 {
-                p.push(format!("{at}.resolver.dns.port"), "must not be 0");
-            }
-            if dns.scheme != "http" && dns.scheme != "https" {
-                p.push(
-                    format!("{at}.resolver.dns.scheme"),
-                    format!("{:?} must be http or https", dns.scheme),
-                );
-            }
+            check_port_and_scheme(p, &format!("{at}.resolver.dns"), dns.port, &dns.scheme);
             if dns.interval.is_zero() {
                 p.push(
                     format!("{at}.resolver.dns.interval"),
@@ -212,5 +256,66 @@ pub(super) fn check(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::parse;
+
+    fn with_resolver(resolver: &str) -> String {
+        format!(
+            "pipelines:\n  - name: t\n    signals: [traces]\n    output: {{ type: otlp_grpc }}\n    loadbalancing:\n      routing_key: traceID\n      resolver: {resolver}\n"
+        )
+    }
+
+    #[test]
+    fn a_kubernetes_resolver_parses_and_its_problems_are_named() {
+        let c = parse(
+            "c.yaml",
+            &with_resolver("{ kubernetes: { service: gw, namespace: obs, port: 4317 } }"),
+        )
+        .unwrap();
+        let k = c.pipelines[0]
+            .loadbalancing
+            .as_ref()
+            .unwrap()
+            .resolver
+            .kubernetes
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (
+                k.service.as_str(),
+                k.namespace.as_deref(),
+                k.port,
+                k.scheme.as_str()
+            ),
+            ("gw", Some("obs"), 4317, "http")
+        );
+        let err = parse(
+            "c.yaml",
+            &with_resolver("{ kubernetes: { service: '', port: 0, scheme: ftp } }"),
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "pipelines[0].loadbalancing.resolver.kubernetes.service: must not be empty",
+            "pipelines[0].loadbalancing.resolver.kubernetes.port: must not be 0",
+            "pipelines[0].loadbalancing.resolver.kubernetes.scheme: \"ftp\" must be http or https",
+        ] {
+            assert!(err.contains(want), "{want} missing from:\n{err}");
+        }
+        let err = parse(
+            "c.yaml",
+            &with_resolver("{ static: [http://a:1], kubernetes: { service: gw, port: 4317 } }"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("give exactly one of static, dns and kubernetes"),
+            "{err}"
+        );
     }
 }

@@ -27,7 +27,9 @@ pub use flow::{
     AdaptiveConcurrencyConfig, AuthConfig, BasicAuthConfig, ClientAuth, OAuth2Config,
     RateLimitConfig, Secret,
 };
-pub use loadbalancing::{DnsResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey};
+pub use loadbalancing::{
+    DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey,
+};
 
 pub use routing::{
     ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,

@@ -15,7 +15,8 @@
 //! backend queue has an ordinary delivery loop (batching, retries, TLS,
 //! auth: the output block is shared).
 //!
-//! Membership comes from the resolver ([`resolver`]: a static list or DNS)
+//! Membership comes from the resolver ([`resolver`]: a static list, DNS,
+//! or a Kubernetes Service's EndpointSlices)
 //! and from health: a backend whose sends have failed without a success for
 //! `failover_after` leaves the ring (unless it is the last one), is probed
 //! with an empty export request every `probe_interval`, and rejoins on the

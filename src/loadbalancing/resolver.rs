@@ -1,13 +1,15 @@
-//! Where a load-balanced pipeline's backends come from: a static list, or
-//! the addresses of a DNS name asked again every `interval`.
+//! Where a load-balanced pipeline's backends come from: a static list, the
+//! addresses of a DNS name asked again every `interval`, or the ready
+//! endpoints of a Kubernetes Service, watched through its EndpointSlices.
 //!
 //! A resolver publishes the whole set (sorted endpoint URIs) on a `watch`
 //! channel each time it changes. A DNS lookup that fails, or answers with
-//! no address, keeps the last set: a resolver outage must not empty the
-//! ring and strand every backend's queue (what the Collector's
-//! loadbalancing exporter also does).
+//! no address, keeps the last set, and so does a Service whose slices list
+//! no ready endpoint or whose watch fails (kube's watcher retries with
+//! backoff): a resolver outage must not empty the ring and strand every
+//! backend's queue (what the Collector's loadbalancing exporter also does).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -16,7 +18,12 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::watch;
 
-use crate::config::{DnsResolverConfig, ResolverConfig};
+use futures::StreamExt as _;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+
+use crate::config::{DnsResolverConfig, KubernetesResolverConfig, ResolverConfig};
 use crate::metrics::Metrics;
 use crate::metrics::lb::LbResult;
 
@@ -63,6 +70,10 @@ pub async fn run(
         tx.closed().await;
         return;
     }
+    if let Some(k) = config.kubernetes {
+        run_kubernetes(k, destination, tx, metrics).await;
+        return;
+    }
     let Some(dns) = config.dns else {
         return;
     };
@@ -104,6 +115,97 @@ pub async fn run(
                 count(LbResult::Error);
                 tracing::warn!(destination = %destination, hostname = %dns.hostname, error = %e, "DNS lookup failed; keeping the last backends");
             }
+        }
+    }
+}
+
+/// The endpoint URIs of a slice's ready endpoints (`ready` unset counts as
+/// ready, as Kubernetes says it must be read).
+fn ready_endpoints(slice: &EndpointSlice, k: &KubernetesResolverConfig) -> BTreeSet<String> {
+    slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter())
+        .map(|a| match a.parse::<IpAddr>() {
+            Ok(ip) => endpoint(&k.scheme, ip, k.port),
+            // addressType FQDN
+            Err(_) => format!("{}://{a}:{}", k.scheme, k.port),
+        })
+        .collect()
+}
+
+/// Follows the EndpointSlices of `k.service` until `tx` has no receiver.
+async fn run_kubernetes(
+    k: KubernetesResolverConfig,
+    destination: Arc<str>,
+    tx: watch::Sender<Backends>,
+    metrics: Arc<Metrics>,
+) {
+    let count = |result: LbResult| metrics.lb.count_resolution(&destination, result);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            count(LbResult::Error);
+            tracing::error!(destination = %destination, error = %e, "No Kubernetes API server for the kubernetes resolver (in-cluster or KUBECONFIG); no backends");
+            tx.closed().await;
+            return;
+        }
+    };
+    let namespace = k
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".to_owned());
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, &namespace);
+    let selector = format!("kubernetes.io/service-name={}", k.service);
+    let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
+    // Slice name → its ready endpoints; `listing` while a (re)list runs.
+    let mut slices: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, BTreeSet<String>>> = None;
+    let slice_name = |s: &EndpointSlice| s.metadata.name.clone().unwrap_or_default();
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            () = tx.closed() => return,
+        };
+        match event {
+            None => return,
+            Some(Ok(Event::Init)) => {
+                listing = Some(BTreeMap::new());
+                continue;
+            }
+            Some(Ok(Event::InitApply(s))) => {
+                if let Some(l) = listing.as_mut() {
+                    l.insert(slice_name(&s), ready_endpoints(&s, &k));
+                }
+                continue;
+            }
+            Some(Ok(Event::InitDone)) => slices = listing.take().unwrap_or_default(),
+            Some(Ok(Event::Apply(s))) => {
+                slices.insert(slice_name(&s), ready_endpoints(&s, &k));
+            }
+            Some(Ok(Event::Delete(s))) => {
+                slices.remove(&slice_name(&s));
+            }
+            Some(Err(e)) => {
+                count(LbResult::Error);
+                tracing::warn!(destination = %destination, service = %k.service, %namespace, error = %e, "Watching the Service's EndpointSlices failed; keeping the last backends, retrying with backoff");
+                continue;
+            }
+        }
+        let set: BTreeSet<String> = slices.values().flatten().cloned().collect();
+        if set.is_empty() {
+            count(LbResult::Empty);
+            tracing::warn!(destination = %destination, service = %k.service, %namespace, "The Service has no ready endpoint; keeping the last backends");
+            continue;
+        }
+        count(LbResult::Ok);
+        if tx.borrow().as_ref() != Some(&set) {
+            tracing::info!(destination = %destination, service = %k.service, backends = set.len(), "Backends resolved");
+            tx.send_replace(Some(set));
         }
     }
 }

@@ -101,7 +101,8 @@ impl RecordedRequest {
 /// # Modelled
 /// - Resources keyed by (group, plural) with kind, listKind, scope; built in:
 ///   core/v1 `namespaces` (cluster), `configmaps`, `secrets`, `events`;
-///   `coordination.k8s.io/v1` `leases`; `events.k8s.io/v1` `events` (what
+///   `coordination.k8s.io/v1` `leases`; `discovery.k8s.io/v1`
+///   `endpointslices`; `events.k8s.io/v1` `events` (what
 ///   `kube::runtime::events::Recorder` writes); `apiextensions.k8s.io/v1`
 ///   `customresourcedefinitions` (cluster, status subresource). A CRD makes
 ///   its kind served (all `served` versions, same stored JSON for each: no
@@ -738,6 +739,7 @@ fn builtin_types() -> Vec<ResourceType> {
         ResourceType::builtin("", "configmaps", "ConfigMap", true),
         ResourceType::builtin("", "secrets", "Secret", true),
         ResourceType::builtin("coordination.k8s.io", "leases", "Lease", true),
+        ResourceType::builtin("discovery.k8s.io", "endpointslices", "EndpointSlice", true),
         ResourceType::builtin("", "events", "Event", true),
         ResourceType::builtin("events.k8s.io", "events", "Event", true),
         crds,
