@@ -331,15 +331,7 @@ pub(super) fn check_adaptive(p: &mut Problems, at: &str, a: &AdaptiveConcurrency
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::parse;
-
-    #[track_caller]
-    fn assert_problems(yaml: &str, wanted: &[&str]) {
-        let err = parse("c.yaml", yaml).unwrap_err().to_string();
-        for want in wanted {
-            assert!(err.contains(want), "{want} missing from:\n{err}");
-        }
-    }
+    use super::super::{assert_problems, parse};
 
     #[test]
     fn secret_debug_and_serialize_are_redacted() {

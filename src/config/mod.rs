@@ -1095,6 +1095,17 @@ pub fn embedded_default() -> Config {
     parse("<embedded default>", EMBEDDED_DEFAULT).expect("the embedded default config is valid")
 }
 
+/// Test helper: `yaml` is refused with every one of `wanted` in the message.
+#[cfg(test)]
+#[track_caller]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn assert_problems(yaml: &str, wanted: &[&str]) {
+    let err = parse("c.yaml", yaml).unwrap_err().to_string();
+    for want in wanted {
+        assert!(err.contains(want), "{want} missing from:\n{err}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
