@@ -9,7 +9,7 @@
 //! backoff): a resolver outage must not empty the ring and strand every
 //! backend's queue (what the Collector's loadbalancing exporter also does).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use futures::StreamExt as _;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt as _;
+use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 
 use crate::config::{DnsResolverConfig, KubernetesResolverConfig, ResolverConfig};
@@ -96,20 +97,11 @@ pub async fn run(
         }
         match resolver.lookup_ip(dns.hostname.as_str()).await {
             Ok(found) => {
-                let set: BTreeSet<String> = found
+                let set = found
                     .iter()
                     .map(|ip| endpoint(&dns.scheme, ip, dns.port))
                     .collect();
-                if set.is_empty() {
-                    count(LbResult::Empty);
-                    continue;
-                }
-                count(LbResult::Ok);
-                let changed = tx.borrow().as_ref() != Some(&set);
-                if changed {
-                    tracing::info!(destination = %destination, hostname = %dns.hostname, backends = set.len(), "Backends resolved");
-                    tx.send_replace(Some(set));
-                }
+                offer(set, &tx, &metrics, &destination, &dns.hostname);
             }
             Err(e) => {
                 count(LbResult::Error);
@@ -136,6 +128,8 @@ fn ready_endpoints(slice: &EndpointSlice, k: &KubernetesResolverConfig) -> BTree
 }
 
 /// Follows the EndpointSlices of `k.service` until `tx` has no receiver.
+/// kube's reflector keeps the slices (a relist replaces them whole); the
+/// set is offered after the first list and after every change.
 async fn run_kubernetes(
     k: KubernetesResolverConfig,
     destination: Arc<str>,
@@ -159,13 +153,13 @@ async fn run_kubernetes(
         .unwrap_or_else(|| "default".to_owned());
     let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, &namespace);
     let selector = format!("kubernetes.io/service-name={}", k.service);
+    let (slices, writer) = reflector::store();
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector))
         .default_backoff()
+        .reflect(writer)
         .boxed();
-    // Slice name → its ready endpoints; `listing` while a (re)list runs.
-    let mut slices: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, BTreeSet<String>>> = None;
-    let slice_name = |s: &EndpointSlice| s.metadata.name.clone().unwrap_or_default();
+    let mut listed = false;
+    let source = format!("{namespace}/{}", k.service);
     loop {
         let event = tokio::select! {
             e = events.next() => e,
@@ -173,40 +167,53 @@ async fn run_kubernetes(
         };
         match event {
             None => return,
-            Some(Ok(Event::Init)) => {
-                listing = Some(BTreeMap::new());
-                continue;
-            }
-            Some(Ok(Event::InitApply(s))) => {
-                if let Some(l) = listing.as_mut() {
-                    l.insert(slice_name(&s), ready_endpoints(&s, &k));
-                }
-                continue;
-            }
-            Some(Ok(Event::InitDone)) => slices = listing.take().unwrap_or_default(),
-            Some(Ok(Event::Apply(s))) => {
-                slices.insert(slice_name(&s), ready_endpoints(&s, &k));
-            }
-            Some(Ok(Event::Delete(s))) => {
-                slices.remove(&slice_name(&s));
-            }
+            Some(Ok(Event::InitDone)) => listed = true,
+            Some(Ok(Event::Apply(_) | Event::Delete(_))) => {}
+            Some(Ok(Event::Init | Event::InitApply(_))) => continue,
             Some(Err(e)) => {
                 count(LbResult::Error);
-                tracing::warn!(destination = %destination, service = %k.service, %namespace, error = %e, "Watching the Service's EndpointSlices failed; keeping the last backends, retrying with backoff");
+                tracing::warn!(destination = %destination, service = %source, error = %e, "Watching the Service's EndpointSlices failed; keeping the last backends, retrying with backoff");
                 continue;
             }
         }
-        let set: BTreeSet<String> = slices.values().flatten().cloned().collect();
-        if set.is_empty() {
-            count(LbResult::Empty);
-            tracing::warn!(destination = %destination, service = %k.service, %namespace, "The Service has no ready endpoint; keeping the last backends");
-            continue;
+        if listed {
+            let set = slices
+                .state()
+                .iter()
+                .flat_map(|slice| ready_endpoints(slice, &k))
+                .collect();
+            offer(set, &tx, &metrics, &destination, &source);
         }
-        count(LbResult::Ok);
-        if tx.borrow().as_ref() != Some(&set) {
-            tracing::info!(destination = %destination, service = %k.service, backends = set.len(), "Backends resolved");
-            tx.send_replace(Some(set));
-        }
+    }
+}
+
+/// Publishes a resolved `set` from `source` unless it is empty (the last
+/// set stays) or unchanged, and counts the resolution.
+fn offer(
+    set: BTreeSet<String>,
+    tx: &watch::Sender<Backends>,
+    metrics: &Metrics,
+    destination: &str,
+    source: &str,
+) {
+    if set.is_empty() {
+        metrics.lb.count_resolution(destination, LbResult::Empty);
+        tracing::warn!(
+            destination,
+            source,
+            "The resolver found no backend; keeping the last backends"
+        );
+        return;
+    }
+    metrics.lb.count_resolution(destination, LbResult::Ok);
+    if tx.borrow().as_ref() != Some(&set) {
+        tracing::info!(
+            destination,
+            source,
+            backends = set.len(),
+            "Backends resolved"
+        );
+        tx.send_replace(Some(set));
     }
 }
 
