@@ -58,15 +58,6 @@ pub struct FlowTracker {
     samples: HashMap<(String, Signal), VecDeque<Sample>>,
 }
 
-/// The Kyma kind whose messages fit a signal.
-fn kind_of(signal: Signal) -> PipelineKind {
-    match signal {
-        Signal::Logs => PipelineKind::Log,
-        Signal::Metrics => PipelineKind::Metric,
-        Signal::Traces => PipelineKind::Trace,
-    }
-}
-
 impl FlowTracker {
     /// Judges one destination now; `failing_for` is set when it has failed
     /// without a success for longer than `admin.unhealthy_after`.
@@ -158,17 +149,19 @@ impl FlowTracker {
 /// `TelemetryFlowHealthy` in `seedgate_pipeline_condition`, with the same
 /// reasons the Kyma status conditions carry.
 pub fn publish(metrics: &Metrics, destination: &str, signal: Signal, health: &PipelineHealth) {
-    let kind = kind_of(signal);
+    // The messages name the Kyma kind of the signal.
+    let kind = PipelineKind::of_signal(signal);
     let applied = ConfigOutcome::Applied { cert_warning: None };
-    for c in [
-        conditions::gateway_healthy(kind, None, &applied, &health.gateway),
-        conditions::flow_condition(kind, None, health.flow),
+    for (condition, c) in [
+        (
+            conditions::TYPE_GATEWAY_HEALTHY,
+            conditions::gateway_healthy(kind, None, &applied, &health.gateway),
+        ),
+        (
+            conditions::TYPE_FLOW_HEALTHY,
+            conditions::flow_condition(kind, None, health.flow),
+        ),
     ] {
-        let condition = if c.type_ == conditions::TYPE_GATEWAY_HEALTHY {
-            conditions::TYPE_GATEWAY_HEALTHY
-        } else {
-            conditions::TYPE_FLOW_HEALTHY
-        };
         metrics.health.set_condition(
             destination,
             signal.as_str(),

@@ -94,6 +94,16 @@ impl PipelineKind {
         }
     }
 
+    /// The kind whose pipelines carry `signal` (the inverse of
+    /// [`PipelineKind::signal`]).
+    pub const fn of_signal(signal: Signal) -> Self {
+        match signal {
+            Signal::Logs => PipelineKind::Log,
+            Signal::Metrics => PipelineKind::Metric,
+            Signal::Traces => PipelineKind::Trace,
+        }
+    }
+
     /// The one signal a pipeline of this kind carries.
     pub const fn signal(self) -> Signal {
         match self {
