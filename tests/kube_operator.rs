@@ -1186,3 +1186,76 @@ async fn a_crashed_pipeline_actor_restarts_alone() {
         "no delivery loop restarted"
     );
 }
+
+/// A slow backend lets a LogPipeline's queue fill: its status says
+/// `AgentBufferFillingUp` although nothing scrapes `/metrics` (the health
+/// actor reads the queues itself, not gauges a scrape refreshes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filling_buffer_shows_in_the_status_without_a_scrape() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions {
+        fault: seedgate::tools::sink::Fault {
+            latency: Some(Duration::from_secs(3)),
+            ..seedgate::tools::sink::Fault::default()
+        },
+        ..seedgate::tools::sink::SinkOptions::default()
+    })
+    .await
+    .unwrap();
+    let sg = start_kube(&api, dir.path(), &config_yaml(&dir.path().join("data"), "")).await;
+    let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
+    let mut p = serde_json::to_value(log_pipeline(
+        "slow",
+        json!({ "value": slow.http_endpoint() }),
+    ))
+    .unwrap();
+    p["spec"]["seedgate"] = json!({ "queue": { "maxBytes": "64KiB", "whenFull": "dropNewest" } });
+    pipelines
+        .create(&PostParams::default(), &serde_json::from_value(p).unwrap())
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "slow",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+    // Logs keep coming while the status is watched: the queue stays full.
+    let url = format!("{}/v1/logs", sg.http_endpoint());
+    let sending = tokio::spawn(async move {
+        let c = reqwest::Client::new();
+        for i in 0.. {
+            let body = seedgate::tools::records::build_request(
+                seedgate::signal::Signal::Logs,
+                &seedgate::tools::records::RequestSpec {
+                    first_seq: i * 10,
+                    records: 10,
+                    namespaces: &["default".to_owned()],
+                    record_size: 100,
+                    time_unix_nano: 1,
+                },
+            )
+            .encode_to_vec();
+            c.post(&url)
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await
+                .ok();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    wait_condition(
+        &pipelines,
+        "slow",
+        "TelemetryFlowHealthy",
+        "False",
+        "AgentBufferFillingUp",
+    )
+    .await;
+    sending.abort();
+}

@@ -35,8 +35,17 @@ pub struct SetDestinations(pub Vec<DeliveryPlan>);
 
 /// Heartbeats of the running loops, for the health actor.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<(String, Arc<Heartbeat>)>")]
+#[rtype(result = "Beats")]
 pub struct Heartbeats;
+
+/// The answer to [`Heartbeats`].
+#[derive(Debug, Default)]
+pub struct Beats {
+    /// Each running loop's heartbeat, by `destination/signal`.
+    pub heartbeats: Vec<(String, Arc<Heartbeat>)>,
+    /// The destinations the loops serve (their queues' depths).
+    pub destinations: Vec<Arc<crate::routing::Destination>>,
+}
 
 /// See the module doc.
 #[derive(Debug)]
@@ -88,9 +97,16 @@ impl Handler<SetDestinations> for ExporterPool {
 }
 
 impl Handler<Heartbeats> for ExporterPool {
-    type Result = Vec<(String, Arc<Heartbeat>)>;
+    type Result = actix::MessageResult<Heartbeats>;
     fn handle(&mut self, _: Heartbeats, _ctx: &mut Self::Context) -> Self::Result {
-        self.loops.heartbeats()
+        actix::MessageResult(Beats {
+            heartbeats: self.loops.heartbeats(),
+            destinations: self
+                .plans
+                .iter()
+                .map(|p| Arc::clone(&p.delivery.destination))
+                .collect(),
+        })
     }
 }
 

@@ -26,7 +26,7 @@ use actix::{
 };
 
 use super::Restart;
-use super::exporter_pool::Heartbeats;
+use super::exporter_pool::{Beats, Heartbeats};
 use crate::metrics::Metrics;
 use crate::pipeline_health::{self, FlowTracker, PipelineHealth};
 use crate::signal::Signal;
@@ -298,7 +298,13 @@ impl Actor for Health {
                 async move {
                     // An exporter pool that does not answer reports no
                     // attempts; its own supervisor deals with it.
-                    let beats = ask.await.unwrap_or_default();
+                    let Beats {
+                        heartbeats: beats,
+                        destinations,
+                    } = ask.await.unwrap_or_default();
+                    // The queue gauges are otherwise set on a scrape only;
+                    // "buffer filling up" must not wait for Prometheus.
+                    metrics.refresh_queues(destinations.iter().map(AsRef::as_ref));
                     let attempts = beats
                         .iter()
                         .map(|(name, hb)| (name.as_str(), hb.attempt_age()));
