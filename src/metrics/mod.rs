@@ -467,6 +467,7 @@ impl Metrics {
             "shoot_client",
             "kube_watcher",
             "pipeline",
+            "lb_backend",
         ] {
             self.actor
                 .restarts
