@@ -221,7 +221,11 @@ pub struct AdminConfig {
     /// Serve `/debug/pprof/profile` (a CPU profile; costs CPU while it runs).
     pub pprof: bool,
     /// Serve `POST /debug/shoots/{namespace}/crash`, which makes that shoot
-    /// client panic: for failure-isolation tests only, never in production.
+    /// client panic, `POST /debug/pipelines/{destination}/crash` (a
+    /// pipeline actor, `--kube`) and
+    /// `POST /debug/pipelines/{destination}/backends/{backend}/crash` (a
+    /// load-balanced backend's delivery loop): for failure-isolation tests
+    /// only, never in production.
     pub fault_injection: bool,
     /// A destination whose sends have failed without a success for this
     /// long is unhealthy: `/readyz` fails once every destination is, and

@@ -35,8 +35,8 @@
 //!   answered);
 //! - **batches the old backend accepted are not sent again**: a delivery
 //!   loop deletes an entry only after the backend accepted it, and the
-//!   re-route reads the queue after the loop has stopped, so an accepted
-//!   batch is never there any more;
+//!   re-route reads the queue after the loop has stopped and the writer has
+//!   committed its deletes, so an accepted batch is never there any more;
 //! - **the one window for duplicates** is a batch that was in flight when
 //!   the loop was stopped: the backend may have taken it without us hearing
 //!   the answer. Those records are re-routed too and counted in
