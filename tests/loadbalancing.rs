@@ -126,12 +126,43 @@ async fn send_traces(sg: &Seedgate, dir: &Path, traces: u64, sinks: &[&SinkHandl
     .await;
 }
 
-/// How many `acked` spans no sink got, and how many extra copies the sinks
-/// got in all.
-fn missing_and_duplicates(
+type LoadRun = tokio::task::JoinHandle<anyhow::Result<seedgate::tools::loadgen::Summary>>;
+
+/// Traces at 4 000 spans/s for `secs` in the background, seqs from
+/// 1 000 000, the acked ones written to `acked`.
+fn under_load(sg: &Seedgate, secs: u64, acked: &Path) -> LoadRun {
+    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
+    stream(
+        sg.grpc_endpoint(),
+        &flags,
+        &["ns"],
+        Duration::from_secs(secs),
+        1_000_000,
+        acked,
+    )
+}
+
+/// Waits for the load `run` (its acked seqs in `acked_path`) to end and
+/// every acked span to reach one of `sinks`, then checks that none is
+/// missing and that the extra copies are at most what the balancer counted
+/// as possibly duplicated. Prints what `what` came to, with the records
+/// re-routed for `reason`; returns how many spans were acked.
+async fn nothing_lost(
+    sg: &Seedgate,
+    run: LoadRun,
+    acked_path: &Path,
     sinks: &[SinkHandle],
-    acked: &seedgate::tools::acked::AckedSet,
-) -> (usize, u64) {
+    reason: &str,
+    what: &str,
+) -> u64 {
+    let summary = run.await.unwrap().unwrap();
+    assert!(summary.records_acked > 1_000, "{summary:?}");
+    let acked = seedgate::tools::acked::read_acked_file(acked_path).unwrap();
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    eventually("every acked span at some backend", async || {
+        support::delivered_somewhere(&all, &acked).then_some(())
+    })
+    .await;
     let mut copies: HashMap<u64, u32> = HashMap::new();
     for s in sinks {
         for (seq, n) in s.seqs() {
@@ -139,11 +170,31 @@ fn missing_and_duplicates(
         }
     }
     let missing = acked.iter().filter(|s| !copies.contains_key(s)).count();
-    let duplicates = copies
+    let duplicates: u64 = copies
         .values()
         .map(|n| u64::from(n.saturating_sub(1)))
         .sum();
-    (missing, duplicates)
+    let possible = sg
+        .metric(
+            "seedgate_lb_possible_duplicate_records_total",
+            &["destination=\"traces\""],
+        )
+        .await
+        .unwrap();
+    let rerouted = sg
+        .metric(
+            "seedgate_lb_rerouted_records_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+        .await
+        .unwrap();
+    println!(
+        "{what}: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed ({reason})",
+        acked.len()
+    );
+    assert_eq!(missing, 0);
+    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
+    acked.len()
 }
 
 /// Forgets what the sinks got, sends the same 1 000 traces again and says
@@ -194,46 +245,20 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
 
     // Under load, one backend dies for good.
     let acked_path = dir.path().join("acked-kill");
-    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
-    let run = stream(
-        sg.grpc_endpoint(),
-        &flags,
-        &["ns"],
-        Duration::from_secs(8),
-        1_000_000,
-        &acked_path,
-    );
+    let run = under_load(&sg, 8, &acked_path);
     tokio::time::sleep(Duration::from_secs(2)).await;
     sinks[0].go_down().await;
-    let summary = run.await.unwrap().unwrap();
-    assert!(summary.records_acked > 1_000, "{summary:?}");
-    let acked = seedgate::tools::acked::read_acked_file(&acked_path).unwrap();
-    let live: Vec<&SinkHandle> = sinks.iter().collect();
-    eventually("every acked span at some backend", async || {
-        support::delivered_somewhere(&live, &acked).then_some(())
-    })
-    .await;
-
     // Zero acked spans missing; duplicates counted, and no more than the
     // balancer says were in flight to the dead backend.
-    let (missing, duplicates) = missing_and_duplicates(&sinks, &acked);
-    let possible = sg
-        .metric(
-            "seedgate_lb_possible_duplicate_records_total",
-            &["destination=\"traces\""],
-        )
-        .await
-        .unwrap();
-    let rerouted = sg
-        .metric("seedgate_lb_rerouted_records_total", &["reason=\"failed\""])
-        .await
-        .unwrap();
-    println!(
-        "killed one of 4 backends under load: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed",
-        acked.len()
-    );
-    assert_eq!(missing, 0);
-    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
+    let acked = nothing_lost(
+        &sg,
+        run,
+        &acked_path,
+        &sinks,
+        "failed",
+        "killed one of 4 backends under load",
+    )
+    .await;
     assert_eq!(
         sg.metric("seedgate_lb_failovers_total", &["destination=\"traces\""])
             .await,
@@ -249,7 +274,7 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
     );
     // Spans acked after the failover all went to the three live backends.
     let dead_after: HashSet<u64> = sinks[0].seqs().into_keys().collect();
-    assert!(dead_after.len() < acked.len() as usize);
+    assert!((dead_after.len() as u64) < acked);
 }
 
 /// A backend's delivery loop crashed twice under load through the fault
@@ -289,15 +314,7 @@ async fn a_crashed_backend_loop_is_restarted_and_loses_nothing() {
     assert!(text.contains(&victim), "{text}");
 
     let acked_path = dir.path().join("acked-crash");
-    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
-    let run = stream(
-        sg.grpc_endpoint(),
-        &flags,
-        &["ns"],
-        Duration::from_secs(10),
-        1_000_000,
-        &acked_path,
-    );
+    let run = under_load(&sg, 10, &acked_path);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // By endpoint (URL-encoded): restarted at once, in place.
     let encoded = victim.replace(':', "%3A").replace('/', "%2F");
@@ -332,34 +349,15 @@ async fn a_crashed_backend_loop_is_restarted_and_loses_nothing() {
         assert!(log.contains(line), "no {line:?} in the log");
     }
 
-    let summary = run.await.unwrap().unwrap();
-    assert!(summary.records_acked > 1_000, "{summary:?}");
-    let acked = seedgate::tools::acked::read_acked_file(&acked_path).unwrap();
-    eventually("every acked span at some backend", async || {
-        support::delivered_somewhere(&all, &acked).then_some(())
-    })
+    nothing_lost(
+        &sg,
+        run,
+        &acked_path,
+        &sinks,
+        "crashed",
+        "crashed one of 3 backend loops twice under load",
+    )
     .await;
-    let (missing, duplicates) = missing_and_duplicates(&sinks, &acked);
-    let possible = sg
-        .metric(
-            "seedgate_lb_possible_duplicate_records_total",
-            &["destination=\"traces\""],
-        )
-        .await
-        .unwrap();
-    let rerouted = sg
-        .metric(
-            "seedgate_lb_rerouted_records_total",
-            &["reason=\"crashed\""],
-        )
-        .await
-        .unwrap();
-    println!(
-        "crashed one of 3 backend loops twice under load: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed while it waited",
-        acked.len()
-    );
-    assert_eq!(missing, 0);
-    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
 
     // It delivers again: its share of new traces reaches its sink.
     for s in &sinks {
