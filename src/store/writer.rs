@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use heed::RwTxn;
 
-use super::metrics::ErrorKindLabels;
-use super::{AppendPart, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp, format};
+use super::metrics::{ErrorKindLabels, FullLabels};
+use super::{AppendPart, FullReason, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp};
+use super::{format, space};
 use crate::config::Durability;
 
 /// How long the writer waits for work before it refreshes its heartbeat.
@@ -79,6 +80,10 @@ struct Writer {
     /// When "storage full" was last logged, and refusals since.
     last_full_warn: Option<Instant>,
     full_since_warn: u64,
+    /// Whether the last group's appends were refused as full.
+    full: bool,
+    /// Whether "full" was logged and "accepts again" not yet.
+    full_logged: bool,
     /// Whether the last successful commit deleted entries; see
     /// [`Writer::should_retry_full`].
     freed_pending: bool,
@@ -127,6 +132,8 @@ impl Store {
             metrics,
             last_full_warn: None,
             full_since_warn: 0,
+            full: false,
+            full_logged: false,
             freed_pending: false,
             ticks: 0,
         };
@@ -241,17 +248,19 @@ impl Writer {
                     (Ok(()), Ok(()))
                 }
                 Err(first) => {
+                    let first = self.classify(first);
                     // Retry without the appends: deletes and drops free space
                     // and must not be held hostage by a full map or a bad
                     // append.
                     let control = if has_deletes {
                         self.try_commit(&group, true, false)
                             .map(|applied| self.after_commit(&applied, &group.drops))
+                            .map_err(|e| self.classify(e))
                     } else {
                         Ok(())
                     };
                     let appends = if has_appends && self.should_retry_full(&first) {
-                        self.retry_appends(&group)
+                        self.retry_appends(&group).map_err(|e| self.classify(e))
                     } else {
                         Err(first)
                     };
@@ -266,14 +275,23 @@ impl Writer {
         // `Ok` also sees its data counted.
         match appends {
             Ok(()) => {
+                if has_appends {
+                    self.set_full(None);
+                }
                 for (_, _, reply) in group.appends {
                     answer(reply, Ok(()));
                 }
             }
             Err(error) => {
                 let count = group.appends.len() as u64;
-                if matches!(error, StoreError::Full { .. }) {
-                    self.metrics.storage_full_refusals.inc_by(count);
+                if let StoreError::Full { reason, .. } = &error {
+                    self.metrics
+                        .storage_full_refusals
+                        .get_or_create(&FullLabels {
+                            reason: reason.as_str(),
+                        })
+                        .inc_by(count);
+                    self.set_full(Some(*reason));
                     self.warn_full(&error, count);
                 } else {
                     self.count_error(&error);
@@ -363,6 +381,16 @@ impl Writer {
         let store = &self.store;
         let err = |op| super::lmdb_err(op, store.map_size);
         let mut txn = store.env.write_txn().map_err(err("begin"))?;
+        if with_appends && !group.appends.is_empty() {
+            // Measured before this transaction writes anything: as of the
+            // last commit, which is what LMDB allocates from.
+            let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
+            let lens = group.appends.iter().flat_map(|(parts, _, _)| parts);
+            room.check(space::pages_for(
+                lens.map(|part| part.payload.len()),
+                room.page_size(),
+            ))?;
+        }
         let mut applied = Applied::default();
         let (deletes, drops) = if with_deletes {
             (&group.deletes[..], &group.drops[..])
@@ -518,6 +546,39 @@ impl Writer {
         }
     }
 
+    /// Turns an I/O error of a commit into [`StoreError::Full`] when the
+    /// disk is what failed it (see [`space::disk_full_after`]).
+    fn classify(&self, error: StoreError) -> StoreError {
+        match error {
+            StoreError::Lmdb { op, source }
+                if space::disk_full_after(&source, self.store.env.path(), self.store.reserve) =>
+            {
+                StoreError::Full {
+                    reason: FullReason::Disk,
+                    detail: format!("disk: {source} during {op}"),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Tracks whether appends are refused as full (`Some`) in the gauge and
+    /// logs the way back once.
+    fn set_full(&mut self, reason: Option<FullReason>) {
+        let full = reason.is_some();
+        if self.full == full {
+            return;
+        }
+        self.full = full;
+        self.metrics.storage_full.set(i64::from(full));
+        // Once per warning, so that a buffer at the edge, refusing and
+        // accepting by turns, does not flood the log either.
+        if !full && self.full_logged {
+            self.full_logged = false;
+            tracing::info!("The LMDB buffer accepts appends again.");
+        }
+    }
+
     /// Counts a failed commit; "full" has its own counter of refusals.
     fn count_error(&self, error: &StoreError) {
         if matches!(error, StoreError::Full { .. }) {
@@ -539,10 +600,11 @@ impl Writer {
             tracing::warn!(
                 error = %error,
                 refused_appends = self.full_since_warn,
-                "The LMDB buffer is full: refusing appends until exporters free space."
+                "The LMDB buffer is full: refusing appends until deliveries (or, for a full disk, anyone) free space."
             );
             self.last_full_warn = Some(Instant::now());
             self.full_since_warn = 0;
+            self.full_logged = true;
         }
     }
 }
