@@ -48,7 +48,8 @@ pub struct StoreMetrics {
     pub storage_full_refusals: Family<FullLabels, Counter>,
     /// 1 while appends are refused as full, 0 once they commit again.
     pub storage_full: Gauge,
-    /// Failed commits other than "full", by error kind.
+    /// Failed commits by error kind; appends refused as full are counted
+    /// in `storage_full_refusals` instead.
     pub write_errors: Family<ErrorKindLabels, Counter>,
     /// Payload bytes appended and committed.
     pub appended_bytes: Counter,
@@ -136,7 +137,7 @@ impl StoreMetrics {
         }
         registry.register(
             "write_errors",
-            "Failed LMDB commits other than storage full, by error kind",
+            "Failed LMDB commits by error kind (full: a delete found no room); refused appends are counted in storage_full_refusals",
             metrics.write_errors.clone(),
         );
         registry.register_with_unit(

@@ -276,7 +276,7 @@ impl Writer {
         match appends {
             Ok(()) => {
                 if has_appends {
-                    self.set_full(None);
+                    self.set_full(false);
                 }
                 for (_, _, reply) in group.appends {
                     answer(reply, Ok(()));
@@ -291,7 +291,7 @@ impl Writer {
                             reason: reason.as_str(),
                         })
                         .inc_by(count);
-                    self.set_full(Some(*reason));
+                    self.set_full(true);
                     self.warn_full(&error, count);
                 } else {
                     self.count_error(&error);
@@ -562,10 +562,9 @@ impl Writer {
         }
     }
 
-    /// Tracks whether appends are refused as full (`Some`) in the gauge and
-    /// logs the way back once.
-    fn set_full(&mut self, reason: Option<FullReason>) {
-        let full = reason.is_some();
+    /// Tracks whether appends are refused as full in the gauge, and logs
+    /// the way back once.
+    fn set_full(&mut self, full: bool) {
         if self.full == full {
             return;
         }
@@ -579,11 +578,10 @@ impl Writer {
         }
     }
 
-    /// Counts a failed commit; "full" has its own counter of refusals.
+    /// Counts a failed commit by kind. Appends refused as full are counted
+    /// as refusals instead, never here; deletes that found no room are
+    /// (`full`): the reserve exists so that this stays at zero.
     fn count_error(&self, error: &StoreError) {
-        if matches!(error, StoreError::Full { .. }) {
-            return;
-        }
         self.metrics
             .write_errors
             .get_or_create(&ErrorKindLabels { kind: error.kind() })
