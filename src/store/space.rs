@@ -205,6 +205,21 @@ mod tests {
         assert!((10..=13).contains(&small), "{small}");
     }
 
+    #[test]
+    fn io_errors_of_a_commit_are_a_full_disk_when_the_disk_is_nearly_full() {
+        let dir = std::env::temp_dir();
+        let io = |code| heed::Error::Io(std::io::Error::from_raw_os_error(code));
+        let (enospc, eio) = (28, 5);
+        // ENOSPC says so itself, whatever is left.
+        assert!(disk_full_after(&io(enospc), &dir, 0));
+        // LMDB's short write is EIO: full only with less than the reserve left.
+        assert!(disk_full_after(&io(eio), &dir, u64::MAX));
+        assert!(!disk_full_after(&io(eio), &dir, 0));
+        // Not an I/O error: never the disk.
+        let corrupt = heed::Error::Mdb(heed::MdbError::Corrupted);
+        assert!(!disk_full_after(&corrupt, &dir, u64::MAX));
+    }
+
     fn room(free: u64, map_unused: u64, file_slack: u64, disk: Option<u64>) -> Room {
         Room {
             page_size: 4096,

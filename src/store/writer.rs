@@ -42,13 +42,14 @@ const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The entries `first..=last` of a queue that a move takes out.
+/// The entries `first..=last` of a queue that a move takes out, or that a
+/// delete removes.
 type Consumed = (Arc<Queue>, u64, u64);
 
 /// One group of operations taken from the channel, sorted by kind.
 #[derive(Default)]
 struct Group {
-    deletes: Vec<(Arc<Queue>, u64, u64)>,
+    deletes: Vec<Consumed>,
     drops: Vec<(Arc<Queue>, Option<Reply>)>,
     /// Appends, each with the source range a move consumes in the same
     /// transaction (see [`WriteOp::Move`]).
@@ -84,6 +85,12 @@ struct Writer {
     full: bool,
     /// Whether "full" was logged and "accepts again" not yet.
     full_logged: bool,
+    /// Deletes whose commit found no room (a disk that someone else filled
+    /// past the reserve): tried again before the next group's, and on each
+    /// idle tick, so delivered entries do not stay until a restart.
+    deferred: Vec<Consumed>,
+    /// When deferred deletes were last logged.
+    last_defer_warn: Option<Instant>,
     /// Whether the last successful commit deleted entries; see
     /// [`Writer::should_retry_full`].
     freed_pending: bool,
@@ -134,6 +141,8 @@ impl Store {
             full_since_warn: 0,
             full: false,
             full_logged: false,
+            deferred: Vec::new(),
+            last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
         };
@@ -160,7 +169,12 @@ impl Writer {
             self.store.beat();
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(op) => op,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.deferred.is_empty() {
+                        self.commit_group(Group::default());
+                    }
+                    continue;
+                }
                 // Only reported once the channel is empty too: nothing is left.
                 Err(RecvTimeoutError::Disconnected) => break,
             };
@@ -202,6 +216,11 @@ impl Writer {
 
     fn commit_group(&mut self, mut group: Group) {
         let started = Instant::now();
+        if !self.deferred.is_empty() {
+            let mut deletes = std::mem::take(&mut self.deferred);
+            deletes.append(&mut group.deletes);
+            group.deletes = deletes;
+        }
         self.metrics.commit_ops.observe(group.ops as f64);
 
         // Parts for a queue that is (or is being) dropped would become
@@ -310,13 +329,26 @@ impl Writer {
         }
         if let Err(error) = &control {
             self.count_error(error);
-            tracing::error!(
-                error = %error,
-                kind = error.kind(),
-                deletes = group.deletes.len(),
-                drops = group.drops.len(),
-                "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
-            );
+            let deletes = group.deletes.len();
+            if matches!(error, StoreError::Full { .. }) {
+                defer(&mut self.deferred, std::mem::take(&mut group.deletes));
+                if due(&mut self.last_defer_warn) {
+                    tracing::warn!(
+                        error = %error,
+                        deletes,
+                        drops = group.drops.len(),
+                        "Deletes found no room in the LMDB buffer; retrying them with every commit until they fit."
+                    );
+                }
+            } else {
+                tracing::error!(
+                    error = %error,
+                    kind = error.kind(),
+                    deletes,
+                    drops = group.drops.len(),
+                    "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
+                );
+            }
         }
         for (_, reply) in group.drops {
             if let Some(reply) = reply {
@@ -591,18 +623,42 @@ impl Writer {
     /// Logs one warning per [`FULL_WARN_EVERY`] while the store is full.
     fn warn_full(&mut self, error: &StoreError, refused: u64) {
         self.full_since_warn += refused;
-        let due = self
-            .last_full_warn
-            .is_none_or(|at| at.elapsed() >= FULL_WARN_EVERY);
-        if due {
+        if due(&mut self.last_full_warn) {
             tracing::warn!(
                 error = %error,
                 refused_appends = self.full_since_warn,
                 "The LMDB buffer is full: refusing appends until deliveries (or, for a full disk, anyone) free space."
             );
-            self.last_full_warn = Some(Instant::now());
             self.full_since_warn = 0;
             self.full_logged = true;
+        }
+    }
+}
+
+/// Whether a warning rate-limited by `last` may be logged now; if so,
+/// `last` becomes now.
+fn due(last: &mut Option<Instant>) -> bool {
+    let due = last.is_none_or(|at| at.elapsed() >= FULL_WARN_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+/// Adds `deletes` to `deferred`, merging a range into an earlier one of
+/// the same queue it overlaps or continues, so that deletes failing for a
+/// long time take one slot per queue, not one per batch.
+fn defer(deferred: &mut Vec<Consumed>, deletes: Vec<Consumed>) {
+    for (queue, first, last) in deletes {
+        let joined = deferred.iter_mut().rev().find(|(q, lo, hi)| {
+            Arc::ptr_eq(q, &queue) && *lo <= last.saturating_add(1) && first <= hi.saturating_add(1)
+        });
+        match joined {
+            Some((_, lo, hi)) => {
+                *lo = (*lo).min(first);
+                *hi = (*hi).max(last);
+            }
+            None => deferred.push((queue, first, last)),
         }
     }
 }
@@ -647,5 +703,38 @@ impl Group {
             WriteOp::Flush { reply } => self.flushes.push(reply),
             WriteOp::Stop { reply } => self.stop = Some(reply),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_deletes_merge_per_queue_only_where_they_touch() {
+        let (a, b) = (
+            Arc::new(Queue::new(1, "a".to_owned())),
+            Arc::new(Queue::new(2, "b".to_owned())),
+        );
+        let mut deferred = Vec::new();
+        defer(
+            &mut deferred,
+            vec![(Arc::clone(&a), 0, 9), (Arc::clone(&b), 0, 4)],
+        );
+        // Continues a's range, overlaps b's, and leaves a gap in a.
+        defer(
+            &mut deferred,
+            vec![
+                (Arc::clone(&a), 10, 19),
+                (Arc::clone(&b), 3, 7),
+                (Arc::clone(&a), 30, 39),
+            ],
+        );
+        let ranges: Vec<_> = deferred
+            .iter()
+            .map(|(q, lo, hi)| (q.id, *lo, *hi))
+            .collect();
+        // Entries 20..=29 of a were never delivered: they must not be deleted.
+        assert_eq!(ranges, vec![(1, 0, 19), (2, 0, 7), (1, 30, 39)]);
     }
 }
