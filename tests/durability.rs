@@ -126,17 +126,7 @@ async fn backend_outage_queues_then_delivers_everything() {
 
     backend.come_up().await.unwrap();
     let acked = read_acked_file(&acked_path).unwrap();
-    support::all_delivered(&backend, &acked).await;
-    eventually("the queue drained", async || {
-        (sg.metric(
-            "seedgate_batcher_queue_records",
-            &["destination=\"backend\""],
-        )
-        .await
-            == Some(0.0))
-        .then_some(())
-    })
-    .await;
+    deliver_everything(&sg, &backend, &acked).await;
     let retries = sg
         .metric(
             "seedgate_exporter_retries_total",
@@ -366,17 +356,15 @@ impl SmallFs {
         self.dir.path()
     }
 
-    /// Writes `path` until the file system is full; returns its size.
-    fn fill(&self, path: &std::path::Path) -> u64 {
+    /// Writes `path` until the file system is full.
+    fn fill(&self, path: &std::path::Path) {
         use std::io::Write as _;
         let mut f = std::fs::File::create(path).unwrap();
         let chunk = vec![0xa5u8; 64 << 10];
-        let mut written = 0u64;
         loop {
-            match f.write(&chunk) {
-                Ok(0) => return written,
-                Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(28) => return written,
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
                 Err(e) => panic!("filling {}: {e}", path.display()),
             }
         }
@@ -406,10 +394,11 @@ impl Drop for SmallFs {
         if !unmounted {
             // Still busy (a child not yet reaped): detach it now, the kernel
             // frees it once the last user is gone.
-            let _ = std::process::Command::new("umount")
+            std::process::Command::new("umount")
                 .arg("-l")
                 .arg(self.dir.path())
-                .status();
+                .status()
+                .ok();
         }
     }
 }
@@ -437,31 +426,18 @@ async fn full_storage_seedgate(
 /// as `storage_full` at the receivers (never `storage_error`), and logged
 /// without flooding the log.
 async fn assert_full_refusals_counted(sg: &Seedgate, reason: &str, prober: &Prober) {
-    let refused = sg
-        .metric(
-            "seedgate_batcher_storage_full_refusals_total",
-            &[&format!("reason=\"{reason}\"")],
-        )
-        .await
-        .unwrap_or(0.0);
-    assert!(refused >= 2.0, "refusals counted as {reason}: {refused}");
-    let at_receivers = sg
-        .metric(
-            "seedgate_receiver_refused_requests_total",
-            &["reason=\"storage_full\""],
-        )
-        .await
-        .unwrap_or(0.0);
-    assert!(at_receivers >= 2.0, "{at_receivers}");
-    let errors = sg
-        .metric(
-            "seedgate_receiver_refused_requests_total",
-            &["reason=\"storage_error\""],
-        )
-        .await;
+    let text = sg.metrics().await;
+    let count = |name: &str, label: &str| support::metric_value(&text, name, &[label]);
+    let refused = count(
+        "seedgate_batcher_storage_full_refusals_total",
+        &format!("reason=\"{reason}\""),
+    );
+    let receivers = "seedgate_receiver_refused_requests_total";
+    let at_receivers = count(receivers, "reason=\"storage_full\"");
+    let errors = count(receivers, "reason=\"storage_error\"");
     assert!(
-        errors.is_none_or(|n| n == 0.0),
-        "storage errors: {errors:?}"
+        refused >= Some(2.0) && at_receivers >= Some(2.0) && errors.is_none_or(|n| n == 0.0),
+        "{reason} refusals: {refused:?}, storage_full at receivers: {at_receivers:?}, storage errors: {errors:?}"
     );
     let log = sg.log();
     let warnings = log.lines().filter(|l| l.contains("buffer is full")).count();
@@ -478,11 +454,10 @@ async fn assert_full_refusals_counted(sg: &Seedgate, reason: &str, prober: &Prob
 async fn deliver_everything(
     sg: &Seedgate,
     backend: &seedgate::tools::sink::SinkHandle,
-    prober: &Prober,
+    acked: &seedgate::tools::acked::AckedSet,
 ) {
-    let acked = prober.acked();
-    support::all_delivered(backend, &acked).await;
-    let v = backend.verify(&acked);
+    support::all_delivered(backend, acked).await;
+    let v = backend.verify(acked);
     assert_eq!(v.missing, 0, "{v}");
     eventually("the queue drained", async || {
         (sg.metric(
@@ -494,6 +469,22 @@ async fn deliver_everything(
         .then_some(())
     })
     .await;
+}
+
+/// The backend comes back: seedgate accepts again (`what`) without a
+/// restart, takes more, and delivers every acknowledged record.
+async fn backend_returns(
+    sg: &Seedgate,
+    backend: &seedgate::tools::sink::SinkHandle,
+    prober: &mut Prober,
+    what: &str,
+) {
+    backend.come_up().await.unwrap();
+    prober.until_accepted(what).await;
+    for _ in 0..20 {
+        prober.until_accepted("more data after the recovery").await;
+    }
+    deliver_everything(sg, backend, &prober.acked()).await;
 }
 
 /// The data directory is on a 48 MiB filesystem, a third of it taken by a
@@ -532,17 +523,16 @@ async fn a_full_disk_is_backpressure_and_recovers_without_restart() {
     assert!(more > 20, "the freed space was used: {more} more requests");
     // Something else takes the space seedgate kept for its deletes, to
     // the last byte.
-    let left = fs.fill(&fs.path().join("filler"));
-    assert_eq!(fs.available(), 0, "filled up, after {left} bytes");
+    fs.fill(&fs.path().join("filler"));
+    assert_eq!(fs.available(), 0, "filled to the last byte");
 
-    backend.come_up().await.unwrap();
-    prober
-        .until_accepted("accepted again on a full disk once deliveries freed pages")
-        .await;
-    for _ in 0..20 {
-        prober.until_accepted("more data after the recovery").await;
-    }
-    deliver_everything(&sg, &backend, &prober).await;
+    backend_returns(
+        &sg,
+        &backend,
+        &mut prober,
+        "accepted again on a full disk once deliveries freed pages",
+    )
+    .await;
     // Deletes may have found no room while the filler held the last byte;
     // they were retried until they fit (the queue drained above).
     let deferred = sg.metric("seedgate_batcher_write_errors_total", &["kind=\"full\""]);
@@ -566,14 +556,13 @@ async fn a_full_lmdb_map_is_backpressure_and_recovers_without_restart() {
     );
     assert_full_refusals_counted(&sg, "map_full", &prober).await;
 
-    backend.come_up().await.unwrap();
-    prober
-        .until_accepted("accepted again once deliveries freed pages")
-        .await;
-    for _ in 0..20 {
-        prober.until_accepted("more data after the recovery").await;
-    }
-    deliver_everything(&sg, &backend, &prober).await;
+    backend_returns(
+        &sg,
+        &backend,
+        &mut prober,
+        "accepted again once deliveries freed pages",
+    )
+    .await;
     // seedgate filled the map itself: the reserve kept room for every delete.
     let write_errors = sg.metric("seedgate_batcher_write_errors_total", &[]).await;
     assert!(

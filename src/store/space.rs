@@ -240,42 +240,33 @@ mod tests {
 
     #[test]
     fn appends_stop_short_of_the_reserve() {
-        // The map: 100 pages left, 40 kept.
-        assert_eq!(refused(room(0, 100, 0, None).check(60)), None);
-        assert_eq!(
-            refused(room(0, 100, 0, None).check(61)),
-            Some(FullReason::Map)
-        );
-        // Free pages below the high-water mark count, and so does the
-        // reserve: with the map at its end, free pages minus the reserve.
-        assert_eq!(refused(room(50, 100, 0, None).check(110)), None);
-        assert_eq!(
-            refused(room(50, 100, 0, None).check(111)),
-            Some(FullReason::Map)
-        );
-        assert_eq!(refused(room(80, 0, 0, None).check(40)), None);
-        assert_eq!(
-            refused(room(80, 0, 0, None).check(41)),
-            Some(FullReason::Map)
-        );
-        // The disk: 100 pages left, 40 kept; slack in the file needs none.
+        use FullReason::{Disk, Map};
         let disk = Some(100 * 4096);
-        assert_eq!(refused(room(0, 1000, 0, disk).check(60)), None);
-        assert_eq!(
-            refused(room(0, 1000, 0, disk).check(61)),
-            Some(FullReason::Disk)
-        );
-        assert_eq!(refused(room(0, 1000, 10, disk).check(70)), None);
-        assert_eq!(
-            refused(room(0, 1000, 10, disk).check(71)),
-            Some(FullReason::Disk)
-        );
-        // What fits in free pages needs no disk, even a full one, as long
-        // as the reserve stays.
-        assert_eq!(refused(room(80, 1000, 0, Some(0)).check(40)), None);
-        assert_eq!(
-            refused(room(80, 1000, 0, Some(0)).check(41)),
-            Some(FullReason::Disk)
-        );
+        // (free, map unused, file slack, disk, pages wanted, refused as);
+        // the reserve is 40 pages.
+        let cases = [
+            // The map: 100 pages left.
+            (0, 100, 0, None, 60, None),
+            (0, 100, 0, None, 61, Some(Map)),
+            // Free pages below the high-water mark count; with the map at
+            // its end, free pages minus the reserve.
+            (50, 100, 0, None, 110, None),
+            (50, 100, 0, None, 111, Some(Map)),
+            (80, 0, 0, None, 40, None),
+            (80, 0, 0, None, 41, Some(Map)),
+            // The disk: 100 pages left; slack in the file needs none.
+            (0, 1000, 0, disk, 60, None),
+            (0, 1000, 0, disk, 61, Some(Disk)),
+            (0, 1000, 10, disk, 70, None),
+            (0, 1000, 10, disk, 71, Some(Disk)),
+            // What fits in free pages needs no disk, even a full one, as
+            // long as the reserve stays.
+            (80, 1000, 0, Some(0), 40, None),
+            (80, 1000, 0, Some(0), 41, Some(Disk)),
+        ];
+        for (free, map_unused, file_slack, disk, pages, want) in cases {
+            let r = room(free, map_unused, file_slack, disk);
+            assert_eq!(refused(r.check(pages)), want, "{r:?} + {pages} pages");
+        }
     }
 }
