@@ -1591,13 +1591,21 @@ async fn custom_resources_meet_their_crds_schema_and_cel_rules() {
             "Invalid value: \"object\": 'url' must be a valid URL".into()
         )]
     );
-    let (_, body) = post(json!({"mode": null})).await;
+    let (_, body) = post(json!({"mode": 5})).await;
     assert_eq!(
         causes(&body)[0],
         (
             "spec.mode".into(),
-            "Invalid value: \"null\": spec.mode in body must be of type string: \"null\"".into()
+            "Invalid value: \"integer\": spec.mode in body must be of type string: \"integer\""
+                .into()
         )
+    );
+    // An explicit null of a field that is neither nullable nor defaulted is
+    // dropped before validation.
+    let (_, body) = post(json!({"mode": null})).await;
+    assert_eq!(
+        causes(&body)[0],
+        ("spec.mode".into(), "Required value".into())
     );
 
     // Accepted: defaults applied, unknown fields pruned; the transition rule

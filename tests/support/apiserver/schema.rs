@@ -43,6 +43,9 @@ const TYPE_META: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// Drops the fields `schema` does not declare (unless it preserves unknown
 /// fields) and returns their paths, as `fieldValidation=Strict` names them.
+/// Also drops explicit `null`s of fields that are neither `nullable` nor
+/// defaulted (apiextensions' `PruneNonNullableNullsWithoutDefaults`), so
+/// `otlp: null` is a missing `otlp`.
 pub(super) fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
     if let Some(map) = obj.as_object_mut() {
@@ -79,7 +82,12 @@ fn prune_object(
                 continue;
             }
         };
-        if let Some(child) = map.get_mut(&key) {
+        let null_pruned = map.get(&key).is_some_and(Value::is_null)
+            && child_schema["nullable"] != Value::Bool(true)
+            && child_schema.get("default").is_none();
+        if null_pruned {
+            map.remove(&key);
+        } else if let Some(child) = map.get_mut(&key) {
             prune_value(child_schema, child, &child_path, unknown);
         }
     }
