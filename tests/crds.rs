@@ -782,3 +782,81 @@ async fn samples_the_index_marks_invalid_are_refused() {
     }
     assert!(checked >= 4, "only {checked} invalid samples checked");
 }
+
+/// What a schema says, node by node: path → (type, enum, pattern, min/max
+/// length, required), and every CEL rule as (path, message).
+#[derive(Default)]
+struct SchemaFacts {
+    nodes: std::collections::BTreeMap<String, String>,
+    rules: std::collections::BTreeSet<(String, String)>,
+}
+
+fn facts(schema: &Value, path: &str, out: &mut SchemaFacts) {
+    if path.starts_with(".seedgate") {
+        return; // seedgate's own extension
+    }
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    required.sort_unstable();
+    out.nodes.insert(
+        path.to_owned(),
+        format!(
+            "{} {} {} {} {} {:?}",
+            schema["type"],
+            schema["enum"],
+            schema["pattern"],
+            schema["minLength"],
+            schema["maxLength"],
+            required
+        ),
+    );
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.rules.insert((
+            path.to_owned(),
+            rule["message"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+        facts(prop, &format!("{path}.{name}"), out);
+    }
+    if schema["items"].is_object() {
+        facts(&schema["items"], &format!("{path}[]"), out);
+    }
+    if schema["additionalProperties"].is_object() {
+        facts(&schema["additionalProperties"], &format!("{path}{{}}"), out);
+    }
+}
+
+#[test]
+fn the_spec_schemas_have_every_field_and_rule_of_kymas_v1beta1() {
+    for (doc, kind) in crd_docs().iter().zip(PipelineKind::ALL) {
+        let path = Path::new(KYMA)
+            .join("crds")
+            .join(format!("telemetry.kyma-project.io_{}.yaml", kind.plural()));
+        let upstream: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let theirs_spec = upstream["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "v1beta1")
+            .unwrap()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            .clone();
+        let ours_spec =
+            &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let (mut theirs, mut ours) = (SchemaFacts::default(), SchemaFacts::default());
+        facts(&theirs_spec, "", &mut theirs);
+        facts(ours_spec, "", &mut ours);
+        assert_eq!(ours.nodes, theirs.nodes, "{}: fields", kind.kind());
+        assert_eq!(ours.rules, theirs.rules, "{}: rules", kind.kind());
+        assert!(theirs.rules.len() >= 22, "{}", kind.kind());
+    }
+}
