@@ -23,7 +23,7 @@ use kube::{Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServerDouble, Options};
+use support::apiserver::{ApiServerDouble, Options, causes};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -135,21 +135,7 @@ async fn raw(
     content_type: &str,
     body: &str,
 ) -> (u16, Value) {
-    let http = reqwest::Client::new();
-    let url = format!("{}{path}", double.url());
-    let resp = http
-        .request(method.parse().unwrap(), url)
-        .header("content-type", content_type)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    double.request(method, path, content_type, body).await
 }
 
 /// Replaces server-chosen values (uid, resourceVersion, timestamps) by
@@ -1485,21 +1471,6 @@ fn gadget(spec: Value) -> String {
     json!({"apiVersion": "example.com/v1", "kind": "Gadget",
            "metadata": {"name": "g"}, "spec": spec})
     .to_string()
-}
-
-/// `(field, message)` of every cause of a 422.
-fn causes(body: &Value) -> Vec<(String, String)> {
-    body["details"]["causes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["field"].as_str().unwrap().to_string(),
-                c["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

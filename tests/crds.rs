@@ -30,7 +30,7 @@ use seedgate::operator::pipeline_spec::{
     Rejection, ResolveContext, Resolved, StaticSecrets, resolve,
 };
 use serde_json::{Value, json};
-use support::apiserver::ApiServerDouble;
+use support::apiserver::{ApiServerDouble, causes};
 
 const CRD_FILE: &str = "deploy/crds/telemetry.kyma-project.io_pipelines.yaml";
 const SAMPLES: &str = concat!(
@@ -351,11 +351,8 @@ impl Pipeline {
 /// The v1beta1 pipelines of a YAML file, deserialised (panics if one does
 /// not).
 fn pipelines_of(path: &Path) -> Vec<Pipeline> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    docs.into_iter()
-        .filter(|d| d["apiVersion"] == "telemetry.kyma-project.io/v1beta1")
+    pipeline_docs(path)
+        .into_iter()
         .map(|d| typed(d, &path.display().to_string()))
         .collect()
 }
@@ -617,16 +614,9 @@ async fn double_with_crds() -> ApiServerDouble {
 }
 
 async fn post(double: &ApiServerDouble, path: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", double.url()))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    double
+        .request("POST", path, "application/json", &body.to_string())
         .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (code, serde_json::from_str(&text).unwrap())
 }
 
 /// Where a pipeline is created, as a dry run: the API server checks it and
@@ -640,21 +630,6 @@ fn dry_run_path(doc: &Value) -> String {
         "/apis/telemetry.kyma-project.io/v1beta1/{}?dryRun=All",
         kind.plural()
     )
-}
-
-/// `(field, message)` of each cause of a refusal.
-fn causes_of(status: &Value) -> Vec<(String, String)> {
-    status["details"]["causes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["field"].as_str().unwrap_or_default().to_owned(),
-                c["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// What upstream's tables expect where Kyma's webhook re-adds a `null`.
@@ -680,11 +655,11 @@ async fn every_kyma_reject_is_refused_with_kymas_message_on_kymas_field() {
         let docs = pipeline_docs(&Path::new(KYMA).join("rejects").join(&file));
         assert_eq!(docs.len(), 1, "{file}");
         let (code, status) = post(&double, &dry_run_path(&docs[0]), &docs[0]).await;
-        let causes = causes_of(&status);
-        let on_field = causes.iter().any(|(f, m)| f == field && m.contains(expect));
-        if code != 422 || !on_field || count.is_some_and(|n| n != causes.len()) {
+        let got = causes(&status);
+        let on_field = got.iter().any(|(f, m)| f == field && m.contains(expect));
+        if code != 422 || !on_field || count.is_some_and(|n| n != got.len()) {
             wrong.push(format!(
-                "{file}: want {expect:?} on {field} ({count:?} causes), got {code} {causes:?}"
+                "{file}: want {expect:?} on {field} ({count:?} causes), got {code} {got:?}"
             ));
         }
         checked += 1;

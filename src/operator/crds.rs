@@ -338,11 +338,13 @@ pub struct EnabledFlag {
     pub enabled: Option<bool>,
 }
 
-/// `spec.input.prometheus` of a MetricPipeline (Kyma's metric agent).
+/// `spec.input.prometheus` of a MetricPipeline (Kyma's metric agent), and
+/// the common part of `spec.input.istio`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusInput {
-    /// Scrape annotated workloads (Kyma's default: false).
+    /// Scrape (Kyma's default: false): annotated workloads for
+    /// `prometheus`, the Istio proxies for `istio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Which namespaces.
@@ -357,15 +359,10 @@ pub struct PrometheusInput {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct IstioInput {
-    /// Scrape the Istio proxies (Kyma's default: false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Which namespaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespaces: Option<NamespaceSelector>,
-    /// The scrapers' own metrics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnostic_metrics: Option<EnabledFlag>,
+    /// `enabled` (scrape the Istio proxies, Kyma's default: false),
+    /// `namespaces`, `diagnosticMetrics`: as for Prometheus.
+    #[serde(flatten)]
+    pub scrape: PrometheusInput,
     /// Envoy's metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envoy_metrics: Option<EnabledFlag>,
@@ -976,7 +973,7 @@ impl PipelineSpec for MetricPipelineSpec {
                     "prometheus",
                     input.prometheus.as_ref().and_then(|i| i.enabled),
                 ),
-                ("istio", input.istio.as_ref().and_then(|i| i.enabled)),
+                ("istio", input.istio.as_ref().and_then(|i| i.scrape.enabled)),
             ] {
                 if enabled == Some(true) {
                     return Some(AGENT_INPUT.replace("{input}", name));

@@ -38,6 +38,21 @@ use tokio::task::{JoinHandle, JoinSet};
 
 mod schema;
 
+/// `(field, message)` of each `details.causes` entry of a refusal.
+pub fn causes(status: &Value) -> Vec<(String, String)> {
+    status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or_default().to_owned(),
+                c["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The CRD group and plural.
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -192,6 +207,33 @@ pub struct ApiServerDouble {
 }
 
 impl ApiServerDouble {
+    /// A raw HTTP exchange with the double: the status code and the JSON
+    /// body (a JSON string when the body is not JSON).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .request(
+                method.parse().expect("an HTTP method"),
+                format!("{}{path}", self.url()),
+            )
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the double answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("a readable body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// Starts a double with default [`Options`] on 127.0.0.1, a free port.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await

@@ -247,18 +247,8 @@ fn openapi(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
                     causes.push(required(&join(path, req)));
                 }
             }
-            let props = schema["properties"].as_object();
-            for (key, child) in map {
-                match props.and_then(|p| p.get(key)) {
-                    Some(prop) => openapi(prop, child, &join(path, key), causes),
-                    None => {
-                        if let Some(additional) = schema.get("additionalProperties")
-                            && additional.is_object()
-                        {
-                            openapi(additional, child, &format!("{path}[{key}]"), causes);
-                        }
-                    }
-                }
+            for (_, prop, child, child_path) in children(schema, map, path) {
+                openapi(prop, child, &child_path, causes);
             }
         }
         Value::Bool(_) | Value::Null => {}
@@ -380,6 +370,23 @@ fn invalid_value(path: &str, value: &Value, what: &str) -> Cause {
     }
 }
 
+/// The fields of an object with their schemas and paths: declared
+/// properties (`a.b`), and map entries of `additionalProperties` (`a[key]`);
+/// undeclared fields (already pruned, or preserved) are skipped.
+fn children<'a>(
+    schema: &'a Value,
+    map: &'a Map<String, Value>,
+    path: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Value, &'a Value, String)> + 'a {
+    let props = schema["properties"].as_object();
+    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+    map.iter()
+        .filter_map(move |(key, child)| match props.and_then(|p| p.get(key)) {
+            Some(prop) => Some((key, prop, child, join(path, key))),
+            None => additional.map(|a| (key, a, child, format!("{path}[{key}]"))),
+        })
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -405,25 +412,9 @@ fn rules(schema: &Value, value: &Value, old: Option<&Value>, path: &str, causes:
     }
     match value {
         Value::Object(map) => {
-            let props = schema["properties"].as_object();
-            for (key, child) in map {
+            for (key, prop, child, child_path) in children(schema, map, path) {
                 let old_child = old.and_then(|o| o.get(key));
-                match props.and_then(|p| p.get(key)) {
-                    Some(prop) => rules(prop, child, old_child, &join(path, key), causes),
-                    None => {
-                        if let Some(additional) = schema.get("additionalProperties")
-                            && additional.is_object()
-                        {
-                            rules(
-                                additional,
-                                child,
-                                old_child,
-                                &format!("{path}[{key}]"),
-                                causes,
-                            );
-                        }
-                    }
-                }
+                rules(prop, child, old_child, &child_path, causes);
             }
         }
         Value::Array(items) => {
