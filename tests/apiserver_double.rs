@@ -1452,13 +1452,15 @@ fn gadget_crd() -> Value {
                         "url": {"type": "string"},
                         "names": {"type": "array", "items": {
                             "type": "string", "maxLength": 5, "pattern": "^[a-z]+$"}},
-                        "key": {"type": "string", "minLength": 1}
+                        "key": {"type": "string", "minLength": 1},
+                        "inner": {"type": "object", "properties": {"deep": {"type": "object", "properties": {"flag": {"type": "boolean"}}}}}
                     }, "x-kubernetes-validations": [
                         {"rule": "has(self.path) ? self.protocol == 'http' : true",
                          "message": "Path is only available with HTTP protocol"},
                         {"rule": "has(self.url) ? isURL(self.url) : true",
                          "message": "'url' must be a valid URL"},
-                        {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"}
+                        {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"},
+                        {"rule": "!has(self.inner) || !has(self.inner.deep.flag)", "message": "no deep flag"}
                     ]},
                     "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
                 }}}
@@ -1577,6 +1579,18 @@ async fn custom_resources_meet_their_crds_schema_and_cel_rules() {
     assert_eq!(
         causes(&body)[0],
         ("spec.mode".into(), "Required value".into())
+    );
+
+    // `has()` through a missing field is an evaluation error, as in
+    // Kubernetes' CEL, reported with the rule.
+    let (_, body) = post(json!({"mode": "fast", "inner": {}})).await;
+    assert_eq!(causes(&body).len(), 1, "{body}");
+    assert_eq!(causes(&body)[0].0, "spec");
+    assert!(
+        causes(&body)[0]
+            .1
+            .contains("evaluating rule: !has(self.inner) || !has(self.inner.deep.flag)"),
+        "{body}"
     );
 
     // Accepted: defaults applied, unknown fields pruned; the transition rule
