@@ -1,0 +1,229 @@
+//! Reading a request body into memory, never holding more than its
+//! [`Reservation`] covers.
+//!
+//! Both receivers read through [`BodyReader`]: HTTP reads to the end into a
+//! buffer of the declared length (or, without one, a buffer that doubles,
+//! each growth reserved first), gRPC reads its 5-byte message prefix and
+//! then exactly the message. [`decompress_reserving`] inflates in steps,
+//! reserving each step before the output grows. A body that stalls is cut
+//! off by the connection's idle timeout ([`super::idle`]), which surfaces
+//! here as a body error.
+
+use std::pin::Pin;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::decompress::{DecompressError, Encoding, Inflater};
+use super::{ReceiveError, Reservation};
+
+/// The first buffer of a body of unknown length.
+const FIRST_CHUNK_BUFFER: usize = 64 * 1024;
+
+/// Why a body could not be read into memory.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body (or what it inflates to) is over the size limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// No room in memory in time ([`ReceiveError::MemoryLimit`]).
+    #[error(transparent)]
+    Memory(#[from] ReceiveError),
+    /// The body ended before its declared length.
+    #[error("request body ended after {got} of {want} bytes")]
+    Truncated {
+        /// Bytes read.
+        got: usize,
+        /// Bytes declared.
+        want: usize,
+    },
+    /// The connection failed or timed out while the body was read.
+    #[error("cannot read request body: {0}")]
+    Body(String),
+    /// The compressed body is corrupt.
+    #[error(transparent)]
+    Corrupt(DecompressError),
+}
+
+impl From<DecompressError> for ReadError {
+    fn from(e: DecompressError) -> Self {
+        match e {
+            DecompressError::TooLarge { limit } => ReadError::TooLarge { limit },
+            e @ DecompressError::Corrupt { .. } => ReadError::Corrupt(e),
+        }
+    }
+}
+
+impl ReadError {
+    /// The bounded refusal reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadError::TooLarge { .. } => "too_large",
+            ReadError::Memory(e) => e.kind(),
+            ReadError::Truncated { .. } | ReadError::Body(_) => "body_read",
+            ReadError::Corrupt(_) => "bad_encoding",
+        }
+    }
+}
+
+/// A request body read chunk by chunk, with what was read past the last
+/// `read_exact` kept for the next.
+pub struct BodyReader<B> {
+    body: Pin<Box<B>>,
+    pending: Bytes,
+}
+
+impl<B> std::fmt::Debug for BodyReader<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl BodyReader ===
+
+impl<B> BodyReader<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    /// Reads `body`; nothing is polled until asked.
+    pub fn new(body: B) -> Self {
+        Self {
+            body: Box::pin(body),
+            pending: Bytes::new(),
+        }
+    }
+
+    /// The next bytes of the body; `None` at its end (trailers are skipped).
+    async fn chunk(&mut self) -> Option<Result<Bytes, ReadError>> {
+        if !self.pending.is_empty() {
+            return Some(Ok(std::mem::take(&mut self.pending)));
+        }
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_trailers) => {}
+                },
+                Err(e) => return Some(Err(ReadError::Body(e.to_string()))),
+            }
+        }
+    }
+
+    /// Reads exactly `n` bytes into a buffer of that capacity; `Ok(None)`
+    /// when the body ends before its first byte.
+    ///
+    /// # Errors
+    /// [`ReadError::Truncated`] when it ends later, [`ReadError::Body`].
+    pub async fn read_exact(&mut self, n: usize) -> Result<Option<BytesMut>, ReadError> {
+        let mut buf = BytesMut::with_capacity(n);
+        while buf.len() < n {
+            let Some(chunk) = self.chunk().await else {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ReadError::Truncated {
+                    got: buf.len(),
+                    want: n,
+                });
+            };
+            let mut chunk = chunk?;
+            let take = chunk.len().min(n - buf.len());
+            buf.extend_from_slice(&chunk[..take]);
+            chunk.advance(take);
+            self.pending = chunk;
+        }
+        Ok(Some(buf))
+    }
+
+    /// Reads and discards up to `max` more bytes (cheap: nothing is kept).
+    pub async fn drain(&mut self, max: usize) {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = self.chunk().await {
+            seen += chunk.len();
+            if seen > max {
+                break;
+            }
+        }
+    }
+
+    /// Reads to the end, at most `limit` bytes. `reservation` already covers
+    /// the declared length, if any, which sizes the buffer; past it (or
+    /// without one) the buffer doubles, and each growth reserves the old
+    /// and the new buffer before copying.
+    ///
+    /// # Errors
+    /// [`ReadError::TooLarge`] past `limit`, [`ReadError::Memory`] when a
+    /// growth finds no room in time, [`ReadError::Body`].
+    pub async fn read_to_end(
+        &mut self,
+        declared: Option<u64>,
+        limit: usize,
+        reservation: &mut Reservation,
+    ) -> Result<BytesMut, ReadError> {
+        let first = declared.map_or(0, |d| usize::try_from(d).unwrap_or(limit).min(limit));
+        let mut buf = BytesMut::with_capacity(first);
+        while let Some(chunk) = self.chunk().await {
+            let chunk = chunk?;
+            let need = buf.len() + chunk.len();
+            if need > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            if need > buf.capacity() {
+                let grown = need
+                    .max(buf.capacity() * 2)
+                    .max(FIRST_CHUNK_BUFFER)
+                    .min(limit);
+                reservation
+                    .grow_to((buf.capacity() + grown) as u64)
+                    .await?;
+                let mut bigger = BytesMut::with_capacity(grown);
+                bigger.extend_from_slice(&buf);
+                buf = bigger;
+                reservation.shrink_to(grown as u64);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    }
+}
+
+/// Inflates `raw` (in `encoding`) into at most `limit` bytes, growing
+/// `reservation` to cover `raw` and the output before each step. Returns
+/// `raw` itself for [`Encoding::Identity`]. The reservation is shrunk to the
+/// result once `raw` is freed.
+///
+/// # Errors
+/// [`ReadError::TooLarge`], [`ReadError::Corrupt`], [`ReadError::Memory`].
+pub async fn decompress_reserving(
+    encoding: Encoding,
+    raw: Bytes,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Bytes, ReadError> {
+    if encoding == Encoding::Identity {
+        return Ok(raw);
+    }
+    let out = {
+        let mut inflater = Inflater::new(encoding, &raw, limit)?;
+        loop {
+            let step = inflater.next_step();
+            reservation
+                .grow_to((raw.len() + inflater.len() + step) as u64)
+                .await?;
+            if inflater.step(step)? {
+                break inflater.finish();
+            }
+        }
+    };
+    drop(raw);
+    reservation.shrink_to(out.len() as u64);
+    Ok(Bytes::from(out))
+}
