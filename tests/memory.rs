@@ -198,7 +198,11 @@ async fn http_upload(addr: SocketAddr, client: u64, chunked: bool) -> Answer {
     let status = head.split(' ').nth(1).unwrap_or("");
     let retry_after = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().to_owned())
+        })
         .and_then(|v| v.parse().ok())
         .map(Duration::from_secs);
     match (status, retry_after) {
@@ -350,16 +354,21 @@ where
     (outcome, m)
 }
 
-/// What seedgate may hold beyond the request bytes `max_inflight_bytes`
-/// covers, at this load: the copies made after admission that the budget
-/// does not count. Ingest hands each 8 MB body to the store writer (one
-/// more copy of it in the commit, for each of the 8 requests that can be
-/// admitted at once: up to 64 MiB in the worst case, when all commit
-/// together), and delivery holds one exported batch while it is encoded and
-/// sent (the 8 MB entry, its gRPC frame and tonic's send buffer: ~24 MiB).
-/// The rest is per connection (hyper's read buffer, up to one HTTP/2
-/// window of a waiting stream) and allocator slack.
-const OVERHEAD: u64 = 96 * MIB;
+/// What seedgate may hold beyond `max_inflight_bytes` at this load (which
+/// covers each admitted body *and* its copy in the store's commit): X =
+/// 48 MiB, made of
+/// - delivery of one batch: the 8 MB entry copied into the export request
+///   and tonic's encode buffer, ~16 MiB;
+/// - heap the allocator keeps after frees (glibc arenas: one 8 MB request
+///   alone leaves up to 8 MiB resident per arena it touched), ~16 MiB;
+/// - per connection: hyper's read buffer (8-16 KiB × 150) and, on gRPC, up
+///   to one 256 KiB stream window buffered by each waiting request
+///   (60 × 256 KiB = 15 MiB).
+///
+/// Measured (debug build, 2 cores): +50 to +66 MiB over the baseline for
+/// HTTP, +69 MiB for gRPC; before reservations were taken ahead of the
+/// read, the HTTP load drove it past 1.2 GiB.
+const OVERHEAD: u64 = 48 * MIB;
 
 fn assert_bounded(m: &Measured, outcome: &Outcome) {
     let bound = m.baseline_anon + MAX_INFLIGHT + OVERHEAD;
@@ -391,7 +400,9 @@ async fn slow_large_http_uploads_stay_within_the_memory_budget() {
         // 150 clients at once, every third one chunked (no Content-Length).
         let uploads: Vec<_> = (0..150)
             .map(|client| {
-                tokio::spawn(async move { (client, http_upload(addr, client, client % 3 == 2).await) })
+                tokio::spawn(
+                    async move { (client, http_upload(addr, client, client % 3 == 2).await) },
+                )
             })
             .collect();
         let mut answers = Vec::new();
@@ -481,12 +492,18 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
         Some(0.0)
     );
     let http_timeouts = sg
-        .metric("seedgate_receiver_idle_timeouts_total", &["transport=\"http\""])
+        .metric(
+            "seedgate_receiver_idle_timeouts_total",
+            &["transport=\"http\""],
+        )
         .await
         .unwrap();
     assert!(http_timeouts >= 3.0, "{http_timeouts}");
     let grpc_timeouts = sg
-        .metric("seedgate_receiver_idle_timeouts_total", &["transport=\"grpc\""])
+        .metric(
+            "seedgate_receiver_idle_timeouts_total",
+            &["transport=\"grpc\""],
+        )
         .await
         .unwrap();
     assert!(grpc_timeouts >= 1.0, "{grpc_timeouts}");
@@ -505,8 +522,10 @@ async fn the_memory_limiter_refuses_while_memory_is_over_its_soft_limit() {
     )
     .await;
     eventually("the limiter to refuse", async || {
-        (sg.metric("seedgate_receiver_memory_limiter_refusing", &[]).await == Some(1.0))
-            .then_some(())
+        (sg.metric("seedgate_receiver_memory_limiter_refusing", &[])
+            .await
+            == Some(1.0))
+        .then_some(())
     })
     .await;
     let r = post_small(&sg, 0).await;
@@ -538,10 +557,16 @@ async fn the_memory_limiter_refuses_while_memory_is_over_its_soft_limit() {
         .await;
     assert_eq!(refused, Some(2.0));
     assert_eq!(
-        sg.metric("seedgate_receiver_memory_soft_limit_bytes", &[]).await,
+        sg.metric("seedgate_receiver_memory_soft_limit_bytes", &[])
+            .await,
         Some(MIB as f64)
     );
-    assert!(sg.metric("seedgate_receiver_memory_rss_bytes", &[]).await.unwrap() > MIB as f64);
+    assert!(
+        sg.metric("seedgate_receiver_memory_rss_bytes", &[])
+            .await
+            .unwrap()
+            > MIB as f64
+    );
     assert!(sg.log().contains("refusing new requests"), "{}", sg.log());
     assert!(sink.seqs().is_empty(), "nothing refused was stored");
 }

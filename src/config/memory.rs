@@ -57,8 +57,7 @@ impl Default for MemoryLimiterConfig {
 
 /// Problems of `receivers.memory_limiter`.
 pub(super) fn check_memory_limiter(p: &mut Problems, at: &str, m: &MemoryLimiterConfig) {
-    if m.check_interval < Duration::from_millis(10) || m.check_interval > Duration::from_secs(60)
-    {
+    if m.check_interval < Duration::from_millis(10) || m.check_interval > Duration::from_secs(60) {
         p.push(
             format!("{at}.check_interval"),
             "must be between 10ms and 1m",
@@ -80,9 +79,7 @@ pub(super) fn check_memory_limiter(p: &mut Problems, at: &str, m: &MemoryLimiter
     if m.limit_percentage > 100 {
         p.push(format!("{at}.limit_percentage"), "must be at most 100");
     }
-    if m.limit_mib == 0
-        && m.limit_percentage > 0
-        && m.spike_limit_percentage >= m.limit_percentage
+    if m.limit_mib == 0 && m.limit_percentage > 0 && m.spike_limit_percentage >= m.limit_percentage
     {
         p.push(
             format!("{at}.spike_limit_percentage"),

@@ -28,10 +28,10 @@ pub use flow::{
     AdaptiveConcurrencyConfig, AuthConfig, BasicAuthConfig, ClientAuth, OAuth2Config,
     RateLimitConfig, Secret,
 };
-pub use memory::MemoryLimiterConfig;
 pub use loadbalancing::{
     DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey,
 };
+pub use memory::MemoryLimiterConfig;
 
 pub use routing::{
     ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,

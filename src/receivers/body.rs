@@ -2,8 +2,8 @@
 //! [`Reservation`] covers.
 //!
 //! Both receivers read through [`BodyReader`]: HTTP reads to the end into a
-//! buffer of the declared length (or, without one, a buffer that doubles,
-//! each growth reserved first), gRPC reads its 5-byte message prefix and
+//! buffer of the declared length (or, without one, into equal segments,
+//! each reserved first), gRPC reads its 5-byte message prefix and
 //! then exactly the message. [`decompress_reserving`] inflates in steps,
 //! reserving each step before the output grows. A body that stalls is cut
 //! off by the connection's idle timeout ([`super::idle`]), which surfaces
@@ -16,10 +16,10 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::decompress::{DecompressError, Encoding, Inflater};
-use super::{ReceiveError, Reservation};
+use super::{ReceiveError, Reservation, ingest_bytes};
 
-/// The first buffer of a body of unknown length.
-const FIRST_CHUNK_BUFFER: usize = 64 * 1024;
+/// The buffers a body of unknown length is read into.
+pub const SEGMENT: usize = 1024 * 1024;
 
 /// Why a body could not be read into memory.
 #[derive(Debug, thiserror::Error)]
@@ -155,50 +155,62 @@ where
     }
 
     /// Reads to the end, at most `limit` bytes. `reservation` already covers
-    /// the declared length, if any, which sizes the buffer; past it (or
-    /// without one) the buffer doubles, and each growth reserves the old
-    /// and the new buffer before copying.
+    /// the declared length, if any, which sizes the one buffer. Without one
+    /// (or past it) the body goes into [`SEGMENT`]-sized buffers, each
+    /// reserved before it is allocated, joined at the end (the join reserves
+    /// the copy first). Equal segments, not a doubling buffer: the allocator
+    /// reuses freed segments, where a doubling buffer's freed steps fit no
+    /// later step and stay resident.
     ///
     /// # Errors
     /// [`ReadError::TooLarge`] past `limit`, [`ReadError::Memory`] when a
-    /// growth finds no room in time, [`ReadError::Body`].
+    /// segment finds no room in time, [`ReadError::Body`].
     pub async fn read_to_end(
         &mut self,
         declared: Option<u64>,
         limit: usize,
         reservation: &mut Reservation,
-    ) -> Result<BytesMut, ReadError> {
+    ) -> Result<Bytes, ReadError> {
         let first = declared.map_or(0, |d| usize::try_from(d).unwrap_or(limit).min(limit));
-        let mut buf = BytesMut::with_capacity(first);
+        let mut segments = vec![BytesMut::with_capacity(first)];
+        let (mut len, mut capacity) = (0usize, first);
         while let Some(chunk) = self.chunk().await {
-            let chunk = chunk?;
-            let need = buf.len() + chunk.len();
-            if need > limit {
+            let mut chunk = chunk?;
+            len += chunk.len();
+            if len > limit {
                 return Err(ReadError::TooLarge { limit });
             }
-            if need > buf.capacity() {
-                let grown = need
-                    .max(buf.capacity() * 2)
-                    .max(FIRST_CHUNK_BUFFER)
-                    .min(limit);
-                reservation
-                    .grow_to((buf.capacity() + grown) as u64)
-                    .await?;
-                let mut bigger = BytesMut::with_capacity(grown);
-                bigger.extend_from_slice(&buf);
-                buf = bigger;
-                reservation.shrink_to(grown as u64);
+            while !chunk.is_empty() {
+                let last = segments.last_mut().filter(|s| s.len() < s.capacity());
+                let Some(segment) = last else {
+                    reservation.grow_to((capacity + SEGMENT) as u64).await?;
+                    capacity += SEGMENT;
+                    segments.push(BytesMut::with_capacity(SEGMENT));
+                    continue;
+                };
+                let take = chunk.len().min(segment.capacity() - segment.len());
+                segment.extend_from_slice(&chunk[..take]);
+                chunk.advance(take);
             }
-            buf.extend_from_slice(&chunk);
         }
-        Ok(buf)
+        segments.retain(|s| !s.is_empty());
+        if segments.len() <= 1 {
+            return Ok(segments.pop().unwrap_or_default().freeze());
+        }
+        reservation.grow_to((capacity + len) as u64).await?;
+        let mut joined = BytesMut::with_capacity(len);
+        for segment in segments {
+            joined.extend_from_slice(&segment);
+        }
+        reservation.shrink_to(len as u64);
+        Ok(joined.freeze())
     }
 }
 
 /// Inflates `raw` (in `encoding`) into at most `limit` bytes, growing
 /// `reservation` to cover `raw` and the output before each step. Returns
-/// `raw` itself for [`Encoding::Identity`]. The reservation is shrunk to the
-/// result once `raw` is freed.
+/// `raw` itself for [`Encoding::Identity`]. Once `raw` is freed, the
+/// reservation is shrunk to what ingest needs for the result.
 ///
 /// # Errors
 /// [`ReadError::TooLarge`], [`ReadError::Corrupt`], [`ReadError::Memory`].
@@ -224,6 +236,6 @@ pub async fn decompress_reserving(
         }
     };
     drop(raw);
-    reservation.shrink_to(out.len() as u64);
+    reservation.shrink_to(ingest_bytes(out.len() as u64));
     Ok(Bytes::from(out))
 }

@@ -79,11 +79,7 @@ impl<'a> Inflater<'a> {
     /// # Errors
     /// [`DecompressError::Corrupt`] when a zstd stream cannot even start.
     #[allow(clippy::disallowed_types)] // this is the capped decoder the ban points to
-    pub fn new(
-        encoding: Encoding,
-        body: &'a [u8],
-        limit: usize,
-    ) -> Result<Self, DecompressError> {
+    pub fn new(encoding: Encoding, body: &'a [u8], limit: usize) -> Result<Self, DecompressError> {
         let (name, reader): (_, Box<dyn Read + Send + 'a>) = match encoding {
             Encoding::Identity => ("identity", Box::new(body)),
             Encoding::Gzip => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(body))),

@@ -144,7 +144,8 @@ where
             parts
                 .extensions
                 .insert(Prepared(Arc::new(Mutex::new(Some(prepared)))));
-            let req = http::Request::from_parts(parts, Full::new(Bytes::from_static(EMPTY_MESSAGE)));
+            let req =
+                http::Request::from_parts(parts, Full::new(Bytes::from_static(EMPTY_MESSAGE)));
             let mut grpc =
                 tonic::server::Grpc::new(RawCodec).send_compressed(CompressionEncoding::Gzip);
             Ok(grpc
@@ -194,7 +195,10 @@ impl<S: SignalService> OtlpGrpc<S> {
                 return Err(read_status(&e));
             }
         };
-        let (flag, len) = (prefix[0], u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]));
+        let (flag, len) = (
+            prefix[0],
+            u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]),
+        );
         let len = len as usize;
         let encoding = match (flag, encoding) {
             (0, _) => Encoding::Identity,
@@ -240,7 +244,9 @@ fn read_status(e: &ReadError) -> Status {
         // Permanent: no RetryInfo.
         ReadError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
         ReadError::Memory(e) => status_of(e),
-        ReadError::Truncated { .. } | ReadError::Corrupt(_) => Status::invalid_argument(e.to_string()),
+        ReadError::Truncated { .. } | ReadError::Corrupt(_) => {
+            Status::invalid_argument(e.to_string())
+        }
         ReadError::Body(_) => Status::cancelled(e.to_string()),
     }
 }
@@ -271,7 +277,10 @@ impl<S: SignalService> tonic::server::UnaryService<Bytes> for ExportMethod<S> {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let state = self.state.clone();
-        let prepared = request.extensions().get::<Prepared>().and_then(Prepared::take);
+        let prepared = request
+            .extensions()
+            .get::<Prepared>()
+            .and_then(Prepared::take);
         Box::pin(async move {
             let signal = S::SIGNAL;
             let Some((message, reservation)) = prepared else {
@@ -334,7 +343,10 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let tls = state.tls.clone();
     let timeout = state.idle_timeout;
-    let timeouts = state.metrics.memory.idle_timeouts_of(Transport::Grpc.as_str());
+    let timeouts = state
+        .metrics
+        .memory
+        .idle_timeouts_of(Transport::Grpc.as_str());
     let router = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -351,7 +363,9 @@ pub async fn serve(
         .add_service(OtlpGrpc::<TraceService>::new(state, max_request_bytes));
     match tls {
         Some(tls) => {
-            let incoming = tls.grpc_listener(listener).into_stream()
+            let incoming = tls
+                .grpc_listener(listener)
+                .into_stream()
                 .map_ok(move |io| IdleIo::new(io, timeout, timeouts.clone()));
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)

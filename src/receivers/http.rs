@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use super::body::{BodyReader, ReadError, decompress_reserving};
 use super::decompress::Encoding;
 use super::idle::IdleListener;
-use super::{ReceiveError, ReceiverState, Transport};
+use super::{ReceiveError, ReceiverState, Transport, ingest_bytes};
 use crate::ingest::IngestError;
 use crate::proto::{json, response};
 use crate::signal::Signal;
@@ -114,7 +114,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let timeout = receiver.idle_timeout;
-    let timeouts = receiver.metrics.memory.idle_timeouts_of(Transport::Http.as_str());
+    let timeouts = receiver
+        .metrics
+        .memory
+        .idle_timeouts_of(Transport::Http.as_str());
     let router = router(receiver.clone(), max_request_bytes);
     if let Some(tls) = receiver.tls.clone() {
         let listener = IdleListener::new(tls.http_listener(listener), timeout, timeouts);
@@ -193,11 +196,8 @@ async fn handle(
             return refusal(&e, format);
         }
     };
-    let raw = match reader
-        .read_to_end(declared, limit, &mut reservation)
-        .await
-    {
-        Ok(raw) => raw.freeze(),
+    let raw = match reader.read_to_end(declared, limit, &mut reservation).await {
+        Ok(raw) => raw,
         Err(e) => {
             refuse(e.kind());
             if matches!(e, ReadError::TooLarge { .. }) {
@@ -225,7 +225,7 @@ async fn handle(
             match json::request_from_json(signal, &body) {
                 Ok(pb) => {
                     drop(body);
-                    reservation.shrink_to(pb.len() as u64);
+                    reservation.shrink_to(ingest_bytes(pb.len() as u64));
                     Bytes::from(pb)
                 }
                 Err(e) => {
@@ -240,7 +240,11 @@ async fn handle(
             }
         }
     };
-    match s.receiver.export(signal, Transport::Http, body, reservation).await {
+    match s
+        .receiver
+        .export(signal, Transport::Http, body, reservation)
+        .await
+    {
         Ok(accepted) => {
             let body = match format {
                 Format::Protobuf => response::encode(signal, accepted.rejected, &accepted.message),

@@ -166,10 +166,7 @@ where
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = self.inner.accept().await;
-        (
-            IdleIo::new(io, self.timeout, self.timeouts.clone()),
-            addr,
-        )
+        (IdleIo::new(io, self.timeout, self.timeouts.clone()), addr)
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {

@@ -137,7 +137,9 @@ pub struct MemoryLimiter {
 impl MemoryLimiter {
     /// A limiter with `limits`, not refusing until the first reading.
     pub fn new(limits: Limits, check_interval: Duration, metrics: Arc<MemoryMetrics>) -> Self {
-        metrics.limit_bytes.set(i64::try_from(limits.limit).unwrap_or(i64::MAX));
+        metrics
+            .limit_bytes
+            .set(i64::try_from(limits.limit).unwrap_or(i64::MAX));
         metrics
             .soft_limit_bytes
             .set(i64::try_from(limits.soft()).unwrap_or(i64::MAX));
@@ -214,7 +216,10 @@ impl MemoryLimiter {
 
 /// Starts the limiter `config` asks for on the current tokio runtime, reading
 /// [`rss_anon`]; `None` (and a log line saying so) when it is off.
-pub fn start(config: &MemoryLimiterConfig, metrics: Arc<MemoryMetrics>) -> Option<Arc<MemoryLimiter>> {
+pub fn start(
+    config: &MemoryLimiterConfig,
+    metrics: Arc<MemoryMetrics>,
+) -> Option<Arc<MemoryLimiter>> {
     let cgroup = cgroup_memory_limit(Path::new("/sys/fs/cgroup"));
     let total = cgroup.or_else(available_total);
     let Some(limits) = Limits::resolve(config, total) else {
@@ -294,7 +299,10 @@ mod tests {
             cgroup_memory_limit(dir.path()),
         )
         .unwrap();
-        assert_eq!((l.limit, l.soft()), (256 * MIB / 100 * 80, 256 * MIB / 100 * 60));
+        assert_eq!(
+            (l.limit, l.soft()),
+            (256 * MIB / 100 * 80, 256 * MIB / 100 * 60)
+        );
     }
 
     #[test]
@@ -303,7 +311,10 @@ mod tests {
             meminfo_total("MemTotal:       24683520 kB\nMemFree: 1 kB\n"),
             Some(24_683_520 * 1024)
         );
-        assert_eq!(status_kib("VmRSS:\t  100 kB\nRssAnon:\t  64 kB\n", "RssAnon:"), Some(65536));
+        assert_eq!(
+            status_kib("VmRSS:\t  100 kB\nRssAnon:\t  64 kB\n", "RssAnon:"),
+            Some(65536)
+        );
         assert!(rss_anon().unwrap() > 0);
     }
 

@@ -45,6 +45,10 @@ use memory_limiter::MemoryLimiter;
 /// How long a request waits for room under `max_inflight_bytes` before it is
 /// refused as backpressure.
 pub const INFLIGHT_WAIT: Duration = Duration::from_secs(2);
+/// A body is in memory twice while ingest commits it: the body, and its
+/// copy in LMDB's write transaction (dirty pages until the commit: the
+/// store does not write through the map). A request reserves both.
+const INGEST_COPIES: u64 = 2;
 /// The limiter counts in KiB so that the semaphore's u32 permits cover any
 /// realistic memory budget.
 const PERMIT_UNIT: u64 = 1024;
@@ -162,9 +166,10 @@ impl ReceiverState {
     }
 
     /// Admits a request before any of its body is read: asks the memory
-    /// limiter, then reserves `declared` bytes (0 when the length is not
-    /// known yet) under `max_inflight_bytes`, waiting up to
-    /// [`INFLIGHT_WAIT`].
+    /// limiter, then reserves room for a body of `declared` bytes (0 when
+    /// the length is not known yet) under `max_inflight_bytes`, waiting up
+    /// to [`INFLIGHT_WAIT`]. The room covers the body and its copy in the
+    /// store's commit ([`ingest_bytes`]).
     ///
     /// # Errors
     /// [`ReceiveError::MemoryLimiter`] while the process is over its soft
@@ -181,7 +186,7 @@ impl ReceiverState {
             permit: None,
             metrics: Arc::clone(&self.metrics),
         };
-        r.grow_to(declared).await?;
+        r.grow_to(ingest_bytes(declared)).await?;
         Ok(r)
     }
 
@@ -208,11 +213,16 @@ impl ReceiverState {
         m.bytes.get_or_create(&labels).inc_by(len);
         // A cheap handle on the bytes, to count the records of a refusal.
         let kept = body.clone();
-        let result = self
-            .ingest
-            .export(signal, body)
-            .await
-            .map_err(ReceiveError::from);
+        // A body of unknown length reserved only what it read.
+        let mut reservation = reservation;
+        let result = match reservation.grow_to(ingest_bytes(len)).await {
+            Ok(()) => self
+                .ingest
+                .export(signal, body)
+                .await
+                .map_err(ReceiveError::from),
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(accepted) => {
                 m.records
@@ -262,6 +272,11 @@ impl ReceiverState {
             })
             .inc();
     }
+}
+
+/// The room a body of `len` bytes needs while ingest commits it.
+pub fn ingest_bytes(len: u64) -> u64 {
+    len.saturating_mul(INGEST_COPIES)
 }
 
 /// One request's room under `max_inflight_bytes`, held until dropped. It
