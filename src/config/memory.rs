@@ -121,8 +121,11 @@ mod tests {
             ],
         );
         assert_problems(
-            "receivers:\n  memory_limiter: { limit_percentage: 20, spike_limit_percentage: 20 }\n",
-            &["receivers.memory_limiter.spike_limit_percentage: 20 must be below"],
+            "receivers:\n  idle_timeout: 0s\n  memory_limiter: { limit_percentage: 20, spike_limit_percentage: 20 }\n",
+            &[
+                "receivers.idle_timeout: must be at least 100ms",
+                "receivers.memory_limiter.spike_limit_percentage: 20 must be below",
+            ],
         );
     }
 }

@@ -210,7 +210,7 @@ where
 /// Inflates `raw` (in `encoding`) into at most `limit` bytes, growing
 /// `reservation` to cover `raw` and the output before each step. Returns
 /// `raw` itself for [`Encoding::Identity`]. Once `raw` is freed, the
-/// reservation is shrunk to what ingest needs for the result.
+/// reservation is shrunk to at most what ingest needs for the result.
 ///
 /// # Errors
 /// [`ReadError::TooLarge`], [`ReadError::Corrupt`], [`ReadError::Memory`].
@@ -238,4 +238,105 @@ pub async fn decompress_reserving(
     drop(raw);
     reservation.shrink_to(ingest_bytes(out.len() as u64));
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    const MIB: usize = 1024 * 1024;
+
+    /// An empty reservation over a budget of `budget` bytes.
+    fn reservation(budget: usize) -> Reservation {
+        let capacity = budget / 1024;
+        Reservation {
+            inflight: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+            permit: None,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// A holder of `held` bytes of a `budget`, and an empty reservation
+    /// beside it.
+    async fn crowded(budget: usize, held: usize) -> (Reservation, Reservation) {
+        let mut holder = reservation(budget);
+        holder.grow_to(held as u64).await.unwrap();
+        let fresh = Reservation {
+            inflight: Arc::clone(&holder.inflight),
+            capacity: holder.capacity,
+            permit: None,
+            metrics: Arc::clone(&holder.metrics),
+        };
+        (holder, fresh)
+    }
+
+    /// A body of `data` in frames of `chunk` bytes, with no length.
+    fn chunked(
+        data: &[u8],
+        chunk: usize,
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + use<> {
+        let frames: Vec<_> = data
+            .chunks(chunk)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        http_body_util::StreamBody::new(futures::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_is_read_in_reserved_segments() {
+        let data: Vec<u8> = (0..7 * MIB / 2).map(|i| (i % 251) as u8).collect();
+        let mut r = reservation(16 * MIB);
+        let read = BodyReader::new(chunked(&data, 100_000))
+            .read_to_end(None, 8 * MIB, &mut r)
+            .await
+            .unwrap();
+        assert_eq!(read, data);
+        // What stays reserved is the joined body, no segment.
+        assert_eq!(r.bytes(), data.len().div_ceil(1024) as u64 * 1024);
+        // Past the limit: too large; with no room: refused in time.
+        let err = BodyReader::new(chunked(&data, 100_000))
+            .read_to_end(None, 2 * MIB, &mut reservation(16 * MIB))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { .. }), "{err:?}");
+        let (_holder, mut r) = crowded(16 * MIB, 14 * MIB).await;
+        let err = BodyReader::new(chunked(&data, 100_000))
+            .read_to_end(None, 8 * MIB, &mut r)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "memory_limit");
+        assert_eq!(r.bytes(), 2 * MIB as u64, "what it got stays until dropped");
+    }
+
+    #[tokio::test]
+    async fn gzip_grows_the_reservation_to_the_inflated_body() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&vec![7u8; 3 * MIB]).unwrap();
+        let gz = Bytes::from(e.finish().unwrap());
+        let mut r = reservation(16 * MIB);
+        r.grow_to(gz.len() as u64).await.unwrap();
+        let out = decompress_reserving(Encoding::Gzip, gz.clone(), 8 * MIB, &mut r)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 3 * MIB);
+        // The output is covered; what is left of the input's room is kept
+        // up to what ingest needs (which export grows to).
+        assert!((3 * MIB as u64..=ingest_bytes(3 * MIB as u64)).contains(&r.bytes()));
+        // A bomb stops at the limit; a small budget stops it sooner.
+        let err = decompress_reserving(Encoding::Gzip, gz.clone(), MIB, &mut reservation(16 * MIB))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { .. }), "{err:?}");
+        let (_holder, mut r) = crowded(16 * MIB, 15 * MIB).await;
+        let err = decompress_reserving(Encoding::Gzip, gz, 8 * MIB, &mut r)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "memory_limit");
+    }
 }

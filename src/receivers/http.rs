@@ -98,7 +98,7 @@ pub fn router(receiver: ReceiverState, max_request_bytes: usize) -> Router {
         );
         error_response(StatusCode::NOT_FOUND, Format::Json, &msg, None)
     })
-    // The limit is enforced by `Limited` below with the configured value.
+    // The limit is enforced while reading, by `BodyReader::read_to_end`.
     .layer(DefaultBodyLimit::disable())
     .with_state(state)
 }
