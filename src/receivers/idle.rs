@@ -48,6 +48,14 @@ impl<T> IdleIo<T> {
         }
     }
 
+    /// Counts a successful write as activity.
+    fn wrote(&mut self, r: std::io::Result<usize>) -> Poll<std::io::Result<usize>> {
+        if matches!(r, Ok(n) if n > 0) {
+            self.last = Instant::now();
+        }
+        Poll::Ready(r)
+    }
+
     /// Pending until the connection has been silent for the timeout, then
     /// the error that closes it.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
@@ -97,10 +105,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = ready!(Pin::new(&mut this.inner).poll_write(cx, buf));
-        if matches!(r, Ok(n) if n > 0) {
-            this.last = Instant::now();
-        }
-        Poll::Ready(r)
+        this.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -110,10 +115,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs));
-        if matches!(r, Ok(n) if n > 0) {
-            this.last = Instant::now();
-        }
-        Poll::Ready(r)
+        this.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {
