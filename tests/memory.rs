@@ -527,19 +527,7 @@ async fn the_memory_limiter_refuses_while_memory_is_over_its_soft_limit() {
     let r = post_small(&sg, 0).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let st = grpc
-        .unary(
-            tonic::Request::new(Bytes::from(logs(10, 10, 100))),
-            http::uri::PathAndQuery::from_static(Signal::Logs.grpc_path()),
-            seedgate::grpc_codec::RawCodec,
-        )
+    let st = support::grpc_logs_export(sg.grpc_endpoint(), logs(10, 10, 100))
         .await
         .unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
