@@ -325,7 +325,11 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             w.wait_for(|v| *v).await.ok();
         };
         let receiver_tls = { let _enter = rt.enter(); receivers::tls::ReceiverTls::from_config(&config.receivers).context("receivers.tls")? };
-        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0).with_tls(receiver_tls);
+        let limiter = { let _enter = rt.enter(); receivers::memory_limiter::start(&config.receivers.memory_limiter, Arc::clone(&metrics.memory)) };
+        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0)
+            .with_tls(receiver_tls)
+            .with_idle_timeout(config.receivers.idle_timeout)
+            .with_memory_limiter(limiter);
         let mut receivers = Vec::new();
         {
             let _enter = rt.enter();
