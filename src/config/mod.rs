@@ -48,6 +48,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:2021";
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 8 * 1024 * 1024;
 /// Bytes of request bodies held in memory at once across all receivers.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 128 * 1024 * 1024;
+/// Most arrays/kvlists nested in one `AnyValue`.
+pub const DEFAULT_MAX_VALUE_DEPTH: u32 = crate::proto::DEFAULT_MAX_VALUE_DEPTH;
 /// Where LMDB lives.
 pub const DEFAULT_DATA_DIR: &str = "./seedgate-data";
 /// LMDB map size: the most the on-disk buffer can ever hold.
@@ -174,6 +176,10 @@ pub struct ReceiversConfig {
     pub max_inflight_bytes: ByteSize,
     /// TLS on both listeners; absent: plain text.
     pub tls: Option<ReceiverTlsConfig>,
+    /// Most arrays/kvlists nested in one attribute value or log body;
+    /// deeper requests are refused (a backend's decoder would refuse the
+    /// batch they land in). See [`crate::proto::check`].
+    pub max_value_depth: u32,
 }
 
 impl Default for ReceiversConfig {
@@ -183,6 +189,7 @@ impl Default for ReceiversConfig {
             http: ListenerConfig::with_listen(DEFAULT_HTTP_LISTEN),
             max_inflight_bytes: ByteSize(DEFAULT_MAX_INFLIGHT_BYTES),
             tls: None,
+            max_value_depth: DEFAULT_MAX_VALUE_DEPTH,
         }
     }
 }
@@ -727,6 +734,15 @@ impl Config {
         }
         if let Some(tls) = &self.receivers.tls {
             check_receiver_tls(&mut p, "receivers.tls", tls);
+        }
+        if !(1..=crate::proto::MAX_VALUE_DEPTH).contains(&self.receivers.max_value_depth) {
+            p.push(
+                "receivers.max_value_depth",
+                format!(
+                    "must be 1 to {} (deeper values may not decode in backends)",
+                    crate::proto::MAX_VALUE_DEPTH
+                ),
+            );
         }
         check_listen(&mut p, "admin.listen", &self.admin.listen);
         if self.storage.data_dir.as_os_str().is_empty() {
