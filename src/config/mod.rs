@@ -1135,6 +1135,18 @@ mod tests {
     }
 
     #[test]
+    fn max_value_depth_stays_where_backends_decode() {
+        for bad in [0, crate::proto::MAX_VALUE_DEPTH + 1] {
+            assert_problems(
+                &format!("receivers:\n  max_value_depth: {bad}\n"),
+                &["c.yaml:2: receivers.max_value_depth: must be 1 to 30"],
+            );
+        }
+        let ok = parse("c.yaml", "receivers:\n  max_value_depth: 30\n").unwrap();
+        assert_eq!(ok.receivers.max_value_depth, 30);
+    }
+
+    #[test]
     fn unknown_field_is_a_parse_error_with_line() {
         let err = parse("c.yaml", "storage:\n  data_dir: /x\n  durabilty: none\n").unwrap_err();
         match err {

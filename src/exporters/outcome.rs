@@ -240,10 +240,8 @@ pub fn about_content(reason: &str) -> bool {
             | "grpc_invalid_argument"
             | "grpc_resource_exhausted"
             | "grpc_failed_precondition"
-            | "grpc_out_of_range"
             | "grpc_internal"
             | "grpc_unknown"
-            | "grpc_data_loss"
     )
 }
 
