@@ -426,7 +426,9 @@ impl Delivery {
             let (body, records) = join(part_entries);
             let verdict = self.attempt(&body, records).await;
             let label = match &verdict {
-                Verdict::Refused { reason, .. } if part.len() > 1 && outcome::about_content(reason) => {
+                Verdict::Refused { reason, .. }
+                    if part.len() > 1 && outcome::about_content(reason) =>
+                {
                     if splits < BISECT_MAX_SPLITS && started.elapsed() < BISECT_MAX_TIME {
                         splits += 1;
                         pending.extend(halves(part));
@@ -575,4 +577,29 @@ fn join(entries: &[Entry]) -> (Bytes, u64) {
         records += u64::from(e.records);
     }
     (body.freeze(), records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_pop_oldest_first_and_cover_the_range() {
+        let mut stack: Vec<std::ops::Range<usize>> = halves(0..5).into();
+        assert_eq!(stack.pop(), Some(0..2));
+        assert_eq!(stack.pop(), Some(2..5));
+        // A single entry splits into itself and nothing.
+        assert_eq!(halves(3..4), [3..4, 3..3]);
+    }
+
+    #[test]
+    fn join_concatenates_payloads_and_adds_records() {
+        let entry = |seq, records, payload: &'static [u8]| Entry {
+            seq,
+            records,
+            payload: Bytes::from_static(payload),
+        };
+        let (body, records) = join(&[entry(1, 2, b"ab"), entry(2, 3, b"cd")]);
+        assert_eq!((&body[..], records), (&b"abcd"[..], 5));
+    }
 }

@@ -32,6 +32,36 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// An OTLP/gRPC logs client that sends request bytes as they are.
+struct RawLogs(tonic::client::Grpc<tonic::transport::Channel>);
+
+impl RawLogs {
+    async fn connect(endpoint: String) -> Self {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        RawLogs(tonic::client::Grpc::new(channel))
+    }
+
+    async fn export(
+        &mut self,
+        body: Vec<u8>,
+    ) -> Result<tonic::Response<bytes::Bytes>, tonic::Status> {
+        self.0.ready().await.unwrap();
+        self.0
+            .unary(
+                tonic::Request::new(bytes::Bytes::from(body)),
+                http::uri::PathAndQuery::from_static(
+                    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                ),
+                seedgate::grpc_codec::RawCodec,
+            )
+            .await
+    }
+}
+
 /// seedgate with one `noop` pipeline and a request size limit on one receiver.
 async fn noop_seedgate(dir: &std::path::Path, receiver: &str, max_request: &str) -> Seedgate {
     support::install_crypto();
@@ -144,33 +174,16 @@ async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
 async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
     let dir = tempfile::tempdir().unwrap();
     let sg = noop_seedgate(dir.path(), "grpc", "64KiB").await;
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    );
-    let mut call = async |body: Vec<u8>| {
-        grpc.ready().await.unwrap();
-        grpc.unary(
-            tonic::Request::new(bytes::Bytes::from(body)),
-            path.clone(),
-            seedgate::grpc_codec::RawCodec,
-        )
-        .await
-    };
-    let bad = call(vec![0x0a, 0xff, 0xff, 0x01]).await.unwrap_err();
+    let mut grpc = RawLogs::connect(sg.grpc_endpoint()).await;
+    let bad = grpc.export(vec![0x0a, 0xff, 0xff, 0x01]).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
-    let big = call(vec![0u8; 128 << 10]).await.unwrap_err();
+    let big = grpc.export(vec![0u8; 128 << 10]).await.unwrap_err();
     assert_eq!(big.code(), tonic::Code::ResourceExhausted, "{big:?}");
     assert!(
         tonic_types::StatusExt::get_details_retry_info(&big).is_none(),
         "an oversized message is not retryable"
     );
-    call(support::log_request(0)).await.unwrap();
+    grpc.export(support::log_request(0)).await.unwrap();
 }
 
 /// A tiny queue with `block`: once full, requests are refused with 429 /
@@ -214,22 +227,9 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
     assert!(before <= 64.0 * 1024.0);
 
     // gRPC says RESOURCE_EXHAUSTED with RetryInfo (retryable per OTLP).
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
+    let st = RawLogs::connect(sg.grpc_endpoint())
         .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    );
-    let st = grpc
-        .unary(
-            tonic::Request::new(bytes::Bytes::from(support::log_request(seq))),
-            path,
-            seedgate::grpc_codec::RawCodec,
-        )
+        .export(support::log_request(seq))
         .await
         .unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted);
@@ -529,10 +529,11 @@ fn edited_request(
     edit: impl FnOnce(&mut opentelemetry_proto::tonic::logs::v1::LogRecord),
 ) -> Vec<u8> {
     use prost::Message;
-    let mut req = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
-        support::log_request(seq).as_slice(),
-    )
-    .unwrap();
+    let mut req =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
+            support::log_request(seq).as_slice(),
+        )
+        .unwrap();
     edit(&mut req.resource_logs[0].scope_logs[0].log_records[0]);
     req.encode_to_vec()
 }
@@ -564,30 +565,9 @@ async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() 
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
-    let post = |ct: &'static str, body: Vec<u8>| {
-        c.post(&url)
-            .header("content-type", ct)
-            .body(body)
-            .send()
-    };
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    );
-    let mut call = async |body: Vec<u8>| {
-        grpc.ready().await.unwrap();
-        grpc.unary(
-            tonic::Request::new(bytes::Bytes::from(body)),
-            path.clone(),
-            seedgate::grpc_codec::RawCodec,
-        )
-        .await
-    };
+    let post =
+        |ct: &'static str, body: Vec<u8>| c.post(&url).header("content-type", ct).body(body).send();
+    let mut grpc = RawLogs::connect(sg.grpc_endpoint()).await;
 
     // Refused: seqs 0.. never stored.
     let refused: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -621,7 +601,7 @@ async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() 
         assert_eq!(r.status(), 400, "HTTP: {what}");
         let text = r.text().await.unwrap();
         assert!(text.contains(needle), "HTTP: {what}: {text:?}");
-        let st = call(body.clone()).await.unwrap_err();
+        let st = grpc.export(body.clone()).await.unwrap_err();
         assert_eq!(st.code(), tonic::Code::InvalidArgument, "gRPC: {what}");
         assert!(st.message().contains(needle), "gRPC: {what}: {st:?}");
     }
@@ -638,7 +618,7 @@ async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() 
         .await
         .unwrap();
     assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
-    call(deep_request(110, 16)).await.unwrap();
+    grpc.export(deep_request(110, 16)).await.unwrap();
     let ok = post("application/json", deep_json(120, 16).into_bytes())
         .await
         .unwrap();
@@ -665,7 +645,10 @@ async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() 
                 support::metric_value(
                     &metrics,
                     "seedgate_receiver_refused_requests_total",
-                    &[&format!("reason=\"{reason}\""), &format!("transport=\"{t}\"")],
+                    &[
+                        &format!("reason=\"{reason}\""),
+                        &format!("transport=\"{t}\""),
+                    ],
                 )
             })
             .sum();

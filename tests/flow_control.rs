@@ -531,7 +531,9 @@ async fn a_poison_record_costs_only_its_own_entry_not_the_batch() {
         sink.grpc_endpoint()
     );
     let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), &rest)).await;
-    let acked_files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("acked-{i}"))).collect();
+    let acked_files: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("acked-{i}")))
+        .collect();
     let client = |i: usize, protocol: &'static str| {
         let endpoint = match protocol {
             "http" => sg.http_endpoint(),
@@ -568,11 +570,20 @@ async fn a_poison_record_costs_only_its_own_entry_not_the_batch() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), 200, "seedgate cannot know the backend will refuse it");
+            assert_eq!(
+                r.status(),
+                200,
+                "seedgate cannot know the backend will refuse it"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let (a, b, c, ()) = tokio::join!(client(0, "grpc"), client(1, "http"), client(2, "grpc"), poison);
+    let (a, b, c, ()) = tokio::join!(
+        client(0, "grpc"),
+        client(1, "http"),
+        client(2, "grpc"),
+        poison
+    );
     for summary in [a, b, c] {
         assert_eq!(summary.records_acked, 2000, "{summary:?}");
     }

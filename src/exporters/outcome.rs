@@ -318,7 +318,12 @@ mod tests {
             (415, false),
             (301, false),
         ] {
-            let o = http_outcome(Signal::Logs, StatusCode::from_u16(code).unwrap(), &none, b"");
+            let o = http_outcome(
+                Signal::Logs,
+                StatusCode::from_u16(code).unwrap(),
+                &none,
+                b"",
+            );
             let Outcome::Permanent { reason, .. } = o else {
                 panic!("{code} is permanent");
             };

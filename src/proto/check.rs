@@ -214,10 +214,7 @@ fn field(msg: Msg, number: u32) -> Option<(&'static str, Kind)> {
         (Msg::Metric, 5) => ("Metric.gauge", Kind::Msg(Msg::Gauge)),
         (Msg::Metric, 7) => ("Metric.sum", Kind::Msg(Msg::Sum)),
         (Msg::Metric, 9) => ("Metric.histogram", Kind::Msg(Msg::Histogram)),
-        (Msg::Metric, 10) => (
-            "Metric.exponential_histogram",
-            Kind::Msg(Msg::ExpHistogram),
-        ),
+        (Msg::Metric, 10) => ("Metric.exponential_histogram", Kind::Msg(Msg::ExpHistogram)),
         (Msg::Metric, 11) => ("Metric.summary", Kind::Msg(Msg::Summary)),
         (Msg::Metric, 12) => ("Metric.metadata", Kind::Msg(Msg::KeyValue)),
         (Msg::Gauge, 1) => ("Gauge.data_points", Kind::Msg(Msg::NumberPoint)),
@@ -413,8 +410,7 @@ mod tests {
         common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V},
         logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
         metrics::v1::{
-            Exemplar, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
-            metric,
+            Exemplar, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric,
         },
         resource::v1::Resource,
         trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event},
@@ -523,10 +519,13 @@ mod tests {
         Limits { max_value_depth }
     }
 
+    /// Builds a request around a value.
+    type Build = Box<dyn Fn(AnyValue) -> Vec<u8>>;
+
     #[test]
     fn value_depth_is_checked_wherever_an_any_value_can_be() {
         let at = |depth| nested(depth, false);
-        let cases: Vec<(&str, Signal, Box<dyn Fn(AnyValue) -> Vec<u8>>)> = vec![
+        let cases: Vec<(&str, Signal, Build)> = vec![
             (
                 "resource attribute",
                 Signal::Logs,
@@ -571,7 +570,11 @@ mod tests {
                     })
                 }),
             ),
-            ("exemplar attribute", Signal::Metrics, Box::new(exemplar_request)),
+            (
+                "exemplar attribute",
+                Signal::Metrics,
+                Box::new(exemplar_request),
+            ),
         ];
         for (name, signal, build) in cases {
             for array in [false, true] {
@@ -602,7 +605,10 @@ mod tests {
     fn max_value_depth_is_the_deepest_prost_decodes() {
         let fits = exemplar_request(nested(MAX_VALUE_DEPTH, false));
         assert!(ExportMetricsServiceRequest::decode(fits.as_slice()).is_ok());
-        assert_eq!(scan_with(Signal::Metrics, &fits, &[], Limits::MAX).map(|b| b.len()), Ok(1));
+        assert_eq!(
+            scan_with(Signal::Metrics, &fits, &[], Limits::MAX).map(|b| b.len()),
+            Ok(1)
+        );
         let over = exemplar_request(nested(MAX_VALUE_DEPTH + 1, false));
         let err = ExportMetricsServiceRequest::decode(over.as_slice()).unwrap_err();
         assert!(err.to_string().contains("recursion limit"), "{err}");
@@ -617,7 +623,11 @@ mod tests {
     fn deep_wire(depth: usize) -> Vec<u8> {
         fn len(number: u32, payload: &[u8]) -> Vec<u8> {
             let mut out = Vec::new();
-            prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+            prost::encoding::encode_key(
+                number,
+                prost::encoding::WireType::LengthDelimited,
+                &mut out,
+            );
             prost::encoding::encode_varint(payload.len() as u64, &mut out);
             out.extend_from_slice(payload);
             out
@@ -665,7 +675,13 @@ mod tests {
         assert!(ExportLogsServiceRequest::decode(body.as_slice()).is_err());
         let err = scan(Signal::Logs, &body, &[]).unwrap_err();
         assert!(
-            matches!(err, ScanError::InvalidUtf8 { field: "AnyValue.string_value", .. }),
+            matches!(
+                err,
+                ScanError::InvalidUtf8 {
+                    field: "AnyValue.string_value",
+                    ..
+                }
+            ),
             "{err}"
         );
         let name = patch(
@@ -679,7 +695,10 @@ mod tests {
         assert!(ExportTraceServiceRequest::decode(name.as_slice()).is_err());
         assert!(matches!(
             scan(Signal::Traces, &name, &[]),
-            Err(ScanError::InvalidUtf8 { field: "Span.name", .. })
+            Err(ScanError::InvalidUtf8 {
+                field: "Span.name",
+                ..
+            })
         ));
         // bytes_value is not a string: anything goes.
         let bytes = log(
