@@ -17,7 +17,7 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +39,8 @@ use tonic::codec::CompressionEncoding;
 use tonic_types::StatusExt as _;
 
 use super::acked::AckedWriter;
-use super::records::{RequestSpec, block_counts, build_request};
+use super::records::{ExportRequest, RequestSpec, block_counts};
+use super::template::{Template, TraceShape};
 use crate::grpc_codec::RawCodec;
 use crate::signal::Signal;
 
@@ -77,7 +78,10 @@ pub struct LoadgenArgs {
     /// Compress requests with gzip (both protocols).
     #[arg(long)]
     pub gzip: bool,
-    /// Records per second over all workers; 0 sends as fast as possible.
+    /// Records per second over all workers (open loop: each request is due at
+    /// a fixed time, and its latency is measured from then, so a stalled
+    /// server is not hidden by requests that were never sent); 0 sends as fast
+    /// as the answers come back (closed loop).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Records in one request.
@@ -102,6 +106,15 @@ pub struct LoadgenArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// gRPC connections (HTTP/2), the workers spread over them; default
+    /// min(concurrency, 4). OTLP/HTTP uses a connection per request in flight.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Traces only: spans per trace, each trace's spans spread over as many
+    /// consecutive requests (as an agent's batches cut across traces); 0 (the
+    /// default) makes one trace of each request's spans.
+    #[arg(long, default_value_t = 0)]
+    pub spans_per_trace: u64,
     /// Stop starting new requests after this long, e.g. `10s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -259,7 +272,8 @@ fn load(counter: &AtomicU64) -> u64 {
 
 #[derive(Debug, Clone)]
 enum Transport {
-    Grpc(tonic::transport::Channel),
+    /// One channel (HTTP/2 connection) per `--connections`.
+    Grpc(Vec<tonic::transport::Channel>),
     Http {
         client: reqwest::Client,
         url: String,
@@ -274,6 +288,10 @@ struct Run {
     transport: Transport,
     start: Instant,
     next_request: AtomicU64,
+    /// Pre-encoded requests by (first namespace slot, records).
+    templates: Mutex<HashMap<(usize, usize), Arc<Template>>>,
+    /// Bytes held in `templates`.
+    template_bytes: AtomicU64,
     counters: Counters,
     acked: Option<Mutex<AckedWriter>>,
     /// The first error writing the acked file; it ends the run.
@@ -285,6 +303,26 @@ struct Run {
 struct WorkerResult {
     latency: Histogram<u64>,
     acked_per_namespace: BTreeMap<String, u64>,
+}
+
+/// One request to make: which worker, which namespaces, which seqs.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    worker: usize,
+    /// The namespace slot of its first resource block.
+    slot: usize,
+    first: u64,
+    records: u64,
+    /// When an open-loop run meant to send it.
+    due: Option<Instant>,
+}
+
+/// The most pre-encoded request bytes a run keeps (one per namespace
+/// rotation and request size); beyond, templates are made per request.
+const TEMPLATE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {
@@ -311,23 +349,65 @@ impl Run {
         }
     }
 
-    /// The payload as sent on the wire (for HTTP: JSON and/or gzip applied).
-    fn payload(&self, request: &super::records::ExportRequest) -> anyhow::Result<Bytes> {
-        let body = match self.transport {
-            Transport::Http { .. } if self.args.json => request.to_json()?,
-            _ => request.encode_to_vec(),
-        };
-        if self.args.gzip && matches!(self.transport, Transport::Http { .. }) {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&body)?;
-            return Ok(Bytes::from(gz.finish()?));
+    /// The template for requests of `records` records whose blocks start at
+    /// namespace slot `slot`: cached up to [`TEMPLATE_CACHE_BYTES`], made
+    /// afresh beyond (a run over thousands of namespace rotations).
+    fn template(&self, slot: usize, records: usize) -> anyhow::Result<Arc<Template>> {
+        let key = (slot, records);
+        if let Some(t) = lock(&self.templates).get(&key) {
+            return Ok(Arc::clone(t));
         }
-        Ok(Bytes::from(body))
+        let namespaces: Vec<String> = (0..self.blocks)
+            .map(|j| self.namespaces[(slot + j) % self.namespaces.len()].clone())
+            .collect();
+        let template = Arc::new(Template::new(
+            self.args.signal,
+            &RequestSpec {
+                first_seq: 0,
+                records,
+                namespaces: &namespaces,
+                record_size: self.args.record_size,
+                time_unix_nano: 0,
+            },
+        )?);
+        let held = self.template_bytes.load(Ordering::Relaxed);
+        if held + template.len() as u64 <= TEMPLATE_CACHE_BYTES {
+            self.template_bytes
+                .fetch_add(template.len() as u64, Ordering::Relaxed);
+            lock(&self.templates).insert(key, Arc::clone(&template));
+        }
+        Ok(template)
     }
 
-    async fn send(&self, payload: &Bytes) -> Outcome {
+    /// The payload as sent on the wire (for HTTP: JSON and/or gzip applied)
+    /// and its encoded protobuf length.
+    fn payload(&self, template: &Template, first: u64) -> anyhow::Result<(Bytes, u64)> {
+        let shape = match self.args.spans_per_trace {
+            0 => TraceShape::PerRequest,
+            k => TraceShape::Spread(k),
+        };
+        let protobuf = template.render(first, unix_nanos(), shape);
+        let encoded_len = protobuf.len() as u64;
+        let http = matches!(self.transport, Transport::Http { .. });
+        let body = if http && self.args.json {
+            ExportRequest::decode(self.args.signal, &protobuf, false)?.to_json()?
+        } else {
+            protobuf
+        };
+        if self.args.gzip && http {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&body)?;
+            return Ok((Bytes::from(gz.finish()?), encoded_len));
+        }
+        Ok((Bytes::from(body), encoded_len))
+    }
+
+    async fn send(&self, worker: usize, payload: &Bytes) -> Outcome {
         match &self.transport {
-            Transport::Grpc(channel) => self.send_grpc(channel.clone(), payload.clone()).await,
+            Transport::Grpc(channels) => {
+                let channel = channels[worker % channels.len()].clone();
+                self.send_grpc(channel, payload.clone()).await
+            }
             Transport::Http { client, url } => self.send_http(client, url, payload.clone()).await,
         }
     }
@@ -395,10 +475,7 @@ impl Run {
 
     fn record_ack(&self, first: u64, last: u64) {
         if let Some(acked) = &self.acked {
-            let result = acked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .record(first, last);
+            let result = lock(acked).record(first, last);
             if let Err(e) = result {
                 self.fail(e);
             }
@@ -407,7 +484,7 @@ impl Run {
 
     fn flush_acked(&self) {
         if let Some(acked) = &self.acked {
-            let result = acked.lock().unwrap_or_else(PoisonError::into_inner).flush();
+            let result = lock(acked).flush();
             if let Err(e) = result {
                 self.fail(e);
             }
@@ -416,10 +493,7 @@ impl Run {
 
     /// Ends the run because the acked file can no longer be trusted.
     fn fail(&self, e: anyhow::Error) {
-        let mut slot = self
-            .acked_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut slot = lock(&self.acked_error);
         if slot.is_none() {
             *slot = Some(e);
         }
@@ -428,7 +502,7 @@ impl Run {
 
     /// Claims request indexes and sends them until the count, the duration or
     /// a stop ends the run.
-    async fn worker(self: Arc<Self>) -> anyhow::Result<WorkerResult> {
+    async fn worker(self: Arc<Self>, id: usize) -> anyhow::Result<WorkerResult> {
         let mut result = WorkerResult {
             latency: new_histogram()?,
             acked_per_namespace: BTreeMap::new(),
@@ -445,54 +519,49 @@ impl Run {
                 Some(count) => per_request.min(count - offset),
                 None => per_request,
             };
+            let mut due = None;
             if self.args.rate > 0 {
                 // Request i is due when the records before it have had their
                 // share of time: no shared limiter, and no drift.
-                let due =
+                let at =
                     self.start + Duration::from_secs_f64(offset as f64 / self.args.rate as f64);
-                if self.sleep_or_stop(due.into()).await {
+                if self.sleep_or_stop(at.into()).await {
                     break;
                 }
+                due = Some(at);
             }
-            self.send_request(index, offset, records, &mut result)
-                .await?;
+            let request = Request {
+                worker: id,
+                slot: (index as usize).wrapping_mul(self.blocks) % self.namespaces.len(),
+                first: self.args.seq_start + offset,
+                records,
+                due,
+            };
+            self.send_request(&request, &mut result).await?;
         }
         Ok(result)
     }
 
-    async fn send_request(
-        &self,
-        index: u64,
-        offset: u64,
-        records: u64,
-        result: &mut WorkerResult,
-    ) -> anyhow::Result<()> {
-        let first = self.args.seq_start + offset;
+    async fn send_request(&self, req: &Request, result: &mut WorkerResult) -> anyhow::Result<()> {
+        let Request {
+            worker,
+            slot,
+            first,
+            records,
+            due,
+        } = *req;
         let last = first + records - 1;
-        let block_namespaces: Vec<String> = (0..self.blocks)
-            .map(|j| {
-                let slot = (index as usize).wrapping_mul(self.blocks).wrapping_add(j);
-                self.namespaces[slot % self.namespaces.len()].clone()
-            })
-            .collect();
-        let request = build_request(
-            self.args.signal,
-            &RequestSpec {
-                first_seq: first,
-                records: usize::try_from(records)?,
-                namespaces: &block_namespaces,
-                record_size: self.args.record_size,
-                time_unix_nano: unix_nanos(),
-            },
-        );
-        let encoded_len = request.encoded_len() as u64;
-        let payload = self.payload(&request)?;
+        let template = self.template(slot, usize::try_from(records)?)?;
+        let (payload, encoded_len) = self.payload(&template, first)?;
         bump(&self.counters.records_sent, records);
+        // Open loop: the first attempt's latency counts from when it was due
+        // (coordinated omission corrected); a retry's from when it was sent.
+        let mut since = due;
         loop {
             bump(&self.counters.requests_sent, 1);
             bump(&self.counters.request_bytes, encoded_len);
-            let sent_at = Instant::now();
-            let outcome = self.send(&payload).await;
+            let sent_at = since.take().unwrap_or_else(Instant::now);
+            let outcome = self.send(worker, &payload).await;
             let retry_after = match outcome {
                 Outcome::Acked => {
                     let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -501,10 +570,13 @@ impl Run {
                     bump(&self.counters.records_acked, records);
                     self.record_ack(first, last);
                     for (block, count) in block_counts(usize::try_from(records)?, self.blocks) {
-                        *result
-                            .acked_per_namespace
-                            .entry(block_namespaces[block].clone())
-                            .or_default() += count as u64;
+                        let ns = &self.namespaces[(slot + block) % self.namespaces.len()];
+                        match result.acked_per_namespace.get_mut(ns) {
+                            Some(n) => *n += count as u64,
+                            None => {
+                                result.acked_per_namespace.insert(ns.clone(), count as u64);
+                            }
+                        }
                     }
                     return Ok(());
                 }
@@ -613,7 +685,10 @@ fn transport(args: &LoadgenArgs) -> anyhow::Result<Transport> {
                 ep = ep.tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())?;
             }
             // Lazy: a sink that is down yields failed requests, not a failed run.
-            Transport::Grpc(crate::grpc_codec::tune_endpoint(ep).connect_lazy())
+            // Each connect_lazy is its own HTTP/2 connection.
+            let ep = crate::grpc_codec::tune_endpoint(ep);
+            let n = args.connections.unwrap_or(args.concurrency.min(4)).max(1);
+            Transport::Grpc((0..n).map(|_| ep.connect_lazy()).collect())
         }
         Protocol::Http => {
             let base = endpoint.trim_end_matches('/');
@@ -625,6 +700,7 @@ fn transport(args: &LoadgenArgs) -> anyhow::Result<Transport> {
             };
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(args.concurrency.max(1))
+                .tcp_nodelay(true)
                 .build()
                 .context("building the HTTP client")?;
             Transport::Http { client, url }
@@ -660,6 +736,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
         blocks,
         start: Instant::now(),
         next_request: AtomicU64::new(0),
+        templates: Mutex::new(HashMap::new()),
+        template_bytes: AtomicU64::new(0),
         counters: Counters::default(),
         acked,
         acked_error: Mutex::new(None),
@@ -704,8 +782,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
     }
 
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..run.args.concurrency.max(1) {
-        workers.spawn(run.clone().worker());
+    for id in 0..run.args.concurrency.max(1) {
+        workers.spawn(run.clone().worker(id));
     }
     let mut latency = new_histogram()?;
     let mut acked_per_namespace = BTreeMap::new();
@@ -729,12 +807,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    if let Some(e) = run
-        .acked_error
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
+    if let Some(e) = lock(&run.acked_error).take() {
         return Err(e);
     }
 

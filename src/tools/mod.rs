@@ -12,6 +12,7 @@ pub mod acked;
 pub mod loadgen;
 pub mod records;
 pub mod sink;
+pub mod template;
 
 /// Installs ring as the process-wide rustls provider (reqwest and tonic are
 /// built without one) unless the process already chose a provider.
