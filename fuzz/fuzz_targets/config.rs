@@ -27,8 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // A line number may point one past the last line (an error at the end).
-    let last_line = text.lines().count() as u64 + 1;
+    // Lines as YAML counts them (a lone CR breaks a line too); a line
+    // number may point one past the last line (an error at the end).
+    let breaks = text.replace("\r\n", "\n").matches(['\n', '\r']).count();
+    let last_line = breaks as u64 + 1;
     let err = match config::parse(FILE, text) {
         Ok(cfg) => return accepted(&cfg),
         Err(e) => e,

@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
     match (&got, &want) {
         (Ok(out), Outcome::Fits(expected)) => {
             assert!(out.len() <= limit);
-            assert!(out == expected, "{encoding:?}: the output differs from the oracle's");
+            assert!(
+                out == expected,
+                "{encoding:?}: the output differs from the oracle's"
+            );
         }
         (Err(DecompressError::TooLarge { limit: l }), Outcome::Over) => assert_eq!(*l, limit),
         (Err(DecompressError::Corrupt { .. }), Outcome::Corrupt) => {}

@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let prefix = format!("invalid OTLP/JSON {} request: ", signal.as_str());
             assert!(e.message.starts_with(&prefix), "{}", e.message);
-            assert!(e.message.contains(" at line "), "no position: {}", e.message);
+            assert!(
+                e.message.contains(" at line "),
+                "no position: {}",
+                e.message
+            );
         }
     }
 });

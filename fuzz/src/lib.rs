@@ -83,12 +83,12 @@ pub fn with_request<J: PerSignal>(signal: Signal, job: J) -> J::Out {
 fn routing_key(resource: Option<&Resource>) -> Option<&str> {
     let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
     KEYS.iter().find_map(|name| {
-        attrs.iter().find_map(|a| {
-            match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+        attrs
+            .iter()
+            .find_map(|a| match a.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) if a.key == *name => Some(s.as_str()),
                 _ => None,
-            }
-        })
+            })
     })
 }
 
