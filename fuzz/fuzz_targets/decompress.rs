@@ -77,7 +77,10 @@ enum Outcome {
 }
 
 /// Reads `body` through an uncapped decoder in small chunks, stopping once
-/// the output passes `limit`.
+/// the output passes `limit`. No read asks for more than one byte past the
+/// limit: a decoder's `read` that fails drops what it produced in that call
+/// (zstd decodes on into the next, corrupt frame), so a larger read would
+/// see `Corrupt` where the output already passed the limit.
 fn reference(encoding: Encoding, body: &[u8], limit: usize) -> Outcome {
     let mut decoder: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => Box::new(body),
@@ -91,7 +94,8 @@ fn reference(encoding: Encoding, body: &[u8], limit: usize) -> Outcome {
     let mut out = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        match decoder.read(&mut chunk) {
+        let want = chunk.len().min(limit + 1 - out.len());
+        match decoder.read(&mut chunk[..want]) {
             Ok(0) => return Outcome::Fits(out),
             Ok(n) => {
                 out.extend_from_slice(&chunk[..n]);
