@@ -1,8 +1,10 @@
 //! The admin port (2021): `/metrics`, `/healthz`, `/readyz`, and, when
 //! enabled, `/debug/pprof/profile?seconds=N` (a CPU profile in pprof's
 //! protobuf format, readable by `go tool pprof` and `pprof`), and with
-//! `admin.fault_injection` (tests only) `POST /debug/shoots/{namespace}/crash`
-//! and `POST /debug/pipelines/{destination}/crash` (`--kube`).
+//! `admin.fault_injection` (tests only) `POST /debug/shoots/{namespace}/crash`,
+//! `POST /debug/pipelines/{destination}/crash` (`--kube`) and
+//! `POST /debug/pipelines/{destination}/backends/{backend}/crash` (a
+//! load-balanced backend's delivery loop).
 //!
 //! It reads shared state directly (the metrics registry, the health
 //! verdict), so a probe never waits on an actor mailbox.
@@ -22,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::actors::health::HealthState;
 use crate::actors::shoot_manager::{CrashClient, ShootManager};
 use crate::ingest::Ingest;
+use crate::loadbalancing::faults::{Crash, Faults};
 use crate::metrics::Metrics;
 
 /// Longest CPU profile one request may ask for.
@@ -43,6 +46,9 @@ pub struct AdminState {
     /// Set only with `admin.fault_injection` and `--kube`: serve the
     /// pipeline actors' crash endpoint.
     pub pipeline_crash: Option<crate::actors::pipeline::CrashRequests>,
+    /// Set only with `admin.fault_injection`: serve the crash endpoint of
+    /// load-balanced backends' delivery loops.
+    pub lb_faults: Option<Arc<Faults>>,
 }
 
 /// The router, for tests.
@@ -59,6 +65,12 @@ pub fn router(state: AdminState) -> Router {
     }
     if state.pipeline_crash.is_some() {
         r = r.route("/debug/pipelines/{destination}/crash", post(crash_pipeline));
+    }
+    if state.lb_faults.is_some() {
+        r = r.route(
+            "/debug/pipelines/{destination}/backends/{backend}/crash",
+            post(crash_backend),
+        );
     }
     r.with_state(state)
 }
@@ -101,6 +113,45 @@ async fn crash_pipeline(State(s): State<AdminState>, Path(destination): Path<Str
     match crash.send(destination) {
         Ok(_) => (StatusCode::ACCEPTED, "crash requested\n").into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "no pipeline actor runs\n").into_response(),
+    }
+}
+
+/// `{backend}`: the endpoint (URL-encoded) or its index among the
+/// pipeline's backends, sorted.
+async fn crash_backend(
+    State(s): State<AdminState>,
+    Path((destination, backend)): Path<(String, String)>,
+) -> Response {
+    let Some(faults) = &s.lb_faults else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match faults.crash(&destination, &backend) {
+        Crash::Injected { endpoint, loops } => {
+            tracing::warn!(pipeline = %destination, backend = %endpoint, loops, "Fault injection: crashing a load-balanced backend's delivery loop");
+            (
+                StatusCode::ACCEPTED,
+                format!("crash injected into {loops} delivery loop(s) of {endpoint}\n"),
+            )
+                .into_response()
+        }
+        Crash::NoPipeline => (
+            StatusCode::NOT_FOUND,
+            format!("no load-balanced pipeline {destination}\n"),
+        )
+            .into_response(),
+        Crash::NoBackend(backends) => (
+            StatusCode::NOT_FOUND,
+            format!(
+                "{destination} has no backend {backend}; its backends: {}\n",
+                backends.join(", ")
+            ),
+        )
+            .into_response(),
+        Crash::NotRunning(endpoint) => (
+            StatusCode::CONFLICT,
+            format!("the delivery loop of {endpoint} does not run now (it waits for its restart, or the backend is out for failing)\n"),
+        )
+            .into_response(),
     }
 }
 

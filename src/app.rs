@@ -139,6 +139,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         writer: tx.clone(),
         metrics: Arc::clone(&metrics),
         rt: rt.handle().clone(),
+        lb_faults: config.admin.fault_injection.then(Arc::default),
     };
     let mut file_seeds = Vec::new();
     let mut stuck_after = Duration::ZERO;
@@ -324,7 +325,11 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             w.wait_for(|v| *v).await.ok();
         };
         let receiver_tls = { let _enter = rt.enter(); receivers::tls::ReceiverTls::from_config(&config.receivers).context("receivers.tls")? };
-        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0).with_tls(receiver_tls);
+        let limiter = { let _enter = rt.enter(); receivers::memory_limiter::start(&config.receivers.memory_limiter, Arc::clone(&metrics.memory)) };
+        let state = ReceiverState::new(Arc::clone(&ingest), Arc::clone(&metrics), config.receivers.max_inflight_bytes.0)
+            .with_tls(receiver_tls)
+            .with_idle_timeout(config.receivers.idle_timeout)
+            .with_memory_limiter(limiter);
         let mut receivers = Vec::new();
         {
             let _enter = rt.enter();
@@ -354,7 +359,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let admin_task = {
             let _enter = rt.enter();
             let l = TcpListener::from_std(admin_l)?;
-            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof, shoot_manager: children.shoot_manager.clone().filter(|_| config.admin.fault_injection), pipeline_crash: pipeline_crash.clone() };
+            let st = AdminState { metrics: Arc::clone(&metrics), health: Arc::clone(&health), ingest: Arc::clone(&ingest), pprof: config.admin.pprof, shoot_manager: children.shoot_manager.clone().filter(|_| config.admin.fault_injection), pipeline_crash: pipeline_crash.clone(), lb_faults: factory.lb_faults.clone() };
             rt.spawn(async move {
                 if let Err(e) = admin::serve(l, st, until(admin_stopping)).await {
                     tracing::error!(error = %e, "Admin server failed");

@@ -242,6 +242,9 @@ impl Delivery {
 
     /// Runs until aborted.
     pub async fn run(self) {
+        // A run starts at the oldest entry on disk: nothing an earlier run
+        // had in flight (aborted with it) is in flight any more.
+        self.heartbeat.inflight_records.store(0, Ordering::Relaxed);
         let limiter = Arc::clone(&self.flow.limiter);
         self.metrics
             .flow

@@ -48,6 +48,9 @@ pub struct Factory {
     pub metrics: Arc<Metrics>,
     /// The runtime exporters are built on (tonic channels need one).
     pub rt: Handle,
+    /// Set with `admin.fault_injection`: load-balanced backends' crash
+    /// switches.
+    pub lb_faults: Option<Arc<crate::loadbalancing::faults::Faults>>,
 }
 
 impl Factory {
@@ -74,6 +77,7 @@ impl Factory {
             Arc::new(Balance {
                 config: lb.clone(),
                 output: spec.output.clone(),
+                faults: self.lb_faults.clone(),
             })
         });
         let exporter = {

@@ -27,7 +27,7 @@ use crate::proto::{self, ScanError};
 use crate::routing::shoots::ShootDirectory;
 use crate::routing::{Destination, DestinationKind, RouteState, Snapshot};
 use crate::signal::Signal;
-use crate::store::{AppendPart, StoreError, WriteOp};
+use crate::store::{AppendPart, FullReason, StoreError, WriteOp};
 
 /// The result of an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,9 +60,12 @@ pub enum IngestError {
         /// Suggested delay.
         retry_after: Duration,
     },
-    /// The LMDB map or the disk is full.
-    #[error("storage is full; retry later")]
+    /// The LMDB map or the disk is full (down to the reserve kept for
+    /// deletes): backpressure, like a full queue.
+    #[error("storage is full ({}); retry later", reason.as_str())]
     StorageFull {
+        /// What is full.
+        reason: FullReason,
         /// Suggested delay.
         retry_after: Duration,
     },
@@ -90,7 +93,7 @@ impl IngestError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             IngestError::QueueFull { retry_after, .. }
-            | IngestError::StorageFull { retry_after } => Some(*retry_after),
+            | IngestError::StorageFull { retry_after, .. } => Some(*retry_after),
             IngestError::Store(_) | IngestError::ShuttingDown => Some(Duration::from_secs(1)),
             IngestError::Malformed(_) => None,
         }
@@ -343,7 +346,8 @@ impl Ingest {
                 self.count(signal, &admitted, &states, &blocks, &drops);
                 Ok(accepted)
             }
-            Ok(Err(StoreError::Full { .. })) => Err(IngestError::StorageFull {
+            Ok(Err(StoreError::Full { reason, .. })) => Err(IngestError::StorageFull {
+                reason,
                 retry_after: self.storage_retry_after,
             }),
             Ok(Err(e)) => Err(IngestError::Store(e)),

@@ -23,7 +23,7 @@ use kube::{Client, CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServerDouble, Options};
+use support::apiserver::{ApiServerDouble, Options, causes};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -135,21 +135,7 @@ async fn raw(
     content_type: &str,
     body: &str,
 ) -> (u16, Value) {
-    let http = reqwest::Client::new();
-    let url = format!("{}{path}", double.url());
-    let resp = http
-        .request(method.parse().unwrap(), url)
-        .header("content-type", content_type)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    double.request(method, path, content_type, body).await
 }
 
 /// Replaces server-chosen values (uid, resourceVersion, timestamps) by
@@ -1438,4 +1424,242 @@ async fn controller_reconciles_custom_resources() {
         assert_eq!(w.metadata.generation, Some(1));
     }
     controller.abort();
+}
+
+// ---------------------------------------------------------------------------
+// Schema and CEL validation of custom resources
+
+/// A cluster-scoped `Gadget` whose schema exercises what the double checks:
+/// required, enum, pattern, lengths, a default, a nested CEL rule, a
+/// transition rule (`oldSelf`) and Kubernetes' `isURL`.
+fn gadget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Gadget", "plural": "gadgets"},
+            "scope": "Cluster",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["mode"], "properties": {
+                        "mode": {"type": "string", "enum": ["fast", "slow"]},
+                        "protocol": {"type": "string", "default": "grpc"},
+                        "path": {"type": "string"},
+                        "url": {"type": "string"},
+                        "names": {"type": "array", "items": {
+                            "type": "string", "maxLength": 5, "pattern": "^[a-z]+$"}},
+                        "key": {"type": "string", "minLength": 1},
+                        "inner": {"type": "object", "properties": {"deep": {"type": "object", "properties": {"flag": {"type": "boolean"}}}}}
+                    }, "x-kubernetes-validations": [
+                        {"rule": "has(self.path) ? self.protocol == 'http' : true",
+                         "message": "Path is only available with HTTP protocol"},
+                        {"rule": "has(self.url) ? isURL(self.url) : true",
+                         "message": "'url' must be a valid URL"},
+                        {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"},
+                        {"rule": "!has(self.inner) || !has(self.inner.deep.flag)", "message": "no deep flag"}
+                    ]},
+                    "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                }}}
+            }]
+        }
+    })
+}
+
+fn gadget(spec: Value) -> String {
+    json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+           "metadata": {"name": "g"}, "spec": spec})
+    .to_string()
+}
+
+#[tokio::test]
+async fn custom_resources_meet_their_crds_schema_and_cel_rules() {
+    let double = ApiServerDouble::start().await;
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let (code, _) = raw(
+        &double,
+        "POST",
+        crds,
+        "application/json",
+        &gadget_crd().to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let path = "/apis/example.com/v1/gadgets";
+    let post = |spec: Value| {
+        let body = gadget(spec);
+        let double = &double;
+        async move { raw(double, "POST", path, "application/json", &body).await }
+    };
+
+    // OpenAPI: a missing required field blocks the CEL rules, and the API
+    // server says so in a second cause.
+    let (code, body) = post(json!({"path": "/x"})).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["reason"], "Invalid");
+    assert_eq!(
+        causes(&body),
+        vec![
+            ("spec.mode".into(), "Required value".into()),
+            ("<nil>".into(), "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into()),
+        ]
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Gadget.example.com \"g\" is invalid: [spec.mode: Required value, "),
+        "{body}"
+    );
+
+    let (_, body) = post(json!({"mode": "medium"})).await;
+    assert_eq!(
+        causes(&body)[0],
+        (
+            "spec.mode".into(),
+            "Unsupported value: \"medium\": supported values: \"fast\", \"slow\"".into()
+        )
+    );
+    assert_eq!(
+        body["details"]["causes"][0]["reason"],
+        "FieldValueNotSupported"
+    );
+
+    // Pattern and minLength are not blocking: the CEL rules still run.
+    let (_, body) =
+        post(json!({"mode": "fast", "names": ["ok", "Bad"], "key": "", "path": "/x"})).await;
+    assert_eq!(
+        causes(&body),
+        vec![
+            (
+                "spec.key".into(),
+                "Invalid value: \"\": spec.key in body should be at least 1 chars long".into()
+            ),
+            (
+                "spec.names[1]".into(),
+                "Invalid value: \"Bad\": spec.names[1] in body should match '^[a-z]+$'".into()
+            ),
+            (
+                "spec".into(),
+                "Invalid value: \"object\": Path is only available with HTTP protocol".into()
+            ),
+        ]
+    );
+    let (_, body) = post(json!({"mode": "fast", "names": ["toolong"]})).await;
+    assert_eq!(
+        causes(&body)[0],
+        (
+            "spec.names[0]".into(),
+            "Too long: may not be more than 5 bytes".into()
+        )
+    );
+    let (_, body) = post(json!({"mode": "fast", "url": "../not-a-url"})).await;
+    assert_eq!(
+        causes(&body),
+        vec![(
+            "spec".into(),
+            "Invalid value: \"object\": 'url' must be a valid URL".into()
+        )]
+    );
+    let (_, body) = post(json!({"mode": 5})).await;
+    assert_eq!(
+        causes(&body)[0],
+        (
+            "spec.mode".into(),
+            "Invalid value: \"integer\": spec.mode in body must be of type string: \"integer\""
+                .into()
+        )
+    );
+    // An explicit null of a field that is neither nullable nor defaulted is
+    // dropped before validation.
+    let (_, body) = post(json!({"mode": null})).await;
+    assert_eq!(
+        causes(&body)[0],
+        ("spec.mode".into(), "Required value".into())
+    );
+
+    // `has()` through a missing field is an evaluation error, as in
+    // Kubernetes' CEL, reported with the rule.
+    let (_, body) = post(json!({"mode": "fast", "inner": {}})).await;
+    assert_eq!(causes(&body).len(), 1, "{body}");
+    assert_eq!(causes(&body)[0].0, "spec");
+    assert!(
+        causes(&body)[0]
+            .1
+            .contains("evaluating rule: !has(self.inner) || !has(self.inner.deep.flag)"),
+        "{body}"
+    );
+
+    // Accepted: defaults applied, unknown fields pruned; the transition rule
+    // does not apply to a create.
+    let (code, created) = post(json!({"mode": "fast", "path": "/x", "protocol": "http", "url": "https://a.example/t", "extra": 1})).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"].get("extra"), None);
+    let (code, created) = raw(&double, "POST", path, "application/json",
+        &json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "h"}, "spec": {"mode": "slow"}}).to_string()).await;
+    assert_eq!(code, 201);
+    assert_eq!(created["spec"]["protocol"], "grpc");
+
+    // fieldValidation=Strict refuses the unknown field instead.
+    let (code, body) = raw(&double, "POST", &format!("{path}?fieldValidation=Strict"), "application/json",
+        &json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "i"}, "spec": {"mode": "slow", "extra": 1}}).to_string()).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("strict decoding error: unknown field \"spec.extra\""),
+        "{body}"
+    );
+
+    // Updates: the transition rule compares with the stored object.
+    let (code, body) = raw(
+        &double,
+        "PATCH",
+        &format!("{path}/g"),
+        "application/merge-patch+json",
+        &json!({"spec": {"mode": "slow"}}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        causes(&body),
+        vec![(
+            "spec".into(),
+            "Invalid value: \"object\": mode is immutable".into()
+        )]
+    );
+    let (code, _) = raw(
+        &double,
+        "PATCH",
+        &format!("{path}/g"),
+        "application/merge-patch+json",
+        &json!({"spec": {"names": ["abc"]}}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 200);
+
+    // Status writes are checked against the status schema only.
+    let (code, body) = raw(
+        &double,
+        "PATCH",
+        &format!("{path}/g/status"),
+        "application/merge-patch+json",
+        &json!({"status": {"ready": "yes"}}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(causes(&body)[0].0, "status.ready");
+    let (code, _) = raw(
+        &double,
+        "PATCH",
+        &format!("{path}/g/status"),
+        "application/merge-patch+json",
+        &json!({"status": {"ready": true}}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 200);
 }

@@ -214,22 +214,7 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
     assert!(before <= 64.0 * 1024.0);
 
     // gRPC says RESOURCE_EXHAUSTED with RetryInfo (retryable per OTLP).
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    );
-    let st = grpc
-        .unary(
-            tonic::Request::new(bytes::Bytes::from(support::log_request(seq))),
-            path,
-            seedgate::grpc_codec::RawCodec,
-        )
+    let st = support::grpc_logs_export(sg.grpc_endpoint(), support::log_request(seq))
         .await
         .unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted);

@@ -1005,9 +1005,33 @@ async fn tls_material_gets_kyma_reasons_and_messages() {
     let (valid_cert, valid_key, _) = self_signed(365);
     let (expired_cert, expired_key, expired_on) = self_signed(-2);
     let (soon_ca, _, soon_until) = self_signed(5);
+    let (_, other_key, _) = self_signed(365);
     let value = |pem: &str| json!({ "value": pem });
+    // A certificate without its key is Kyma's API refusal, not a condition.
+    let mut half = serde_json::to_value(log_pipeline(
+        "half",
+        json!({ "value": "https://backend.example:4318" }),
+    ))
+    .unwrap();
+    half["spec"]["output"]["otlp"]["tls"] = json!({ "cert": value(&valid_cert) });
+    let refused = pipelines
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(half).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains(
+            "spec.output.otlp.tls: Invalid value: \"object\": Can define either both 'cert' and 'key', or neither"
+        ),
+        "{refused}"
+    );
     for (name, tls) in [
-        ("half", json!({ "cert": value(&valid_cert) })),
+        (
+            "half",
+            json!({ "cert": value(&valid_cert), "key": value(&other_key) }),
+        ),
         (
             "expired",
             json!({ "cert": value(&expired_cert), "key": value(&expired_key) }),
@@ -1039,7 +1063,7 @@ async fn tls_material_gets_kyma_reasons_and_messages() {
     .await;
     assert_eq!(
         half,
-        "TLS configuration invalid: a certificate and private key must either both be provided or both be missing"
+        "TLS configuration invalid: certificate and private key do not match"
     );
     let expired = wait_condition(
         &pipelines,
@@ -1258,4 +1282,133 @@ async fn a_filling_buffer_shows_in_the_status_without_a_scrape() {
     )
     .await;
     sending.abort();
+}
+
+const KYMA_SAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/upstream/kyma/samples/"
+);
+
+/// Kyma's own pipelines (its v1beta1 samples and load-test pipelines, read
+/// in place), applied as they are, each under a name of its own: the API
+/// server accepts every one, and every one reaches a defined status. Those
+/// seedgate can run are applied (`GatewayConfigured`, in the effective
+/// config); the others are not applied at all, with the reason a user can
+/// act on: a Fluent Bit output or an agent input names its field, a missing
+/// Secret names the Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kyma_samples_reach_a_defined_status() {
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = tracking_sink().await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n",
+            sink.http_endpoint()
+        ),
+    );
+    let sg = start_kube(&api, dir.path(), &yaml).await;
+    install_pipeline_crds(&client, &sg).await;
+    // (file, the pipeline's kind, what ConfigurationGenerated says)
+    let samples = [
+        (
+            "upstream-samples/v1beta1/telemetry_v1beta1_logpipeline_fluentbit.yaml",
+            "LogPipeline",
+            ("UnsupportedFeature", "spec.output.http"),
+        ),
+        (
+            "load-tests/log-fluentbit-test-setup.yaml",
+            "LogPipeline",
+            ("UnsupportedFeature", "spec.output.http"),
+        ),
+        (
+            "upstream-samples/v1beta1/telemetry_v1beta1_logpipeline_otel_input_runtime.yaml",
+            "LogPipeline",
+            ("ReferencedSecretMissing", "Secret 'log-sink-credentials'"),
+        ),
+        (
+            "upstream-samples/v1beta1/telemetry_v1beta1_metricpipeline.yaml",
+            "MetricPipeline",
+            ("UnsupportedFeature", "spec.input.runtime"),
+        ),
+        (
+            "load-tests/metric-load-test-setup.yaml",
+            "MetricPipeline",
+            ("GatewayConfigured", ""),
+        ),
+        (
+            "upstream-samples/v1beta1/telemetry_v1beta1_tracepipeline.yaml",
+            "TracePipeline",
+            ("ReferencedSecretMissing", "Secret 'trace-sink-credentials'"),
+        ),
+        (
+            "load-tests/trace-load-test-setup.yaml",
+            "TracePipeline",
+            ("GatewayConfigured", ""),
+        ),
+    ];
+    let mut applied_names = Vec::new();
+    for (i, (file, kind, (reason, names))) in samples.iter().enumerate() {
+        let text = std::fs::read_to_string(format!("{KYMA_SAMPLES}{file}")).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let mut doc = docs
+            .into_iter()
+            .find(|d| d["kind"] == *kind && d["apiVersion"] == "telemetry.kyma-project.io/v1beta1")
+            .unwrap_or_else(|| panic!("{file}: no {kind}"));
+        let name = format!("sample-{i}");
+        doc["metadata"] = json!({ "name": name });
+        let pipelines = pipeline_api(&client, kind);
+        pipelines
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(doc).unwrap(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{file}: the API server refused it: {e}"));
+        let message = eventually(
+            &format!("{file}: ConfigurationGenerated {reason}"),
+            async || {
+                let p = pipelines.get_status(&name).await.ok()?;
+                let c = p.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "ConfigurationGenerated")?
+                    .clone();
+                (c["reason"] == *reason).then(|| c["message"].as_str().unwrap().to_owned())
+            },
+        )
+        .await;
+        assert!(message.contains(names), "{file}: {message}");
+        if *reason == "GatewayConfigured" {
+            applied_names.push(name);
+        }
+    }
+    // Only the applied ones are in the effective config: nothing half-applied.
+    let cms: Api<ConfigMap> = Api::namespaced(client, "seedgate");
+    eventually(
+        "the effective config lists exactly the applied pipelines",
+        async || {
+            let cm = cms.get(effective_config::NAME).await.ok()?;
+            let applied: Vec<AppliedPipeline> =
+                serde_saphyr::from_str(&cm.data?[effective_config::KEY]).ok()?;
+            let mut names: Vec<String> = applied.into_iter().map(|p| p.name).collect();
+            names.sort();
+            (names == applied_names).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The pipelines of one kind, untyped.
+fn pipeline_api(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
+    use kube::discovery::ApiResource;
+    use seedgate::operator::crds::{LogPipeline, MetricPipeline, TracePipeline};
+    let resource = match kind {
+        "LogPipeline" => ApiResource::erase::<LogPipeline>(&()),
+        "MetricPipeline" => ApiResource::erase::<MetricPipeline>(&()),
+        _ => ApiResource::erase::<TracePipeline>(&()),
+    };
+    Api::all_with(client.clone(), &resource)
 }

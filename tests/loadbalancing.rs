@@ -126,6 +126,77 @@ async fn send_traces(sg: &Seedgate, dir: &Path, traces: u64, sinks: &[&SinkHandl
     .await;
 }
 
+type LoadRun = tokio::task::JoinHandle<anyhow::Result<seedgate::tools::loadgen::Summary>>;
+
+/// Traces at 4 000 spans/s for `secs` in the background, seqs from
+/// 1 000 000, the acked ones written to `acked`.
+fn under_load(sg: &Seedgate, secs: u64, acked: &Path) -> LoadRun {
+    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
+    stream(
+        sg.grpc_endpoint(),
+        &flags,
+        &["ns"],
+        Duration::from_secs(secs),
+        1_000_000,
+        acked,
+    )
+}
+
+/// Waits for the load `run` (its acked seqs in `acked_path`) to end and
+/// every acked span to reach one of `sinks`, then checks that none is
+/// missing and that the extra copies are at most what the balancer counted
+/// as possibly duplicated. Prints what `what` came to, with the records
+/// re-routed for `reason`; returns how many spans were acked.
+async fn nothing_lost(
+    sg: &Seedgate,
+    run: LoadRun,
+    acked_path: &Path,
+    sinks: &[SinkHandle],
+    reason: &str,
+    what: &str,
+) -> u64 {
+    let summary = run.await.unwrap().unwrap();
+    assert!(summary.records_acked > 1_000, "{summary:?}");
+    let acked = seedgate::tools::acked::read_acked_file(acked_path).unwrap();
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    eventually("every acked span at some backend", async || {
+        support::delivered_somewhere(&all, &acked).then_some(())
+    })
+    .await;
+    let mut copies: HashMap<u64, u32> = HashMap::new();
+    for s in sinks {
+        for (seq, n) in s.seqs() {
+            *copies.entry(seq).or_default() += n;
+        }
+    }
+    let missing = acked.iter().filter(|s| !copies.contains_key(s)).count();
+    let duplicates: u64 = copies
+        .values()
+        .map(|n| u64::from(n.saturating_sub(1)))
+        .sum();
+    let possible = sg
+        .metric(
+            "seedgate_lb_possible_duplicate_records_total",
+            &["destination=\"traces\""],
+        )
+        .await
+        .unwrap();
+    let rerouted = sg
+        .metric(
+            "seedgate_lb_rerouted_records_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+        .await
+        .unwrap();
+    println!(
+        "{what}: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed ({reason})",
+        acked.len()
+    );
+    assert_eq!(missing, 0);
+    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
+    acked.len()
+}
+
 /// Forgets what the sinks got, sends the same 1 000 traces again and says
 /// where each went.
 async fn resend(sg: &Seedgate, dir: &Path, sinks: &[&SinkHandle]) -> HashMap<u64, usize> {
@@ -174,56 +245,20 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
 
     // Under load, one backend dies for good.
     let acked_path = dir.path().join("acked-kill");
-    let flags = [&TRACE_FLAGS[..], &["--rate", "4000"]].concat();
-    let run = stream(
-        sg.grpc_endpoint(),
-        &flags,
-        &["ns"],
-        Duration::from_secs(8),
-        1_000_000,
-        &acked_path,
-    );
+    let run = under_load(&sg, 8, &acked_path);
     tokio::time::sleep(Duration::from_secs(2)).await;
     sinks[0].go_down().await;
-    let summary = run.await.unwrap().unwrap();
-    assert!(summary.records_acked > 1_000, "{summary:?}");
-    let acked = seedgate::tools::acked::read_acked_file(&acked_path).unwrap();
-    let live: Vec<&SinkHandle> = sinks.iter().collect();
-    eventually("every acked span at some backend", async || {
-        support::delivered_somewhere(&live, &acked).then_some(())
-    })
-    .await;
-
     // Zero acked spans missing; duplicates counted, and no more than the
     // balancer says were in flight to the dead backend.
-    let mut copies: HashMap<u64, u32> = HashMap::new();
-    for s in &sinks {
-        for (seq, n) in s.seqs() {
-            *copies.entry(seq).or_default() += n;
-        }
-    }
-    let missing = acked.iter().filter(|s| !copies.contains_key(s)).count();
-    let duplicates: u64 = copies
-        .values()
-        .map(|n| u64::from(n.saturating_sub(1)))
-        .sum();
-    let possible = sg
-        .metric(
-            "seedgate_lb_possible_duplicate_records_total",
-            &["destination=\"traces\""],
-        )
-        .await
-        .unwrap();
-    let rerouted = sg
-        .metric("seedgate_lb_rerouted_records_total", &["reason=\"failed\""])
-        .await
-        .unwrap();
-    println!(
-        "killed one of 4 backends under load: {} spans acked, {missing} missing, {duplicates} duplicated (metric: {possible} possible), {rerouted} re-routed",
-        acked.len()
-    );
-    assert_eq!(missing, 0);
-    assert!(duplicates as f64 <= possible, "{duplicates} > {possible}");
+    let acked = nothing_lost(
+        &sg,
+        run,
+        &acked_path,
+        &sinks,
+        "failed",
+        "killed one of 4 backends under load",
+    )
+    .await;
     assert_eq!(
         sg.metric("seedgate_lb_failovers_total", &["destination=\"traces\""])
             .await,
@@ -239,7 +274,102 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
     );
     // Spans acked after the failover all went to the three live backends.
     let dead_after: HashSet<u64> = sinks[0].seqs().into_keys().collect();
-    assert!(dead_after.len() < acked.len() as usize);
+    assert!((dead_after.len() as u64) < acked);
+}
+
+/// A backend's delivery loop crashed twice under load through the fault
+/// injection endpoint: the first time it is restarted at once and keeps its
+/// place; the second, within a minute, its restart waits (1 s) and it is out
+/// of the ring meanwhile, its queue re-routed. Both restarts are counted
+/// under `lb_backend`, the backend delivers again afterwards, and no
+/// acknowledged span is missing (copies at most what was in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_backend_loop_is_restarted_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared_port();
+    let ips = [2u8, 3, 4];
+    let sinks = sinks_on(ips, port).await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &pipeline(&static_resolver(&ips, port)),
+    )
+    .replace("pprof: true", "pprof: true\n  fault_injection: true");
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let all: Vec<&SinkHandle> = sinks.iter().collect();
+    let victim = endpoint(2, port);
+    let restarts = async || {
+        sg.metric("seedgate_actor_restarts_total", &["actor=\"lb_backend\""])
+            .await
+    };
+    let client = reqwest::Client::new();
+    let crash = async |pipeline: &str, backend: &str| {
+        let url = format!("/debug/pipelines/{pipeline}/backends/{backend}/crash");
+        let r = client.post(sg.admin_url(&url)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(restarts().await, Some(0.0));
+    assert_eq!(crash("logs", "0").await.0, 404);
+    let (status, text) = crash("traces", "3").await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains(&victim), "{text}");
+
+    let acked_path = dir.path().join("acked-crash");
+    let run = under_load(&sg, 10, &acked_path);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // By endpoint (URL-encoded): restarted at once, in place.
+    let encoded = victim.replace(':', "%3A").replace('/', "%2F");
+    let (status, text) = crash("traces", &encoded).await;
+    assert_eq!(status, 202, "{text}");
+    eventually("the first restart counted", async || {
+        (restarts().await? == 1.0).then_some(())
+    })
+    .await;
+    // By index (the sorted first): its restart now waits.
+    eventually("the restarted loop crashed again", async || {
+        let (status, text) = crash("traces", "0").await;
+        assert!(status == 202 || status == 409, "{status} {text}");
+        (status == 202).then_some(())
+    })
+    .await;
+    eventually("the second restart counted", async || {
+        (restarts().await? == 2.0).then_some(())
+    })
+    .await;
+    let up = format!("backend=\"{victim}\"");
+    eventually("the backend back in the ring", async || {
+        (sg.metric("seedgate_lb_backend_up", &[&up]).await? == 1.0).then_some(())
+    })
+    .await;
+    let log = sg.log();
+    for line in [
+        "fault injected into the delivery loop of traces@http://127.0.0.2",
+        "waits for its restart; taking the backend out of the ring",
+        "runs again; back in the ring",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log");
+    }
+
+    nothing_lost(
+        &sg,
+        run,
+        &acked_path,
+        &sinks,
+        "crashed",
+        "crashed one of 3 backend loops twice under load",
+    )
+    .await;
+
+    // It delivers again: its share of new traces reaches its sink.
+    for s in &sinks {
+        s.reset_stats();
+    }
+    send_traces(&sg, dir.path(), 300, &all).await;
+    let share = owners(&all).values().filter(|o| **o == 0).count();
+    assert!(
+        (50..150).contains(&share),
+        "the crashed backend got {share} of 300 traces"
+    );
+    assert_eq!(restarts().await, Some(2.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

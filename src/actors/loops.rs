@@ -4,24 +4,31 @@
 //! from; the owner calls [`Tasks::restart_dead`] every [`CHECK_EVERY`], and
 //! each task that ended (a panic ends it: tokio catches the panic at the
 //! task boundary) is started again from its plan, alone, counted in
-//! `seedgate_actor_restarts_total{actor}`. Its siblings are not touched.
+//! `seedgate_actor_restarts_total{actor}` with the panic message logged.
+//! Its siblings are not touched.
 //! A task that keeps failing soon after its start waits longer each time
 //! ([`restart_delay`]: at once, then 1 s doubling to 30 s; a run of
-//! [`STABLE_AFTER`] forgives the past).
+//! [`STABLE_AFTER`] forgives the past). A restart that waits is not a
+//! sleeping task but a plan kept in the set, started by the first
+//! `restart_dead` after its delay: so the owner can tell a task that runs
+//! from one that waits ([`Tasks::state`]) and act on it in between (the
+//! balancer re-routes a waiting backend's queue) without a run starting
+//! under its feet.
 //! Dropping a [`Tasks`] aborts every task in it, so an owner that dies or is
 //! aborted never leaves tasks behind, and a restarted owner never runs two
 //! tasks for one key.
 //!
 //! Owners: the exporter pool (a delivery loop per seed pipeline), each shoot
 //! client (a delivery loop per signal), each pipeline aggregator (a pipeline
-//! actor per pipeline resource, `super::pipeline`).
+//! actor per pipeline resource, `super::pipeline`), each load-balancing
+//! balancer (a delivery loop per backend, `crate::loadbalancing`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt as _;
+use futures::FutureExt;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -49,8 +56,9 @@ pub trait Task: Clone + Send + 'static {
 
 struct Running<T> {
     plan: T,
-    task: JoinHandle<()>,
-    /// When this run was started.
+    /// The run; `None` while a restart waits out its delay.
+    task: Option<JoinHandle<()>>,
+    /// When this run was started (or, while it waits, will be).
     started: Instant,
     /// Failures in a row, each within [`STABLE_AFTER`] of its start.
     failures: u32,
@@ -70,6 +78,17 @@ pub fn restart_delay(failures: u32) -> Duration {
         0 | 1 => Duration::ZERO,
         n => Duration::from_secs(1u64 << (n - 2).min(5)).min(MAX_BACKOFF),
     }
+}
+
+/// Where a task of a [`Tasks`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Its run goes on.
+    Running,
+    /// Its run ended; the next [`Tasks::restart_dead`] will see to it.
+    Ended,
+    /// It failed and waits out its restart delay.
+    Waiting,
 }
 
 /// See the module doc.
@@ -108,13 +127,7 @@ impl<T: Task> Tasks<T> {
     fn start_after(&mut self, plan: T, delay: Duration, failures: u32) {
         let k = plan.key();
         if !self.running.contains_key(&k) {
-            let run = plan.clone().run();
-            let task = self.rt.spawn(async move {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                run.await;
-            });
+            let task = delay.is_zero().then(|| self.rt.spawn(plan.clone().run()));
             let started = Instant::now() + delay;
             self.running.insert(
                 k,
@@ -137,7 +150,7 @@ impl<T: Task> Tasks<T> {
         self.running.retain(|k, r| {
             let keep = wanted.get(k).is_some_and(|p| p.same_plan(&r.plan));
             if !keep {
-                r.task.abort();
+                r.abort();
                 if wanted.contains_key(k) {
                     tracing::info!(task = %k, "The task's plan changed; starting it again with the new one");
                 }
@@ -151,24 +164,54 @@ impl<T: Task> Tasks<T> {
 
     /// Stops the task of `key`, if one runs, and forgets its plan.
     pub fn stop(&mut self, key: &str) {
-        if let Some(r) = self.running.remove(key) {
-            r.task.abort();
+        drop(self.stop_and_wait(key));
+    }
+
+    /// Stops the task of `key` like [`Tasks::stop`]; the future resolves
+    /// once the task is gone (an abort takes effect at the task's next
+    /// yield, so it may still be running when this returns).
+    pub fn stop_and_wait(&mut self, key: &str) -> impl Future<Output = ()> + use<T> {
+        let task = self.running.remove(key).and_then(|r| r.task);
+        if let Some(t) = &task {
+            t.abort();
+        }
+        async move {
+            if let Some(t) = task {
+                t.await.ok();
+            }
         }
     }
 
+    /// Where the task of `key` is; `None` when the set has none.
+    pub fn state(&self, key: &str) -> Option<TaskState> {
+        self.running.get(key).map(|r| match &r.task {
+            None => TaskState::Waiting,
+            Some(t) if t.is_finished() => TaskState::Ended,
+            Some(_) => TaskState::Running,
+        })
+    }
+
     /// Starts again every task that ended, counting each as a restart of
-    /// `actor`; the others are untouched. Returns how many were restarted.
+    /// `actor`, and starts the waiting ones whose delay is over; the others
+    /// are untouched. Returns how many ended.
     pub fn restart_dead(&mut self, metrics: &Metrics, actor: &'static str) -> usize {
+        let now = Instant::now();
+        for r in self.running.values_mut() {
+            if r.task.is_none() && r.started <= now {
+                r.task = Some(self.rt.spawn(r.plan.clone().run()));
+                r.started = now;
+            }
+        }
         let dead: Vec<String> = self
             .running
             .iter()
-            .filter(|(_, r)| r.task.is_finished())
+            .filter(|(_, r)| r.task.as_ref().is_some_and(JoinHandle::is_finished))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &dead {
             if let Some(old) = self.running.remove(k) {
                 // Finished, so its outcome is ready: a panic says why.
-                let why = match old.task.now_or_never() {
+                let why = match old.task.and_then(FutureExt::now_or_never) {
                     Some(Err(e)) if e.is_panic() => panic_text(e.into_panic()),
                     _ => "it returned".to_owned(),
                 };
@@ -196,7 +239,15 @@ impl<T> Tasks<T> {
     /// Aborts every task.
     pub fn stop_all(&mut self) {
         for (_, r) in self.running.drain() {
-            r.task.abort();
+            r.abort();
+        }
+    }
+}
+
+impl<T> Running<T> {
+    fn abort(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
         }
     }
 }
@@ -399,6 +450,46 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(good.ticks() <= frozen + 1, "a task outlived its owner");
         assert_eq!(restarts(), 2);
+    }
+
+    /// A task that fails again soon after its restart waits out its delay
+    /// in the set, not running, and the first check after the delay starts
+    /// it; `stop_and_wait` resolves once the task is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_that_waits_is_not_running_until_its_delay_is_over() {
+        let metrics = Metrics::new();
+        let bad = Probe::new("bad", 2);
+        let mut tasks = Tasks::new(Handle::current());
+        tasks.start(bad.clone());
+        let ended = |tasks: &Tasks<Probe>| tasks.state("bad") == Some(TaskState::Ended);
+        until("the first run to end", || ended(&tasks)).await;
+        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 1);
+        until("the second run to end", || ended(&tasks)).await;
+        let failed = Instant::now();
+        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 1);
+        assert_eq!(tasks.state("bad"), Some(TaskState::Waiting));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 0);
+        assert_eq!(tasks.state("bad"), Some(TaskState::Waiting));
+        assert_eq!(bad.runs(), 2, "a waiting restart ran early");
+
+        while tasks.state("bad") != Some(TaskState::Running) {
+            assert!(
+                failed.elapsed() < Duration::from_secs(10),
+                "never restarted"
+            );
+            tasks.restart_dead(&metrics, "pipeline");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed.elapsed() >= restart_delay(2));
+        until("the third run to tick", || bad.ticks() > 0).await;
+        assert_eq!(bad.runs(), 3);
+
+        tasks.stop_and_wait("bad").await;
+        assert_eq!(tasks.state("bad"), None);
+        let frozen = bad.ticks();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(bad.ticks(), frozen, "a stopped task runs on");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::signal::Signal;
 pub mod flow;
 mod lines;
 pub mod loadbalancing;
+pub mod memory;
 pub mod routing;
 
 pub use flow::{
@@ -30,6 +31,7 @@ pub use flow::{
 pub use loadbalancing::{
     DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey,
 };
+pub use memory::MemoryLimiterConfig;
 
 pub use routing::{
     ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,
@@ -48,6 +50,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:2021";
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 8 * 1024 * 1024;
 /// Bytes of request bodies held in memory at once across all receivers.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 128 * 1024 * 1024;
+/// A receiver connection that sends nothing for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where LMDB lives.
 pub const DEFAULT_DATA_DIR: &str = "./seedgate-data";
 /// LMDB map size: the most the on-disk buffer can ever hold.
@@ -172,6 +176,13 @@ pub struct ReceiversConfig {
     /// Request bytes held in memory at once, across both receivers; a request
     /// that does not fit waits, so memory stays bounded under any load.
     pub max_inflight_bytes: ByteSize,
+    /// A connection that sends nothing for this long is closed: while a
+    /// request's headers or the rest of its body are awaited, or the next
+    /// request on a kept-alive connection.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A process-wide soft limit on resident memory.
+    pub memory_limiter: MemoryLimiterConfig,
     /// TLS on both listeners; absent: plain text.
     pub tls: Option<ReceiverTlsConfig>,
 }
@@ -182,6 +193,8 @@ impl Default for ReceiversConfig {
             grpc: ListenerConfig::with_listen(DEFAULT_GRPC_LISTEN),
             http: ListenerConfig::with_listen(DEFAULT_HTTP_LISTEN),
             max_inflight_bytes: ByteSize(DEFAULT_MAX_INFLIGHT_BYTES),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            memory_limiter: MemoryLimiterConfig::default(),
             tls: None,
         }
     }
@@ -221,7 +234,11 @@ pub struct AdminConfig {
     /// Serve `/debug/pprof/profile` (a CPU profile; costs CPU while it runs).
     pub pprof: bool,
     /// Serve `POST /debug/shoots/{namespace}/crash`, which makes that shoot
-    /// client panic: for failure-isolation tests only, never in production.
+    /// client panic, `POST /debug/pipelines/{destination}/crash` (a
+    /// pipeline actor, `--kube`) and
+    /// `POST /debug/pipelines/{destination}/backends/{backend}/crash` (a
+    /// load-balanced backend's delivery loop): for failure-isolation tests
+    /// only, never in production.
     pub fault_injection: bool,
     /// A destination whose sends have failed without a success for this
     /// long is unhealthy: `/readyz` fails once every destination is, and
@@ -728,6 +745,14 @@ impl Config {
         if let Some(tls) = &self.receivers.tls {
             check_receiver_tls(&mut p, "receivers.tls", tls);
         }
+        if self.receivers.idle_timeout < Duration::from_millis(100) {
+            p.push("receivers.idle_timeout", "must be at least 100ms");
+        }
+        memory::check_memory_limiter(
+            &mut p,
+            "receivers.memory_limiter",
+            &self.receivers.memory_limiter,
+        );
         check_listen(&mut p, "admin.listen", &self.admin.listen);
         if self.storage.data_dir.as_os_str().is_empty() {
             p.push("storage.data_dir", "must not be empty");

@@ -35,8 +35,8 @@
 //!   answered);
 //! - **batches the old backend accepted are not sent again**: a delivery
 //!   loop deletes an entry only after the backend accepted it, and the
-//!   re-route reads the queue after the loop has stopped, so an accepted
-//!   batch is never there any more;
+//!   re-route reads the queue after the loop has stopped and the writer has
+//!   committed its deletes, so an accepted batch is never there any more;
 //! - **the one window for duplicates** is a batch that was in flight when
 //!   the loop was stopped: the backend may have taken it without us hearing
 //!   the answer. Those records are re-routed too and counted in
@@ -44,6 +44,33 @@
 //!   counts every in-flight record, answered or not);
 //! - keys move only for data not yet delivered: when a backend joins, data
 //!   already queued for the old owners of its keys stays with them.
+//!
+//! # Supervision of the backend loops
+//!
+//! The backend loops are supervised tasks like every other delivery loop
+//! ([`crate::actors::loops::Tasks`], checked on every round of the
+//! balancer): a loop that ends or panics is started again with the same
+//! backoff (at once, then 1 s doubling to 30 s), counted in
+//! `seedgate_actor_restarts_total{actor="lb_backend"}`, the panic message
+//! logged. What its share of the keys does meanwhile is decided by the
+//! restart's delay:
+//! - **restarted at once** (its first failure after a stable run): the
+//!   backend keeps its place and its queue. It is down for less than one
+//!   round of the balancer; re-routing would move its keys to other backends
+//!   (breaking the trace affinity load balancing exists for) and re-send
+//!   its in-flight batches elsewhere, for nothing;
+//! - **restart delayed** (it failed again within a minute of its start, so
+//!   it waits 1 s to 30 s): the backend leaves the ring and its queue is
+//!   re-routed, exactly as for a failover (`reason="crashed"`), so its share
+//!   neither strands behind a loop that is not running nor, with a full
+//!   queue, blocks the whole pipeline; it rejoins the ring when its new run
+//!   starts. The restart waits in the task set rather than in a sleeping
+//!   task, so no run can start while its queue is being re-routed.
+//!
+//! Either way a backend counts as up (`seedgate_lb_backend_up`, the ring,
+//! the pipeline's health) only while its loop runs, and what the dead run
+//! had in flight is counted in `seedgate_lb_possible_duplicate_records_total`:
+//! it is sent again, by the new run or by the backend its keys moved to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -53,30 +80,39 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::actors::loops::{Task, TaskState, Tasks};
 use crate::config::{LoadBalancingConfig, OutputConfig};
 use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::{ExportError, Exporter, Outcome};
 use crate::metrics::lb::{Backend as BackendLabels, DestSignal, Rerouted};
 use crate::proto::split::split;
 use crate::routing::{Destination, DestinationKind};
-use crate::store::{AppendPart, Queue, StoreError, WriteOp};
+use crate::store::{AppendPart, Queue, Reply, StoreError, WriteOp};
 
+pub mod faults;
 pub mod resolver;
 pub mod ring;
 
+use faults::{Faults, LoopFault, Registration};
 use ring::Ring;
 
 /// How often the balancer looks at health and membership when idle.
 const TICK: Duration = Duration::from_millis(250);
 
+/// The `actor` label of a backend loop's restarts.
+const RESTART_ACTOR: &str = "lb_backend";
+
 /// What makes a pipeline load-balanced: its `loadbalancing` block and the
 /// output every backend shares.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Balance {
     /// The pipeline's `loadbalancing` block.
     pub config: LoadBalancingConfig,
     /// The output; its endpoint is replaced per backend.
     pub output: OutputConfig,
+    /// Set with `admin.fault_injection`: where the backend loops register
+    /// their crash switch.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl Balance {
@@ -113,8 +149,9 @@ fn backend_queue_name(destination: &Destination, endpoint: &str) -> String {
     Destination::queue_name_of(DestinationKind::Backend, &name, destination.signal)
 }
 
-/// A task aborted when its handle is dropped: the balancer's children end
-/// with it (a restarted balancer never finds a second loop on a queue).
+/// A task aborted when its handle is dropped: the resolver ends with its
+/// balancer (the backend loops do too: dropping their [`Tasks`] aborts
+/// them, so a restarted balancer never finds a second loop on a queue).
 struct Owned(JoinHandle<()>);
 
 impl Drop for Owned {
@@ -127,10 +164,10 @@ impl Drop for Owned {
 struct Backend {
     /// Its queue, exporter and heartbeat.
     delivery: Delivery,
-    /// Its delivery loop while it is in the ring.
-    task: Option<Owned>,
     /// When it was last probed (while out for failing).
     probed: Instant,
+    /// Its loop's crash switch, with fault injection.
+    fault: Option<Registration>,
 }
 
 impl Backend {
@@ -138,8 +175,45 @@ impl Backend {
         &self.delivery.destination.queue
     }
 
-    fn up(&self) -> bool {
-        self.task.is_some()
+    /// Its loop's key in the balancer's [`Tasks`]: `<pipeline>@<endpoint>`.
+    fn key(&self) -> &str {
+        &self.delivery.destination.name
+    }
+
+    fn plan(&self) -> BackendLoop {
+        BackendLoop {
+            delivery: self.delivery.clone(),
+            fault: self.fault.as_ref().map(Registration::fault),
+        }
+    }
+}
+
+/// A backend's delivery loop, as a supervised task.
+#[derive(Debug, Clone)]
+struct BackendLoop {
+    delivery: Delivery,
+    fault: Option<Arc<LoopFault>>,
+}
+
+impl Task for BackendLoop {
+    fn key(&self) -> String {
+        self.delivery.destination.name.clone()
+    }
+
+    /// A backend gets a new heartbeat each time it (re)joins from outside
+    /// the set; a restart runs the same plan.
+    fn same_plan(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.delivery.heartbeat, &other.delivery.heartbeat)
+    }
+
+    async fn run(self) {
+        match self.fault {
+            Some(fault) => {
+                let name = self.delivery.destination.name.clone();
+                fault.guard(&name, self.delivery.run()).await;
+            }
+            None => self.delivery.run().await,
+        }
     }
 }
 
@@ -148,6 +222,7 @@ impl Backend {
 enum Why {
     Removed,
     Failed,
+    Crashed,
 }
 
 impl Why {
@@ -155,6 +230,7 @@ impl Why {
         match self {
             Why::Removed => "removed",
             Why::Failed => "failed",
+            Why::Crashed => "crashed",
         }
     }
 }
@@ -176,6 +252,7 @@ pub async fn run(input: Delivery, balance: Arc<Balance>) {
         balance,
         label,
         backends: BTreeMap::new(),
+        loops: Tasks::new(tokio::runtime::Handle::current()),
         ring: Ring::default(),
         resolved: rx,
         probes: JoinSet::new(),
@@ -190,6 +267,8 @@ struct Balancer {
     balance: Arc<Balance>,
     label: Arc<str>,
     backends: BTreeMap<String, Backend>,
+    /// The backends' delivery loops, supervised.
+    loops: Tasks<BackendLoop>,
     ring: Ring,
     resolved: watch::Receiver<resolver::Backends>,
     probes: JoinSet<(String, bool)>,
@@ -219,7 +298,7 @@ impl Balancer {
                 return;
             }
         }
-        self.apply_membership();
+        self.apply_membership().await;
         for queue in left {
             let endpoint = queue.name.get(prefix.len()..).unwrap_or_default();
             if !self.backends.contains_key(endpoint) {
@@ -229,8 +308,9 @@ impl Balancer {
         }
         loop {
             self.input.heartbeat.beat();
+            self.supervise().await;
             if self.resolved.has_changed().unwrap_or(false) {
-                self.apply_membership();
+                self.apply_membership().await;
             }
             self.adopt_orphans().await;
             self.check_health().await;
@@ -253,7 +333,7 @@ impl Balancer {
                 }
             }
             if membership {
-                self.apply_membership();
+                self.apply_membership().await;
             }
         }
     }
@@ -274,8 +354,9 @@ impl Balancer {
     }
 
     /// Adds the backends the resolver now names, removes the others; their
-    /// queues become orphans, re-routed over the new ring.
-    fn apply_membership(&mut self) {
+    /// queues become orphans, re-routed over the new ring once their loops
+    /// are gone.
+    async fn apply_membership(&mut self) {
         let wanted: BTreeSet<String> = self
             .resolved
             .borrow_and_update()
@@ -292,15 +373,77 @@ impl Balancer {
                 self.add(endpoint);
             }
         }
+        let mut stopped = Vec::new();
         for endpoint in gone {
-            if let Some(mut backend) = self.backends.remove(&endpoint) {
+            if let Some(backend) = self.backends.remove(&endpoint) {
                 tracing::info!(destination = %self.label, backend = %endpoint, queued = backend.queue().records(), "Backend removed; re-routing its queue");
-                self.stop(&mut backend);
+                stopped.push(self.stop(&endpoint, &backend));
                 self.input.metrics.lb.forget(&self.labels(&endpoint));
                 self.orphans.push(Arc::clone(backend.queue()));
             }
         }
         self.rebuild_ring();
+        if !stopped.is_empty() {
+            futures::future::join_all(stopped).await;
+            self.settle().await;
+        }
+    }
+
+    /// Supervises the backend loops (see "Supervision" in the module doc):
+    /// counts what a loop that ended had in flight, starts it again through
+    /// [`Tasks::restart_dead`], and brings the ring in line with which loops
+    /// run: a backend whose loop waits for its restart leaves it and its
+    /// queue is re-routed; one whose new run started rejoins.
+    async fn supervise(&mut self) {
+        let mut ended = false;
+        for b in self.backends.values() {
+            if self.loops.state(b.key()) == Some(TaskState::Ended) {
+                self.count_possible_duplicates(b);
+                ended = true;
+            }
+        }
+        if ended {
+            // The dead run's deletes of what its backend accepted commit
+            // before anything reads its queue again.
+            self.settle().await;
+        }
+        self.loops.restart_dead(&self.input.metrics, RESTART_ACTOR);
+        let (mut down, mut back) = (Vec::new(), Vec::new());
+        for (endpoint, b) in &self.backends {
+            let in_ring = self.ring.members().any(|m| m == endpoint);
+            match (in_ring, self.up(b)) {
+                (true, false) => down.push(endpoint.clone()),
+                (false, true) => back.push(endpoint.clone()),
+                _ => {}
+            }
+        }
+        if down.is_empty() && back.is_empty() {
+            return;
+        }
+        for endpoint in &back {
+            tracing::info!(destination = %self.label, backend = %endpoint, "The backend's delivery loop runs again; back in the ring");
+            self.set_up(endpoint, true);
+        }
+        for endpoint in &down {
+            tracing::warn!(destination = %self.label, backend = %endpoint, "The backend's delivery loop waits for its restart; taking the backend out of the ring and re-routing its queue");
+            self.set_up(endpoint, false);
+        }
+        self.rebuild_ring();
+        if down.is_empty() {
+            return;
+        }
+        // Also for a loop that ended since the check above.
+        self.settle().await;
+        for endpoint in down {
+            if let Some(queue) = self.backends.get(&endpoint).map(|b| Arc::clone(b.queue())) {
+                self.reroute(&queue, Why::Crashed).await;
+            }
+        }
+    }
+
+    /// Whether the backend's loop runs: only then is it in the ring.
+    fn up(&self, backend: &Backend) -> bool {
+        self.loops.state(backend.key()) == Some(TaskState::Running)
     }
 
     /// Re-routes the queues of backends that left, and drops each once it
@@ -356,58 +499,74 @@ impl Balancer {
             &self.input.batch,
             self.balance.output.rate_limit.as_ref(),
         ));
+        let fault = self
+            .balance
+            .faults
+            .as_ref()
+            .map(|f| f.register(&self.label, d.signal.as_str(), &endpoint));
         let mut backend = Backend {
             delivery,
-            task: None,
             probed: Instant::now(),
+            fault,
         };
-        self.start(&mut backend);
+        self.start(&endpoint, &mut backend);
         tracing::info!(destination = %self.label, backend = %endpoint, "Backend added");
         self.backends.insert(endpoint, backend);
     }
 
     /// Starts a backend's delivery loop with a fresh heartbeat (its failure
     /// history starts again).
-    fn start(&self, backend: &mut Backend) {
+    fn start(&mut self, endpoint: &str, backend: &mut Backend) {
         backend.delivery.heartbeat = Arc::default();
-        backend.task = Some(Owned(tokio::spawn(backend.delivery.clone().run())));
-        self.input
-            .metrics
-            .lb
-            .backend_up
-            .get_or_create(&self.labels(backend_endpoint(backend)))
-            .set(1);
+        self.loops.start(backend.plan());
+        self.set_up(endpoint, true);
     }
 
     /// Stops a backend's delivery loop; what it had in flight may have
-    /// reached the backend and is counted as possibly duplicated.
-    fn stop(&self, backend: &mut Backend) {
-        if backend.task.take().is_some() {
-            let inflight = backend.delivery.heartbeat.inflight_records();
-            if inflight > 0 {
-                self.input
-                    .metrics
-                    .lb
-                    .possible_duplicates
-                    .get_or_create(&self.dest_signal())
-                    .inc_by(inflight);
-            }
+    /// reached the backend and is counted as possibly duplicated. The
+    /// future resolves once the loop is gone.
+    fn stop(&mut self, endpoint: &str, backend: &Backend) -> impl Future<Output = ()> + use<> {
+        // A waiting loop's dead run was counted when it ended.
+        if matches!(
+            self.loops.state(backend.key()),
+            Some(TaskState::Running | TaskState::Ended)
+        ) {
+            self.count_possible_duplicates(backend);
         }
+        self.set_up(endpoint, false);
+        self.loops.stop_and_wait(backend.key())
+    }
+
+    /// Counts what the backend's loop has in flight as possibly sent twice.
+    fn count_possible_duplicates(&self, backend: &Backend) {
+        let inflight = backend.delivery.heartbeat.inflight_records();
+        if inflight > 0 {
+            self.input
+                .metrics
+                .lb
+                .possible_duplicates
+                .get_or_create(&self.dest_signal())
+                .inc_by(inflight);
+        }
+    }
+
+    fn set_up(&self, endpoint: &str, up: bool) {
         self.input
             .metrics
             .lb
             .backend_up
-            .get_or_create(&self.labels(backend_endpoint(backend)))
-            .set(0);
+            .get_or_create(&self.labels(endpoint))
+            .set(i64::from(up));
     }
 
     fn rebuild_ring(&mut self) {
-        self.ring = Ring::new(
-            self.backends
-                .iter()
-                .filter(|(_, b)| b.up())
-                .map(|(e, _)| e.clone()),
-        );
+        let up: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| self.up(b))
+            .map(|(e, _)| e.clone())
+            .collect();
+        self.ring = Ring::new(up);
     }
 
     /// Takes out backends failing for too long; probes those that are out.
@@ -418,7 +577,7 @@ impl Balancer {
                 .backends
                 .iter()
                 .filter(|(_, b)| {
-                    b.up()
+                    self.up(b)
                         && b.delivery
                             .heartbeat
                             .failing_for()
@@ -441,18 +600,21 @@ impl Balancer {
                     .failovers
                     .get_or_create(&self.dest_signal())
                     .inc();
-                self.stop(&mut backend);
+                let stopped = self.stop(&endpoint, &backend);
                 backend.probed = Instant::now();
                 let queue = Arc::clone(backend.queue());
                 self.backends.insert(endpoint, backend);
                 self.rebuild_ring();
+                stopped.await;
+                self.settle().await;
                 self.reroute(&queue, Why::Failed).await;
             }
         }
         let every = self.balance.config.probe_interval;
         let output_timeout = self.balance.output.timeout;
         for (endpoint, backend) in &mut self.backends {
-            if backend.up() || backend.probed.elapsed() < every {
+            // Only a backend out for failing has no loop in the set.
+            if self.loops.state(backend.key()).is_some() || backend.probed.elapsed() < every {
                 continue;
             }
             backend.probed = Instant::now();
@@ -477,9 +639,9 @@ impl Balancer {
         let Some(mut backend) = self.backends.remove(endpoint) else {
             return;
         };
-        if !backend.up() {
+        if self.loops.state(backend.key()).is_none() {
             tracing::info!(destination = %self.label, backend = %endpoint, "Backend answers again; back in the ring");
-            self.start(&mut backend);
+            self.start(endpoint, &mut backend);
         }
         self.backends.insert(endpoint.to_owned(), backend);
         self.rebuild_ring();
@@ -491,7 +653,7 @@ impl Balancer {
         let any_ok = self
             .backends
             .values()
-            .any(|b| b.up() && b.delivery.heartbeat.failing_for().is_none());
+            .any(|b| self.up(b) && b.delivery.heartbeat.failing_for().is_none());
         self.input.heartbeat.record(!any_ok);
     }
 
@@ -655,21 +817,28 @@ impl Balancer {
     }
 
     async fn drop_queue(&self, queue: &Arc<Queue>) {
-        let (reply, rx) = oneshot::channel();
-        let op = WriteOp::Drop {
+        self.commit(|reply| WriteOp::Drop {
             queue: Arc::clone(queue),
             reply: Some(reply),
-        };
-        if self.input.writer.send(op).is_ok() {
+        })
+        .await;
+    }
+
+    /// Waits until every write sent before is committed: the deletes of
+    /// what a stopped loop's backend accepted, so a re-route does not send
+    /// that again.
+    async fn settle(&self) {
+        self.commit(|reply| WriteOp::Flush { reply }).await;
+    }
+
+    /// Sends the writer `op` and waits for its answer (none if the writer
+    /// is gone: shutting down).
+    async fn commit(&self, op: impl FnOnce(Reply) -> WriteOp) {
+        let (reply, rx) = oneshot::channel();
+        if self.input.writer.send(op(reply)).is_ok() {
             rx.await.ok();
         }
     }
-}
-
-/// The endpoint of a backend, from its destination name.
-fn backend_endpoint(backend: &Backend) -> &str {
-    let name = &backend.delivery.destination.name;
-    name.split_once('@').map_or(name.as_str(), |(_, e)| e)
 }
 
 fn log_move_error(destination: &str, e: &StoreError) {

@@ -28,7 +28,8 @@ pub struct Rerouted {
     pub destination: String,
     /// logs, metrics, traces.
     pub signal: &'static str,
-    /// `removed` (the resolver dropped it) or `failed` (failover).
+    /// `removed` (the resolver dropped it), `failed` (failover) or
+    /// `crashed` (its delivery loop waits for a restart).
     pub reason: &'static str,
 }
 
@@ -64,17 +65,19 @@ pub enum LbResult {
 /// See the module doc.
 #[derive(Debug, Default)]
 pub struct LbMetrics {
-    /// 1 while the backend is in the ring, 0 while it is out for failing.
+    /// 1 while the backend is in the ring (its delivery loop runs), 0 while
+    /// it is out for failing or its loop waits for a restart.
     pub backend_up: Family<Backend, Gauge>,
     /// Records queued for the backend.
     pub backend_queue_records: Family<Backend, Gauge>,
     /// Records the balancer moved into the backend's queue.
     pub routed_records: Family<Backend, Counter>,
-    /// Records moved from a backend that left or failed to the backends now
-    /// owning their keys.
+    /// Records moved from a backend that left, failed or whose loop waits
+    /// for a restart to the backends now owning their keys.
     pub rerouted_records: Family<Rerouted, Counter>,
-    /// Records that were in flight to a backend when it was taken out and
-    /// were re-routed: the old backend may have taken them too.
+    /// Records that were in flight to a backend when it was taken out or
+    /// its delivery loop ended: sent again (re-routed, or by the loop's
+    /// next run), so the backend may have taken them twice.
     pub possible_duplicates: Family<DestSignal, Counter>,
     /// Backends taken out of the ring for failing longer than
     /// `failover_after`.
@@ -91,7 +94,7 @@ impl LbMetrics {
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "backend_up",
-            "1 while the backend is in the ring, 0 while it is out for failing",
+            "1 while the backend is in the ring (its delivery loop runs), 0 while it is out for failing or its loop waits for a restart",
             self.backend_up.clone(),
         );
         r.register(
@@ -106,12 +109,12 @@ impl LbMetrics {
         );
         r.register(
             "rerouted_records",
-            "Records moved from a backend that left (removed) or failed (failed) to the backends now owning their keys",
+            "Records moved from a backend that left (removed), failed (failed) or whose delivery loop waits for a restart (crashed) to the backends now owning their keys",
             self.rerouted_records.clone(),
         );
         r.register(
             "possible_duplicate_records",
-            "Records in flight to a backend when it was taken out; re-routed, so the old backend may have them too",
+            "Records in flight to a backend when it was taken out or its delivery loop ended; sent again, so a backend may have them twice",
             self.possible_duplicates.clone(),
         );
         r.register(
@@ -155,7 +158,7 @@ impl LbMetrics {
         self.possible_duplicates.get_or_create(&ds).inc_by(0);
         self.failovers.get_or_create(&ds).inc_by(0);
         self.blocked.get_or_create(&ds).set(0);
-        for reason in ["removed", "failed"] {
+        for reason in ["removed", "failed", "crashed"] {
             self.rerouted_records
                 .get_or_create(&Rerouted {
                     destination: destination.to_owned(),

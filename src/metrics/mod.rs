@@ -22,6 +22,7 @@ pub mod flow;
 pub mod health;
 pub mod kube;
 pub mod lb;
+pub mod memory;
 pub mod shoot;
 pub mod tls;
 
@@ -196,6 +197,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Receivers.
     pub receiver: Arc<ReceiverMetrics>,
+    /// The receivers' memory limiter and idle timeouts.
+    pub memory: Arc<memory::MemoryMetrics>,
     /// Routing.
     pub router: Arc<RouterMetrics>,
     /// The LMDB writer.
@@ -237,6 +240,9 @@ impl Metrics {
         kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
         let lb = Arc::new(lb::LbMetrics::default());
         lb.register(registry.sub_registry_with_prefix("seedgate_lb"));
+        let memory = Arc::new(memory::MemoryMetrics::default());
+        memory.register(registry.sub_registry_with_prefix("seedgate_receiver"));
+        memory.init();
         let flow = Arc::new(flow::FlowMetrics::default());
         flow.register(registry.sub_registry_with_prefix("seedgate_exporter"));
         tls::global().register(&mut registry);
@@ -403,6 +409,7 @@ impl Metrics {
         Self {
             registry,
             receiver,
+            memory,
             router,
             store,
             queue,
@@ -467,6 +474,7 @@ impl Metrics {
             "shoot_client",
             "kube_watcher",
             "pipeline",
+            "lb_backend",
         ] {
             self.actor
                 .restarts

@@ -14,14 +14,32 @@
 //!   headers, TLS and compression, as Kyma.
 //! - `spec.seedgate`: seedgate's own extension (not in Kyma): the pipeline's
 //!   queue limit and what happens when it is full.
-//! - Kyma features seedgate does not have are kept in the schema, so the API
-//!   server does not silently prune them, and a pipeline that uses them is
-//!   not applied (`ConfigurationGenerated=False`, reason `UnsupportedFeature`,
-//!   see [`PipelineSpec::unsupported`]): OTTL `transform` and `filter`,
-//!   OAuth2, the agent inputs (`runtime`, `prometheus`, `istio`) when enabled,
-//!   `compression: snappy`, `temporality: delta`. Fluent Bit outputs
-//!   (`output.http`, `output.custom`) are not in the schema: `output.otlp` is
-//!   required, so the API server refuses such a LogPipeline.
+//! - Kyma features seedgate does not have are in the schema, whole, so the
+//!   API server accepts and refuses what Kyma's does, and a pipeline that
+//!   uses them is not applied at all (`ConfigurationGenerated=False`, reason
+//!   `UnsupportedFeature` naming the field and what to do instead, see
+//!   [`PipelineSpec::unsupported`]): the Fluent Bit outputs `output.http`
+//!   and `output.custom` and Fluent Bit's `files`, `filters` and
+//!   `variables`; OTTL `transform` and `filter`; OAuth2; the agent inputs
+//!   (`runtime`, `prometheus`, `istio`) when enabled; `compression: snappy`;
+//!   `temporality: delta`.
+//!
+//! The schemas are Kyma's v1beta1 ones field for field, with every
+//! `x-kubernetes-validations` rule and Kyma's message (`tests/crds.rs`
+//! compares them with the upstream CRDs and runs Kyma's reject cases through
+//! an API server double that evaluates them). Where seedgate differs, on
+//! purpose: `protocol` defaults to `grpc` and the LogPipeline `spec` rules
+//! tolerate a left-out `input` (Kyma's defaulting webhook sets both; seedgate
+//! has none, and without them the rules would fail to evaluate); and the
+//! `spec.seedgate` extension. Two things the derive cannot say are attached
+//! here in code: no `nullable` anywhere ([`crds`]), and the `isURL` rule on
+//! `oauth2.tokenURL` next to [`ValueType`]'s own.
+//!
+//! Only v1beta1 is served. Kyma also serves the deprecated v1alpha1 through
+//! a conversion webhook (`input.application`, `disabled` flags); a CRD can
+//! only serve two schemas for one stored object through such a webhook,
+//! which seedgate does not run, so v1alpha1 objects are refused (404) rather
+//! than stored unconverted.
 //!
 //! Deserialisation is lenient (serde defaults everywhere, unknown fields
 //! ignored) so that every stored object can be read and given a status; the
@@ -34,6 +52,7 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::PipelineKind;
 
@@ -61,22 +80,46 @@ pub const VERSION: &str = "v1beta1";
     doc = "LogPipeline sends the logs that arrive at seedgate over OTLP to one OTLP backend (Kyma telemetry schema, served by seedgate)."
 )]
 #[serde(rename_all = "camelCase")]
+// Kyma's rules, written so that a left-out `input` is no error (Kyma's
+// webhook always sets it; seedgate has no webhook).
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.output.otlp) && has(self.input) && has(self.input.runtime) && has(self.input.runtime.dropLabels))", "message": "input.runtime.dropLabels is not supported with otlp output"},
+    {"rule": "!(has(self.output.otlp) && has(self.input) && has(self.input.runtime) && has(self.input.runtime.keepAnnotations))", "message": "input.runtime.keepAnnotations is not supported with otlp output"},
+    {"rule": "!(has(self.output.otlp) && has(self.filters))", "message": "filters are not supported with otlp output"},
+    {"rule": "!(has(self.output.otlp) && has(self.files))", "message": "files not supported with otlp output"},
+    {"rule": "!(has(self.output.otlp) && has(self.variables))", "message": "variables not supported with otlp output"},
+    {"rule": "has(self.output.otlp) || !(has(self.transform))", "message": "transform is only supported with otlp output"},
+    {"rule": "has(self.output.otlp) || !(has(self.filter))", "message": "filter is only supported with otlp output"},
+    {"rule": "has(self.output.otlp) || !(has(self.input) && has(self.input.otlp))", "message": "otlp input is only supported with otlp output"}
+]))]
 pub struct LogPipelineSpec {
     /// Which logs the pipeline takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<LogPipelineInput>,
-    /// Where the pipeline sends its logs.
-    pub output: PipelineOutput,
-    /// OTTL transformations (Kyma). Not supported by seedgate: a pipeline
-    /// that lists any is not applied.
+    /// Where the pipeline sends its logs: exactly one of `otlp`, `http`,
+    /// `custom`.
+    pub output: LogPipelineOutput,
+    /// OTTL transformations (Kyma; OTLP output only). Not supported by
+    /// seedgate: a pipeline that lists any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub transform: Option<Vec<Value>>,
-    /// OTTL filters (Kyma). Not supported by seedgate: a pipeline that lists
-    /// any is not applied.
+    pub transform: Option<Vec<TransformSpec>>,
+    /// OTTL filters (Kyma; OTLP output only). Not supported by seedgate: a
+    /// pipeline that lists any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub filter: Option<Vec<Value>>,
+    pub filter: Option<Vec<FilterSpec>>,
+    /// Files mounted into Kyma's Fluent Bit (HTTP/custom output only). Not
+    /// supported by seedgate: a pipeline that lists any is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileMount>>,
+    /// Fluent Bit filters (HTTP/custom output only). Not supported by
+    /// seedgate: a pipeline that lists any is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<FluentBitFilter>>,
+    /// Fluent Bit environment variables from Secrets (HTTP/custom output
+    /// only). Not supported by seedgate: a pipeline that lists any is not
+    /// applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Vec<VariableRef>>,
     /// seedgate's own settings for this pipeline (not part of Kyma's schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seedgate: Option<SeedgateOptions>,
@@ -109,13 +152,11 @@ pub struct MetricPipelineSpec {
     /// OTTL transformations (Kyma). Not supported by seedgate: a pipeline
     /// that lists any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub transform: Option<Vec<Value>>,
+    pub transform: Option<Vec<TransformSpec>>,
     /// OTTL filters (Kyma). Not supported by seedgate: a pipeline that lists
     /// any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub filter: Option<Vec<Value>>,
+    pub filter: Option<Vec<FilterSpec>>,
     /// seedgate's own settings for this pipeline (not part of Kyma's schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seedgate: Option<SeedgateOptions>,
@@ -141,17 +182,15 @@ pub struct MetricPipelineSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TracePipelineSpec {
     /// Where the pipeline sends its spans.
-    pub output: PipelineOutput,
+    pub output: TracePipelineOutput,
     /// OTTL transformations (Kyma). Not supported by seedgate: a pipeline
     /// that lists any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub transform: Option<Vec<Value>>,
+    pub transform: Option<Vec<TransformSpec>>,
     /// OTTL filters (Kyma). Not supported by seedgate: a pipeline that lists
     /// any is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_list")]
-    pub filter: Option<Vec<Value>>,
+    pub filter: Option<Vec<FilterSpec>>,
     /// seedgate's own settings for this pipeline (not part of Kyma's schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seedgate: Option<SeedgateOptions>,
@@ -179,8 +218,46 @@ pub struct LogPipelineInput {
     /// `enabled: false`, the pipeline is not applied. Point the seed's agents
     /// at seedgate's OTLP ports and select namespaces with `otlp.namespaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_object")]
-    pub runtime: Option<Value>,
+    pub runtime: Option<LogRuntimeInput>,
+}
+
+/// `spec.input.runtime` of a LogPipeline (Kyma's log agent).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRuntimeInput {
+    /// Collect container logs (Kyma's default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which namespaces' containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<NamespaceSelector>,
+    /// Which containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<ContainerSelector>,
+    /// Keep the pods' annotations (Fluent Bit output only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_annotations: Option<bool>,
+    /// Drop the pods' labels (Fluent Bit output only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_labels: Option<bool>,
+    /// Keep the original log line next to the parsed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_original_body: Option<bool>,
+}
+
+/// A container selector: `include` or `exclude`, not both.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.include) && has(self.exclude))", "message": "Only one of 'include' or 'exclude' can be defined"}
+]))]
+pub struct ContainerSelector {
+    /// Only these containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    /// Every container but these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
 }
 
 /// `spec.input` of a MetricPipeline.
@@ -193,18 +270,102 @@ pub struct MetricPipelineInput {
     /// Kyma's runtime metrics (agent). Not supported by seedgate: with
     /// `enabled: true` the pipeline is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_object")]
-    pub runtime: Option<Value>,
+    pub runtime: Option<MetricRuntimeInput>,
     /// Kyma's Prometheus scraping (agent). Not supported by seedgate: with
     /// `enabled: true` the pipeline is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_object")]
-    pub prometheus: Option<Value>,
+    pub prometheus: Option<PrometheusInput>,
     /// Kyma's Istio metrics (agent). Not supported by seedgate: with
     /// `enabled: true` the pipeline is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_object")]
-    pub istio: Option<Value>,
+    pub istio: Option<IstioInput>,
+}
+
+/// `spec.input.runtime` of a MetricPipeline (Kyma's metric agent).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricRuntimeInput {
+    /// Collect runtime metrics (Kyma's default: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<NamespaceSelector>,
+    /// Which Kubernetes resources' metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<RuntimeResources>,
+    /// Metrics beyond the default set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_metrics: Option<Vec<String>>,
+}
+
+/// `spec.input.runtime.resources` of a MetricPipeline.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeResources {
+    /// Pod metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<EnabledFlag>,
+    /// Container metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<EnabledFlag>,
+    /// Node metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<EnabledFlag>,
+    /// Volume metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<EnabledFlag>,
+    /// DaemonSet metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemonset: Option<EnabledFlag>,
+    /// Deployment metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<EnabledFlag>,
+    /// StatefulSet metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statefulset: Option<EnabledFlag>,
+    /// Job metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<EnabledFlag>,
+}
+
+/// `{enabled: bool}`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnabledFlag {
+    /// On or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// `spec.input.prometheus` of a MetricPipeline (Kyma's metric agent), and
+/// the common part of `spec.input.istio`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusInput {
+    /// Scrape (Kyma's default: false): annotated workloads for
+    /// `prometheus`, the Istio proxies for `istio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<NamespaceSelector>,
+    /// The scrapers' own metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic_metrics: Option<EnabledFlag>,
+}
+
+/// `spec.input.istio` of a MetricPipeline (Kyma's metric agent).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioInput {
+    /// `enabled` (scrape the Istio proxies, Kyma's default: false),
+    /// `namespaces`, `diagnosticMetrics`: as for Prometheus.
+    #[serde(flatten)]
+    pub scrape: PrometheusInput,
+    /// Envoy's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_metrics: Option<EnabledFlag>,
 }
 
 /// `spec.input.otlp`: data pushed to seedgate's OTLP receivers.
@@ -249,12 +410,123 @@ pub struct NamespaceSelector {
 
 // === outputs ===
 
-/// `spec.output` of a LogPipeline or TracePipeline.
+/// `spec.output` of a TracePipeline.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct PipelineOutput {
+pub struct TracePipelineOutput {
     /// The OTLP backend.
     pub otlp: OtlpOutput,
+}
+
+/// `spec.output` of a LogPipeline: exactly one of `otlp`, `http`, `custom`,
+/// and which of OTLP or not is fixed at creation (Kyma runs the two on
+/// different agents).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.otlp) == has(oldSelf.otlp)", "message": "Switching to or away from OTLP output is not supported. Please re-create the LogPipeline instead"},
+    {"rule": "(has(self.custom) == true ? 1 : 0) + (has(self.http) == true ? 1 : 0) + (has(self.otlp) == true ? 1 : 0) == 1", "message": "Exactly one output out of 'custom', 'http' or 'otlp' must be defined"}
+]))]
+pub struct LogPipelineOutput {
+    /// A Fluent Bit output section (Kyma). Not supported by seedgate: a
+    /// pipeline that sets it is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<String>,
+    /// Fluent Bit's HTTP output (Kyma).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOutput>,
+    /// The OTLP backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpOutput>,
+}
+
+/// `spec.output.http` of a LogPipeline: Fluent Bit's HTTP output.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.host.value) || has(self.host.valueFrom)", "message": "'host' must have 'value' or 'valueFrom' set"}
+]))]
+pub struct HttpOutput {
+    /// The host name (or IP) of the backend.
+    pub host: ValueType,
+    /// Basic authentication: the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ValueType>,
+    /// Basic authentication: the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<ValueType>,
+    /// The URL path (Fluent Bit's default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/.*$"))]
+    pub uri: Option<String>,
+    /// The port (Kyma's default `443`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// `gzip` to compress the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
+    /// `json` (Kyma's default) or `json_lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// TLS towards the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OutputTls>,
+    /// Replace dots in record keys by underscores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedot: Option<bool>,
+}
+
+/// An OTTL transformation (Kyma).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TransformSpec {
+    /// When the statements apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<String>>,
+    /// OTTL statements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<Vec<String>>,
+}
+
+/// An OTTL filter (Kyma).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterSpec {
+    /// Records matching any of these are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<String>>,
+}
+
+/// A file mounted into Kyma's Fluent Bit.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMount {
+    /// The file name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The file content.
+    #[schemars(length(min = 1))]
+    pub content: String,
+}
+
+/// A Fluent Bit filter section (Kyma).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FluentBitFilter {
+    /// The filter's configuration text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<String>,
+}
+
+/// A Fluent Bit environment variable from a Secret (Kyma).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariableRef {
+    /// The variable's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Its value's Secret.
+    pub value_from: ValueFromSource,
 }
 
 /// `spec.output` of a MetricPipeline.
@@ -284,6 +556,7 @@ pub struct MetricOtlpOutput {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "(has(self.path) && size(self.path) > 0) ? self.protocol == 'http' : true", "message": "Path is only available with HTTP protocol"},
+    {"rule": "(has(self.authentication) && has(self.authentication.oauth2) && self.protocol == 'grpc' && has(self.tls)) ? !(has(self.tls.insecure) && self.tls.insecure == true) : true", "message": "OAuth2 authentication requires TLS when using gRPC protocol"},
     {"rule": "has(self.endpoint.value) || has(self.endpoint.valueFrom)", "message": "'endpoint' must have 'value' or 'valueFrom' set"}
 ]))]
 pub struct OtlpOutput {
@@ -362,8 +635,33 @@ pub struct Authentication {
     /// OAuth2 client credentials (Kyma). Not supported by seedgate: a
     /// pipeline that sets it is not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "opaque_object")]
-    pub oauth2: Option<Value>,
+    pub oauth2: Option<OAuth2>,
+}
+
+/// OAuth2 client credentials (Kyma's schema).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.tokenURL.value) || has(self.tokenURL.valueFrom)", "message": "'tokenURL' must have 'value' or 'valueFrom' set"},
+    {"rule": "has(self.clientID.value) || has(self.clientID.valueFrom)", "message": "'clientID' must have 'value' or 'valueFrom' set"},
+    {"rule": "has(self.clientSecret.value) || has(self.clientSecret.valueFrom)", "message": "'clientSecret' must have 'value' or 'valueFrom' set"}
+]))]
+pub struct OAuth2 {
+    /// The token endpoint.
+    #[serde(rename = "tokenURL")]
+    #[schemars(transform = url_rule)]
+    pub token_url: ValueType,
+    /// The client ID.
+    #[serde(rename = "clientID")]
+    pub client_id: ValueType,
+    /// The client secret.
+    #[serde(rename = "clientSecret")]
+    pub client_secret: ValueType,
+    /// Extra token request parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<BTreeMap<String, String>>,
+    /// The scopes asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Basic authentication.
@@ -583,8 +881,9 @@ pub trait PipelineSpec {
     /// which has no input).
     fn otlp_input(&self) -> Option<&OtlpInput>;
 
-    /// `spec.output.otlp`.
-    fn otlp_output(&self) -> &OtlpOutput;
+    /// `spec.output.otlp`; `None` only for a LogPipeline with another
+    /// output, which [`unsupported`](Self::unsupported) reports.
+    fn otlp_output(&self) -> Option<&OtlpOutput>;
 
     /// `spec.seedgate`.
     fn seedgate(&self) -> Option<&SeedgateOptions>;
@@ -601,8 +900,8 @@ impl PipelineSpec for LogPipelineSpec {
         self.input.as_ref().and_then(|i| i.otlp.as_ref())
     }
 
-    fn otlp_output(&self) -> &OtlpOutput {
-        &self.output.otlp
+    fn otlp_output(&self) -> Option<&OtlpOutput> {
+        self.output.otlp.as_ref()
     }
 
     fn seedgate(&self) -> Option<&SeedgateOptions> {
@@ -610,13 +909,43 @@ impl PipelineSpec for LogPipelineSpec {
     }
 
     fn unsupported(&self) -> Option<String> {
+        if self.output.custom.is_some() {
+            return Some(
+                "spec.output.custom (a Fluent Bit output section needs Kyma's Fluent Bit agent: use spec.output.otlp)"
+                    .to_owned(),
+            );
+        }
+        if self.output.http.is_some() {
+            return Some(
+                "spec.output.http (Fluent Bit's HTTP output: use spec.output.otlp)".to_owned(),
+            );
+        }
+        let fluent_bit_only = [
+            ("files", self.files.as_ref().is_some_and(|l| !l.is_empty())),
+            (
+                "filters",
+                self.filters.as_ref().is_some_and(|l| !l.is_empty()),
+            ),
+            (
+                "variables",
+                self.variables.as_ref().is_some_and(|l| !l.is_empty()),
+            ),
+        ];
+        if let Some((field, _)) = fluent_bit_only.iter().find(|(_, used)| *used) {
+            return Some(format!(
+                "spec.{field} (Fluent Bit configuration needs Kyma's Fluent Bit agent: remove it)"
+            ));
+        }
         // Kyma's log agent is on unless `enabled: false` (its webhook
         // defaults a present runtime input to enabled).
         let runtime = self.input.as_ref().and_then(|i| i.runtime.as_ref());
-        if runtime.is_some_and(|r| r.get("enabled") != Some(&Value::Bool(false))) {
+        if runtime.is_some_and(|r| r.enabled != Some(false)) {
             return Some(AGENT_INPUT.replace("{input}", "runtime"));
         }
-        unsupported_common(&self.output.otlp, None, &self.transform, &self.filter)
+        let Some(otlp) = &self.output.otlp else {
+            return Some("spec.output without otlp".to_owned());
+        };
+        unsupported_common(otlp, None, &self.transform, &self.filter)
     }
 }
 
@@ -627,8 +956,8 @@ impl PipelineSpec for MetricPipelineSpec {
         self.input.as_ref().and_then(|i| i.otlp.as_ref())
     }
 
-    fn otlp_output(&self) -> &OtlpOutput {
-        &self.output.otlp.common
+    fn otlp_output(&self) -> Option<&OtlpOutput> {
+        Some(&self.output.otlp.common)
     }
 
     fn seedgate(&self) -> Option<&SeedgateOptions> {
@@ -638,15 +967,15 @@ impl PipelineSpec for MetricPipelineSpec {
     fn unsupported(&self) -> Option<String> {
         // Kyma's metric agent inputs are off unless `enabled: true`.
         if let Some(input) = &self.input {
-            for (name, value) in [
-                ("runtime", &input.runtime),
-                ("prometheus", &input.prometheus),
-                ("istio", &input.istio),
+            for (name, enabled) in [
+                ("runtime", input.runtime.as_ref().and_then(|i| i.enabled)),
+                (
+                    "prometheus",
+                    input.prometheus.as_ref().and_then(|i| i.enabled),
+                ),
+                ("istio", input.istio.as_ref().and_then(|i| i.scrape.enabled)),
             ] {
-                if value
-                    .as_ref()
-                    .is_some_and(|v| v.get("enabled") == Some(&Value::Bool(true)))
-                {
+                if enabled == Some(true) {
                     return Some(AGENT_INPUT.replace("{input}", name));
                 }
             }
@@ -667,8 +996,8 @@ impl PipelineSpec for TracePipelineSpec {
         None
     }
 
-    fn otlp_output(&self) -> &OtlpOutput {
-        &self.output.otlp
+    fn otlp_output(&self) -> Option<&OtlpOutput> {
+        Some(&self.output.otlp)
     }
 
     fn seedgate(&self) -> Option<&SeedgateOptions> {
@@ -685,8 +1014,8 @@ const AGENT_INPUT: &str = "spec.input.{input} (seedgate runs no agent: point the
 fn unsupported_common(
     otlp: &OtlpOutput,
     temporality: Option<Temporality>,
-    transform: &Option<Vec<Value>>,
-    filter: &Option<Vec<Value>>,
+    transform: &Option<Vec<TransformSpec>>,
+    filter: &Option<Vec<FilterSpec>>,
 ) -> Option<String> {
     if otlp
         .authentication
@@ -721,11 +1050,39 @@ fn unsupported_common(
 /// The three CRDs, in the order `LogPipeline`, `MetricPipeline`,
 /// `TracePipeline`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         LogPipeline::crd(),
         MetricPipeline::crd(),
         TracePipeline::crd(),
     ]
+    .into_iter()
+    .map(without_nullable)
+    .collect()
+}
+
+/// kube marks every `Option` field `nullable`; Kyma's schemas mark none, so
+/// the API server refuses an explicit `null` (`must be of type object`) as
+/// Kyma's does. Everything is still optional through `required`.
+fn without_nullable(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.remove("nullable");
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serialises");
+    for version in value["spec"]["versions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        strip(&mut version["schema"]);
+    }
+    serde_json::from_value(value).expect("a CRD without nullable deserialises")
 }
 
 /// The three CRDs as one multi-document YAML text: what `seedgate crds`
@@ -752,22 +1109,19 @@ fn default_true() -> bool {
     true
 }
 
-/// An object the schema does not describe (a Kyma feature seedgate only
-/// detects): kept as written, not pruned.
-fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
-}
-
-/// A list of such objects.
-fn opaque_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": true,
-        },
-    })
+/// Kyma's extra rule on `oauth2.tokenURL`, after [`ValueType`]'s own: a
+/// field-level `extend` would replace the type's rules, not add to them.
+fn url_rule(schema: &mut schemars::Schema) {
+    let rule = serde_json::json!({
+        "rule": "has(self.value) ? isURL(self.value) : true",
+        "message": "'tokenURL' must be a valid URL",
+    });
+    if let Some(obj) = schema.as_object_mut() {
+        match obj.get_mut("x-kubernetes-validations") {
+            Some(Value::Array(rules)) => rules.insert(0, rule),
+            _ => {
+                obj.insert("x-kubernetes-validations".into(), Value::Array(vec![rule]));
+            }
+        }
+    }
 }

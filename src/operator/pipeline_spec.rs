@@ -229,7 +229,9 @@ pub fn pipeline_config_name(kind: PipelineKind, name: &str) -> String {
 /// `tls.insecure`). A watcher re-resolves the pipeline when one of them
 /// changes, appears or goes away.
 pub fn secret_refs<S: PipelineSpec>(spec: &S) -> Vec<&SecretKeyRef> {
-    let otlp = spec.otlp_output();
+    let Some(otlp) = spec.otlp_output() else {
+        return Vec::new();
+    };
     let mut values: Vec<ValueRef<'_>> = vec![otlp.endpoint.value_ref()];
     if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
         values.push(basic.user.value_ref());
@@ -259,15 +261,20 @@ pub fn resolve<S: PipelineSpec>(
     ctx: &ResolveContext<'_>,
 ) -> Result<Resolved, Rejection> {
     let kind = S::KIND;
-    let otlp = spec.otlp_output();
 
     // 0. What seedgate cannot do.
-    if let Some(what) = spec.unsupported() {
-        return Err(Rejection::new(
+    let unsupported = |what: &str| {
+        Rejection::new(
             reason::UNSUPPORTED_FEATURE,
-            conditions::msg_unsupported(&what),
-        ));
+            conditions::msg_unsupported(what),
+        )
+    };
+    if let Some(what) = spec.unsupported() {
+        return Err(unsupported(&what));
     }
+    let Some(otlp) = spec.otlp_output() else {
+        return Err(unsupported("spec.output without otlp"));
+    };
 
     // 1. Secret references.
     let mut secrets = Secrets::default();

@@ -51,56 +51,120 @@ pub enum DecompressError {
     },
 }
 
+/// The smallest step an [`Inflater`] takes; later steps double with the
+/// output, so a large body costs few reallocations.
+pub const MIN_STEP: usize = 1024 * 1024;
+
+/// A decompression in steps, so that the caller can reserve memory for the
+/// next step before the output grows ([`super::body::decompress_reserving`]).
+pub struct Inflater<'a> {
+    reader: Box<dyn Read + Send + 'a>,
+    name: &'static str,
+    limit: usize,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflater<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("encoding", &self.name)
+            .field("out", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Inflater<'a> {
+    /// A decoder of `body` in `encoding` ([`Encoding::Identity`] copies).
+    ///
+    /// # Errors
+    /// [`DecompressError::Corrupt`] when a zstd stream cannot even start.
+    #[allow(clippy::disallowed_types)] // this is the capped decoder the ban points to
+    pub fn new(encoding: Encoding, body: &'a [u8], limit: usize) -> Result<Self, DecompressError> {
+        let (name, reader): (_, Box<dyn Read + Send + 'a>) = match encoding {
+            Encoding::Identity => ("identity", Box::new(body)),
+            Encoding::Gzip => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(body))),
+            Encoding::Deflate => ("deflate", Box::new(flate2::read::ZlibDecoder::new(body))),
+            Encoding::Zstd => (
+                "zstd",
+                Box::new(zstd::stream::read::Decoder::new(body).map_err(|source| {
+                    DecompressError::Corrupt {
+                        encoding: "zstd",
+                        source,
+                    }
+                })?),
+            ),
+        };
+        Ok(Self {
+            reader,
+            name,
+            limit,
+            out: Vec::new(),
+        })
+    }
+
+    /// The size of the next step: [`MIN_STEP`], then as much as is out.
+    pub fn next_step(&self) -> usize {
+        self.out.len().max(MIN_STEP)
+    }
+
+    /// Bytes inflated so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing is inflated yet.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Inflates up to `step` more bytes (never past `limit + 1`). Returns
+    /// whether the stream is finished.
+    ///
+    /// # Errors
+    /// [`DecompressError::TooLarge`] past the limit, [`DecompressError::Corrupt`]
+    /// on a bad stream.
+    pub fn step(&mut self, step: usize) -> Result<bool, DecompressError> {
+        let room = self.limit.saturating_add(1).saturating_sub(self.out.len());
+        let want = step.min(room);
+        self.out.reserve_exact(want);
+        let read = (&mut self.reader)
+            .take(want as u64)
+            .read_to_end(&mut self.out)
+            .map_err(|source| DecompressError::Corrupt {
+                encoding: self.name,
+                source,
+            })?;
+        if self.out.len() > self.limit {
+            return Err(DecompressError::TooLarge { limit: self.limit });
+        }
+        Ok(read < want)
+    }
+
+    /// The inflated bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
 /// Decompresses `body` into at most `limit` bytes.
 ///
 /// # Errors
 /// [`DecompressError::TooLarge`] past the limit (having inflated at most
 /// `limit + 1` bytes), [`DecompressError::Corrupt`] on a bad stream.
-#[allow(clippy::disallowed_types)] // this is the capped decoder the ban points to
 pub fn decompress(
     encoding: Encoding,
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<u8>, DecompressError> {
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let (name, result) = match encoding {
-        Encoding::Identity => {
-            if body.len() > limit {
-                return Err(DecompressError::TooLarge { limit });
-            }
-            return Ok(body.to_vec());
+    if encoding == Encoding::Identity {
+        if body.len() > limit {
+            return Err(DecompressError::TooLarge { limit });
         }
-        Encoding::Gzip => (
-            "gzip",
-            flate2::read::MultiGzDecoder::new(body)
-                .take(cap)
-                .read_to_end(&mut out),
-        ),
-        Encoding::Deflate => (
-            "deflate",
-            flate2::read::ZlibDecoder::new(body)
-                .take(cap)
-                .read_to_end(&mut out),
-        ),
-        Encoding::Zstd => match zstd::stream::read::Decoder::new(body) {
-            Ok(d) => ("zstd", d.take(cap).read_to_end(&mut out)),
-            Err(source) => {
-                return Err(DecompressError::Corrupt {
-                    encoding: "zstd",
-                    source,
-                });
-            }
-        },
-    };
-    result.map_err(|source| DecompressError::Corrupt {
-        encoding: name,
-        source,
-    })?;
-    if out.len() > limit {
-        return Err(DecompressError::TooLarge { limit });
+        return Ok(body.to_vec());
     }
-    Ok(out)
+    let mut inflater = Inflater::new(encoding, body, limit)?;
+    while !inflater.step(inflater.next_step())? {}
+    Ok(inflater.finish())
 }
 
 #[cfg(test)]

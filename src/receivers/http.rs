@@ -18,19 +18,21 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::serve::ListenerExt;
-use bytes::BytesMut;
-use futures::StreamExt;
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::decompress::{DecompressError, Encoding, decompress};
-use super::{ReceiveError, ReceiverState, Transport};
+use super::body::{BodyReader, ReadError, decompress_reserving};
+use super::decompress::Encoding;
+use super::idle::IdleListener;
+use super::{ReceiveError, ReceiverState, Transport, ingest_bytes};
 use crate::ingest::IngestError;
 use crate::proto::{json, response};
 use crate::signal::Signal;
 
-/// Most bytes of an oversized body read and discarded before answering 413;
-/// beyond this the connection is closed on the client.
+/// Most bytes of an oversized body read and discarded before answering 413
+/// (so the client reads the 413, not a broken pipe: a client that sees a
+/// connection error retries, one that sees 413 does not); beyond this the
+/// connection is closed on the client.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The body formats OTLP/HTTP allows.
@@ -96,7 +98,7 @@ pub fn router(receiver: ReceiverState, max_request_bytes: usize) -> Router {
         );
         error_response(StatusCode::NOT_FOUND, Format::Json, &msg, None)
     })
-    // The limit is enforced by `Limited` below with the configured value.
+    // The limit is enforced while reading, by `BodyReader::read_to_end`.
     .layer(DefaultBodyLimit::disable())
     .with_state(state)
 }
@@ -111,9 +113,15 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let timeout = receiver.idle_timeout;
+    let timeouts = receiver
+        .metrics
+        .memory
+        .idle_timeouts_of(Transport::Http.as_str());
+    let router = router(receiver.clone(), max_request_bytes);
     if let Some(tls) = receiver.tls.clone() {
-        let listener = tls.http_listener(listener);
-        return axum::serve(listener, router(receiver, max_request_bytes))
+        let listener = IdleListener::new(tls.http_listener(listener), timeout, timeouts);
+        return axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
     }
@@ -123,7 +131,7 @@ pub async fn serve(
             tracing::debug!(error = %e, "Cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(receiver, max_request_bytes))
+    axum::serve(IdleListener::new(listener, timeout, timeouts), router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -173,63 +181,70 @@ async fn handle(
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut reader = BodyReader::new(body);
     if declared.is_some_and(|len| len > limit as u64) {
         refuse("too_large");
-        drain(body).await;
+        reader.drain(DRAIN_LIMIT).await;
         return too_large(format, limit);
     }
-    let mut body = body.into_data_stream();
-    let mut raw = BytesMut::new();
-    while let Some(frame) = body.next().await {
-        match frame {
-            Ok(chunk) if raw.len() + chunk.len() <= limit => raw.extend_from_slice(&chunk),
-            Ok(_) => {
-                refuse("too_large");
-                drain(Body::from_stream(body)).await;
-                return too_large(format, limit);
-            }
-            Err(e) => {
-                refuse("body_read");
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format,
-                    &format!("cannot read request body: {e}"),
-                    None,
-                );
-            }
+    // Room in memory before a byte of the body is read; a refused body stays
+    // unread, so flow control holds the client back.
+    let mut reservation = match s.receiver.reserve(declared.unwrap_or(0)).await {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(e.kind());
+            return refusal(&e, format);
         }
-    }
-    let raw = raw.freeze();
-    let body = match encoding {
-        Encoding::Identity => raw,
-        enc => match decompress(enc, &raw, limit) {
-            Ok(v) => Bytes::from(v),
-            Err(DecompressError::TooLarge { .. }) => {
-                refuse("too_large");
-                return too_large(format, limit);
+    };
+    let raw = match reader.read_to_end(declared, limit, &mut reservation).await {
+        Ok(raw) => raw,
+        Err(e) => {
+            refuse(e.kind());
+            if matches!(e, ReadError::TooLarge { .. }) {
+                reader.drain(DRAIN_LIMIT).await;
             }
-            Err(e @ DecompressError::Corrupt { .. }) => {
-                refuse("bad_encoding");
-                return error_response(StatusCode::BAD_REQUEST, format, &e.to_string(), None);
-            }
-        },
+            return read_error(&e, format);
+        }
+    };
+    let body = match decompress_reserving(encoding, raw, limit, &mut reservation).await {
+        Ok(body) => body,
+        Err(e) => {
+            refuse(e.kind());
+            return read_error(&e, format);
+        }
     };
     let body = match format {
         Format::Protobuf => body,
-        Format::Json => match json::request_from_json(signal, &body) {
-            Ok(pb) => Bytes::from(pb),
-            Err(e) => {
-                refuse("malformed");
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format,
-                    &format!("invalid OTLP/JSON: {e}"),
-                    None,
-                );
+        // The protobuf is built beside the JSON: room for both, then for
+        // the protobuf alone.
+        Format::Json => {
+            if let Err(e) = reservation.grow_to(2 * body.len() as u64).await {
+                refuse(e.kind());
+                return refusal(&e, format);
             }
-        },
+            match json::request_from_json(signal, &body) {
+                Ok(pb) => {
+                    drop(body);
+                    reservation.shrink_to(ingest_bytes(pb.len() as u64));
+                    Bytes::from(pb)
+                }
+                Err(e) => {
+                    refuse("malformed");
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        format,
+                        &format!("invalid OTLP/JSON: {e}"),
+                        None,
+                    );
+                }
+            }
+        }
     };
-    match s.receiver.export(signal, Transport::Http, body).await {
+    match s
+        .receiver
+        .export(signal, Transport::Http, body, reservation)
+        .await
+    {
         Ok(accepted) => {
             let body = match format {
                 Format::Protobuf => response::encode(signal, accepted.rejected, &accepted.message),
@@ -237,9 +252,22 @@ async fn handle(
             };
             ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
         }
-        Err(e) => {
-            let (status, retry_after) = status_of(&e);
-            error_response(status, format, &e.to_string(), retry_after)
+        Err(e) => refusal(&e, format),
+    }
+}
+
+fn refusal(e: &ReceiveError, format: Format) -> Response {
+    let (status, retry_after) = status_of(e);
+    error_response(status, format, &e.to_string(), retry_after)
+}
+
+/// The answer to a body that could not be read into memory.
+fn read_error(e: &ReadError, format: Format) -> Response {
+    match e {
+        ReadError::TooLarge { limit } => too_large(format, *limit),
+        ReadError::Memory(e) => refusal(e, format),
+        ReadError::Truncated { .. } | ReadError::Body(_) | ReadError::Corrupt(_) => {
+            error_response(StatusCode::BAD_REQUEST, format, &e.to_string(), None)
         }
     }
 }
@@ -252,23 +280,11 @@ pub fn status_of(err: &ReceiveError) -> (StatusCode, Option<Duration>) {
         ReceiveError::Ingest(
             e @ (IngestError::QueueFull { .. } | IngestError::StorageFull { .. }),
         ) => (StatusCode::TOO_MANY_REQUESTS, e.retry_after()),
-        ReceiveError::MemoryLimit => (StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(1))),
+        ReceiveError::MemoryLimit | ReceiveError::MemoryLimiter { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, err.memory_retry_after())
+        }
         ReceiveError::Ingest(e @ (IngestError::Store(_) | IngestError::ShuttingDown)) => {
             (StatusCode::SERVICE_UNAVAILABLE, e.retry_after())
-        }
-    }
-}
-
-/// Reads and discards what the client is still sending (up to
-/// [`DRAIN_LIMIT`]), so it reads our 413 instead of a broken pipe: a client
-/// that sees a connection error retries, one that sees 413 does not.
-async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        seen += chunk.len();
-        if seen > DRAIN_LIMIT {
-            break;
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -20,6 +21,14 @@ use prometheus_client::registry::{Registry, Unit};
 pub struct ErrorKindLabels {
     /// The error class, e.g. `lmdb` or `io`.
     pub kind: &'static str,
+}
+
+/// Label set of [`StoreMetrics::storage_full_refusals`]: what was full,
+/// [`super::FullReason::as_str`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FullLabels {
+    /// `map_full` or `disk_full`.
+    pub reason: &'static str,
 }
 
 /// Metrics of the store's group-commit writer.
@@ -34,9 +43,13 @@ pub struct StoreMetrics {
     pub commit_bytes: Histogram,
     /// Group commits that reached the disk.
     pub commits: Counter,
-    /// Append requests refused because the LMDB map or the disk was full.
-    pub storage_full_refusals: Counter,
-    /// Failed commits other than "full", by error kind.
+    /// Append requests refused because the LMDB map or the disk was full
+    /// (or down to the reserve kept for deletes), by what was full.
+    pub storage_full_refusals: Family<FullLabels, Counter>,
+    /// 1 while appends are refused as full, 0 once they commit again.
+    pub storage_full: Gauge,
+    /// Failed commits by error kind; appends refused as full are counted
+    /// in `storage_full_refusals` instead.
     pub write_errors: Family<ErrorKindLabels, Counter>,
     /// Payload bytes appended and committed.
     pub appended_bytes: Counter,
@@ -54,7 +67,8 @@ impl Default for StoreMetrics {
             // 1 KiB .. 256 MiB.
             commit_bytes: Histogram::new(exponential_buckets(1024.0, 4.0, 10)),
             commits: Counter::default(),
-            storage_full_refusals: Counter::default(),
+            storage_full_refusals: Family::default(),
+            storage_full: Gauge::default(),
             write_errors: Family::default(),
             appended_bytes: Counter::default(),
             deleted_bytes: Counter::default(),
@@ -72,7 +86,8 @@ impl StoreMetrics {
     /// `seedgate_batcher_commit_duration_seconds`,
     /// `seedgate_batcher_commit_ops`, `seedgate_batcher_commit_bytes`,
     /// `seedgate_batcher_commits_total`,
-    /// `seedgate_batcher_storage_full_refusals_total`,
+    /// `seedgate_batcher_storage_full_refusals_total{reason}`,
+    /// `seedgate_batcher_storage_full`,
     /// `seedgate_batcher_write_errors_total{kind}`,
     /// `seedgate_batcher_appended_bytes_total`,
     /// `seedgate_batcher_deleted_bytes_total`.
@@ -102,12 +117,27 @@ impl StoreMetrics {
         );
         registry.register(
             "storage_full_refusals",
-            "Append requests refused because the LMDB map or the disk was full",
+            "Append requests refused because the LMDB map (map_full) or the disk (disk_full) was full, or down to the reserve kept for deletes",
             metrics.storage_full_refusals.clone(),
         );
         registry.register(
+            "storage_full",
+            "1 while the LMDB buffer refuses appends because the map or the disk is full",
+            metrics.storage_full.clone(),
+        );
+        // Both reasons exist from the start, so a dashboard shows 0, not
+        // "no data", and rate() sees the first refusal.
+        for reason in [super::FullReason::Map, super::FullReason::Disk] {
+            metrics
+                .storage_full_refusals
+                .get_or_create(&FullLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        registry.register(
             "write_errors",
-            "Failed LMDB commits other than storage full, by error kind",
+            "Failed LMDB commits by error kind (full: a delete found no room); refused appends are counted in storage_full_refusals",
             metrics.write_errors.clone(),
         );
         registry.register_with_unit(
@@ -148,7 +178,9 @@ mod tests {
             "seedgate_batcher_commit_ops_bucket",
             "seedgate_batcher_commit_bytes_bucket",
             "seedgate_batcher_commits_total 1",
-            "seedgate_batcher_storage_full_refusals_total 0",
+            "seedgate_batcher_storage_full_refusals_total{reason=\"map_full\"} 0",
+            "seedgate_batcher_storage_full_refusals_total{reason=\"disk_full\"} 0",
+            "seedgate_batcher_storage_full 0",
             "seedgate_batcher_write_errors_total{kind=\"lmdb\"} 1",
             "seedgate_batcher_appended_bytes_total 0",
             "seedgate_batcher_deleted_bytes_total 0",

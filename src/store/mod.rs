@@ -19,6 +19,9 @@
 //! - **Backpressure, not failure, when full.** A full LMDB map (or disk) is
 //!   answered with [`StoreError::Full`] to the appends of that group; the
 //!   deletes of the same group are still committed because they free space.
+//!   Appends stop a reserve short of the end of the map and of the disk
+//!   ([`space`]), because a delete needs a few fresh pages too: a buffer
+//!   filled to the last page could never drain.
 //! - **Exact accounting.** Admission control ([`Queue::try_reserve`]) runs on
 //!   the receivers' threads before the writer sees the data, so a queue's
 //!   `used_bytes` counts committed payload bytes *plus* reservations in
@@ -81,8 +84,11 @@
 //! transactions after the one that freed them. So when appends hit a full
 //! map right after a commit that deleted entries, the writer commits a tiny
 //! `freelist_tick` write and tries those appends once more before it refuses
-//! them. The file never shrinks; the map size caps it. Until a delete is committed the entries stay on disk and
-//! are sent again after a restart: delivery is at-least-once.
+//! them. The file never shrinks; the map size caps it. So on a full disk
+//! seedgate recovers by itself either way: when something else frees disk
+//! space, or when deliveries free pages inside the file. Until a delete is
+//! committed the entries stay on disk and are sent again after a restart:
+//! delivery is at-least-once.
 
 use std::collections::HashMap;
 use std::fs;
@@ -101,11 +107,12 @@ use crate::config::Durability;
 
 mod format;
 mod metrics;
+mod space;
 #[cfg(test)]
 mod tests;
 mod writer;
 
-pub use metrics::{ErrorKindLabels, StoreMetrics};
+pub use metrics::{ErrorKindLabels, FullLabels, StoreMetrics};
 
 /// Longest queue name: LMDB keys are at most 511 bytes and the name is
 /// stored behind a short prefix.
@@ -138,10 +145,13 @@ pub struct StoreOptions {
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The LMDB map or the disk is full: backpressure, not fatal. Retry
-    /// after exporters have freed space.
+    /// The LMDB map or the disk is full, or so nearly that the rest is kept
+    /// for deletes: backpressure, not fatal. Retry after exporters have
+    /// freed space (or, for the disk, someone else has).
     #[error("storage is full ({detail})")]
     Full {
+        /// Which one is full.
+        reason: FullReason,
         /// What was full and how big it is.
         detail: String,
     },
@@ -186,6 +196,27 @@ pub enum StoreError {
     },
 }
 
+/// What ran out when the store is [`StoreError::Full`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FullReason {
+    /// The LMDB map (`storage.max_size`).
+    Map,
+    /// The file system under `storage.data_dir`.
+    Disk,
+}
+
+// === impl FullReason ===
+
+impl FullReason {
+    /// The bounded metric label: `map_full` or `disk_full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Map => "map_full",
+            Self::Disk => "disk_full",
+        }
+    }
+}
+
 // === impl StoreError ===
 
 impl StoreError {
@@ -206,6 +237,7 @@ impl StoreError {
     fn from_heed(op: &'static str, source: heed::Error, map_size: u64) -> Self {
         match &source {
             heed::Error::Mdb(heed::MdbError::MapFull) => Self::Full {
+                reason: FullReason::Map,
                 detail: format!("LMDB map of {map_size} bytes is full"),
             },
             heed::Error::Io(e)
@@ -215,6 +247,7 @@ impl StoreError {
                 ) =>
             {
                 Self::Full {
+                    reason: FullReason::Disk,
                     detail: format!("disk: {e}"),
                 }
             }
@@ -227,7 +260,8 @@ impl StoreError {
     /// `Clone`.
     fn duplicate(&self) -> Self {
         match self {
-            Self::Full { detail } => Self::Full {
+            Self::Full { reason, detail } => Self::Full {
+                reason: *reason,
                 detail: detail.clone(),
             },
             Self::Lmdb { op, source } => Self::Lmdb {
@@ -487,8 +521,11 @@ pub struct Store {
     /// Live queues by name. Locked only briefly, and never while the writer
     /// holds a write transaction.
     queues: Mutex<HashMap<String, Arc<Queue>>>,
-    /// The map size actually used (rounded), for error messages.
+    /// The map size actually used (rounded).
     map_size: u64,
+    /// Bytes of the map and of the disk that appends leave to deletes
+    /// ([`space`]).
+    reserve: u64,
     durability: Durability,
     max_ops_per_commit: usize,
     /// Reference point of `heartbeat_nanos`.
@@ -596,6 +633,7 @@ impl Store {
             entries,
             queues: Mutex::new(HashMap::new()),
             map_size,
+            reserve: space::reserve_bytes(map_size),
             durability: opts.durability,
             max_ops_per_commit: opts.max_ops_per_commit.max(1),
             started: Instant::now(),

@@ -408,7 +408,15 @@ fn map_full_refuses_appends_keeps_data_and_recovers_after_deletes() {
     };
     assert_eq!(full.kind(), "full", "{full}");
     assert!(stored > 0);
-    assert_eq!(h.metrics.storage_full_refusals.get(), 1);
+    let map_full = FullLabels { reason: "map_full" };
+    assert_eq!(
+        h.metrics
+            .storage_full_refusals
+            .get_or_create(&map_full)
+            .get(),
+        1
+    );
+    assert_eq!(h.metrics.storage_full.get(), 1);
     // The refused append's reservation was given back.
     assert_eq!(q.used_bytes(), stored * payload.len() as u64);
     assert_eq!(q.entries(), stored);

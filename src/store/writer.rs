@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use heed::RwTxn;
 
-use super::metrics::ErrorKindLabels;
-use super::{AppendPart, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp, format};
+use super::metrics::{ErrorKindLabels, FullLabels};
+use super::{AppendPart, FullReason, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp};
+use super::{format, space};
 use crate::config::Durability;
 
 /// How long the writer waits for work before it refreshes its heartbeat.
@@ -41,13 +42,14 @@ const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The entries `first..=last` of a queue that a move takes out.
+/// The entries `first..=last` of a queue that a move takes out, or that a
+/// delete removes.
 type Consumed = (Arc<Queue>, u64, u64);
 
 /// One group of operations taken from the channel, sorted by kind.
 #[derive(Default)]
 struct Group {
-    deletes: Vec<(Arc<Queue>, u64, u64)>,
+    deletes: Vec<Consumed>,
     drops: Vec<(Arc<Queue>, Option<Reply>)>,
     /// Appends, each with the source range a move consumes in the same
     /// transaction (see [`WriteOp::Move`]).
@@ -79,6 +81,16 @@ struct Writer {
     /// When "storage full" was last logged, and refusals since.
     last_full_warn: Option<Instant>,
     full_since_warn: u64,
+    /// Whether the last group's appends were refused as full.
+    full: bool,
+    /// Whether "full" was logged and "accepts again" not yet.
+    full_logged: bool,
+    /// Deletes whose commit found no room (a disk that someone else filled
+    /// past the reserve): tried again before the next group's, and on each
+    /// idle tick, so delivered entries do not stay until a restart.
+    deferred: Vec<Consumed>,
+    /// When deferred deletes were last logged.
+    last_defer_warn: Option<Instant>,
     /// Whether the last successful commit deleted entries; see
     /// [`Writer::should_retry_full`].
     freed_pending: bool,
@@ -127,6 +139,10 @@ impl Store {
             metrics,
             last_full_warn: None,
             full_since_warn: 0,
+            full: false,
+            full_logged: false,
+            deferred: Vec::new(),
+            last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
         };
@@ -153,7 +169,12 @@ impl Writer {
             self.store.beat();
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(op) => op,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.deferred.is_empty() {
+                        self.commit_group(Group::default());
+                    }
+                    continue;
+                }
                 // Only reported once the channel is empty too: nothing is left.
                 Err(RecvTimeoutError::Disconnected) => break,
             };
@@ -195,6 +216,11 @@ impl Writer {
 
     fn commit_group(&mut self, mut group: Group) {
         let started = Instant::now();
+        if !self.deferred.is_empty() {
+            let mut deletes = std::mem::take(&mut self.deferred);
+            deletes.append(&mut group.deletes);
+            group.deletes = deletes;
+        }
         self.metrics.commit_ops.observe(group.ops as f64);
 
         // Parts for a queue that is (or is being) dropped would become
@@ -241,17 +267,19 @@ impl Writer {
                     (Ok(()), Ok(()))
                 }
                 Err(first) => {
+                    let first = self.classify(first);
                     // Retry without the appends: deletes and drops free space
                     // and must not be held hostage by a full map or a bad
                     // append.
                     let control = if has_deletes {
                         self.try_commit(&group, true, false)
                             .map(|applied| self.after_commit(&applied, &group.drops))
+                            .map_err(|e| self.classify(e))
                     } else {
                         Ok(())
                     };
                     let appends = if has_appends && self.should_retry_full(&first) {
-                        self.retry_appends(&group)
+                        self.retry_appends(&group).map_err(|e| self.classify(e))
                     } else {
                         Err(first)
                     };
@@ -266,14 +294,23 @@ impl Writer {
         // `Ok` also sees its data counted.
         match appends {
             Ok(()) => {
+                if has_appends {
+                    self.set_full(false);
+                }
                 for (_, _, reply) in group.appends {
                     answer(reply, Ok(()));
                 }
             }
             Err(error) => {
                 let count = group.appends.len() as u64;
-                if matches!(error, StoreError::Full { .. }) {
-                    self.metrics.storage_full_refusals.inc_by(count);
+                if let StoreError::Full { reason, .. } = &error {
+                    self.metrics
+                        .storage_full_refusals
+                        .get_or_create(&FullLabels {
+                            reason: reason.as_str(),
+                        })
+                        .inc_by(count);
+                    self.set_full(true);
                     self.warn_full(&error, count);
                 } else {
                     self.count_error(&error);
@@ -292,13 +329,26 @@ impl Writer {
         }
         if let Err(error) = &control {
             self.count_error(error);
-            tracing::error!(
-                error = %error,
-                kind = error.kind(),
-                deletes = group.deletes.len(),
-                drops = group.drops.len(),
-                "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
-            );
+            let deletes = group.deletes.len();
+            if matches!(error, StoreError::Full { .. }) {
+                defer(&mut self.deferred, std::mem::take(&mut group.deletes));
+                if due(&mut self.last_defer_warn) {
+                    tracing::warn!(
+                        error = %error,
+                        deletes,
+                        drops = group.drops.len(),
+                        "Deletes found no room in the LMDB buffer; retrying them with every commit until they fit."
+                    );
+                }
+            } else {
+                tracing::error!(
+                    error = %error,
+                    kind = error.kind(),
+                    deletes,
+                    drops = group.drops.len(),
+                    "Could not commit deletes to the LMDB buffer; the entries stay until a later delete or a restart."
+                );
+            }
         }
         for (_, reply) in group.drops {
             if let Some(reply) = reply {
@@ -363,6 +413,16 @@ impl Writer {
         let store = &self.store;
         let err = |op| super::lmdb_err(op, store.map_size);
         let mut txn = store.env.write_txn().map_err(err("begin"))?;
+        if with_appends && !group.appends.is_empty() {
+            // Measured before this transaction writes anything: as of the
+            // last commit, which is what LMDB allocates from.
+            let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
+            let lens = group.appends.iter().flat_map(|(parts, _, _)| parts);
+            room.check(space::pages_for(
+                lens.map(|part| part.payload.len()),
+                room.page_size(),
+            ))?;
+        }
         let mut applied = Applied::default();
         let (deletes, drops) = if with_deletes {
             (&group.deletes[..], &group.drops[..])
@@ -518,11 +578,42 @@ impl Writer {
         }
     }
 
-    /// Counts a failed commit; "full" has its own counter of refusals.
-    fn count_error(&self, error: &StoreError) {
-        if matches!(error, StoreError::Full { .. }) {
+    /// Turns an I/O error of a commit into [`StoreError::Full`] when the
+    /// disk is what failed it (see [`space::disk_full_after`]).
+    fn classify(&self, error: StoreError) -> StoreError {
+        match error {
+            StoreError::Lmdb { op, source }
+                if space::disk_full_after(&source, self.store.env.path(), self.store.reserve) =>
+            {
+                StoreError::Full {
+                    reason: FullReason::Disk,
+                    detail: format!("disk: {source} during {op}"),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Tracks whether appends are refused as full in the gauge, and logs
+    /// the way back once.
+    fn set_full(&mut self, full: bool) {
+        if self.full == full {
             return;
         }
+        self.full = full;
+        self.metrics.storage_full.set(i64::from(full));
+        // Once per warning, so that a buffer at the edge, refusing and
+        // accepting by turns, does not flood the log either.
+        if !full && self.full_logged {
+            self.full_logged = false;
+            tracing::info!("The LMDB buffer accepts appends again.");
+        }
+    }
+
+    /// Counts a failed commit by kind. Appends refused as full are counted
+    /// as refusals instead, never here; deletes that found no room are
+    /// (`full`): the reserve exists so that this stays at zero.
+    fn count_error(&self, error: &StoreError) {
         self.metrics
             .write_errors
             .get_or_create(&ErrorKindLabels { kind: error.kind() })
@@ -532,17 +623,42 @@ impl Writer {
     /// Logs one warning per [`FULL_WARN_EVERY`] while the store is full.
     fn warn_full(&mut self, error: &StoreError, refused: u64) {
         self.full_since_warn += refused;
-        let due = self
-            .last_full_warn
-            .is_none_or(|at| at.elapsed() >= FULL_WARN_EVERY);
-        if due {
+        if due(&mut self.last_full_warn) {
             tracing::warn!(
                 error = %error,
                 refused_appends = self.full_since_warn,
-                "The LMDB buffer is full: refusing appends until exporters free space."
+                "The LMDB buffer is full: refusing appends until deliveries (or, for a full disk, anyone) free space."
             );
-            self.last_full_warn = Some(Instant::now());
             self.full_since_warn = 0;
+            self.full_logged = true;
+        }
+    }
+}
+
+/// Whether a warning rate-limited by `last` may be logged now; if so,
+/// `last` becomes now.
+fn due(last: &mut Option<Instant>) -> bool {
+    let due = last.is_none_or(|at| at.elapsed() >= FULL_WARN_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+/// Adds `deletes` to `deferred`, merging a range into an earlier one of
+/// the same queue it overlaps or continues, so that deletes failing for a
+/// long time take one slot per queue, not one per batch.
+fn defer(deferred: &mut Vec<Consumed>, deletes: Vec<Consumed>) {
+    for (queue, first, last) in deletes {
+        let joined = deferred.iter_mut().rev().find(|(q, lo, hi)| {
+            Arc::ptr_eq(q, &queue) && *lo <= last.saturating_add(1) && first <= hi.saturating_add(1)
+        });
+        match joined {
+            Some((_, lo, hi)) => {
+                *lo = (*lo).min(first);
+                *hi = (*hi).max(last);
+            }
+            None => deferred.push((queue, first, last)),
         }
     }
 }
@@ -587,5 +703,38 @@ impl Group {
             WriteOp::Flush { reply } => self.flushes.push(reply),
             WriteOp::Stop { reply } => self.stop = Some(reply),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_deletes_merge_per_queue_only_where_they_touch() {
+        let (a, b) = (
+            Arc::new(Queue::new(1, "a".to_owned())),
+            Arc::new(Queue::new(2, "b".to_owned())),
+        );
+        let mut deferred = Vec::new();
+        defer(
+            &mut deferred,
+            vec![(Arc::clone(&a), 0, 9), (Arc::clone(&b), 0, 4)],
+        );
+        // Continues a's range, overlaps b's, and leaves a gap in a.
+        defer(
+            &mut deferred,
+            vec![
+                (Arc::clone(&a), 10, 19),
+                (Arc::clone(&b), 3, 7),
+                (Arc::clone(&a), 30, 39),
+            ],
+        );
+        let ranges: Vec<_> = deferred
+            .iter()
+            .map(|(q, lo, hi)| (q.id, *lo, *hi))
+            .collect();
+        // Entries 20..=29 of a were never delivered: they must not be deleted.
+        assert_eq!(ranges, vec![(1, 0, 19), (2, 0, 7), (1, 30, 39)]);
     }
 }

@@ -36,6 +36,23 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+mod schema;
+
+/// `(field, message)` of each `details.causes` entry of a refusal.
+pub fn causes(status: &Value) -> Vec<(String, String)> {
+    status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or_default().to_owned(),
+                c["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The CRD group and plural.
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -141,6 +158,16 @@ impl RecordedRequest {
 ///   (then a BOOKMARK annotated `k8s.io/initial-events-end`), periodic
 ///   BOOKMARKs, `timeoutSeconds`, an ERROR 410 Expired event for a
 ///   resourceVersion older than the retained window.
+/// - Custom resources are checked against their CRD's `openAPIV3Schema` for
+///   the version written, as apiextensions-apiserver does: unknown fields
+///   pruned (`fieldValidation=Strict`: refused, 400), `default`s applied,
+///   OpenAPI validation (type, nullable, required, enum, pattern, min/max
+///   length, items, bounds), then the `x-kubernetes-validations` CEL rules
+///   (`oldSelf` rules on updates only), skipped with Kubernetes' extra cause
+///   when the OpenAPI check found a blocking error; 422 `Invalid` with one
+///   `details.causes` entry per error, in Kubernetes' wording (`Required
+///   value`, `Unsupported value: ...`, `Invalid value: "object": <rule
+///   message>`). Writes to `status` check only `status`.
 /// - `dryRun=All` on writes: the result is computed and returned, not stored.
 /// - Errors as Kubernetes `Status` objects with Kubernetes' reasons and
 ///   messages; `GET /version`.
@@ -152,9 +179,14 @@ impl RecordedRequest {
 ///   fields left out of an apply are not removed.
 /// - Strategic merge patch semantics (patch-merge keys): treated as a merge
 ///   patch, so lists are replaced.
-/// - Schema validation, defaulting and pruning (OpenAPI schemas of CRDs are
-///   ignored; any JSON is stored; `fieldValidation` is ignored), CEL rules,
-///   CRD conversion webhooks, CRD name conflicts, built-in types' own
+/// - Of CRD schemas (see `apiserver/schema.rs` for the detail): `format`,
+///   `allOf`/`anyOf`/`oneOf`/`not`, list types (set/map uniqueness, map-keyed
+///   `oldSelf` of list items), `messageExpression`, the CEL cost budget,
+///   Kubernetes' CEL libraries other than `isURL`, validation ratcheting
+///   (an update is checked whole, unchanged invalid fields included), and
+///   `fieldValidation=Warn` warnings (unknown fields are pruned silently).
+///   A CRD's schema itself is not checked for being structural.
+/// - CRD conversion webhooks, CRD name conflicts, built-in types' own
 ///   validation (e.g. Lease or Event fields).
 /// - Admission (mutating/validating webhooks, policies), authentication and
 ///   RBAC (every request is allowed; tokens are not checked), impersonation.
@@ -175,6 +207,33 @@ pub struct ApiServerDouble {
 }
 
 impl ApiServerDouble {
+    /// A raw HTTP exchange with the double: the status code and the JSON
+    /// body (a JSON string when the body is not JSON).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .request(
+                method.parse().expect("an HTTP method"),
+                format!("{}{path}", self.url()),
+            )
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the double answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("a readable body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// Starts a double with default [`Options`] on 127.0.0.1, a free port.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
@@ -403,6 +462,14 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
     }
 }
 
+/// A write's options: the version it was made through, `dryRun=All`, and
+/// `fieldValidation=Strict` (unknown fields refused instead of pruned).
+struct Write<'a> {
+    version: &'a str,
+    dry_run: bool,
+    strict: bool,
+}
+
 struct Req {
     method: Method,
     path: String,
@@ -414,6 +481,15 @@ struct Req {
 impl Req {
     fn q(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
+    }
+
+    /// What a write needs of its request besides the body.
+    fn write<'a>(&self, version: &'a str) -> Write<'a> {
+        Write {
+            version,
+            dry_run: self.dry_run(),
+            strict: self.q("fieldValidation") == Some("Strict"),
+        }
     }
 
     fn dry_run(&self) -> bool {
@@ -606,6 +682,30 @@ impl ApiError {
         .with_details(details)
     }
 
+    /// 422 with every cause of a schema or CEL check, like
+    /// apiextensions-apiserver's aggregated `NewInvalid`.
+    fn invalid_causes(rt: &ResourceType, name: &str, causes: &[schema::Cause]) -> Self {
+        let group_kind = format!("{}.{}", rt.kind, rt.group);
+        let lines: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = match lines.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        Self::new(
+            422,
+            "Invalid",
+            format!("{group_kind} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}))
+    }
+
     fn status_json(&self) -> Value {
         let mut v = json!({
             "kind": "Status",
@@ -673,6 +773,8 @@ struct ResourceType {
     returns_deleted_object: bool,
     /// The uid of the CRD that serves this kind.
     crd_uid: Option<String>,
+    /// Custom resources: each served version's `openAPIV3Schema`.
+    schemas: BTreeMap<String, Value>,
 }
 
 impl ResourceType {
@@ -689,6 +791,7 @@ impl ResourceType {
             builtin: true,
             returns_deleted_object: false,
             crd_uid: None,
+            schemas: BTreeMap::new(),
         }
     }
 
@@ -1103,7 +1206,7 @@ impl Inner {
         let mut obj = parse_object(&req.body)?;
         check_type_meta(&mut obj, rt, version)?;
         let mut st = self.lock();
-        let created = self.create_locked(&mut st, rt, ns, obj, req.dry_run())?;
+        let created = self.create_locked(&mut st, rt, ns, obj, &req.write(version))?;
         Ok(json_response(
             StatusCode::CREATED,
             &present(rt, version, created),
@@ -1116,8 +1219,9 @@ impl Inner {
         rt: &ResourceType,
         ns: Option<&str>,
         mut obj: Value,
-        dry_run: bool,
+        write: &Write<'_>,
     ) -> Result<Value, ApiError> {
+        let dry_run = write.dry_run;
         let meta = meta_mut(&mut obj);
         match (
             ns,
@@ -1199,6 +1303,7 @@ impl Inner {
         {
             m.remove("status");
         }
+        admit(rt, write, &name, &mut obj, None)?;
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => normalize_secret(&mut obj),
             ("", "namespaces") => obj["status"] = json!({"phase": "Active"}),
@@ -1272,7 +1377,8 @@ impl Inner {
         let old = stored(&st, rt, ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        let updated = self.update_locked(&mut st, rt, old, obj, status_only, req.dry_run())?;
+        let updated =
+            self.update_locked(&mut st, rt, old, obj, status_only, &req.write(version))?;
         Ok(json_response(
             StatusCode::OK,
             &present(rt, version, updated),
@@ -1336,7 +1442,7 @@ impl Inner {
                         name,
                     ));
                 }
-                let created = self.create_locked(&mut st, rt, ns, obj, req.dry_run())?;
+                let created = self.create_locked(&mut st, rt, ns, obj, &req.write(version))?;
                 return Ok(json_response(
                     StatusCode::CREATED,
                     &present(rt, version, created),
@@ -1363,7 +1469,8 @@ impl Inner {
                 "the patch does not result in an object",
             ));
         }
-        let updated = self.update_locked(&mut st, rt, old, patched, status_only, req.dry_run())?;
+        let updated =
+            self.update_locked(&mut st, rt, old, patched, status_only, &req.write(version))?;
         Ok(json_response(
             StatusCode::OK,
             &present(rt, version, updated),
@@ -1378,8 +1485,9 @@ impl Inner {
         old: Value,
         new: Value,
         status_only: bool,
-        dry_run: bool,
+        write: &Write<'_>,
     ) -> Result<Value, ApiError> {
+        let dry_run = write.dry_run;
         let name = meta_str(&old, "name").unwrap_or_default().to_string();
         let new_name = meta_str(&new, "name").unwrap_or_default();
         if new_name != name {
@@ -1447,6 +1555,11 @@ impl Inner {
         };
         meta_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
         prune_metadata(&mut result);
+        if status_only {
+            admit_status(rt, write, &name, &mut result, &old)?;
+        } else {
+            admit(rt, write, &name, &mut result, Some(&old))?;
+        }
         let deleting = old["metadata"].get("deletionTimestamp").is_some();
         let finalizers = |v: &Value| -> Vec<String> {
             v["metadata"]["finalizers"]
@@ -2233,6 +2346,80 @@ fn normalize_secret(obj: &mut Value) {
 // ---------------------------------------------------------------------------
 // CRDs
 
+/// A custom resource against its CRD's schema for the version written:
+/// unknown fields pruned (refused with `fieldValidation=Strict`), defaults
+/// applied, then OpenAPI and CEL validation (422 `Invalid` with every cause).
+fn admit(
+    rt: &ResourceType,
+    write: &Write<'_>,
+    name: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let Some(schema) = rt.schemas.get(write.version) else {
+        return Ok(());
+    };
+    let unknown = schema::prune(schema, obj);
+    if write.strict && !unknown.is_empty() {
+        return Err(strict_decoding(rt, write.version, &unknown));
+    }
+    schema::apply_defaults(schema, obj);
+    let causes = schema::validate(schema, obj, old);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_causes(rt, name, &causes))
+    }
+}
+
+/// A write to the `status` subresource: only `status` is pruned, defaulted
+/// and validated (the rest is the stored object).
+fn admit_status(
+    rt: &ResourceType,
+    write: &Write<'_>,
+    name: &str,
+    obj: &mut Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    let Some(status_schema) = rt
+        .schemas
+        .get(write.version)
+        .and_then(|s| s["properties"].get("status"))
+    else {
+        return Ok(());
+    };
+    let Some(status) = obj.get_mut("status") else {
+        return Ok(());
+    };
+    let schema = json!({"type": "object", "properties": {"status": status_schema}});
+    let mut wrapper = json!({"status": status.take()});
+    let unknown = schema::prune(&schema, &mut wrapper);
+    if write.strict && !unknown.is_empty() {
+        return Err(strict_decoding(rt, write.version, &unknown));
+    }
+    schema::apply_defaults(&schema, &mut wrapper);
+    let old_wrapper = json!({"status": old.get("status").cloned().unwrap_or(Value::Null)});
+    let causes = schema::validate(&schema, &wrapper, Some(&old_wrapper));
+    *status = wrapper["status"].take();
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_causes(rt, name, &causes))
+    }
+}
+
+fn strict_decoding(rt: &ResourceType, version: &str, unknown: &[String]) -> ApiError {
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = rt.kind
+    ))
+}
+
 fn crd_resource_type(crd: &Value) -> Result<ResourceType, String> {
     let spec = &crd["spec"];
     let group = spec["group"]
@@ -2302,6 +2489,15 @@ fn crd_resource_type(crd: &Value) -> Result<ResourceType, String> {
         builtin: false,
         returns_deleted_object: true,
         crd_uid: meta_str(crd, "uid").map(str::to_string),
+        schemas: versions
+            .iter()
+            .filter(|v| v["served"].as_bool() == Some(true))
+            .filter_map(|v| {
+                let name = v["name"].as_str()?;
+                let schema = v["schema"].get("openAPIV3Schema")?;
+                Some((name.to_string(), schema.clone()))
+            })
+            .collect(),
     })
 }
 

@@ -319,6 +319,27 @@ pub async fn post_logs(c: &reqwest::Client, url: &str, seq: u64) -> reqwest::Res
         .unwrap()
 }
 
+/// One OTLP/gRPC logs Export of the raw request `body` to `endpoint`, on a
+/// fresh connection.
+pub async fn grpc_logs_export(
+    endpoint: String,
+    body: Vec<u8>,
+) -> Result<tonic::Response<bytes::Bytes>, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes::Bytes::from(body)),
+        http::uri::PathAndQuery::from_static(seedgate::signal::Signal::Logs.grpc_path()),
+        seedgate::grpc_codec::RawCodec,
+    )
+    .await
+}
+
 /// A sink that keeps the seqs it receives per endpoint key and namespace.
 pub async fn tracking_sink() -> seedgate::tools::sink::SinkHandle {
     seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions {

@@ -1,0 +1,272 @@
+//! Room for deletes: appends are refused before the LMDB map or the disk
+//! under it runs out, so the deletes that free space can always commit.
+//!
+//! # Why
+//!
+//! LMDB never writes in place: a delete copies every page it touches and
+//! records the freed pages in its freelist, which takes new pages too. With
+//! the map (or the disk) filled to the last page by appends, the delete
+//! that would drain the buffer fails with `MDB_MAP_FULL` / `ENOSPC` and
+//! seedgate is stuck until somebody frees space by hand. So appends stop
+//! [`reserve_bytes`] short of the end; only deletes, drops and the writer's
+//! own bookkeeping use that last stretch.
+//!
+//! # How
+//!
+//! Before a group's appends, [`Room::measure`] reads what LMDB already says
+//! about itself (no scan): the highest page ever used, the pages the
+//! databases hold now, the map size, the data file's length and the space
+//! left on its file system. Pages below the high-water mark that no database
+//! holds are free (LMDB's freelist) and are reused before the file grows.
+//! [`Room::check`] then estimates the pages the appends need and refuses
+//! them as [`StoreError::Full`] when they would eat into the reserve.
+//!
+//! The estimate is deliberately rough (it counts pages freed by the last
+//! two commits as free although LMDB hands them out a little later, and it
+//! cannot see the freelist's own pages); the reserve absorbs that. When
+//! another process fills the disk behind our back, the commit fails anyway:
+//! [`disk_full_after`] turns the resulting I/O error into the same
+//! backpressure.
+
+use std::path::Path;
+
+use super::format::HEADER_LEN;
+use super::{FullReason, Store, StoreError};
+
+/// Least reserve: a delete of a large batch rewrites a few dozen pages.
+const MIN_RESERVE: u64 = 256 * 1024;
+
+/// Most reserve; even a drop of a whole 16 GiB queue records its freed
+/// pages (8 bytes each) in 32 MiB.
+const MAX_RESERVE: u64 = 64 * 1024 * 1024;
+
+/// Pages a transaction rewrites besides the entries themselves: the path
+/// from the root to the last leaf of `entries`, the `meta` leaf with the
+/// sequence keys, the main database and the freelist.
+const TXN_OVERHEAD_PAGES: u64 = 8;
+
+/// LMDB's per-node header in a leaf page.
+const NODE_HEADER: u64 = 8;
+
+/// LMDB's page header, also in front of an overflow run.
+const PAGE_HEADER: u64 = 16;
+
+/// Bytes kept free at the end of the map and of the disk for deletes:
+/// 1/256 of the map (a delete of everything records 8 bytes per freed 4 KiB
+/// page in the freelist: 1/512), within 256 KiB ..= 64 MiB.
+pub(super) fn reserve_bytes(map_size: u64) -> u64 {
+    (map_size / 256).clamp(MIN_RESERVE, MAX_RESERVE)
+}
+
+/// Bytes an unprivileged writer may still put on the file system of `dir`;
+/// `None` when the file system cannot say.
+pub(super) fn disk_available(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Pages LMDB needs to store entries with these payload lengths: a value
+/// larger than half a page goes to its own run of overflow pages, smaller
+/// ones share leaf pages (half full after splits, at worst).
+pub(super) fn pages_for(payload_lens: impl Iterator<Item = usize>, page_size: u64) -> u64 {
+    let (mut pages, mut inline) = (TXN_OVERHEAD_PAGES, 0u64);
+    for len in payload_lens {
+        let value = (HEADER_LEN + len) as u64;
+        // Key: queue id ++ seq, 12 bytes.
+        let node = NODE_HEADER + 12 + value;
+        if node > page_size / 2 {
+            pages += (PAGE_HEADER + value).div_ceil(page_size);
+        } else {
+            inline += node;
+        }
+    }
+    pages + (2 * inline).div_ceil(page_size)
+}
+
+/// What LMDB and the file system say about free space, in pages of the
+/// environment's size.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Room {
+    page_size: u64,
+    /// Pages the map may still grow by.
+    map_unused: u64,
+    /// Pages below the high-water mark that no database holds.
+    free: u64,
+    /// Pages the data file already has beyond the high-water mark (a
+    /// failed commit's writes): reused without new disk space.
+    file_slack: u64,
+    /// Bytes left on the file system; `None` when it cannot say.
+    disk: Option<u64>,
+    reserve: u64,
+}
+
+// === impl Room ===
+
+impl Room {
+    /// Reads the numbers as of the last commit (`txn` must not have written
+    /// yet).
+    pub(super) fn measure(store: &Store, txn: &heed::RoTxn<'_>) -> Result<Room, heed::Error> {
+        let info = store.env.info();
+        let main = store.env.unnamed_database_stat();
+        let page_size = u64::from(main.page_size).max(1);
+        let mut held = 2 + db_pages(&main); // and the two meta pages
+        for db in [&store.meta, &store.entries] {
+            held += db_pages(&db.stat(txn)?);
+        }
+        let high_water = info.last_page_number as u64 + 1;
+        let file_pages = store.env.real_disk_size()? / page_size;
+        Ok(Room {
+            page_size,
+            map_unused: (store.map_size / page_size).saturating_sub(high_water),
+            free: high_water.saturating_sub(held),
+            file_slack: file_pages.saturating_sub(high_water),
+            disk: disk_available(store.env.path()),
+            reserve: store.reserve,
+        })
+    }
+
+    /// The environment's page size in bytes.
+    pub(super) fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// `Ok` when `pages` more fit and leave the reserve, else why not.
+    ///
+    /// Free pages are reused first, then the file's slack, and only the
+    /// rest grows the file; the reserve must remain obtainable afterwards,
+    /// from whichever of them is left.
+    pub(super) fn check(&self, pages: u64) -> Result<(), StoreError> {
+        let wanted = pages + self.reserve.div_ceil(self.page_size);
+        if wanted > self.free + self.map_unused {
+            return Err(StoreError::Full {
+                reason: FullReason::Map,
+                detail: format!(
+                    "LMDB map is full up to the {} bytes kept for deletes",
+                    self.reserve
+                ),
+            });
+        }
+        let new_bytes = wanted.saturating_sub(self.free + self.file_slack) * self.page_size;
+        if let Some(disk) = self.disk
+            && new_bytes > disk
+        {
+            return Err(StoreError::Full {
+                reason: FullReason::Disk,
+                detail: format!(
+                    "disk: {disk} bytes left, of which {} are kept for deletes",
+                    self.reserve
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn db_pages(stat: &heed::DatabaseStat) -> u64 {
+    (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64
+}
+
+/// Whether a commit that failed with `error` failed because the disk under
+/// `dir` is full: `ENOSPC`/`EDQUOT` say so themselves, but LMDB reports a
+/// short write (the disk filled up in the middle of a commit) as `EIO`, so
+/// any I/O error counts when the file system has less than `reserve` bytes
+/// left.
+pub(super) fn disk_full_after(error: &heed::Error, dir: &Path, reserve: u64) -> bool {
+    match error {
+        heed::Error::Io(e) => {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || disk_available(dir).is_some_and(|left| left < reserve)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_scales_with_the_map_within_bounds() {
+        assert_eq!(reserve_bytes(1 << 20), MIN_RESERVE);
+        assert_eq!(reserve_bytes(4 << 30), 16 << 20);
+        assert_eq!(reserve_bytes(1 << 40), MAX_RESERVE);
+    }
+
+    #[test]
+    fn big_values_take_overflow_pages_small_ones_share_leaves() {
+        let base = pages_for(std::iter::empty(), 4096);
+        assert_eq!(base, TXN_OVERHEAD_PAGES);
+        // 100 KB: 25 overflow pages.
+        assert_eq!(pages_for([100_000].into_iter(), 4096) - base, 25);
+        // 100 × 200 bytes: ~23 KB of nodes at half fill, 12 pages.
+        let small = pages_for(std::iter::repeat_n(200, 100), 4096) - base;
+        assert!((10..=13).contains(&small), "{small}");
+    }
+
+    #[test]
+    fn io_errors_of_a_commit_are_a_full_disk_when_the_disk_is_nearly_full() {
+        let dir = std::env::temp_dir();
+        let io = |code| heed::Error::Io(std::io::Error::from_raw_os_error(code));
+        let (enospc, eio) = (28, 5);
+        // ENOSPC says so itself, whatever is left.
+        assert!(disk_full_after(&io(enospc), &dir, 0));
+        // LMDB's short write is EIO: full only with less than the reserve left.
+        assert!(disk_full_after(&io(eio), &dir, u64::MAX));
+        assert!(!disk_full_after(&io(eio), &dir, 0));
+        // Not an I/O error: never the disk.
+        let corrupt = heed::Error::Mdb(heed::MdbError::Corrupted);
+        assert!(!disk_full_after(&corrupt, &dir, u64::MAX));
+    }
+
+    fn room(free: u64, map_unused: u64, file_slack: u64, disk: Option<u64>) -> Room {
+        Room {
+            page_size: 4096,
+            map_unused,
+            free,
+            file_slack,
+            disk,
+            reserve: 40 * 4096,
+        }
+    }
+
+    fn refused(r: Result<(), StoreError>) -> Option<FullReason> {
+        match r {
+            Err(StoreError::Full { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn appends_stop_short_of_the_reserve() {
+        use FullReason::{Disk, Map};
+        let disk = Some(100 * 4096);
+        // (free, map unused, file slack, disk, pages wanted, refused as);
+        // the reserve is 40 pages.
+        let cases = [
+            // The map: 100 pages left.
+            (0, 100, 0, None, 60, None),
+            (0, 100, 0, None, 61, Some(Map)),
+            // Free pages below the high-water mark count; with the map at
+            // its end, free pages minus the reserve.
+            (50, 100, 0, None, 110, None),
+            (50, 100, 0, None, 111, Some(Map)),
+            (80, 0, 0, None, 40, None),
+            (80, 0, 0, None, 41, Some(Map)),
+            // The disk: 100 pages left; slack in the file needs none.
+            (0, 1000, 0, disk, 60, None),
+            (0, 1000, 0, disk, 61, Some(Disk)),
+            (0, 1000, 10, disk, 70, None),
+            (0, 1000, 10, disk, 71, Some(Disk)),
+            // What fits in free pages needs no disk, even a full one, as
+            // long as the reserve stays.
+            (80, 1000, 0, Some(0), 40, None),
+            (80, 1000, 0, Some(0), 41, Some(Disk)),
+        ];
+        for (free, map_unused, file_slack, disk, pages, want) in cases {
+            let r = room(free, map_unused, file_slack, disk);
+            assert_eq!(refused(r.check(pages)), want, "{r:?} + {pages} pages");
+        }
+    }
+}
