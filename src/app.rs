@@ -191,7 +191,10 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             Arc::clone(&metrics),
             config.queue.retry_after,
         )
-        .with_shoots(Arc::clone(&directory)),
+        .with_shoots(Arc::clone(&directory))
+        .with_limits(crate::proto::Limits {
+            max_value_depth: config.receivers.max_value_depth,
+        }),
     );
     let shoots = config.shoots.as_ref().map(|s| ShootManagerArgs {
         factory: factory.clone(),

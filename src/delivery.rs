@@ -2,9 +2,23 @@
 //! queue, batch them, send, retry, and delete only after the backend
 //! accepted (or the failure is permanent).
 //!
+//! A batch concatenates the entries `first..=last` of the queue, each one
+//! client request's share. When a backend refuses a batch of several
+//! entries as permanent for something in its *content* (HTTP 400, 413,
+//! gRPC `INVALID_ARGUMENT`, ...: [`outcome::about_content`]), one entry may
+//! be to blame, so the batch is bisected: each half is sent on its own, a
+//! refused half split again, down to single entries. Only entries refused
+//! on their own are dropped (`reason="permanent"`); the others are
+//! delivered. The bisection is bounded: after [`BISECT_MAX_SPLITS`] splits
+//! or [`BISECT_MAX_TIME`], the parts still pending are sent as they are,
+//! once, and a refused one is dropped as `bisect_gave_up`.
+//!
 //! Invariants:
-//! - an entry is deleted only after an `Accepted` or a `Permanent` outcome,
-//!   or after `max_elapsed` of retrying (both counted as drops);
+//! - an entry is deleted only after the backend accepted a request holding
+//!   it, or refused as permanent a request holding it alone (or a request
+//!   the bisection no longer splits, or refused for a reason that is not
+//!   about its content, like 401), or after `max_elapsed` of retrying (all
+//!   drops counted);
 //! - the read cursor only moves forward within one run of the loop; a new
 //!   run (restart, process start) begins at the oldest entry still on disk,
 //!   so whatever was in flight is sent again: at-least-once;
@@ -24,16 +38,38 @@ use crate::config::{BatchConfig, RateLimitConfig, RetryConfig};
 use crate::exporters::arc::{self, Limiter};
 use crate::exporters::backoff::ExponentialBackoff;
 use crate::exporters::rate_limit::RateLimiter;
-use crate::exporters::{Exporter, Outcome};
+use crate::exporters::{Exporter, Outcome, outcome};
 use crate::metrics::{Dest, DestReason, Metrics};
 use crate::routing::Destination;
-use crate::store::{Store, WriteOp};
+use crate::store::{Entry, Store, WriteOp};
 
 /// Longest delay honoured from a backend's `Retry-After` / `RetryInfo`.
 const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
 /// How long an idle loop sleeps before looking at the queue again even
 /// without a wake-up (belt and braces against a missed notification).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Most splits of one refused batch. Finding `k` refused entries among `n`
+/// takes at most `k · ⌈log2 n⌉` splits (two sends each): 64 finds 4 among
+/// the 8192 entries of the largest batch.
+pub const BISECT_MAX_SPLITS: u32 = 64;
+/// Longest a bisection goes on splitting (retries of its sends included).
+pub const BISECT_MAX_TIME: Duration = Duration::from_secs(600);
+
+/// What became of one request body after retrying per the retry policy.
+enum Verdict {
+    /// The backend took it (counted as sent).
+    Accepted,
+    /// Refused as permanent.
+    Refused {
+        reason: &'static str,
+        detail: String,
+    },
+    /// Still failing after `retry.max_elapsed`.
+    OutOfTime {
+        reason: &'static str,
+        detail: String,
+    },
+}
 
 /// Liveness of one delivery loop, read by the health actor.
 #[derive(Debug, Default)]
@@ -328,8 +364,14 @@ impl Delivery {
                 .inflight_records
                 .fetch_add(batch.records, Ordering::Relaxed);
             inflight.spawn(async move {
-                this.deliver(batch.first, batch.last, batch.body, batch.records)
-                    .await;
+                this.deliver(
+                    batch.first,
+                    batch.last,
+                    batch.entries,
+                    batch.body,
+                    batch.records,
+                )
+                .await;
                 this.heartbeat
                     .inflight_records
                     .fetch_sub(batch.records, Ordering::Relaxed);
@@ -339,8 +381,111 @@ impl Delivery {
         }
     }
 
-    /// Sends one batch until it is accepted, permanently refused, or out of time.
-    async fn deliver(&self, first: u64, last: u64, body: Bytes, records: u64) {
+    /// Sends one batch until it is accepted, permanently refused, or out of
+    /// time, then deletes it; a batch of several entries refused for its
+    /// content is bisected instead (see the module doc).
+    async fn deliver(&self, first: u64, last: u64, entries: usize, body: Bytes, records: u64) {
+        match self.attempt(&body, records).await {
+            Verdict::Refused { reason, detail }
+                if entries > 1 && outcome::about_content(reason) =>
+            {
+                tracing::warn!(destination = %self.destination.name, reason, %detail, entries, records, "Batch refused as permanent; sending its entries apart to find the refused ones");
+                self.bisect(first, last, records).await;
+            }
+            verdict => {
+                self.settle(verdict, records, "permanent", first);
+                self.delete(first, last);
+            }
+        }
+    }
+
+    /// Sends the entries `first..=last` in ever smaller parts until each is
+    /// accepted or refused on its own, deleting each part once settled.
+    async fn bisect(&self, first: u64, last: u64, records: u64) {
+        let entries: Vec<Entry> = match self.store.read(
+            &self.destination.queue,
+            first,
+            self.batch.max_bytes.0,
+            self.batch.max_records,
+        ) {
+            Ok(entries) => entries.into_iter().filter(|e| e.seq <= last).collect(),
+            Err(e) => {
+                tracing::error!(destination = %self.destination.name, error = %e, "Cannot read the refused batch's entries again; dropping it");
+                self.drop_records("bisect_gave_up", records);
+                self.delete(first, last);
+                return;
+            }
+        };
+        let started = Instant::now();
+        let mut splits = 0u32;
+        let mut pending: Vec<std::ops::Range<usize>> = halves(0..entries.len()).into();
+        while let Some(part) = pending.pop() {
+            let Some(part_entries) = entries.get(part.clone()) else {
+                continue;
+            };
+            let (Some(head), Some(tail)) = (part_entries.first(), part_entries.last()) else {
+                continue;
+            };
+            let (body, records) = join(part_entries);
+            let verdict = self.attempt(&body, records).await;
+            let label = match &verdict {
+                Verdict::Refused { reason, .. }
+                    if part.len() > 1 && outcome::about_content(reason) =>
+                {
+                    if splits < BISECT_MAX_SPLITS && started.elapsed() < BISECT_MAX_TIME {
+                        splits += 1;
+                        pending.extend(halves(part));
+                        continue;
+                    }
+                    "bisect_gave_up"
+                }
+                _ => "permanent",
+            };
+            self.settle(verdict, records, label, head.seq);
+            self.delete(head.seq, tail.seq);
+        }
+    }
+
+    /// Counts and logs a drop, if the verdict is one.
+    fn settle(&self, verdict: Verdict, records: u64, refused_label: &'static str, seq: u64) {
+        match verdict {
+            Verdict::Accepted => {}
+            Verdict::Refused { reason, detail } => {
+                self.drop_records(refused_label, records);
+                tracing::error!(destination = %self.destination.name, reason, %detail, records, seq, drop_reason = refused_label, "Permanent export error; records dropped");
+            }
+            Verdict::OutOfTime { reason, detail } => {
+                self.drop_records("max_elapsed", records);
+                tracing::error!(destination = %self.destination.name, reason, %detail, records, seq, "Retried for longer than max_elapsed; records dropped");
+            }
+        }
+    }
+
+    fn drop_records(&self, reason: &'static str, records: u64) {
+        self.metrics
+            .exporter
+            .dropped_records
+            .get_or_create(&self.reason(reason))
+            .inc_by(records);
+    }
+
+    /// Deletes entries `first..=last` (settled: accepted or dropped).
+    fn delete(&self, first: u64, last: u64) {
+        let queue = Arc::clone(&self.destination.queue);
+        if self
+            .writer
+            .send(WriteOp::Delete { queue, first, last })
+            .is_err()
+        {
+            // The writer is gone (shutdown): the entries stay on disk and
+            // are sent again after restart.
+            tracing::debug!(destination = %self.destination.name, "Writer gone; delete skipped");
+        }
+    }
+
+    /// Sends `body` until it is accepted, permanently refused, or retried
+    /// for longer than `retry.max_elapsed`.
+    async fn attempt(&self, body: &Bytes, records: u64) -> Verdict {
         let backoff = ExponentialBackoff::try_new(
             self.retry.initial_interval,
             self.retry.max_interval,
@@ -378,21 +523,18 @@ impl Delivery {
                         .get_or_create(&labels)
                         .inc_by(records.saturating_sub(rejected));
                     if rejected > 0 {
-                        m.dropped_records
-                            .get_or_create(&self.reason("rejected"))
-                            .inc_by(rejected);
+                        // The backend stored the rest: sending any of it
+                        // again (to find the rejected ones) would duplicate
+                        // it, and the OTLP spec says not to retry these.
+                        self.drop_records("rejected", rejected);
                         tracing::warn!(destination = %self.destination.name, rejected, %message, "Backend rejected part of a batch");
                     }
-                    break;
+                    return Verdict::Accepted;
                 }
                 Outcome::Permanent { reason, detail } => {
                     self.set_failing(true);
                     m.failed_requests.get_or_create(&self.reason(reason)).inc();
-                    m.dropped_records
-                        .get_or_create(&self.reason("permanent"))
-                        .inc_by(records);
-                    tracing::error!(destination = %self.destination.name, reason, %detail, records, "Permanent export error; batch dropped");
-                    break;
+                    return Verdict::Refused { reason, detail };
                 }
                 Outcome::Retryable {
                     after,
@@ -403,11 +545,7 @@ impl Delivery {
                     m.failed_requests.get_or_create(&self.reason(reason)).inc();
                     let max_elapsed = self.retry.max_elapsed;
                     if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
-                        m.dropped_records
-                            .get_or_create(&self.reason("max_elapsed"))
-                            .inc_by(records);
-                        tracing::error!(destination = %self.destination.name, reason, %detail, records, "Retried for longer than max_elapsed; batch dropped");
-                        break;
+                        return Verdict::OutOfTime { reason, detail };
                     }
                     m.retries.get_or_create(&self.reason(reason)).inc();
                     let delay = match (after, backoff) {
@@ -423,15 +561,48 @@ impl Delivery {
                 }
             }
         }
-        let queue = Arc::clone(&self.destination.queue);
-        if self
-            .writer
-            .send(WriteOp::Delete { queue, first, last })
-            .is_err()
-        {
-            // The writer is gone (shutdown): the batch stays on disk and is
-            // sent again after restart.
-            tracing::debug!(destination = %self.destination.name, "Writer gone; delete skipped");
-        }
+    }
+}
+
+/// The two halves of `r`, the later one first: popped from a stack, the
+/// older entries go first.
+fn halves(r: std::ops::Range<usize>) -> [std::ops::Range<usize>; 2] {
+    let mid = r.start + r.len() / 2;
+    [mid..r.end, r.start..mid]
+}
+
+/// The entries as one request body, and their records.
+fn join(entries: &[Entry]) -> (Bytes, u64) {
+    let mut body = bytes::BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
+    let mut records = 0u64;
+    for e in entries {
+        body.extend_from_slice(&e.payload);
+        records += u64::from(e.records);
+    }
+    (body.freeze(), records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_pop_oldest_first_and_cover_the_range() {
+        let mut stack: Vec<std::ops::Range<usize>> = halves(0..5).into();
+        assert_eq!(stack.pop(), Some(0..2));
+        assert_eq!(stack.pop(), Some(2..5));
+        // A single entry splits into itself and nothing.
+        assert_eq!(halves(3..4), [3..4, 3..3]);
+    }
+
+    #[test]
+    fn join_concatenates_payloads_and_adds_records() {
+        let entry = |seq, records, payload: &'static [u8]| Entry {
+            seq,
+            records,
+            payload: Bytes::from_static(payload),
+        };
+        let (body, records) = join(&[entry(1, 2, b"ab"), entry(2, 3, b"cd")]);
+        assert_eq!((&body[..], records), (&b"abcd"[..], 5));
     }
 }

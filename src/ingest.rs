@@ -45,7 +45,8 @@ pub struct Accepted {
 /// statuses in one place per protocol, next to each receiver.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The body is not a valid Export*ServiceRequest encoding.
+    /// The body is not a valid Export*ServiceRequest encoding, or holds
+    /// what a backend's decoder would refuse (see [`crate::proto::check`]).
     #[error("malformed request: {0}")]
     Malformed(#[from] ScanError),
     /// A destination's queue is at its limit and its policy is `block`.
@@ -81,6 +82,14 @@ impl IngestError {
     /// Bounded label for `seedgate_receiver_refused_*{reason}`.
     pub fn kind(&self) -> &'static str {
         match self {
+            // What a decoder would refuse although the framing is fine gets
+            // its own label: a dashboard should tell a broken client from
+            // one sending values too deep for the backends.
+            IngestError::Malformed(
+                e @ (ScanError::ValueTooDeep { .. }
+                | ScanError::InvalidUtf8 { .. }
+                | ScanError::InvalidIdLength { .. }),
+            ) => e.kind(),
             IngestError::Malformed(_) => "malformed",
             IngestError::QueueFull { .. } => "queue_full",
             IngestError::StorageFull { .. } => "storage_full",
@@ -109,6 +118,7 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     closed: AtomicBool,
     storage_retry_after: Duration,
+    limits: proto::Limits,
 }
 
 /// One destination's share of a request, before it is admitted.
@@ -165,7 +175,15 @@ impl Ingest {
             metrics,
             closed: AtomicBool::new(false),
             storage_retry_after,
+            limits: proto::Limits::DEFAULT,
         }
+    }
+
+    /// The same, refusing what exceeds `limits` (default: [`proto::Limits::DEFAULT`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: proto::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same, with the shoot clients in `shoots`.
@@ -205,7 +223,7 @@ impl Ingest {
             return Err(IngestError::ShuttingDown);
         }
         let snapshot = self.snapshot.load_full();
-        let blocks = proto::scan(signal, &body, &snapshot.keys)?;
+        let blocks = proto::scan_with(signal, &body, &snapshot.keys, self.limits)?;
         let total: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
 
         // Route every block; group the blocks by destination, keeping

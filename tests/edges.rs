@@ -32,6 +32,36 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// An OTLP/gRPC logs client that sends request bytes as they are.
+struct RawLogs(tonic::client::Grpc<tonic::transport::Channel>);
+
+impl RawLogs {
+    async fn connect(endpoint: String) -> Self {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        RawLogs(tonic::client::Grpc::new(channel))
+    }
+
+    async fn export(
+        &mut self,
+        body: Vec<u8>,
+    ) -> Result<tonic::Response<bytes::Bytes>, tonic::Status> {
+        self.0.ready().await.unwrap();
+        self.0
+            .unary(
+                tonic::Request::new(bytes::Bytes::from(body)),
+                http::uri::PathAndQuery::from_static(
+                    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                ),
+                seedgate::grpc_codec::RawCodec,
+            )
+            .await
+    }
+}
+
 /// seedgate with one `noop` pipeline and a request size limit on one receiver.
 async fn noop_seedgate(dir: &std::path::Path, receiver: &str, max_request: &str) -> Seedgate {
     support::install_crypto();
@@ -144,33 +174,16 @@ async fn bad_http_input_gets_a_clear_error_and_the_server_keeps_serving() {
 async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
     let dir = tempfile::tempdir().unwrap();
     let sg = noop_seedgate(dir.path(), "grpc", "64KiB").await;
-    let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    );
-    let mut call = async |body: Vec<u8>| {
-        grpc.ready().await.unwrap();
-        grpc.unary(
-            tonic::Request::new(bytes::Bytes::from(body)),
-            path.clone(),
-            seedgate::grpc_codec::RawCodec,
-        )
-        .await
-    };
-    let bad = call(vec![0x0a, 0xff, 0xff, 0x01]).await.unwrap_err();
+    let mut grpc = RawLogs::connect(sg.grpc_endpoint()).await;
+    let bad = grpc.export(vec![0x0a, 0xff, 0xff, 0x01]).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
-    let big = call(vec![0u8; 128 << 10]).await.unwrap_err();
+    let big = grpc.export(vec![0u8; 128 << 10]).await.unwrap_err();
     assert_eq!(big.code(), tonic::Code::ResourceExhausted, "{big:?}");
     assert!(
         tonic_types::StatusExt::get_details_retry_info(&big).is_none(),
         "an oversized message is not retryable"
     );
-    call(support::log_request(0)).await.unwrap();
+    grpc.export(support::log_request(0)).await.unwrap();
 }
 
 /// A tiny queue with `block`: once full, requests are refused with 429 /
@@ -214,7 +227,9 @@ async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_
     assert!(before <= 64.0 * 1024.0);
 
     // gRPC says RESOURCE_EXHAUSTED with RetryInfo (retryable per OTLP).
-    let st = support::grpc_logs_export(sg.grpc_endpoint(), support::log_request(seq))
+    let st = RawLogs::connect(sg.grpc_endpoint())
+        .await
+        .export(support::log_request(seq))
         .await
         .unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted);
@@ -464,4 +479,179 @@ async fn full_storage_is_backpressure_and_recovers() {
         (r.status() == 200).then_some(())
     })
     .await;
+}
+
+// ------------------------------------------------ what backends would refuse
+
+/// A length-delimited protobuf field.
+fn pb_len(number: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 6);
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(payload.len() as u64, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A `ResourceLogs` block (no records) whose resource attribute `deep` nests
+/// `depth` kvlists around an int, built on the wire: a prost value that
+/// deep would overflow the stack when dropped.
+fn deep_block(depth: usize) -> Vec<u8> {
+    let mut value = vec![0x18, 0x01]; // AnyValue.int_value = 1
+    for _ in 0..depth {
+        let kv = [pb_len(1, b"k"), pb_len(2, &value)].concat();
+        value = pb_len(6, &pb_len(1, &kv)); // AnyValue.kvlist_value.values
+    }
+    let attribute = [pb_len(1, b"deep"), pb_len(2, &value)].concat();
+    pb_len(1, &pb_len(1, &pb_len(1, &attribute)))
+}
+
+/// [`support::log_request`]`(seq)` plus a block with a value `depth` deep:
+/// stored whole or not at all.
+fn deep_request(seq: u64, depth: usize) -> Vec<u8> {
+    [support::log_request(seq), deep_block(depth)].concat()
+}
+
+/// The same as OTLP/JSON: one record `seq` and a resource attribute nesting
+/// `depth` kvlists.
+fn deep_json(seq: u64, depth: usize) -> String {
+    let mut value = r#"{"intValue":"1"}"#.to_owned();
+    for _ in 0..depth {
+        value = format!(r#"{{"kvlistValue":{{"values":[{{"key":"k","value":{value}}}]}}}}"#);
+    }
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"deep","value":{value}}}]}},"scopeLogs":[{{"logRecords":[{{"attributes":[{{"key":"seedgate.seq","value":{{"intValue":"{seq}"}}}}]}}]}}]}}]}}"#
+    )
+}
+
+/// [`support::log_request`]`(seq)` with `edit` applied to its first record.
+fn edited_request(
+    seq: u64,
+    edit: impl FnOnce(&mut opentelemetry_proto::tonic::logs::v1::LogRecord),
+) -> Vec<u8> {
+    use prost::Message;
+    let mut req =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
+            support::log_request(seq).as_slice(),
+        )
+        .unwrap();
+    edit(&mut req.resource_logs[0].scope_logs[0].log_records[0]);
+    req.encode_to_vec()
+}
+
+/// `bytes` with the first `from` replaced by `to` (same length: the framing
+/// stays valid).
+fn patched(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + to.len()].copy_from_slice(to);
+    bytes
+}
+
+/// A value nested 5,000 levels deep would make the backend's decoder
+/// (prost, C++, Java: 100 message levels) refuse the whole batch it lands
+/// in; seedgate refuses it at the edge, over HTTP, gRPC and JSON, names the
+/// limit, counts it, stores nothing of it, and still takes a value at the
+/// limit, which the sink decodes with prost. Strings that are not UTF-8 and
+/// IDs of the wrong length are refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() {
+    let (dir, backend) = support::with_backend().await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "batch:\n  timeout: 10ms\npipelines:\n  - name: b\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
+            backend.grpc_endpoint()
+        ),
+    );
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/logs", sg.http_endpoint());
+    let post =
+        |ct: &'static str, body: Vec<u8>| c.post(&url).header("content-type", ct).body(body).send();
+    let mut grpc = RawLogs::connect(sg.grpc_endpoint()).await;
+
+    // Refused: seqs 0.. never stored.
+    let refused: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("5,000 levels deep", deep_request(0, 5000), "limit of 16"),
+        ("17 levels deep", deep_request(10, 17), "limit of 16"),
+        (
+            "a log body that is not UTF-8",
+            patched(
+                edited_request(20, |r| {
+                    r.body = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(
+                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                "XXXX".to_owned(),
+                            ),
+                        ),
+                    });
+                }),
+                b"XXXX",
+                &[0xc3, 0x28, 0xa0, 0xa1],
+            ),
+            "not valid UTF-8",
+        ),
+        (
+            "a 15-byte trace ID",
+            edited_request(30, |r| r.trace_id = vec![7; 15]),
+            "LogRecord.trace_id",
+        ),
+    ];
+    for (what, body, needle) in &refused {
+        let r = post("application/x-protobuf", body.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "HTTP: {what}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(needle), "HTTP: {what}: {text:?}");
+        let st = grpc.export(body.clone()).await.unwrap_err();
+        assert_eq!(st.code(), tonic::Code::InvalidArgument, "gRPC: {what}");
+        assert!(st.message().contains(needle), "gRPC: {what}: {st:?}");
+    }
+    let r = post("application/json", deep_json(40, 17).into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("limit of 16"), "JSON: {text:?}");
+
+    // Accepted: a value at the limit, as protobuf and JSON, arrives whole
+    // (the sink decodes every request with prost, and refuses what fails).
+    let ok = post("application/x-protobuf", deep_request(100, 16))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    grpc.export(deep_request(110, 16)).await.unwrap();
+    let ok = post("application/json", deep_json(120, 16).into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    let acked = seedgate::tools::acked::AckedSet::from_ranges([(100, 120)]);
+    support::all_delivered(&backend, &acked).await;
+    let stats = backend.stats();
+    assert_eq!(stats.requests_invalid, 0, "{stats:?}");
+    assert_eq!(
+        backend.seqs().keys().filter(|&&s| s < 100).count(),
+        0,
+        "nothing of a refused request is stored"
+    );
+
+    let metrics = sg.metrics().await;
+    for (reason, at_least) in [
+        ("value_too_deep", 5.0),
+        ("invalid_utf8", 2.0),
+        ("invalid_id_length", 2.0),
+    ] {
+        let n: f64 = ["http", "grpc"]
+            .iter()
+            .filter_map(|t| {
+                support::metric_value(
+                    &metrics,
+                    "seedgate_receiver_refused_requests_total",
+                    &[
+                        &format!("reason=\"{reason}\""),
+                        &format!("transport=\"{t}\""),
+                    ],
+                )
+            })
+            .sum();
+        assert!(n >= at_least, "{reason}: {n}\n{metrics}");
+    }
 }

@@ -1,8 +1,9 @@
 //! Credentials, compression and flow control through a real seedgate
 //! process: basic, header and OAuth2 auth against a sink that checks them
 //! (and a wrong password that must end as a counted permanent 401), every
-//! compression arriving decodable, the rate limit holding within 10%, and
-//! the adaptive concurrency limit following the backend.
+//! compression arriving decodable, the rate limit holding within 10%, the
+//! adaptive concurrency limit following the backend, and a backend refusing
+//! one client's records costing nobody else theirs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod support;
@@ -488,4 +489,159 @@ async fn adaptive_concurrency_rises_when_healthy_and_falls_on_errors() {
     sink.set_fault(Fault::default());
     let acked = seedgate::tools::acked::read_acked_file(&acked).unwrap();
     support::all_delivered(&sink, &acked).await;
+}
+
+/// The records of a poison request carry this in their namespace; the sink
+/// refuses as permanent (`INVALID_ARGUMENT`) every request that holds it.
+const POISON: &str = "poison-7f3a";
+
+/// [`support::log_request`]`(seq)` moved to namespace [`POISON`] (same
+/// length, so the framing stays valid).
+fn poison_request(seq: u64) -> Vec<u8> {
+    let mut body = support::log_request(seq);
+    let from = b"shoot--p--a";
+    assert_eq!(from.len(), POISON.len());
+    let at = body.windows(from.len()).position(|w| w == from).unwrap();
+    body[at..at + from.len()].copy_from_slice(POISON.as_bytes());
+    body
+}
+
+/// A backend that refuses as permanent every request holding a poison
+/// record: the poison shares batches with three other clients' records
+/// (everything queues while the backend is down), the refused batches are
+/// split until the poison entries stand alone, and only their records are
+/// dropped and counted; every other acknowledged record arrives and the
+/// queue ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_costs_only_its_own_entry_not_the_batch() {
+    let (dir, sink) = support::with_backend().await;
+    sink.set_fault(Fault {
+        refuse_marker: Some(POISON.to_owned()),
+        ..Fault::default()
+    });
+    sink.go_down().await;
+    let rest = format!(
+        "pipelines:
+  - name: shared
+    signals: [logs]
+    output: {{ type: otlp_grpc, endpoint: '{}' }}
+    batch: {{ timeout: 10ms }}
+    retry: {{ initial_interval: 50ms, max_interval: 200ms }}
+",
+        sink.grpc_endpoint()
+    );
+    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), &rest)).await;
+    let acked_files: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("acked-{i}")))
+        .collect();
+    let client = |i: usize, protocol: &'static str| {
+        let endpoint = match protocol {
+            "http" => sg.http_endpoint(),
+            _ => sg.grpc_endpoint(),
+        };
+        let seq_start = (i as u64 * 100_000).to_string();
+        let acked = acked_files[i].clone();
+        async move {
+            support::load(
+                endpoint,
+                &[
+                    "--protocol",
+                    protocol,
+                    "--count",
+                    "2000",
+                    "--records-per-request",
+                    "50",
+                    "--seq-start",
+                    &seq_start,
+                ],
+                Some(&acked),
+            )
+            .await
+        }
+    };
+    let poison = async {
+        let c = reqwest::Client::new();
+        let url = format!("{}/v1/logs", sg.http_endpoint());
+        for i in 0..5u64 {
+            let r = c
+                .post(&url)
+                .header("content-type", "application/x-protobuf")
+                .body(poison_request(1_000_000 + i * 10))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "seedgate cannot know the backend will refuse it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (a, b, c, ()) = tokio::join!(
+        client(0, "grpc"),
+        client(1, "http"),
+        client(2, "grpc"),
+        poison
+    );
+    for summary in [a, b, c] {
+        assert_eq!(summary.records_acked, 2000, "{summary:?}");
+    }
+    sink.come_up().await.unwrap();
+
+    let labels = ["destination=\"shared\""];
+    eventually("the poison records dropped as permanent", async || {
+        let dropped = metric(
+            &sg,
+            "seedgate_exporter_dropped_records_total",
+            &[labels[0], "reason=\"permanent\""],
+        )
+        .await;
+        (dropped >= 50.0).then_some(())
+    })
+    .await;
+    for path in &acked_files {
+        let acked = seedgate::tools::acked::read_acked_file(path).unwrap();
+        support::all_delivered(&sink, &acked).await;
+    }
+    eventually("the queue is empty", async || {
+        (metric(&sg, "seedgate_batcher_queue_records", &labels).await == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &sg,
+            "seedgate_exporter_dropped_records_total",
+            &[labels[0], "reason=\"permanent\""],
+        )
+        .await,
+        50.0,
+        "exactly the poison records are dropped"
+    );
+    assert_eq!(
+        metric(
+            &sg,
+            "seedgate_exporter_dropped_records_total",
+            &[labels[0], "reason=\"bisect_gave_up\""],
+        )
+        .await,
+        0.0
+    );
+    assert!(
+        sink.seqs().keys().all(|&s| s < 1_000_000),
+        "no poison record got through"
+    );
+    // The poison shared batches with the others: more requests were
+    // refused than there are poison entries.
+    let refused = sink.stats().requests_refused;
+    assert!(refused > 5, "refused requests: {refused}");
+    assert!(
+        metric(
+            &sg,
+            "seedgate_exporter_failed_requests_total",
+            &[labels[0], "reason=\"grpc_invalid_argument\""],
+        )
+        .await
+            >= 6.0
+    );
 }

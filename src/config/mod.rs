@@ -52,6 +52,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 128 * 1024 * 1024;
 /// A receiver connection that sends nothing for this long is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most arrays/kvlists nested in one `AnyValue`.
+pub const DEFAULT_MAX_VALUE_DEPTH: u32 = crate::proto::DEFAULT_MAX_VALUE_DEPTH;
 /// Where LMDB lives.
 pub const DEFAULT_DATA_DIR: &str = "./seedgate-data";
 /// LMDB map size: the most the on-disk buffer can ever hold.
@@ -185,6 +187,10 @@ pub struct ReceiversConfig {
     pub memory_limiter: MemoryLimiterConfig,
     /// TLS on both listeners; absent: plain text.
     pub tls: Option<ReceiverTlsConfig>,
+    /// Most arrays/kvlists nested in one attribute value or log body;
+    /// deeper requests are refused (a backend's decoder would refuse the
+    /// batch they land in). See [`crate::proto::check`].
+    pub max_value_depth: u32,
 }
 
 impl Default for ReceiversConfig {
@@ -196,6 +202,7 @@ impl Default for ReceiversConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             memory_limiter: MemoryLimiterConfig::default(),
             tls: None,
+            max_value_depth: DEFAULT_MAX_VALUE_DEPTH,
         }
     }
 }
@@ -753,6 +760,15 @@ impl Config {
             "receivers.memory_limiter",
             &self.receivers.memory_limiter,
         );
+        if !(1..=crate::proto::MAX_VALUE_DEPTH).contains(&self.receivers.max_value_depth) {
+            p.push(
+                "receivers.max_value_depth",
+                format!(
+                    "must be 1 to {} (deeper values may not decode in backends)",
+                    crate::proto::MAX_VALUE_DEPTH
+                ),
+            );
+        }
         check_listen(&mut p, "admin.listen", &self.admin.listen);
         if self.storage.data_dir.as_os_str().is_empty() {
             p.push("storage.data_dir", "must not be empty");
@@ -1141,6 +1157,18 @@ mod tests {
         assert_eq!(c.pipelines.len(), 1);
         assert_eq!(c.pipelines[0].output.kind, OutputType::Stdout);
         assert_eq!(c.receivers.grpc.listen, DEFAULT_GRPC_LISTEN);
+    }
+
+    #[test]
+    fn max_value_depth_stays_where_backends_decode() {
+        for bad in [0, crate::proto::MAX_VALUE_DEPTH + 1] {
+            assert_problems(
+                &format!("receivers:\n  max_value_depth: {bad}\n"),
+                &["c.yaml:2: receivers.max_value_depth: must be 1 to 30"],
+            );
+        }
+        let ok = parse("c.yaml", "receivers:\n  max_value_depth: 30\n").unwrap();
+        assert_eq!(ok.receivers.max_value_depth, 30);
     }
 
     #[test]

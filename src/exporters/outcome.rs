@@ -218,6 +218,33 @@ pub fn grpc_outcome(status: &tonic::Status) -> Outcome {
     }
 }
 
+// === permanent refusals ===
+
+/// Whether a permanent refusal with this `reason` may be about something in
+/// the request's *content* (one bad record, a request too large), so that a
+/// part of it could be accepted: the delivery loop then splits a batch of
+/// several entries to find the ones refused on their own.
+///
+/// Refusals about the request's envelope (authentication, permission, path,
+/// method, media type, an unimplemented service) and seedgate's own
+/// permanent errors (reasons without an `http_`/`grpc_` prefix) would refuse
+/// every part alike: splitting would only multiply the requests.
+pub fn about_content(reason: &str) -> bool {
+    matches!(
+        reason,
+        "http_400"
+            | "http_413"
+            | "http_4xx"
+            | "http_500"
+            | "http_5xx"
+            | "grpc_invalid_argument"
+            | "grpc_resource_exhausted"
+            | "grpc_failed_precondition"
+            | "grpc_internal"
+            | "grpc_unknown"
+    )
+}
+
 /// The bounded label of a gRPC code.
 pub const fn grpc_reason(code: Code) -> &'static str {
     match code {
@@ -273,6 +300,54 @@ mod tests {
             Outcome::Retryable { after, reason, .. } => ("retryable", reason, *after),
             Outcome::Permanent { reason, .. } => ("permanent", reason, None),
         }
+    }
+
+    #[test]
+    fn content_refusals_are_split_envelope_refusals_are_not() {
+        let none = HeaderMap::new();
+        for (code, split) in [
+            (400, true),
+            (413, true),
+            (422, true),
+            (500, true),
+            (501, true),
+            (401, false),
+            (403, false),
+            (404, false),
+            (405, false),
+            (415, false),
+            (301, false),
+        ] {
+            let o = http_outcome(
+                Signal::Logs,
+                StatusCode::from_u16(code).unwrap(),
+                &none,
+                b"",
+            );
+            let Outcome::Permanent { reason, .. } = o else {
+                panic!("{code} is permanent");
+            };
+            assert_eq!(about_content(reason), split, "HTTP {code}");
+        }
+        for (code, split) in [
+            (Code::InvalidArgument, true),
+            (Code::ResourceExhausted, true),
+            (Code::Internal, true),
+            (Code::Unknown, true),
+            (Code::FailedPrecondition, true),
+            (Code::Unauthenticated, false),
+            (Code::PermissionDenied, false),
+            (Code::NotFound, false),
+            (Code::Unimplemented, false),
+        ] {
+            let Outcome::Permanent { reason, .. } = grpc_outcome(&tonic::Status::new(code, "x"))
+            else {
+                panic!("{code:?} is permanent");
+            };
+            assert_eq!(about_content(reason), split, "{code:?}");
+        }
+        // seedgate's own permanent errors are never split.
+        assert!(!about_content("encode"));
     }
 
     #[test]

@@ -159,8 +159,10 @@ pub struct ExporterMetrics {
     pub failed_requests: Family<DestReason, Counter>,
     /// Retries scheduled, by reason of the failure.
     pub retries: Family<DestReason, Counter>,
-    /// Records dropped for good: `permanent` errors, `max_elapsed` exceeded,
-    /// `rejected` by the backend's partial_success.
+    /// Records dropped for good: `permanent` (refused alone, or for a reason
+    /// not about the content), `bisect_gave_up` (in a refused part the
+    /// bisection no longer split), `max_elapsed` exceeded, `rejected` by the
+    /// backend's partial_success.
     pub dropped_records: Family<DestReason, Counter>,
     /// Duration of one export attempt.
     pub request_duration: LatencyFamily<Dest>,

@@ -14,10 +14,13 @@
 //! - Nothing here panics on any input, never indexes out of bounds
 //!   (`clippy::indexing_slicing` is on), uses overflow-checked arithmetic and
 //!   allocates only the returned `Vec`.
-//! - Every level the scanner walks is fully framed: request → resource block
-//!   → resource → attribute → value, and block → scope → record (for metrics
-//!   block → scope → metric → data → data point). Records themselves and
-//!   everything below the value of an attribute are only length-checked.
+//! - Every level is fully framed and checked against the OTLP schema, down
+//!   to the scalars of every record ([`check`]): whatever a standard decoder
+//!   (prost, recursion limit 100) refuses, or the Collector refuses for a
+//!   trace/span ID of the wrong length, is refused here, before anything is
+//!   acknowledged, so one bad record can never make a backend refuse a batch
+//!   it shares with other clients' records. `AnyValue` nesting is bounded by
+//!   [`Limits::max_value_depth`].
 //! - Field numbers are those of opentelemetry-proto 0.33 (OTLP 1.x). A known
 //!   field with the wrong wire type is an error, as it is for prost; unknown
 //!   fields are skipped if they are validly framed; groups are rejected.
@@ -32,11 +35,14 @@ use std::ops::Range;
 
 use crate::signal::Signal;
 
+pub mod check;
 pub mod json;
 pub mod response;
 pub mod split;
 mod wire;
 
+use check::Msg;
+pub use check::{DEFAULT_MAX_VALUE_DEPTH, Limits, MAX_VALUE_DEPTH};
 use wire::{Field, I64, Reader, VARINT};
 
 /// A problem in the wire encoding of an export request.
@@ -107,12 +113,37 @@ pub enum ScanError {
         /// The wire type as read.
         actual: u8,
     },
-    /// The string value of a routing-key attribute starting at `offset` is
-    /// not UTF-8.
-    #[error("routing attribute value at byte {offset} is not UTF-8")]
+    /// A `string` field is not UTF-8 (proto3 requires it; decoders refuse
+    /// the whole request).
+    #[error("{field} at byte {offset} is not valid UTF-8")]
     InvalidUtf8 {
-        /// Where the string payload starts.
+        /// The first byte that is not part of a valid UTF-8 sequence.
         offset: usize,
+        /// The field, as `Message.field`.
+        field: &'static str,
+    },
+    /// A trace ID is not 16 bytes or a span ID not 8 (empty where the OTLP
+    /// spec allows it); the Collector refuses the whole request.
+    #[error("{field} at byte {offset} is {actual} bytes long, expected {expected}")]
+    InvalidIdLength {
+        /// Where the field's key starts.
+        offset: usize,
+        /// The field, as `Message.field`.
+        field: &'static str,
+        /// 16 for a trace ID, 8 for a span ID.
+        expected: usize,
+        /// The length on the wire.
+        actual: usize,
+    },
+    /// `AnyValue`s (arrays, kvlists) nested more than `limit` levels deep.
+    #[error(
+        "attribute value at byte {offset} nests arrays/kvlists deeper than the limit of {limit} levels (receivers.max_value_depth)"
+    )]
+    ValueTooDeep {
+        /// Where the key of the container one level too deep starts.
+        offset: usize,
+        /// The limit in force.
+        limit: u32,
     },
     /// A resource block at `offset` holds more than `u32::MAX` records.
     #[error("resource block at byte {offset} holds more than 2^32-1 records")]
@@ -136,6 +167,8 @@ impl ScanError {
             ScanError::Group { .. } => "group",
             ScanError::WrongWireType { .. } => "wrong_wire_type",
             ScanError::InvalidUtf8 { .. } => "invalid_utf8",
+            ScanError::InvalidIdLength { .. } => "invalid_id_length",
+            ScanError::ValueTooDeep { .. } => "value_too_deep",
             ScanError::CountOverflow { .. } => "count_overflow",
         }
     }
@@ -150,7 +183,9 @@ impl ScanError {
             | ScanError::InvalidWireType { offset, .. }
             | ScanError::Group { offset, .. }
             | ScanError::WrongWireType { offset, .. }
-            | ScanError::InvalidUtf8 { offset }
+            | ScanError::InvalidUtf8 { offset, .. }
+            | ScanError::InvalidIdLength { offset, .. }
+            | ScanError::ValueTooDeep { offset, .. }
             | ScanError::CountOverflow { offset } => offset,
         }
     }
@@ -178,18 +213,32 @@ pub struct Block<'a> {
 /// count, the next name is tried). Top-level fields other than the resource
 /// blocks are skipped and are not covered by any block.
 ///
+/// The [`Limits`] are the defaults; see [`scan_with`].
+///
 /// # Errors
-/// A [`ScanError`] for the first framing problem found in the levels walked
-/// (see the module doc), or for a routing-key value that is not UTF-8.
+/// A [`ScanError`] for the first problem found (see the module doc).
 pub fn scan<'a>(
     signal: Signal,
     buf: &'a [u8],
     keys: &[String],
 ) -> Result<Vec<Block<'a>>, ScanError> {
+    scan_with(signal, buf, keys, Limits::DEFAULT)
+}
+
+/// [`scan`] with the given [`Limits`].
+///
+/// # Errors
+/// As for [`scan`].
+pub fn scan_with<'a>(
+    signal: Signal,
+    buf: &'a [u8],
+    keys: &[String],
+    limits: Limits,
+) -> Result<Vec<Block<'a>>, ScanError> {
     let mut blocks = Vec::new();
     let mut top = Reader::new(buf);
     while let Some(field) = top.next_field()? {
-        if let Some(block) = top_level_block(signal, &top, &field, keys)? {
+        if let Some(block) = top_level_block(signal, &top, &field, keys, limits)? {
             blocks.push(block);
         }
     }
@@ -197,7 +246,9 @@ pub fn scan<'a>(
 }
 
 /// Records (log records, metric data points, spans) in a whole request,
-/// with the same validation as [`scan`] and no allocation.
+/// with the same validation as [`scan`] and no allocation. The value depth
+/// limit is the largest allowed ([`Limits::MAX`]), so that any request a
+/// configured limit lets in can be counted.
 ///
 /// # Errors
 /// As for [`scan`].
@@ -205,7 +256,7 @@ pub fn count_records(signal: Signal, buf: &[u8]) -> Result<u64, ScanError> {
     let mut total: u64 = 0;
     let mut top = Reader::new(buf);
     while let Some(field) = top.next_field()? {
-        if let Some(block) = top_level_block(signal, &top, &field, &[])? {
+        if let Some(block) = top_level_block(signal, &top, &field, &[], Limits::MAX)? {
             // u32 per block and the buffer is < 2^64 bytes: cannot overflow,
             // but saturate rather than assume.
             total = total.saturating_add(u64::from(block.records));
@@ -232,6 +283,7 @@ fn top_level_block<'a>(
     top: &Reader<'a>,
     field: &Field,
     keys: &[String],
+    limits: Limits,
 ) -> Result<Option<Block<'a>>, ScanError> {
     if field.number != 1 {
         return Ok(None);
@@ -244,19 +296,18 @@ fn top_level_block<'a>(
         match f.number {
             1 => {
                 let (s, e) = f.expect_len(names(signal).resource)?;
-                resource_key(&block.nested(s, e), keys, &mut key)?;
+                let resource = block.nested(s, e);
+                check::message(&resource, Msg::Resource, limits, 0)?;
+                resource_key(&resource, keys, &mut key)?;
             }
             2 => {
                 let (s, e) = f.expect_len(names(signal).scope)?;
-                let n = scope_records(signal, &block.nested(s, e))?;
+                let n = scope_records(signal, &block.nested(s, e), Some(limits))?;
                 records = records.checked_add(n).ok_or(ScanError::CountOverflow {
                     offset: field.offset,
                 })?;
             }
-            // schema_url
-            3 => {
-                f.expect_len(names(signal).schema_url)?;
-            }
+            3 => check::str_field(&block, &f, names(signal).schema_url)?,
             _ => {}
         }
     }
@@ -318,7 +369,8 @@ struct Candidate<'a> {
 }
 
 /// Walks one occurrence of `Resource` (several occurrences merge, so their
-/// attributes are seen in order) and updates the best key candidate.
+/// attributes are seen in order) and updates the best key candidate. The
+/// resource has been checked ([`check::message`]) already.
 fn resource_key<'a>(
     resource: &Reader<'a>,
     keys: &[String],
@@ -337,8 +389,12 @@ fn resource_key<'a>(
                 let AttrValue::String { start, end } = value else {
                     continue;
                 };
-                let value = std::str::from_utf8(r.bytes(start, end))
-                    .map_err(|_| ScanError::InvalidUtf8 { offset: start })?;
+                let value = std::str::from_utf8(r.bytes(start, end)).map_err(|e| {
+                    ScanError::InvalidUtf8 {
+                        offset: start.saturating_add(e.valid_up_to()),
+                        field: "AnyValue.string_value",
+                    }
+                })?;
                 if best.is_none_or(|b| priority < b.priority) {
                     *best = Some(Candidate { priority, value });
                 }
@@ -431,26 +487,47 @@ fn any_value(any: &Reader<'_>, value: &mut AttrValue) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// Records in one `Scope{Logs,Metrics,Spans}`.
-fn scope_records(signal: Signal, scope: &Reader<'_>) -> Result<u32, ScanError> {
+/// Records in one `Scope{Logs,Metrics,Spans}`, each checked down to its
+/// scalars with `limits` when given (`None`: bytes that were checked when
+/// they came in, framing only).
+fn scope_records(
+    signal: Signal,
+    scope: &Reader<'_>,
+    limits: Option<Limits>,
+) -> Result<u32, ScanError> {
     let n = names(signal);
     let mut r = scope.clone();
     let mut count: u32 = 0;
     while let Some(f) = r.next_field()? {
         let add = match f.number {
             1 => {
-                f.expect_len(n.scope_scope)?;
+                let (s, e) = f.expect_len(n.scope_scope)?;
+                if let Some(limits) = limits {
+                    check::message(&r.nested(s, e), Msg::Scope, limits, 0)?;
+                }
                 0
             }
             2 => {
                 let (s, e) = f.expect_len(n.records)?;
+                let record = r.nested(s, e);
+                let msg = match signal {
+                    Signal::Logs => Msg::LogRecord,
+                    Signal::Traces => Msg::Span,
+                    Signal::Metrics => Msg::Metric,
+                };
+                if let Some(limits) = limits {
+                    check::message(&record, msg, limits, 0)?;
+                }
                 match signal {
                     Signal::Logs | Signal::Traces => 1,
-                    Signal::Metrics => metric_points(&r.nested(s, e))?,
+                    Signal::Metrics => metric_points(&record)?,
                 }
             }
             3 => {
-                f.expect_len(n.scope_schema_url)?;
+                let (s, e) = f.expect_len(n.scope_schema_url)?;
+                if limits.is_some() {
+                    check::utf8(&r, s, e, n.scope_schema_url)?;
+                }
                 0
             }
             _ => 0,
@@ -540,7 +617,7 @@ const SUMMARY: DataFields = DataFields {
 
 /// Data points (field 1) of a Gauge, Sum, Histogram, ExponentialHistogram
 /// or Summary; fields 2 and 3 are checked where the type has them. The
-/// points themselves are only length-checked.
+/// points are counted here and checked by [`check::message`].
 fn data_points(data: &Reader<'_>, fields: &DataFields) -> Result<u32, ScanError> {
     let mut r = data.clone();
     let mut count: u32 = 0;
@@ -712,19 +789,13 @@ mod tests {
                 // value tag+len, string tag+len
                 ScanError::InvalidUtf8 {
                     offset: 2 + 2 + 2 + 20 + 2 + 2,
+                    field: "AnyValue.string_value",
                 },
             ),
         ];
         for (name, buf, want) in cases {
             assert_eq!(logs(&buf), Err(want), "{name}");
-            assert_eq!(
-                count_records(Signal::Logs, &buf).err(),
-                Some(want).filter(|e| {
-                    // count_records does not look at keys.
-                    !matches!(e, ScanError::InvalidUtf8 { .. })
-                }),
-                "{name}"
-            );
+            assert_eq!(count_records(Signal::Logs, &buf), Err(want), "{name}");
         }
     }
 
@@ -753,8 +824,21 @@ mod tests {
                 expected: 2,
                 actual: 0,
             },
-            ScanError::InvalidUtf8 { offset: 8 },
+            ScanError::InvalidUtf8 {
+                offset: 8,
+                field: "f",
+            },
             ScanError::CountOverflow { offset: 9 },
+            ScanError::InvalidIdLength {
+                offset: 10,
+                field: "f",
+                expected: 16,
+                actual: 3,
+            },
+            ScanError::ValueTooDeep {
+                offset: 11,
+                limit: 16,
+            },
         ];
         let mut kinds: Vec<_> = errors.iter().map(ScanError::kind).collect();
         kinds.sort_unstable();

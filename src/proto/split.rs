@@ -194,7 +194,7 @@ impl Splitter<'_> {
                 }
                 2 => {
                     let (s, e) = f.expect_len(names(self.signal).scope)?;
-                    let n = super::scope_records(self.signal, &fields.nested(s, e))?;
+                    let n = super::scope_records(self.signal, &fields.nested(s, e), None)?;
                     records = records
                         .checked_add(n)
                         .ok_or(ScanError::CountOverflow { offset: f.offset })?;

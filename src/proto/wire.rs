@@ -188,6 +188,18 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// Reads varints up to the end of the window: the payload of a packed
+    /// repeated varint field.
+    ///
+    /// # Errors
+    /// A varint that overflows or runs past the end of the window.
+    pub(crate) fn check_varints(&mut self) -> Result<(), ScanError> {
+        while self.pos < self.end {
+            self.varint()?;
+        }
+        Ok(())
+    }
+
     /// Advances over `n` fixed-width bytes.
     fn skip(&mut self, n: usize) -> Result<(), ScanError> {
         let offset = self.pos;

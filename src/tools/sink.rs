@@ -101,6 +101,10 @@ pub struct SinkArgs {
     /// (repeatable: any of the values).
     #[arg(long, value_name = "VALUE")]
     pub require_authorization: Vec<String>,
+    /// Refuse as permanent (HTTP 400 / gRPC INVALID_ARGUMENT) every request
+    /// whose decoded body contains these bytes: a poison record.
+    #[arg(long, value_name = "STRING")]
+    pub refuse_marker: Option<String>,
 }
 
 /// How to start a sink in-process.
@@ -163,6 +167,10 @@ pub struct Fault {
     /// path prefix or gRPC authority): one sink standing in for many
     /// backends can have one of them fail.
     pub only_endpoints: Vec<String>,
+    /// Refuse as permanent (400 / `INVALID_ARGUMENT`) every request whose
+    /// body (decompressed, raw protobuf or JSON bytes) contains this string,
+    /// like a backend refusing a batch for one record it cannot take.
+    pub refuse_marker: Option<String>,
 }
 
 /// The body of `POST /sink/fault`: replaces the faults, and optionally takes
@@ -182,6 +190,8 @@ pub struct FaultRequest {
     pub latency: Option<Duration>,
     /// See [`Fault::only_endpoints`].
     pub only_endpoints: Vec<String>,
+    /// See [`Fault::refuse_marker`].
+    pub refuse_marker: Option<String>,
     /// Close both listeners (and their connections) shortly after answering,
     /// and bind them again after this long.
     #[serde(with = "humantime_serde")]
@@ -395,9 +405,17 @@ impl Shared {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| accepted.iter().any(|a| a == v))
         };
+        let poisoned = match (&fault.refuse_marker, &body) {
+            (Some(marker), Ok(body)) => contains(body, marker.as_bytes()),
+            _ => false,
+        };
         let answer = match decide_fault(&fault, rand::random::<f64>()) {
             _ if !authorized => Answer::Refused {
                 status: 401,
+                retry_after: None,
+            },
+            _ if poisoned => Answer::Refused {
+                status: 400,
                 retry_after: None,
             },
             Some((status, retry_after)) => Answer::Refused {
@@ -504,6 +522,11 @@ impl Shared {
         stats.signal_mut(signal).records += records;
         Answer::Accepted
     }
+}
+
+/// Whether `needle` (not empty) occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Which fault, if any, answers a request: `(HTTP status, retry-after)`.
@@ -912,6 +935,7 @@ async fn post_fault_handler(State(shared): State<Arc<Shared>>, body: Bytes) -> R
         retry_after: request.retry_after,
         latency: request.latency,
         only_endpoints: request.only_endpoints,
+        refuse_marker: request.refuse_marker,
     };
     *lock(&shared.fault) = fault.clone();
     if let Some(down_for) = request.down_for
@@ -1147,6 +1171,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
             retry_after: args.retry_after,
             latency: args.latency,
             only_endpoints: Vec::new(),
+            refuse_marker: args.refuse_marker,
         },
         down_for: args.down_for,
         track_namespaces: false,
@@ -1249,6 +1274,14 @@ mod tests {
         for (status, code) in table {
             assert_eq!(grpc_code_for_http(status), code, "HTTP {status}");
         }
+    }
+
+    #[test]
+    fn refuse_marker_matches_raw_bytes() {
+        assert!(contains(b"\x0a\x03POISON\x12", b"POISON"));
+        assert!(!contains(b"POISO", b"POISON"));
+        // An empty marker refuses nothing.
+        assert!(!contains(b"anything", b""));
     }
 
     #[test]

@@ -444,6 +444,7 @@ async fn stats_and_fault_over_http() {
             retry_after: Some(3),
             latency: Some(Duration::from_millis(5)),
             only_endpoints: Vec::new(),
+            refuse_marker: None,
         }
     );
     let bad = client

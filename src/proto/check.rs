@@ -1,0 +1,799 @@
+//! Refuse at the edge what a backend's decoder refuses.
+//!
+//! Why this exists: seedgate acknowledges a request once it is on disk and
+//! later sends it to a backend *concatenated with other clients' requests*.
+//! A record that the backend's protobuf decoder refuses makes it refuse the
+//! whole batch (`INVALID_ARGUMENT` / 400), so one bad record would cost
+//! everybody's acknowledged data. This module walks every record of a
+//! request down to its scalars with the OTLP schema (opentelemetry-proto
+//! 0.33) and refuses, before anything is acknowledged, what a standard
+//! decoder refuses:
+//!
+//! - a known field with the wrong wire type (prost: "invalid wire type");
+//! - a `string` field that is not UTF-8 (proto3 requires it; prost refuses);
+//! - a packed repeated fixed64/double whose length is not a multiple of 8,
+//!   or a packed varint cut short;
+//! - `AnyValue`s (kvlist in kvlist, array in array …) nested deeper than
+//!   [`Limits::max_value_depth`];
+//!
+//! and, beyond what prost checks, what the OpenTelemetry Collector (the most
+//! common OTLP backend) refuses when it unmarshals:
+//!
+//! - a trace ID that is not 16 bytes or a span ID that is not 8 bytes.
+//!   Empty (or absent: proto3 cannot tell them apart on the wire) is
+//!   accepted everywhere, as the Collector does: the spec allows it for log
+//!   records, a span's `parent_span_id` and exemplars, and calls it invalid
+//!   for a span's own IDs, but no backend refuses a batch for it, so
+//!   refusing it here would protect nobody.
+//!
+//! # What the depth limit counts, and why it is safe
+//!
+//! The *value depth* of an `AnyValue` is the number of `ArrayValue` /
+//! `KeyValueList` containers on its deepest path: a scalar is 0, a kvlist of
+//! scalars 1, `{"a": {"b": 1}}` 2. Each container adds at most three message
+//! levels (`AnyValue` → `KeyValueList` → `KeyValue` → `AnyValue`; arrays add
+//! two). The deepest place an `AnyValue` starts is an exemplar's filtered
+//! attribute, at message level 8 (request 0 → `ResourceMetrics` 1 →
+//! `ScopeMetrics` 2 → `Metric` 3 → `Histogram` 4 → data point 5 →
+//! `Exemplar` 6 → `KeyValue` 7 → `AnyValue` 8). So a value of depth `d`
+//! reaches message level at most `8 + 3·d`. prost (like the C++, Java and
+//! upb decoders) decodes a message at nesting level `L` only while
+//! `L <= 100` (`RECURSION_LIMIT`). Hence `d <= 30` always decodes
+//! (`8 + 90 = 98 < 100`) and [`MAX_VALUE_DEPTH`] is 30; the default,
+//! [`DEFAULT_MAX_VALUE_DEPTH`] = 16, stays at level 56 at most, far from
+//! the limit. A test checks both ends against prost itself.
+//!
+//! Invariants: as for the rest of [`super`]: no panics, no indexing, no
+//! allocation. Recursion is bounded: it only goes deeper through a container,
+//! and the depth is checked before entering one.
+
+use super::ScanError;
+use super::wire::{Field, I32, I64, Reader, VARINT, Value};
+
+/// The default [`Limits::max_value_depth`].
+pub const DEFAULT_MAX_VALUE_DEPTH: u32 = 16;
+
+/// The largest [`Limits::max_value_depth`] for which every accepted request
+/// still decodes in a decoder with a 100-level recursion limit (see the
+/// module doc for the arithmetic).
+pub const MAX_VALUE_DEPTH: u32 = 30;
+
+/// What a request may contain beyond being well-formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most `ArrayValue`/`KeyValueList` containers nested in one
+    /// attribute value, log body or other `AnyValue` (`1..=`[`MAX_VALUE_DEPTH`]).
+    pub max_value_depth: u32,
+}
+
+impl Limits {
+    /// The defaults.
+    pub const DEFAULT: Limits = Limits {
+        max_value_depth: DEFAULT_MAX_VALUE_DEPTH,
+    };
+    /// The most permissive limits allowed.
+    pub const MAX: Limits = Limits {
+        max_value_depth: MAX_VALUE_DEPTH,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The OTLP messages below the levels [`super`] frames itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Msg {
+    Resource,
+    EntityRef,
+    Scope,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+    LogRecord,
+    Span,
+    Event,
+    Link,
+    Status,
+    Metric,
+    Gauge,
+    Sum,
+    Histogram,
+    ExpHistogram,
+    Summary,
+    NumberPoint,
+    HistogramPoint,
+    ExpHistogramPoint,
+    Buckets,
+    SummaryPoint,
+    Quantile,
+    Exemplar,
+}
+
+/// How a field is encoded, as far as a decoder's checks go.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// int32/int64/uint32/uint64/sint32/bool/enum.
+    Varint,
+    /// fixed64/sfixed64/double.
+    Fixed64,
+    /// fixed32/float.
+    Fixed32,
+    /// `string`: UTF-8.
+    Str,
+    /// `bytes`.
+    Bytes,
+    /// A trace or span ID: exactly `len` bytes, or empty.
+    Id { len: usize },
+    /// A nested message.
+    Msg(Msg),
+    /// Repeated fixed64/double: packed (LEN, a multiple of 8) or not.
+    Packed64,
+    /// Repeated uint64: packed (LEN of whole varints) or not.
+    PackedVarint,
+}
+
+const TRACE_ID: Kind = Kind::Id { len: 16 };
+const SPAN_ID: Kind = Kind::Id { len: 8 };
+
+/// The schema: field `number` of `msg`, its name for error messages and its
+/// kind; `None` for unknown fields (skipped, as decoders do).
+#[allow(clippy::too_many_lines)] // one flat table reads best
+fn field(msg: Msg, number: u32) -> Option<(&'static str, Kind)> {
+    use Kind::{Bytes, Fixed32, Fixed64, Packed64, PackedVarint, Str, Varint};
+    Some(match (msg, number) {
+        (Msg::Resource, 1) => ("Resource.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::Resource, 2) => ("Resource.dropped_attributes_count", Varint),
+        (Msg::Resource, 3) => ("Resource.entity_refs", Kind::Msg(Msg::EntityRef)),
+        (Msg::EntityRef, 1) => ("EntityRef.schema_url", Str),
+        (Msg::EntityRef, 2) => ("EntityRef.type", Str),
+        (Msg::EntityRef, 3) => ("EntityRef.id_keys", Str),
+        (Msg::EntityRef, 4) => ("EntityRef.description_keys", Str),
+        (Msg::Scope, 1) => ("InstrumentationScope.name", Str),
+        (Msg::Scope, 2) => ("InstrumentationScope.version", Str),
+        (Msg::Scope, 3) => ("InstrumentationScope.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::Scope, 4) => ("InstrumentationScope.dropped_attributes_count", Varint),
+        (Msg::KeyValue, 1) => ("KeyValue.key", Str),
+        (Msg::KeyValue, 2) => ("KeyValue.value", Kind::Msg(Msg::AnyValue)),
+        (Msg::KeyValue, 3) => ("KeyValue.key_strindex", Varint),
+        (Msg::AnyValue, 1) => ("AnyValue.string_value", Str),
+        (Msg::AnyValue, 2) => ("AnyValue.bool_value", Varint),
+        (Msg::AnyValue, 3) => ("AnyValue.int_value", Varint),
+        (Msg::AnyValue, 4) => ("AnyValue.double_value", Fixed64),
+        (Msg::AnyValue, 5) => ("AnyValue.array_value", Kind::Msg(Msg::ArrayValue)),
+        (Msg::AnyValue, 6) => ("AnyValue.kvlist_value", Kind::Msg(Msg::KeyValueList)),
+        (Msg::AnyValue, 7) => ("AnyValue.bytes_value", Bytes),
+        (Msg::AnyValue, 8) => ("AnyValue.string_value_strindex", Varint),
+        (Msg::ArrayValue, 1) => ("ArrayValue.values", Kind::Msg(Msg::AnyValue)),
+        (Msg::KeyValueList, 1) => ("KeyValueList.values", Kind::Msg(Msg::KeyValue)),
+        (Msg::LogRecord, 1) => ("LogRecord.time_unix_nano", Fixed64),
+        (Msg::LogRecord, 2) => ("LogRecord.severity_number", Varint),
+        (Msg::LogRecord, 3) => ("LogRecord.severity_text", Str),
+        (Msg::LogRecord, 5) => ("LogRecord.body", Kind::Msg(Msg::AnyValue)),
+        (Msg::LogRecord, 6) => ("LogRecord.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::LogRecord, 7) => ("LogRecord.dropped_attributes_count", Varint),
+        (Msg::LogRecord, 8) => ("LogRecord.flags", Fixed32),
+        (Msg::LogRecord, 9) => ("LogRecord.trace_id", TRACE_ID),
+        (Msg::LogRecord, 10) => ("LogRecord.span_id", SPAN_ID),
+        (Msg::LogRecord, 11) => ("LogRecord.observed_time_unix_nano", Fixed64),
+        (Msg::LogRecord, 12) => ("LogRecord.event_name", Str),
+        (Msg::Span, 1) => ("Span.trace_id", TRACE_ID),
+        (Msg::Span, 2) => ("Span.span_id", SPAN_ID),
+        (Msg::Span, 3) => ("Span.trace_state", Str),
+        (Msg::Span, 4) => ("Span.parent_span_id", SPAN_ID),
+        (Msg::Span, 5) => ("Span.name", Str),
+        (Msg::Span, 6) => ("Span.kind", Varint),
+        (Msg::Span, 7) => ("Span.start_time_unix_nano", Fixed64),
+        (Msg::Span, 8) => ("Span.end_time_unix_nano", Fixed64),
+        (Msg::Span, 9) => ("Span.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::Span, 10) => ("Span.dropped_attributes_count", Varint),
+        (Msg::Span, 11) => ("Span.events", Kind::Msg(Msg::Event)),
+        (Msg::Span, 12) => ("Span.dropped_events_count", Varint),
+        (Msg::Span, 13) => ("Span.links", Kind::Msg(Msg::Link)),
+        (Msg::Span, 14) => ("Span.dropped_links_count", Varint),
+        (Msg::Span, 15) => ("Span.status", Kind::Msg(Msg::Status)),
+        (Msg::Span, 16) => ("Span.flags", Fixed32),
+        (Msg::Event, 1) => ("Span.Event.time_unix_nano", Fixed64),
+        (Msg::Event, 2) => ("Span.Event.name", Str),
+        (Msg::Event, 3) => ("Span.Event.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::Event, 4) => ("Span.Event.dropped_attributes_count", Varint),
+        (Msg::Link, 1) => ("Span.Link.trace_id", TRACE_ID),
+        (Msg::Link, 2) => ("Span.Link.span_id", SPAN_ID),
+        (Msg::Link, 3) => ("Span.Link.trace_state", Str),
+        (Msg::Link, 4) => ("Span.Link.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::Link, 5) => ("Span.Link.dropped_attributes_count", Varint),
+        (Msg::Link, 6) => ("Span.Link.flags", Fixed32),
+        (Msg::Status, 2) => ("Status.message", Str),
+        (Msg::Status, 3) => ("Status.code", Varint),
+        (Msg::Metric, 1) => ("Metric.name", Str),
+        (Msg::Metric, 2) => ("Metric.description", Str),
+        (Msg::Metric, 3) => ("Metric.unit", Str),
+        (Msg::Metric, 5) => ("Metric.gauge", Kind::Msg(Msg::Gauge)),
+        (Msg::Metric, 7) => ("Metric.sum", Kind::Msg(Msg::Sum)),
+        (Msg::Metric, 9) => ("Metric.histogram", Kind::Msg(Msg::Histogram)),
+        (Msg::Metric, 10) => ("Metric.exponential_histogram", Kind::Msg(Msg::ExpHistogram)),
+        (Msg::Metric, 11) => ("Metric.summary", Kind::Msg(Msg::Summary)),
+        (Msg::Metric, 12) => ("Metric.metadata", Kind::Msg(Msg::KeyValue)),
+        (Msg::Gauge, 1) => ("Gauge.data_points", Kind::Msg(Msg::NumberPoint)),
+        (Msg::Sum, 1) => ("Sum.data_points", Kind::Msg(Msg::NumberPoint)),
+        (Msg::Sum, 2) => ("Sum.aggregation_temporality", Varint),
+        (Msg::Sum, 3) => ("Sum.is_monotonic", Varint),
+        (Msg::Histogram, 1) => ("Histogram.data_points", Kind::Msg(Msg::HistogramPoint)),
+        (Msg::Histogram, 2) => ("Histogram.aggregation_temporality", Varint),
+        (Msg::ExpHistogram, 1) => (
+            "ExponentialHistogram.data_points",
+            Kind::Msg(Msg::ExpHistogramPoint),
+        ),
+        (Msg::ExpHistogram, 2) => ("ExponentialHistogram.aggregation_temporality", Varint),
+        (Msg::Summary, 1) => ("Summary.data_points", Kind::Msg(Msg::SummaryPoint)),
+        (Msg::NumberPoint, 2) => ("NumberDataPoint.start_time_unix_nano", Fixed64),
+        (Msg::NumberPoint, 3) => ("NumberDataPoint.time_unix_nano", Fixed64),
+        (Msg::NumberPoint, 4) => ("NumberDataPoint.as_double", Fixed64),
+        (Msg::NumberPoint, 5) => ("NumberDataPoint.exemplars", Kind::Msg(Msg::Exemplar)),
+        (Msg::NumberPoint, 6) => ("NumberDataPoint.as_int", Fixed64),
+        (Msg::NumberPoint, 7) => ("NumberDataPoint.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::NumberPoint, 8) => ("NumberDataPoint.flags", Varint),
+        (Msg::HistogramPoint, 2) => ("HistogramDataPoint.start_time_unix_nano", Fixed64),
+        (Msg::HistogramPoint, 3) => ("HistogramDataPoint.time_unix_nano", Fixed64),
+        (Msg::HistogramPoint, 4) => ("HistogramDataPoint.count", Fixed64),
+        (Msg::HistogramPoint, 5) => ("HistogramDataPoint.sum", Fixed64),
+        (Msg::HistogramPoint, 6) => ("HistogramDataPoint.bucket_counts", Packed64),
+        (Msg::HistogramPoint, 7) => ("HistogramDataPoint.explicit_bounds", Packed64),
+        (Msg::HistogramPoint, 8) => ("HistogramDataPoint.exemplars", Kind::Msg(Msg::Exemplar)),
+        (Msg::HistogramPoint, 9) => ("HistogramDataPoint.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::HistogramPoint, 10) => ("HistogramDataPoint.flags", Varint),
+        (Msg::HistogramPoint, 11) => ("HistogramDataPoint.min", Fixed64),
+        (Msg::HistogramPoint, 12) => ("HistogramDataPoint.max", Fixed64),
+        (Msg::ExpHistogramPoint, 1) => (
+            "ExponentialHistogramDataPoint.attributes",
+            Kind::Msg(Msg::KeyValue),
+        ),
+        (Msg::ExpHistogramPoint, 2) => (
+            "ExponentialHistogramDataPoint.start_time_unix_nano",
+            Fixed64,
+        ),
+        (Msg::ExpHistogramPoint, 3) => ("ExponentialHistogramDataPoint.time_unix_nano", Fixed64),
+        (Msg::ExpHistogramPoint, 4) => ("ExponentialHistogramDataPoint.count", Fixed64),
+        (Msg::ExpHistogramPoint, 5) => ("ExponentialHistogramDataPoint.sum", Fixed64),
+        (Msg::ExpHistogramPoint, 6) => ("ExponentialHistogramDataPoint.scale", Varint),
+        (Msg::ExpHistogramPoint, 7) => ("ExponentialHistogramDataPoint.zero_count", Fixed64),
+        (Msg::ExpHistogramPoint, 8) => (
+            "ExponentialHistogramDataPoint.positive",
+            Kind::Msg(Msg::Buckets),
+        ),
+        (Msg::ExpHistogramPoint, 9) => (
+            "ExponentialHistogramDataPoint.negative",
+            Kind::Msg(Msg::Buckets),
+        ),
+        (Msg::ExpHistogramPoint, 10) => ("ExponentialHistogramDataPoint.flags", Varint),
+        (Msg::ExpHistogramPoint, 11) => (
+            "ExponentialHistogramDataPoint.exemplars",
+            Kind::Msg(Msg::Exemplar),
+        ),
+        (Msg::ExpHistogramPoint, 12) => ("ExponentialHistogramDataPoint.min", Fixed64),
+        (Msg::ExpHistogramPoint, 13) => ("ExponentialHistogramDataPoint.max", Fixed64),
+        (Msg::ExpHistogramPoint, 14) => ("ExponentialHistogramDataPoint.zero_threshold", Fixed64),
+        (Msg::Buckets, 1) => ("Buckets.offset", Varint),
+        (Msg::Buckets, 2) => ("Buckets.bucket_counts", PackedVarint),
+        (Msg::SummaryPoint, 2) => ("SummaryDataPoint.start_time_unix_nano", Fixed64),
+        (Msg::SummaryPoint, 3) => ("SummaryDataPoint.time_unix_nano", Fixed64),
+        (Msg::SummaryPoint, 4) => ("SummaryDataPoint.count", Fixed64),
+        (Msg::SummaryPoint, 5) => ("SummaryDataPoint.sum", Fixed64),
+        (Msg::SummaryPoint, 6) => ("SummaryDataPoint.quantile_values", Kind::Msg(Msg::Quantile)),
+        (Msg::SummaryPoint, 7) => ("SummaryDataPoint.attributes", Kind::Msg(Msg::KeyValue)),
+        (Msg::SummaryPoint, 8) => ("SummaryDataPoint.flags", Varint),
+        (Msg::Quantile, 1) => ("ValueAtQuantile.quantile", Fixed64),
+        (Msg::Quantile, 2) => ("ValueAtQuantile.value", Fixed64),
+        (Msg::Exemplar, 2) => ("Exemplar.time_unix_nano", Fixed64),
+        (Msg::Exemplar, 3) => ("Exemplar.as_double", Fixed64),
+        (Msg::Exemplar, 4) => ("Exemplar.span_id", SPAN_ID),
+        (Msg::Exemplar, 5) => ("Exemplar.trace_id", TRACE_ID),
+        (Msg::Exemplar, 6) => ("Exemplar.as_int", Fixed64),
+        (Msg::Exemplar, 7) => ("Exemplar.filtered_attributes", Kind::Msg(Msg::KeyValue)),
+        _ => return None,
+    })
+}
+
+/// Checks one occurrence of `msg` (its fields in `r`) and everything below
+/// it. `depth` is the value depth (containers entered) of the enclosing
+/// `AnyValue`, 0 outside of one.
+///
+/// # Errors
+/// The first problem found: framing, wire type, UTF-8, ID length, packed
+/// length, or [`ScanError::ValueTooDeep`].
+pub(crate) fn message(
+    r: &Reader<'_>,
+    msg: Msg,
+    limits: Limits,
+    depth: u32,
+) -> Result<(), ScanError> {
+    let mut r = r.clone();
+    while let Some(f) = r.next_field()? {
+        let Some((name, kind)) = field(msg, f.number) else {
+            continue;
+        };
+        match kind {
+            Kind::Varint => f.expect(name, VARINT)?,
+            Kind::Fixed64 => f.expect(name, I64)?,
+            Kind::Fixed32 => f.expect(name, I32)?,
+            Kind::Bytes => {
+                f.expect_len(name)?;
+            }
+            Kind::Str => {
+                let (s, e) = f.expect_len(name)?;
+                utf8(&r, s, e, name)?;
+            }
+            Kind::Id { len } => {
+                let (s, e) = f.expect_len(name)?;
+                let actual = e.saturating_sub(s);
+                if actual != len && actual != 0 {
+                    return Err(ScanError::InvalidIdLength {
+                        offset: f.offset,
+                        field: name,
+                        expected: len,
+                        actual,
+                    });
+                }
+            }
+            Kind::Msg(inner) => {
+                let (s, e) = f.expect_len(name)?;
+                let depth = match inner {
+                    Msg::ArrayValue | Msg::KeyValueList => {
+                        let depth = depth.saturating_add(1);
+                        if depth > limits.max_value_depth {
+                            return Err(ScanError::ValueTooDeep {
+                                offset: f.offset,
+                                limit: limits.max_value_depth,
+                            });
+                        }
+                        depth
+                    }
+                    _ => depth,
+                };
+                message(&r.nested(s, e), inner, limits, depth)?;
+            }
+            Kind::Packed64 => match f.value {
+                Value::Len { start, end } => {
+                    if (end.saturating_sub(start)) % 8 != 0 {
+                        // The last value is cut short: where it starts.
+                        let whole = end.saturating_sub(start) / 8 * 8;
+                        return Err(ScanError::Truncated {
+                            offset: start.saturating_add(whole),
+                        });
+                    }
+                }
+                _ => f.expect(name, I64)?,
+            },
+            Kind::PackedVarint => match f.value {
+                Value::Len { start, end } => r.nested(start, end).check_varints()?,
+                _ => f.expect(name, VARINT)?,
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `start..end` of the request is UTF-8.
+pub(crate) fn utf8(
+    r: &Reader<'_>,
+    start: usize,
+    end: usize,
+    field: &'static str,
+) -> Result<(), ScanError> {
+    match std::str::from_utf8(r.bytes(start, end)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ScanError::InvalidUtf8 {
+            offset: start.saturating_add(e.valid_up_to()),
+            field,
+        }),
+    }
+}
+
+/// Checks a `string` field given as a [`super::wire::Field`] of `r`.
+pub(crate) fn str_field(r: &Reader<'_>, f: &Field, field: &'static str) -> Result<(), ScanError> {
+    let (s, e) = f.expect_len(field)?;
+    utf8(r, s, e, field)
+}
+
+#[cfg(test)]
+// Tests may panic: that is how they fail.
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use opentelemetry_proto::tonic::{
+        collector::{
+            logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+            trace::v1::ExportTraceServiceRequest,
+        },
+        common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V},
+        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+        metrics::v1::{
+            Exemplar, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric,
+        },
+        resource::v1::Resource,
+        trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event},
+    };
+    use prost::Message;
+
+    use super::*;
+    use crate::proto::{count_records, scan, scan_with};
+    use crate::signal::Signal;
+
+    /// A value of depth `depth`: kvlists (or arrays) around an int.
+    fn nested(depth: u32, array: bool) -> AnyValue {
+        let mut v = AnyValue {
+            value: Some(V::IntValue(1)),
+        };
+        for _ in 0..depth {
+            v = AnyValue {
+                value: Some(if array {
+                    V::ArrayValue(ArrayValue { values: vec![v] })
+                } else {
+                    V::KvlistValue(KeyValueList {
+                        values: vec![attr("k", v)],
+                    })
+                }),
+            };
+        }
+        v
+    }
+
+    fn attr(key: &str, value: AnyValue) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(value),
+            key_strindex: 0,
+        }
+    }
+
+    fn log(record: LogRecord, resource: Vec<KeyValue>) -> Vec<u8> {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![record],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn span(span: Span) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn valid_span() -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET /".to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// A histogram point whose exemplar carries `value`: the deepest place
+    /// an `AnyValue` can start (message level 8).
+    fn exemplar_request(value: AnyValue) -> Vec<u8> {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".to_owned(),
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                exemplars: vec![Exemplar {
+                                    filtered_attributes: vec![attr("deep", value)],
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 2,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn limits(max_value_depth: u32) -> Limits {
+        Limits { max_value_depth }
+    }
+
+    /// Builds a request around a value.
+    type Build = Box<dyn Fn(AnyValue) -> Vec<u8>>;
+
+    #[test]
+    fn value_depth_is_checked_wherever_an_any_value_can_be() {
+        let at = |depth| nested(depth, false);
+        let cases: Vec<(&str, Signal, Build)> = vec![
+            (
+                "resource attribute",
+                Signal::Logs,
+                Box::new(|v| log(LogRecord::default(), vec![attr("r", v)])),
+            ),
+            (
+                "log body",
+                Signal::Logs,
+                Box::new(|v| {
+                    log(
+                        LogRecord {
+                            body: Some(v),
+                            ..Default::default()
+                        },
+                        vec![],
+                    )
+                }),
+            ),
+            (
+                "log attribute",
+                Signal::Logs,
+                Box::new(|v| {
+                    log(
+                        LogRecord {
+                            attributes: vec![attr("a", v)],
+                            ..Default::default()
+                        },
+                        vec![],
+                    )
+                }),
+            ),
+            (
+                "span event attribute",
+                Signal::Traces,
+                Box::new(|v| {
+                    span(Span {
+                        events: vec![Event {
+                            attributes: vec![attr("e", v)],
+                            ..Default::default()
+                        }],
+                        ..valid_span()
+                    })
+                }),
+            ),
+            (
+                "exemplar attribute",
+                Signal::Metrics,
+                Box::new(exemplar_request),
+            ),
+        ];
+        for (name, signal, build) in cases {
+            for array in [false, true] {
+                let ok = build(nested(4, array));
+                assert_eq!(
+                    scan_with(signal, &ok, &[], limits(4)).map(|b| b.len()),
+                    Ok(1),
+                    "{name}"
+                );
+                let deep = build(nested(5, array));
+                assert!(
+                    matches!(
+                        scan_with(signal, &deep, &[], limits(4)),
+                        Err(ScanError::ValueTooDeep { limit: 4, .. })
+                    ),
+                    "{name} (array: {array})"
+                );
+            }
+            // The default limit.
+            assert!(scan(signal, &build(at(DEFAULT_MAX_VALUE_DEPTH)), &[]).is_ok());
+            assert!(scan(signal, &build(at(DEFAULT_MAX_VALUE_DEPTH + 1)), &[]).is_err());
+        }
+    }
+
+    /// The arithmetic of the module doc, checked against prost itself: at
+    /// the deepest starting point, depth 30 decodes and 31 does not.
+    #[test]
+    fn max_value_depth_is_the_deepest_prost_decodes() {
+        let fits = exemplar_request(nested(MAX_VALUE_DEPTH, false));
+        assert!(ExportMetricsServiceRequest::decode(fits.as_slice()).is_ok());
+        assert_eq!(
+            scan_with(Signal::Metrics, &fits, &[], Limits::MAX).map(|b| b.len()),
+            Ok(1)
+        );
+        let over = exemplar_request(nested(MAX_VALUE_DEPTH + 1, false));
+        let err = ExportMetricsServiceRequest::decode(over.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        assert!(matches!(
+            count_records(Signal::Metrics, &over),
+            Err(ScanError::ValueTooDeep { limit: 30, .. })
+        ));
+    }
+
+    /// Wraps an int value in `depth` kvlists, on the wire (a prost struct
+    /// that deep would take the stack with it when dropped).
+    fn deep_wire(depth: usize) -> Vec<u8> {
+        fn len(number: u32, payload: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            prost::encoding::encode_key(
+                number,
+                prost::encoding::WireType::LengthDelimited,
+                &mut out,
+            );
+            prost::encoding::encode_varint(payload.len() as u64, &mut out);
+            out.extend_from_slice(payload);
+            out
+        }
+        let mut value = vec![0x18, 0x01]; // AnyValue.int_value = 1
+        for _ in 0..depth {
+            let kv = [len(1, b"k"), len(2, &value)].concat();
+            value = len(6, &len(1, &kv)); // AnyValue.kvlist_value.values
+        }
+        let resource = len(1, &[len(1, b"deep"), len(2, &value)].concat());
+        len(1, &len(1, &resource))
+    }
+
+    #[test]
+    fn five_thousand_levels_are_refused_without_walking_them_all() {
+        let buf = deep_wire(5000);
+        let err = scan(Signal::Logs, &buf, &[]).unwrap_err();
+        assert!(matches!(err, ScanError::ValueTooDeep { limit: 16, .. }));
+        assert!(err.to_string().contains("limit of 16"), "{err}");
+        assert!(ExportLogsServiceRequest::decode(buf.as_slice()).is_err());
+    }
+
+    /// `bytes` with `from` replaced by `to` (same length, so the framing
+    /// stays valid): how invalid UTF-8 gets into an encoded request.
+    fn patch(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        let mut out = bytes.to_vec();
+        out[at..at + to.len()].copy_from_slice(to);
+        out
+    }
+
+    #[test]
+    fn strings_that_are_not_utf8_are_refused_like_prost_does() {
+        let bad = [0xc3, 0x28, 0xa0, 0xa1];
+        let body = log(
+            LogRecord {
+                body: Some(AnyValue {
+                    value: Some(V::StringValue("ok: XXXX".to_owned())),
+                }),
+                ..Default::default()
+            },
+            vec![],
+        );
+        let body = patch(&body, b"XXXX", &bad);
+        assert!(ExportLogsServiceRequest::decode(body.as_slice()).is_err());
+        let err = scan(Signal::Logs, &body, &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScanError::InvalidUtf8 {
+                    field: "AnyValue.string_value",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let name = patch(
+            &span(Span {
+                name: "XXXX".to_owned(),
+                ..valid_span()
+            }),
+            b"XXXX",
+            &bad,
+        );
+        assert!(ExportTraceServiceRequest::decode(name.as_slice()).is_err());
+        assert!(matches!(
+            scan(Signal::Traces, &name, &[]),
+            Err(ScanError::InvalidUtf8 {
+                field: "Span.name",
+                ..
+            })
+        ));
+        // bytes_value is not a string: anything goes.
+        let bytes = log(
+            LogRecord {
+                body: Some(AnyValue {
+                    value: Some(V::BytesValue(bad.to_vec())),
+                }),
+                ..Default::default()
+            },
+            vec![],
+        );
+        assert!(scan(Signal::Logs, &bytes, &[]).is_ok());
+    }
+
+    #[test]
+    fn ids_have_their_length_or_are_empty_where_the_spec_allows() {
+        let record = |trace_id: Vec<u8>, span_id: Vec<u8>| {
+            log(
+                LogRecord {
+                    trace_id,
+                    span_id,
+                    ..Default::default()
+                },
+                vec![],
+            )
+        };
+        assert!(scan(Signal::Logs, &record(vec![], vec![]), &[]).is_ok());
+        assert!(scan(Signal::Logs, &record(vec![1; 16], vec![2; 8]), &[]).is_ok());
+        assert!(matches!(
+            scan(Signal::Logs, &record(vec![1; 15], vec![]), &[]),
+            Err(ScanError::InvalidIdLength {
+                field: "LogRecord.trace_id",
+                expected: 16,
+                actual: 15,
+                ..
+            })
+        ));
+        assert!(matches!(
+            scan(Signal::Logs, &record(vec![], vec![2; 16]), &[]),
+            Err(ScanError::InvalidIdLength {
+                field: "LogRecord.span_id",
+                ..
+            })
+        ));
+        // A root span has no parent; a span without IDs passes on (the
+        // Collector takes it too).
+        assert!(scan(Signal::Traces, &span(valid_span()), &[]).is_ok());
+        let no_ids = span(Span {
+            trace_id: vec![],
+            span_id: vec![],
+            ..valid_span()
+        });
+        assert!(scan(Signal::Traces, &no_ids, &[]).is_ok());
+        let short = span(Span {
+            trace_id: vec![1; 8],
+            ..valid_span()
+        });
+        assert!(matches!(
+            scan(Signal::Traces, &short, &[]),
+            Err(ScanError::InvalidIdLength {
+                field: "Span.trace_id",
+                actual: 8,
+                ..
+            })
+        ));
+        let parent = span(Span {
+            parent_span_id: vec![3; 4],
+            ..valid_span()
+        });
+        assert!(scan(Signal::Traces, &parent, &[]).is_err());
+    }
+
+    #[test]
+    fn wrong_wire_types_and_packed_lengths_inside_records_are_refused() {
+        // LogRecord.time_unix_nano (fixed64, field 1) sent as a varint.
+        let fixed = [0x0a, 0x06, 0x12, 0x04, 0x12, 0x02, 0x08, 0x01];
+        assert!(ExportLogsServiceRequest::decode(fixed.as_slice()).is_err());
+        assert!(matches!(
+            scan(Signal::Logs, &fixed, &[]),
+            Err(ScanError::WrongWireType {
+                field: "LogRecord.time_unix_nano",
+                ..
+            })
+        ));
+        // HistogramDataPoint.bucket_counts packed with 7 bytes.
+        let point = [0x32, 0x07, 0, 0, 0, 0, 0, 0, 0].to_vec();
+        let hist = [vec![0x0a, point.len() as u8], point].concat();
+        let metric = [vec![0x4a, hist.len() as u8], hist].concat();
+        let scope = [vec![0x12, metric.len() as u8], metric].concat();
+        let block = [vec![0x12, scope.len() as u8], scope].concat();
+        let req = [vec![0x0a, block.len() as u8], block].concat();
+        assert!(ExportMetricsServiceRequest::decode(req.as_slice()).is_err());
+        assert!(matches!(
+            scan(Signal::Metrics, &req, &[]),
+            Err(ScanError::Truncated { .. })
+        ));
+    }
+}
