@@ -10,10 +10,14 @@
 //! - a scan's blocks are in order, in bounds and disjoint; `count_records`
 //!   agrees with it (same total, or the same error); any selection of
 //!   blocks, concatenated, scans again to exactly those blocks;
-//! - when prost decodes the body, the scan accepts it too (groups aside,
-//!   which prost skips and the scan refuses) with prost's record count and
-//!   routing key per block, and the concatenated blocks decode with prost
-//!   to exactly the selected resources;
+//! - the scan with the default limits gives the same answer as with the
+//!   largest ones, or `ValueTooDeep`;
+//! - when prost decodes the body, the scan accepts it too with prost's
+//!   record count and routing key per block, and the concatenated blocks
+//!   decode with prost to exactly the selected resources; the scan may
+//!   refuse on purpose what prost lets through: groups (prost skips them),
+//!   trace/span IDs of the wrong length (the Collector refuses them) and
+//!   values nested too deep;
 //! - a split of a scanned body puts every record in exactly one part, each
 //!   part scans to its count, an empty part has no bytes and, when prost
 //!   decodes the body, so does every part; by `traceID`, every span is in
@@ -21,7 +25,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use seedgate::config::RoutingKey;
-use seedgate::proto::{self, Block, ScanError, split};
+use seedgate::proto::{self, Block, Limits, ScanError, split};
 use seedgate::signal::Signal;
 use seedgate_fuzz::{PerSignal, Request, Summary, control, keys, signal_of, with_request};
 
@@ -34,7 +38,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let signal = signal_of(c);
     let keys = keys();
-    let scanned = proto::scan(signal, buf, &keys);
+    // The largest limits, as `count_records` uses them.
+    let scanned = proto::scan_with(signal, buf, &keys, Limits::MAX);
+    match proto::scan(signal, buf, &keys) {
+        Err(ScanError::ValueTooDeep { .. }) => {}
+        default => assert_eq!(default, scanned),
+    }
     let keep = |i: usize| mask & (1 << (i % 8)) != 0;
     check_scan(signal, buf, &scanned, &keep);
     with_request(
@@ -120,8 +129,7 @@ impl PerSignal for AgainstProst<'_> {
         };
         let blocks = match self.scanned {
             Ok(blocks) => blocks,
-            // prost skips unknown groups; the scan refuses them.
-            Err(ScanError::Group { .. }) => return,
+            Err(e) if refused_on_purpose(e) => return,
             Err(e) => panic!("prost decodes what the scan refuses: {e}"),
         };
         let scanned: Summary = blocks
@@ -145,6 +153,18 @@ impl PerSignal for AgainstProst<'_> {
             request.keep(self.keep).encode_to_vec()
         );
     }
+}
+
+/// What the scan refuses although prost decodes it: groups (prost skips
+/// them), IDs of the wrong length (the Collector refuses them), values
+/// nested deeper than the limit.
+fn refused_on_purpose(e: &ScanError) -> bool {
+    matches!(
+        e,
+        ScanError::Group { .. }
+            | ScanError::InvalidIdLength { .. }
+            | ScanError::ValueTooDeep { .. }
+    )
 }
 
 /// The split key a control byte picks among those that fit the signal.
