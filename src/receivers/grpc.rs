@@ -8,7 +8,7 @@
 //! message is inflated in reserved steps ([`decompress_reserving`]). Tonic
 //! then gets an empty message and builds the answer (status, trailers,
 //! response compression); the real message rides along in the request's
-//! extensions ([`Prepared`]).
+//! extensions (`Prepared`).
 //!
 //! A request waiting for room is not polled, so HTTP/2 flow control stops
 //! its sender once the stream's window ([`STREAM_WINDOW`]) is buffered; all

@@ -20,7 +20,7 @@
 //!   answered with [`StoreError::Full`] to the appends of that group; the
 //!   deletes of the same group are still committed because they free space.
 //!   Appends stop a reserve short of the end of the map and of the disk
-//!   ([`space`]), because a delete needs a few fresh pages too: a buffer
+//!   (`space`), because a delete needs a few fresh pages too: a buffer
 //!   filled to the last page could never drain.
 //! - **Exact accounting.** Admission control ([`Queue::try_reserve`]) runs on
 //!   the receivers' threads before the writer sees the data, so a queue's
