@@ -479,6 +479,36 @@ mod tests {
     }
 
     #[test]
+    fn doubles_are_read_to_the_nearest_f64() {
+        // serde_json's default float parser can be one unit in the last
+        // place off for long mantissas (found by the json fuzz target);
+        // with `float_roundtrip` the value is the correctly rounded one.
+        for text in [
+            "2.8888888888888886e100",
+            "0.1",
+            "1.7976931348623157e308",
+            "5e-324",
+        ] {
+            let json = METRICS.replace("21.5", text);
+            let bytes = request_from_json(Signal::Metrics, json.as_bytes()).unwrap();
+            let req = ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap();
+            let Some(metric::Data::Gauge(g)) =
+                &req.resource_metrics[0].scope_metrics[0].metrics[1].data
+            else {
+                panic!("expected a gauge");
+            };
+            let Some(number_data_point::Value::AsDouble(got)) = g.data_points[0].value else {
+                panic!("expected a double");
+            };
+            assert_eq!(
+                got.to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn traces_json_kind_and_status() {
         let bytes = request_from_json(Signal::Traces, TRACES.as_bytes()).unwrap();
         let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
