@@ -24,7 +24,8 @@
 //!   data path carry on. The same for a pipeline CRD: its aggregator is
 //!   aborted, which aborts its pipeline actors and their Secret watches,
 //!   and the file's pipelines of that signal apply again
-//!   (`set_kube_pipelines(signal, None)`).
+//!   (`close_kube_pipelines(signal)`, which also ends the aborted
+//!   aggregator's term, so a publish it was in the middle of is ignored).
 //! - CRD created (Established): the Cluster watch (or the kind's
 //!   aggregator) starts, lists, and publishes; every change after that is
 //!   published again.
@@ -151,14 +152,20 @@ impl KubeWatcher {
                     kind = kind.kind(),
                     "The pipeline CRD is established; watching pipelines"
                 );
+                let term = self.args.publisher.open_kube_pipelines(kind.signal());
                 let task = match kind {
-                    PipelineKind::Log => self.args.rt.spawn(aggregator::run::<LogPipeline>(ctx)),
-                    PipelineKind::Metric => {
-                        self.args.rt.spawn(aggregator::run::<MetricPipeline>(ctx))
-                    }
-                    PipelineKind::Trace => {
-                        self.args.rt.spawn(aggregator::run::<TracePipeline>(ctx))
-                    }
+                    PipelineKind::Log => self
+                        .args
+                        .rt
+                        .spawn(aggregator::run::<LogPipeline>(ctx, term)),
+                    PipelineKind::Metric => self
+                        .args
+                        .rt
+                        .spawn(aggregator::run::<MetricPipeline>(ctx, term)),
+                    PipelineKind::Trace => self
+                        .args
+                        .rt
+                        .spawn(aggregator::run::<TracePipeline>(ctx, term)),
                 };
                 self.pipelines.insert(kind, task);
                 self.args.metrics.kube.set_watching(kind.kind(), true);
@@ -171,7 +178,7 @@ impl KubeWatcher {
                 if let Some(task) = self.pipelines.remove(&kind) {
                     task.abort();
                 }
-                self.args.publisher.set_kube_pipelines(kind.signal(), None);
+                self.args.publisher.close_kube_pipelines(kind.signal());
                 self.args.metrics.kube.set_watching(kind.kind(), false);
             }
             _ => {}

@@ -64,7 +64,7 @@ use crate::config::{PipelineConfig, QueueConfig};
 use crate::effective_config::{self, AppliedPipeline};
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
-use crate::routing::publisher::Publisher;
+use crate::routing::publisher::{KubeTerm, Publisher};
 
 /// How often the effective-config ConfigMap is written again without a
 /// change (leadership may have moved, someone may have edited it), and how
@@ -137,7 +137,7 @@ impl<K> PipelineResource for K where
 }
 
 /// Runs the aggregator of kind `K` until aborted.
-pub async fn run<K: PipelineResource>(ctx: AggregatorCtx) {
+pub async fn run<K: PipelineResource>(ctx: AggregatorCtx, term: KubeTerm) {
     let kind = <K::Spec as PipelineSpec>::KIND;
     let api: Api<K> = Api::all(ctx.client.clone());
     let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -203,7 +203,7 @@ pub async fn run<K: PipelineResource>(ctx: AggregatorCtx) {
             let count = decision.pipelines.len();
             let failed = ctx
                 .publisher
-                .set_kube_pipelines(kind.signal(), Some(decision.pipelines.clone()));
+                .set_kube_pipelines(term, decision.pipelines.clone());
             unbuilt = !failed.is_empty();
             for (name, why) in failed {
                 tracing::error!(pipeline = %name, error = %why, "Cannot run a pipeline");

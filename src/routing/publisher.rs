@@ -37,6 +37,18 @@ struct Sources {
     file_seeds: [Vec<Seed>; 3],
     /// Pipeline resources per signal, while their kind is watched.
     kube_seeds: [Option<Vec<Seed>>; 3],
+    /// Per signal, the term of the aggregator allowed to publish: bumped
+    /// when a kind's watch starts and when it stops, so a stopped
+    /// aggregator's publish that lands after the stop changes nothing.
+    kube_terms: [u64; 3],
+}
+
+/// The right of one aggregator run to publish a signal's pipelines
+/// ([`Publisher::open_kube_pipelines`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeTerm {
+    signal: Signal,
+    term: u64,
 }
 
 /// The file's top-level limits, which pipeline resources start from too.
@@ -99,6 +111,7 @@ impl Publisher {
                 kube: None,
                 file_seeds: Default::default(),
                 kube_seeds: Default::default(),
+                kube_terms: [0; 3],
             }),
         }
     }
@@ -126,22 +139,57 @@ impl Publisher {
         self
     }
 
-    /// The pipelines of `signal` from pipeline resources (`None`: their
-    /// kind is not watched, the file's pipelines apply). Each pipeline is
-    /// built once; an unchanged one keeps its destination and loop.
+    /// A new term for an aggregator of `signal`'s pipeline kind: only its
+    /// publishes count until the next open or close.
+    pub fn open_kube_pipelines(&self, signal: Signal) -> KubeTerm {
+        let mut s = self.lock();
+        let i = signal_index(signal);
+        s.kube_terms[i] += 1;
+        KubeTerm {
+            signal,
+            term: s.kube_terms[i],
+        }
+    }
+
+    /// `signal`'s kind is no longer watched: the file's pipelines apply
+    /// again, and no publish of an earlier term changes that. (Aborting
+    /// the aggregator's task is not enough: a task on another thread may
+    /// be in the middle of its publish when it is aborted.)
+    pub fn close_kube_pipelines(&self, signal: Signal) {
+        let mut s = self.lock();
+        s.kube_terms[signal_index(signal)] += 1;
+        self.set_kube_seeds(&mut s, signal, None);
+    }
+
+    /// The pipelines from pipeline resources of `term`'s signal. Each
+    /// pipeline is built once; an unchanged one keeps its destination and
+    /// loop. A term that has ended publishes nothing.
     ///
     /// # Errors
     /// The pipelines that could not be built, with why (their queue or
     /// exporter); the others are published.
     pub fn set_kube_pipelines(
         &self,
+        term: KubeTerm,
+        pipelines: Vec<PipelineConfig>,
+    ) -> Vec<(String, String)> {
+        let mut s = self.lock();
+        if s.kube_terms[signal_index(term.signal)] != term.term {
+            tracing::debug!(signal = %term.signal, "A stopped aggregator's publish ignored");
+            return Vec::new();
+        }
+        self.set_kube_seeds(&mut s, term.signal, Some(pipelines))
+    }
+
+    fn set_kube_seeds(
+        &self,
+        s: &mut Sources,
         signal: Signal,
         pipelines: Option<Vec<PipelineConfig>>,
     ) -> Vec<(String, String)> {
         let Some((factory, defaults)) = &self.factory else {
             return Vec::new();
         };
-        let mut s = self.lock();
         let mut failed = Vec::new();
         let next = pipelines.map(|pipes| {
             let old = s.kube_seeds[signal_index(signal)]
