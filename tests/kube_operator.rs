@@ -1316,12 +1316,20 @@ async fn kyma_samples_reach_a_defined_status() {
         (
             "upstream-samples/v1beta1/telemetry_v1beta1_logpipeline_fluentbit.yaml",
             "LogPipeline",
-            ("UnsupportedFeature", "spec.output.http"),
+            ("ReferencedSecretMissing", "Secret 'log-sink-credentials'"),
         ),
         (
             "load-tests/log-fluentbit-test-setup.yaml",
             "LogPipeline",
-            ("UnsupportedFeature", "spec.output.http"),
+            ("GatewayConfigured", ""),
+        ),
+        (
+            "docs/02-logs-L77-v1beta1-logpipeline-http-backend.yaml",
+            "LogPipeline",
+            (
+                "EndpointInvalid",
+                "host \"https://myhost/logs\" must be a host name",
+            ),
         ),
         (
             "upstream-samples/v1beta1/telemetry_v1beta1_logpipeline_otel_input_runtime.yaml",
@@ -1411,4 +1419,127 @@ fn pipeline_api(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
         _ => ApiResource::erase::<TracePipeline>(&()),
     };
     Api::all_with(client.clone(), &resource)
+}
+
+/// A LogPipeline with Kyma's `http` (Fluent Bit) output, its host name in
+/// the pipeline and its credentials in a Secret: seedgate sends the logs
+/// of the selected namespaces as Fluent Bit's HTTP output does (a gzipped
+/// JSON array of records, basic authentication) over TLS verified with the
+/// pipeline's CA, and through an outage of the backend every acknowledged
+/// record arrives; a system namespace, not selected, never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_output_log_pipeline_delivers_fluent_bit_json_over_tls_through_an_outage() {
+    use base64::Engine as _;
+    use support::pki::{Ca, SinkSpec, TlsSink};
+    let api = ApiServerDouble::start().await;
+    let client = client_for(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("log backend CA");
+    let server = ca.leaf(&["127.0.0.1"], 30);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("fluent:s3cret")
+    );
+    let backend = TlsSink::start(SinkSpec {
+        authorization: vec![basic.clone()],
+        ..SinkSpec::new(&server)
+    })
+    .await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 100ms\n  max_interval: 500ms\n",
+    );
+    let sg = start_kube(&api, dir.path(), &yaml).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "backend");
+    let secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "backend"},
+        "stringData": {"user": "fluent", "password": "s3cret"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let (_crds, pipelines) = install_pipeline_crds(&client, &sg).await;
+    let from = |key: &str| json!({"valueFrom": {"secretKeyRef": {"name": "creds", "namespace": "backend", "key": key}}});
+    let pipeline: seedgate::operator::crds::LogPipeline = serde_json::from_value(json!({
+        "apiVersion": "telemetry.kyma-project.io/v1beta1",
+        "kind": "LogPipeline",
+        "metadata": { "name": "fluent" },
+        "spec": {
+            "input": { "runtime": { "namespaces": { "include": ["shop", "kube-system"] } } },
+            "output": { "http": {
+                "host": { "value": "127.0.0.1" },
+                "port": backend.sink.http_addr().port().to_string(),
+                "uri": "/fluent",
+                "user": from("user"),
+                "password": from("password"),
+                "compress": "gzip",
+                "format": "json",
+                "dedot": true,
+                "tls": { "ca": { "value": ca.pem } }
+            } }
+        }
+    }))
+    .unwrap();
+    pipelines
+        .create(&PostParams::default(), &pipeline)
+        .await
+        .unwrap();
+    wait_condition(
+        &pipelines,
+        "fluent",
+        "ConfigurationGenerated",
+        "True",
+        "GatewayConfigured",
+    )
+    .await;
+
+    // Logs of `shop` stream in; the backend goes down for 3 s meanwhile.
+    let acked = dir.path().join("acked.txt");
+    let run = support::stream(
+        sg.grpc_endpoint(),
+        &["--rate", "1000", "--records-per-request", "20"],
+        &["shop"],
+        Duration::from_secs(6),
+        0,
+        &acked,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    backend.sink.go_down().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    backend.sink.come_up().await.unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert!(summary.records_acked >= 1_000, "{summary:?}");
+    let acked = seedgate::tools::acked::read_acked_file(&acked).unwrap();
+    support::all_delivered(&backend.sink, &acked).await;
+    // `kube-system` is selected by name; `default` is not selected.
+    send(&sg, "kube-system", 1_000_000).await;
+    send(&sg, "default", 2_000_000).await;
+    eventually("the kube-system records at the backend", async || {
+        let stats = backend.sink.stats();
+        (stats
+            .endpoints
+            .get("/fluent")?
+            .namespaces
+            .get("kube-system")
+            == Some(&10))
+        .then_some(())
+    })
+    .await;
+    let stats = backend.sink.stats();
+    let endpoint = &stats.endpoints["/fluent"];
+    assert_eq!(
+        endpoint.namespaces.keys().collect::<Vec<_>>(),
+        ["kube-system", "shop"],
+        "{stats:?}"
+    );
+    assert_eq!(stats.requests_unauthorized, 0, "{stats:?}");
+    assert_eq!(stats.requests_invalid, 0, "{stats:?}");
+    let headers = &stats.last_headers;
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["authorization"], basic);
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::signal::Signal;
 
 pub mod flow;
+pub mod fluent_bit;
 mod lines;
 pub mod loadbalancing;
 pub mod memory;
@@ -28,6 +29,7 @@ pub use flow::{
     AdaptiveConcurrencyConfig, AuthConfig, BasicAuthConfig, ClientAuth, OAuth2Config,
     RateLimitConfig, Secret,
 };
+pub use fluent_bit::{FluentBitConfig, FluentBitFormat};
 pub use loadbalancing::{
     DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey,
 };
@@ -430,6 +432,9 @@ pub enum OutputType {
     OtlpGrpc,
     /// OTLP over HTTP, protobuf body.
     OtlpHttp,
+    /// Logs as Fluent Bit's HTTP output sends them: JSON records over HTTP
+    /// (Kyma's log pipeline `http` output).
+    FluentBitHttp,
     /// One JSON line per record on standard output.
     Stdout,
     /// Accept and discard.
@@ -442,9 +447,18 @@ impl OutputType {
         match self {
             OutputType::OtlpGrpc => "otlp_grpc",
             OutputType::OtlpHttp => "otlp_http",
+            OutputType::FluentBitHttp => "fluent_bit_http",
             OutputType::Stdout => "stdout",
             OutputType::Noop => "noop",
         }
+    }
+
+    /// Whether this output sends to an `endpoint` (OTLP or Fluent Bit HTTP).
+    pub const fn has_endpoint(self) -> bool {
+        matches!(
+            self,
+            OutputType::OtlpGrpc | OutputType::OtlpHttp | OutputType::FluentBitHttp
+        )
     }
 
     /// Whether this output sends OTLP to an endpoint.
@@ -588,13 +602,14 @@ pub struct ReceiverTlsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// `otlp_grpc`, `otlp_http`, `stdout` or `noop`.
+    /// `otlp_grpc`, `otlp_http`, `fluent_bit_http`, `stdout` or `noop`.
     #[serde(rename = "type")]
     pub kind: OutputType,
-    /// `http(s)://host:port` for OTLP outputs.
+    /// `http(s)://host:port` for OTLP and Fluent Bit HTTP outputs.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// OTLP/HTTP only: the path; default `/v1/<signal>`.
+    /// OTLP/HTTP: the path, default `/v1/<signal>`; Fluent Bit HTTP: the
+    /// URI, default `/`.
     #[serde(default)]
     pub path: Option<String>,
     /// Headers on every request.
@@ -615,6 +630,10 @@ pub struct OutputConfig {
     /// Records and bytes per second towards this backend; absent: unlimited.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// `fluent_bit_http` only: how records are rendered; absent: the
+    /// defaults (`json`, no dedot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fluent_bit: Option<FluentBitConfig>,
 }
 
 impl OutputConfig {
@@ -630,6 +649,7 @@ impl OutputConfig {
             timeout: DEFAULT_EXPORT_TIMEOUT,
             auth: None,
             rate_limit: None,
+            fluent_bit: None,
         }
     }
 }
@@ -896,6 +916,7 @@ fn check_pipeline_parts(p: &mut Problems, pipe: &PipelineConfig, field: &dyn Fn(
         &pipe.output,
         pipe.loadbalancing.is_some(),
     );
+    fluent_bit::check(p, &field("output"), &pipe.output, &pipe.signals);
     if let Some(lb) = &pipe.loadbalancing {
         loadbalancing::check(p, &field("loadbalancing"), lb, &pipe.output, &pipe.signals);
     }
@@ -958,7 +979,7 @@ fn check_output(p: &mut Problems, at: &str, o: &OutputConfig) {
 /// Checks an output; `balanced` means its endpoints come from a pipeline's
 /// `loadbalancing` block, so it must not name one itself.
 fn check_output_with(p: &mut Problems, at: &str, o: &OutputConfig, balanced: bool) {
-    let otlp = o.kind.is_otlp();
+    let otlp = o.kind.has_endpoint();
     match (&o.endpoint, otlp) {
         (None, true) if !balanced => p.push(
             format!("{at}.endpoint"),
@@ -976,8 +997,11 @@ fn check_output_with(p: &mut Problems, at: &str, o: &OutputConfig, balanced: boo
         (Some(ep), true) => check_endpoint(p, &format!("{at}.endpoint"), o.kind, ep),
     }
     if let Some(path) = &o.path {
-        if o.kind != OutputType::OtlpHttp {
-            p.push(format!("{at}.path"), "is only used by type otlp_http");
+        if !matches!(o.kind, OutputType::OtlpHttp | OutputType::FluentBitHttp) {
+            p.push(
+                format!("{at}.path"),
+                "is only used by types otlp_http and fluent_bit_http",
+            );
         } else if !path.starts_with('/') {
             p.push(
                 format!("{at}.path"),

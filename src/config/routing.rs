@@ -362,6 +362,12 @@ pub(super) fn check_input(p: &mut Problems, at: &str, input: &InputConfig) {
 }
 
 pub(super) fn check_shoots(p: &mut Problems, s: &ShootsConfig) {
+    if s.output.kind == super::OutputType::FluentBitHttp {
+        p.push(
+            "shoots.output.type",
+            "fluent_bit_http is for seed pipelines: a shoot's own backend takes OTLP (otlp_grpc or otlp_http)",
+        );
+    }
     if s.signals.is_empty() {
         p.push(
             "shoots.signals",

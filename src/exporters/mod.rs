@@ -8,7 +8,8 @@
 //! policy there lets every rule be tested on its own.
 //!
 //! Kinds are a plain enum plus `match` (STYLE.md: no registry, no trait
-//! objects): [`otlp_grpc`], [`otlp_http`], [`stdout`] and noop.
+//! objects): [`otlp_grpc`], [`otlp_http`] (which also sends
+//! `fluent_bit_http`), [`stdout`] and noop.
 //!
 //! Invariants:
 //! - `send` never panics and never retries; every failure is an [`Outcome`];
@@ -196,7 +197,7 @@ impl Exporter {
             OutputType::OtlpGrpc => {
                 Kind::Grpc(otlp_grpc::GrpcExporter::build(output, signal, destination)?)
             }
-            OutputType::OtlpHttp => {
+            OutputType::OtlpHttp | OutputType::FluentBitHttp => {
                 Kind::Http(otlp_http::HttpExporter::build(output, signal, destination)?)
             }
             OutputType::Stdout => Kind::Stdout(stdout::StdoutExporter::new(signal)),
@@ -219,11 +220,12 @@ impl Exporter {
         }
     }
 
-    /// The output kind: `otlp_grpc`, `otlp_http`, `stdout` or `noop`.
+    /// The output kind: `otlp_grpc`, `otlp_http`, `fluent_bit_http`,
+    /// `stdout` or `noop`.
     pub fn kind(&self) -> &'static str {
         match &self.inner {
             Kind::Grpc(_) => OutputType::OtlpGrpc.as_str(),
-            Kind::Http(_) => OutputType::OtlpHttp.as_str(),
+            Kind::Http(h) => h.kind().as_str(),
             Kind::Stdout(_) => OutputType::Stdout.as_str(),
             Kind::Noop => OutputType::Noop.as_str(),
         }

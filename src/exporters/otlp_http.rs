@@ -1,4 +1,6 @@
-//! The OTLP/HTTP sender: `POST endpoint + path` with a protobuf body.
+//! The OTLP/HTTP sender: `POST endpoint + path` with a protobuf body; and,
+//! for a `fluent_bit_http` output, the same client posting the batch
+//! rendered as Fluent Bit's HTTP output would ([`crate::proto::fluent_bit`]).
 //!
 //! One [`reqwest::Client`] per exporter keeps a connection pool to the
 //! backend; the body is compressed per the output's `compression` and sent
@@ -6,8 +8,10 @@
 //! [`http_outcome`].
 //!
 //! Invariants:
-//! - the request body is the caller's bytes unchanged (after compression):
-//!   no decode, no re-encode;
+//! - OTLP: the request body is the caller's bytes unchanged (after
+//!   compression): no decode, no re-encode. Fluent Bit: the batch is decoded
+//!   and rendered as JSON off the async threads, and any 2xx is success
+//!   (there is no `partial_success`);
 //! - the whole attempt (connect, send, read the answer) is bounded by the
 //!   output's `timeout`, and at most [`RESPONSE_LIMIT`] bytes of the answer
 //!   are read;
@@ -23,7 +27,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::auth::Auth;
 use super::{ExportError, Outcome, outcome::http_outcome, tls};
-use crate::config::{Compression, OutputConfig};
+use crate::config::{Compression, FluentBitConfig, OutputConfig, OutputType};
 use crate::signal::Signal;
 
 /// The most bytes read from a response: an `Export*ServiceResponse` is tiny;
@@ -38,6 +42,8 @@ pub struct HttpExporter {
     signal: Signal,
     compression: Compression,
     auth: Auth,
+    /// `Some` for a `fluent_bit_http` output: render the batch this way.
+    fluent_bit: Option<std::sync::Arc<FluentBitConfig>>,
 }
 
 impl HttpExporter {
@@ -67,9 +73,17 @@ impl HttpExporter {
             .as_deref()
             .ok_or_else(|| ExportError::Build {
                 field: "endpoint",
-                reason: "is required for otlp_http".to_owned(),
+                reason: format!("is required for {}", output.kind.as_str()),
             })?;
-        let path = output.path.as_deref().unwrap_or(signal.http_path());
+        let fluent_bit = (output.kind == OutputType::FluentBitHttp)
+            .then(|| std::sync::Arc::new(output.fluent_bit.clone().unwrap_or_default()));
+        // Fluent Bit's `uri` defaults to `/`; OTLP's path to `/v1/<signal>`.
+        let default_path = if fluent_bit.is_some() {
+            "/"
+        } else {
+            signal.http_path()
+        };
+        let path = output.path.as_deref().unwrap_or(default_path);
         // The endpoint may carry a base path (`https://host/otlp`): the
         // signal path goes after it, like the OpenTelemetry exporters do.
         let joined = format!("{}{}", endpoint.trim_end_matches('/'), path);
@@ -85,7 +99,11 @@ impl HttpExporter {
         }
         headers.insert(
             CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-protobuf"),
+            http::HeaderValue::from_static(if fluent_bit.is_some() {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            }),
         );
         match output.compression {
             Compression::None => {}
@@ -125,7 +143,17 @@ impl HttpExporter {
             signal,
             compression: output.compression,
             auth: Auth::build(output, destination)?,
+            fluent_bit,
         })
+    }
+
+    /// `otlp_http` or `fluent_bit_http`.
+    pub fn kind(&self) -> OutputType {
+        if self.fluent_bit.is_some() {
+            OutputType::FluentBitHttp
+        } else {
+            OutputType::OtlpHttp
+        }
     }
 
     /// One POST with the output's credentials; see the module doc.
@@ -136,7 +164,7 @@ impl HttpExporter {
     }
 
     async fn attempt(&self, body: Bytes, authorization: Option<http::HeaderValue>) -> Outcome {
-        let body = match compress(self.compression, body).await {
+        let body = match prepare(self.fluent_bit.clone(), self.compression, body).await {
             Ok(b) => b,
             Err(detail) => {
                 return Outcome::Permanent {
@@ -172,37 +200,61 @@ impl HttpExporter {
                 Err(e) => return transport_outcome(&e),
             }
         }
+        if self.fluent_bit.is_some() && status.is_success() {
+            // Fluent Bit's HTTP output treats any 2xx as delivered; its
+            // backends answer with anything, or nothing.
+            return Outcome::Accepted {
+                rejected: 0,
+                message: String::new(),
+            };
+        }
         http_outcome(self.signal, status, &headers, &answer)
     }
 }
 
-/// Compresses off the async threads: a 4 MiB batch takes tens of
-/// milliseconds to gzip, which would stall other tasks.
-async fn compress(compression: Compression, body: Bytes) -> Result<Bytes, String> {
-    if compression == Compression::None {
+/// Renders (Fluent Bit) and compresses off the async threads: a 4 MiB batch
+/// takes tens of milliseconds to gzip or render, which would stall other
+/// tasks.
+async fn prepare(
+    fluent_bit: Option<std::sync::Arc<FluentBitConfig>>,
+    compression: Compression,
+    body: Bytes,
+) -> Result<Bytes, String> {
+    if compression == Compression::None && fluent_bit.is_none() {
         return Ok(body);
     }
-    let joined = tokio::task::spawn_blocking(move || compress_now(compression, &body)).await;
+    let joined = tokio::task::spawn_blocking(move || {
+        let body = match &fluent_bit {
+            None => body,
+            Some(config) => {
+                let mut json = Vec::with_capacity(body.len().saturating_mul(2));
+                crate::proto::fluent_bit::render(&body, config, &mut json)
+                    .map_err(|e| format!("cannot render the batch as Fluent Bit JSON: {e}"))?;
+                Bytes::from(json)
+            }
+        };
+        compress_now(compression, body).map_err(|e| format!("cannot compress the request: {e}"))
+    })
+    .await;
     match joined {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(format!("cannot compress the request: {e}")),
-        Err(e) => Err(format!("compression task failed: {e}")),
+        Ok(result) => result,
+        Err(e) => Err(format!("encoding task failed: {e}")),
     }
 }
 
-fn compress_now(compression: Compression, body: &[u8]) -> std::io::Result<Bytes> {
+fn compress_now(compression: Compression, body: Bytes) -> std::io::Result<Bytes> {
     match compression {
-        Compression::None => Ok(Bytes::copy_from_slice(body)),
+        Compression::None => Ok(body),
         Compression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4),
                 flate2::Compression::fast(),
             );
-            enc.write_all(body)?;
+            enc.write_all(&body)?;
             Ok(Bytes::from(enc.finish()?))
         }
         // Level 3 is zstd's default: most of the ratio at a fraction of the cost.
-        Compression::Zstd => Ok(Bytes::from(zstd::bulk::compress(body, 3)?)),
+        Compression::Zstd => Ok(Bytes::from(zstd::bulk::compress(&body, 3)?)),
     }
 }
 

@@ -145,6 +145,12 @@ pub fn msg_endpoint_invalid(detail: &str) -> String {
     format!("OTLP output endpoint invalid: {detail}")
 }
 
+/// seedgate's message for an `http` output whose `host` or `port` cannot
+/// make a URL (Kyma passes them to Fluent Bit unchecked).
+pub fn msg_http_host_invalid(detail: &str) -> String {
+    format!("HTTP output host invalid: {detail}")
+}
+
 /// "TLS configuration invalid: %s".
 pub fn msg_tls_invalid(detail: &str) -> String {
     format!("TLS configuration invalid: {detail}")

@@ -214,9 +214,12 @@ pub struct LogPipelineInput {
     /// Logs that arrive over OTLP: the only input seedgate has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp: Option<OtlpInput>,
-    /// Kyma's log agent (container logs). seedgate runs no agent: unless
-    /// `enabled: false`, the pipeline is not applied. Point the seed's agents
-    /// at seedgate's OTLP ports and select namespaces with `otlp.namespaces`.
+    /// Kyma's log agent (container logs). seedgate runs no agent. With an
+    /// `otlp` output: unless `enabled: false`, the pipeline is not applied
+    /// (point the seed's agents at seedgate's OTLP ports and select
+    /// namespaces with `otlp.namespaces`). With an `http` output: the logs
+    /// that arrive over OTLP, selected by `namespaces` (system namespaces
+    /// left out unless included), as Kyma's Fluent Bit would select them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<LogRuntimeInput>,
 }
@@ -888,6 +891,17 @@ pub trait PipelineSpec {
     /// `spec.seedgate`.
     fn seedgate(&self) -> Option<&SeedgateOptions>;
 
+    /// `spec.output.http` (a LogPipeline's Fluent Bit HTTP output).
+    fn http_output(&self) -> Option<&HttpOutput> {
+        None
+    }
+
+    /// `spec.input.runtime` of a LogPipeline: with an `http` output, the
+    /// selector of the logs it takes.
+    fn runtime_input(&self) -> Option<&LogRuntimeInput> {
+        None
+    }
+
     /// The first feature this pipeline uses that seedgate does not have, as
     /// the text after "Not supported by seedgate: ".
     fn unsupported(&self) -> Option<String>;
@@ -908,16 +922,19 @@ impl PipelineSpec for LogPipelineSpec {
         self.seedgate.as_ref()
     }
 
+    fn http_output(&self) -> Option<&HttpOutput> {
+        self.output.http.as_ref()
+    }
+
+    fn runtime_input(&self) -> Option<&LogRuntimeInput> {
+        self.input.as_ref().and_then(|i| i.runtime.as_ref())
+    }
+
     fn unsupported(&self) -> Option<String> {
         if self.output.custom.is_some() {
             return Some(
-                "spec.output.custom (a Fluent Bit output section needs Kyma's Fluent Bit agent: use spec.output.otlp)"
+                "spec.output.custom (a Fluent Bit output section needs Kyma's Fluent Bit agent: use spec.output.http or spec.output.otlp)"
                     .to_owned(),
-            );
-        }
-        if self.output.http.is_some() {
-            return Some(
-                "spec.output.http (Fluent Bit's HTTP output: use spec.output.otlp)".to_owned(),
             );
         }
         let fluent_bit_only = [
@@ -936,9 +953,12 @@ impl PipelineSpec for LogPipelineSpec {
                 "spec.{field} (Fluent Bit configuration needs Kyma's Fluent Bit agent: remove it)"
             ));
         }
+        let runtime = self.runtime_input();
+        if let Some(http) = &self.output.http {
+            return unsupported_http(http, runtime);
+        }
         // Kyma's log agent is on unless `enabled: false` (its webhook
         // defaults a present runtime input to enabled).
-        let runtime = self.input.as_ref().and_then(|i| i.runtime.as_ref());
         if runtime.is_some_and(|r| r.enabled != Some(false)) {
             return Some(AGENT_INPUT.replace("{input}", "runtime"));
         }
@@ -1010,6 +1030,26 @@ impl PipelineSpec for TracePipelineSpec {
 }
 
 const AGENT_INPUT: &str = "spec.input.{input} (seedgate runs no agent: point the seed's agents at seedgate's OTLP ports, select namespaces with spec.input.otlp.namespaces, and set spec.input.{input}.enabled to false)";
+
+/// What an `http` output pipeline asks that seedgate cannot do. Its logs
+/// are those that arrive over OTLP (seedgate runs no agent), selected by
+/// `input.runtime.namespaces`; containers cannot be told apart that way.
+fn unsupported_http(http: &HttpOutput, runtime: Option<&LogRuntimeInput>) -> Option<String> {
+    let containers = runtime.and_then(|r| r.containers.as_ref());
+    let listed = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|l| !l.is_empty());
+    if containers.is_some_and(|c| listed(&c.include) || listed(&c.exclude)) {
+        return Some(
+            "spec.input.runtime.containers (selecting containers needs Kyma's log agent: seedgate takes the logs the seed's agents send over OTLP and selects them by namespace; remove containers)"
+                .to_owned(),
+        );
+    }
+    match http.format.as_deref() {
+        None | Some("" | "json" | "json_lines" | "json_stream") => None,
+        Some(other) => Some(format!(
+            "spec.output.http.format {other:?} (seedgate sends json, json_lines or json_stream)"
+        )),
+    }
+}
 
 fn unsupported_common(
     otlp: &OtlpOutput,

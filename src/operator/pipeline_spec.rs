@@ -35,6 +35,16 @@
 //!   default); records without a namespace always pass (Kyma's namespace
 //!   filter only drops records that have one). `enabled: false`:
 //!   [`Resolved::input_enabled`] is false and the pipeline takes nothing.
+//! - an `http` output (a LogPipeline's Fluent Bit HTTP output) becomes a
+//!   `fluent_bit_http` output to `https://host:port` (`http://` with
+//!   `tls.insecure`; port 443 unless given) and `uri`; `user`/`password`
+//!   become basic authentication; `compress: gzip`; `format` and `dedot`,
+//!   and the runtime input's `keepAnnotations`/`dropLabels`, go to
+//!   `fluent_bit`. Its input is the logs that arrive over OTLP, selected by
+//!   `input.runtime.namespaces` (the system namespaces left out unless
+//!   included); `input.runtime.enabled: false` takes nothing. A `host` with
+//!   a scheme or path, or a `port` that is not a number, is
+//!   `EndpointInvalid` ("HTTP output host invalid: …").
 //! - output: `otlp_grpc` or `otlp_http`; a scheme-less gRPC endpoint gets
 //!   `https://`, or `http://` with `tls.insecure`; basic authentication
 //!   becomes an `Authorization: Basic base64(user:password)` header after the
@@ -53,14 +63,15 @@ use k8s_openapi::jiff::Timestamp;
 use super::PipelineKind;
 use super::conditions::{self, reason};
 use super::crds::{
-    OtlpCompression, OtlpProtocol, PipelineSpec, SecretKeyRef, ValueRef, WhenFullPolicy,
+    HttpOutput, LogRuntimeInput, NamespaceSelector, OtlpCompression, OtlpOutput, OtlpProtocol,
+    OutputTls, PipelineSpec, SecretKeyRef, ValueRef, ValueType, WhenFullPolicy,
 };
 use super::endpoint;
 use super::pem_store::PemStore;
 use super::tls_material::{self, TlsProblem};
 use crate::config::{
-    self, Compression, HeaderConfig, InputConfig, NamespacesConfig, OutputConfig, OutputType,
-    PipelineConfig, QueueConfig, TlsConfig, WhenFull,
+    self, Compression, FluentBitConfig, FluentBitFormat, HeaderConfig, InputConfig,
+    NamespacesConfig, OutputConfig, OutputType, PipelineConfig, QueueConfig, TlsConfig, WhenFull,
 };
 
 // === the result ===
@@ -224,21 +235,34 @@ pub fn pipeline_config_name(kind: PipelineKind, name: &str) -> String {
     format!("{}.{name}", kind.singular())
 }
 
-/// The Secret references a pipeline reads, in Kyma's order (endpoint, basic
-/// user, basic password, headers, TLS `ca`, `cert`, `key` unless
+/// The Secret references a pipeline reads, in Kyma's order (endpoint or
+/// host, basic user, basic password, headers, TLS `ca`, `cert`, `key` unless
 /// `tls.insecure`). A watcher re-resolves the pipeline when one of them
 /// changes, appears or goes away.
 pub fn secret_refs<S: PipelineSpec>(spec: &S) -> Vec<&SecretKeyRef> {
-    let Some(otlp) = spec.otlp_output() else {
-        return Vec::new();
+    let (mut values, tls): (Vec<ValueRef<'_>>, _) = match Output::of(spec) {
+        None => return Vec::new(),
+        Some(Output::Otlp(otlp)) => {
+            let mut values = vec![otlp.endpoint.value_ref()];
+            if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+                values.push(basic.user.value_ref());
+                values.push(basic.password.value_ref());
+            }
+            values.extend(otlp.headers.iter().map(|h| h.value_ref()));
+            (values, otlp.tls.as_ref())
+        }
+        Some(Output::Http(http)) => {
+            let mut values = vec![http.host.value_ref()];
+            values.extend(
+                [&http.user, &http.password]
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.value_ref()),
+            );
+            (values, http.tls.as_ref())
+        }
     };
-    let mut values: Vec<ValueRef<'_>> = vec![otlp.endpoint.value_ref()];
-    if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
-        values.push(basic.user.value_ref());
-        values.push(basic.password.value_ref());
-    }
-    values.extend(otlp.headers.iter().map(|h| h.value_ref()));
-    if let Some(tls) = otlp.tls.as_ref().filter(|t| !t.insecure) {
+    if let Some(tls) = tls.filter(|t| !t.insecure) {
         values.extend(
             [&tls.ca, &tls.cert, &tls.key]
                 .into_iter()
@@ -247,6 +271,40 @@ pub fn secret_refs<S: PipelineSpec>(spec: &S) -> Vec<&SecretKeyRef> {
         );
     }
     values.iter().filter_map(ValueRef::secret_ref).collect()
+}
+
+/// The output a pipeline sends to: OTLP (every kind) or, for a LogPipeline,
+/// Fluent Bit's HTTP output.
+#[derive(Clone, Copy)]
+enum Output<'a> {
+    Otlp(&'a OtlpOutput),
+    Http(&'a HttpOutput),
+}
+
+impl<'a> Output<'a> {
+    fn of<S: PipelineSpec>(spec: &'a S) -> Option<Self> {
+        match (spec.otlp_output(), spec.http_output()) {
+            (Some(otlp), _) => Some(Output::Otlp(otlp)),
+            (None, Some(http)) => Some(Output::Http(http)),
+            (None, None) => None,
+        }
+    }
+
+    /// The field path of the output, for messages.
+    fn field(self) -> &'static str {
+        match self {
+            Output::Otlp(_) => "spec.output.otlp",
+            Output::Http(_) => "spec.output.http",
+        }
+    }
+
+    fn tls(self) -> OutputTls {
+        match self {
+            Output::Otlp(o) => o.tls.clone(),
+            Output::Http(h) => h.tls.clone(),
+        }
+        .unwrap_or_default()
+    }
 }
 
 /// Validates a pipeline and builds its [`PipelineConfig`], in Kyma's check
@@ -272,8 +330,8 @@ pub fn resolve<S: PipelineSpec>(
     if let Some(what) = spec.unsupported() {
         return Err(unsupported(&what));
     }
-    let Some(otlp) = spec.otlp_output() else {
-        return Err(unsupported("spec.output without otlp"));
+    let Some(out) = Output::of(spec) else {
+        return Err(unsupported("spec.output without otlp or http"));
     };
 
     // 1. Secret references.
@@ -282,81 +340,40 @@ pub fn resolve<S: PipelineSpec>(
         secrets.load(r, ctx.secrets)?;
     }
 
-    // 2. The endpoint.
-    let raw = secrets
-        .value(otlp.endpoint.value_ref())
-        .ok_or_else(|| endpoint_invalid(tls_material::UNRESOLVED))?;
-    let ep = endpoint::check(&String::from_utf8_lossy(&raw), otlp.protocol)
-        .map_err(|e| endpoint_invalid(&e))?;
+    // 2. The endpoint: its URL without the path, and whether it is plain
+    // text.
+    let tls = out.tls();
+    let (endpoint, plaintext) = match out {
+        Output::Otlp(otlp) => {
+            let raw = secrets
+                .value(otlp.endpoint.value_ref())
+                .ok_or_else(|| endpoint_invalid(tls_material::UNRESOLVED))?;
+            let ep = endpoint::check(&String::from_utf8_lossy(&raw), otlp.protocol)
+                .map_err(|e| endpoint_invalid(&e))?;
+            check_scheme(ep.scheme.as_deref(), &tls)?;
+            let plaintext = tls.insecure || ep.scheme.as_deref() == Some("http");
+            (ep.url(plaintext), plaintext)
+        }
+        Output::Http(http) => {
+            let raw = secrets
+                .value(http.host.value_ref())
+                .ok_or_else(|| http_host_invalid(tls_material::UNRESOLVED))?;
+            // Fluent Bit's `tls off` is `insecure`; its default is TLS.
+            (
+                http_endpoint(&raw, http.port.as_deref(), tls.insecure)?,
+                tls.insecure,
+            )
+        }
+    };
 
     // 3. TLS.
-    let tls = otlp.tls.clone().unwrap_or_default();
-    let tls_invalid = |detail: &str| {
-        Rejection::new(
-            reason::TLS_CONFIGURATION_INVALID,
-            conditions::msg_tls_invalid(detail),
-        )
+    let (pems, cert_warning) = if plaintext {
+        (Pems::default(), None)
+    } else {
+        check_tls_material(&tls, &secrets, ctx.now)?
     };
-    if tls.cert.is_some() != tls.key.is_some() {
-        return Err(tls_invalid(tls_material::PAIR_MISSING));
-    }
-    let scheme = ep.scheme.as_deref();
-    if tls.insecure && scheme == Some("https") {
-        return Err(tls_invalid(
-            "insecure is set but the endpoint is https://: use http:// for plain text",
-        ));
-    }
-    let has_material = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
-    if !tls.insecure && scheme == Some("http") && has_material {
-        return Err(tls_invalid(
-            "ca, cert or key is set but the endpoint is http://: use https://, or set insecure for plain text",
-        ));
-    }
-    let plaintext = tls.insecure || scheme == Some("http");
-    let mut pems = Pems::default();
-    let mut cert_warning = None;
-    if !plaintext {
-        let pem = |v: &Option<super::crds::ValueType>| -> Result<Option<Vec<u8>>, Rejection> {
-            match v {
-                None => Ok(None),
-                Some(v) => secrets
-                    .value(v.value_ref())
-                    .map(|b| Some(tls_material::sanitize(&b)))
-                    .ok_or_else(|| tls_invalid(tls_material::UNRESOLVED)),
-            }
-        };
-        pems.ca = pem(&tls.ca)?;
-        pems.cert = pem(&tls.cert)?;
-        pems.key = pem(&tls.key)?;
-        match tls_material::check(
-            pems.cert.as_deref(),
-            pems.key.as_deref(),
-            pems.ca.as_deref(),
-            ctx.now,
-        ) {
-            Ok(None) => {}
-            Ok(Some(e)) => {
-                cert_warning = Some(CertWarning {
-                    message: conditions::msg_cert_about_to_expire(e.not_after, e.ca),
-                });
-            }
-            Err(TlsProblem::Invalid(detail)) => return Err(tls_invalid(detail)),
-            Err(TlsProblem::Expired { not_after, ca }) => {
-                return Err(Rejection::new(
-                    reason::TLS_CERTIFICATE_EXPIRED,
-                    conditions::msg_cert_expired(not_after, ca),
-                ));
-            }
-        }
-    }
 
     // 5. seedgate's own rules.
-    let config_invalid = |detail: String| {
-        Rejection::new(
-            reason::CONFIGURATION_INVALID,
-            conditions::msg_configuration_invalid(&detail),
-        )
-    };
     let pipeline_name = pipeline_config_name(kind, name);
     if pipeline_name.len() > 63 {
         return Err(config_invalid(format!(
@@ -364,87 +381,46 @@ pub fn resolve<S: PipelineSpec>(
             63 - kind.singular().len() - 1
         )));
     }
-    let mut headers = Vec::with_capacity(otlp.headers.len() + 1);
-    for (i, h) in otlp.headers.iter().enumerate() {
-        let value = secrets.value(h.value_ref()).ok_or_else(|| {
-            config_invalid(format!(
-                "spec.output.otlp.headers[{i}]: Header must have 'value' or 'valueFrom' set"
-            ))
-        })?;
-        headers.push(HeaderConfig {
-            name: h.name.clone(),
-            value: String::from_utf8_lossy(&value).into_owned(),
-            prefix: match h.prefix.as_deref() {
-                Some(p) if !p.is_empty() => format!("{p} "),
-                _ => String::new(),
-            },
-        });
-    }
-    if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
-        if let Some(i) = otlp
-            .headers
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case("authorization"))
-        {
-            return Err(config_invalid(format!(
-                "spec.output.otlp.headers[{i}].name: Authorization is also set by spec.output.otlp.authentication.basic: keep one"
-            )));
-        }
-        let user = secrets.value(basic.user.value_ref()).ok_or_else(|| {
-            config_invalid(
-                "spec.output.otlp.authentication.basic: 'user' must have 'value' or 'valueFrom' set"
-                    .to_owned(),
-            )
-        })?;
-        let password = secrets.value(basic.password.value_ref()).ok_or_else(|| {
-            config_invalid(
-                "spec.output.otlp.authentication.basic: 'password' must have 'value' or 'valueFrom' set"
-                    .to_owned(),
-            )
-        })?;
-        let mut pair = user;
-        pair.push(b':');
-        pair.extend_from_slice(&password);
-        headers.push(HeaderConfig {
-            name: "Authorization".to_owned(),
-            value: base64::engine::general_purpose::STANDARD.encode(pair),
-            prefix: "Basic ".to_owned(),
-        });
-    }
-    let output = OutputConfig {
-        kind: match otlp.protocol {
-            OtlpProtocol::Grpc => OutputType::OtlpGrpc,
-            OtlpProtocol::Http => OutputType::OtlpHttp,
-        },
-        endpoint: Some(ep.url(plaintext)),
-        path: otlp.path.clone().filter(|p| !p.is_empty()),
-        headers,
-        compression: match otlp.compression {
-            Some(OtlpCompression::None) => Compression::None,
-            Some(OtlpCompression::Zstd) => Compression::Zstd,
-            Some(OtlpCompression::Gzip | OtlpCompression::Snappy) | None => Compression::Gzip,
-        },
-        tls: TlsConfig {
-            insecure: plaintext,
-            insecure_skip_verify: !plaintext && tls.insecure_skip_verify,
-            ..TlsConfig::default()
-        },
-        timeout: config::DEFAULT_EXPORT_TIMEOUT,
-        auth: None,
-        rate_limit: None,
+    let tls_config = TlsConfig {
+        insecure: plaintext,
+        insecure_skip_verify: !plaintext && tls.insecure_skip_verify,
+        ..TlsConfig::default()
     };
-    let input_spec = spec.otlp_input();
-    let selector = input_spec.and_then(|i| i.namespaces.as_ref());
-    let non_empty = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
-    let include = selector.and_then(|s| non_empty(&s.include));
-    let exclude = selector.and_then(|s| non_empty(&s.exclude));
-    let input = InputConfig {
-        namespaces: NamespacesConfig {
-            system: include.is_none(),
-            include,
-            exclude,
-        },
-        no_namespace: true,
+    let (output, input, input_enabled) = match out {
+        Output::Otlp(otlp) => {
+            let output = otlp_output(otlp, &secrets, endpoint, tls_config)?;
+            let input_spec = spec.otlp_input();
+            let (include, exclude) = selector(input_spec.and_then(|i| i.namespaces.as_ref()));
+            let input = InputConfig {
+                namespaces: NamespacesConfig {
+                    system: include.is_none(),
+                    include,
+                    exclude,
+                },
+                no_namespace: true,
+            };
+            (output, input, input_spec.is_none_or(|i| i.enabled))
+        }
+        Output::Http(http) => {
+            let runtime = spec.runtime_input();
+            let output = http_output(http, runtime, &secrets, endpoint, tls_config)?;
+            let (include, exclude) = selector(runtime.and_then(|r| r.namespaces.as_ref()));
+            // Kyma's runtime input leaves the system namespaces out unless
+            // they are included by name.
+            let input = InputConfig {
+                namespaces: NamespacesConfig {
+                    system: false,
+                    include,
+                    exclude,
+                },
+                no_namespace: true,
+            };
+            (
+                output,
+                input,
+                runtime.is_none_or(|r| r.enabled != Some(false)),
+            )
+        }
     };
     let queue = match spec.seedgate().and_then(|s| s.queue.as_ref()) {
         None => None,
@@ -486,24 +462,33 @@ pub fn resolve<S: PipelineSpec>(
         retry: None,
         loadbalancing: None,
     };
+    let output_field = out.field();
     let problems = config::pipeline_problems(&pipeline, &|part| {
         match part {
             "name" => "metadata.name",
-            "input" => "spec.input.otlp",
-            "output" => "spec.output.otlp",
+            "input" => match out {
+                Output::Otlp(_) => "spec.input.otlp",
+                Output::Http(_) => "spec.input.runtime",
+            },
+            "output" => output_field,
             "queue" => "spec.seedgate.queue",
             other => other,
         }
         .to_owned()
     });
     if let Some(p) = problems.into_iter().next() {
-        return Err(if p.field.starts_with("spec.output.otlp.endpoint") {
-            endpoint_invalid(&p.reason)
-        } else if p.field.starts_with("spec.output.otlp.tls") {
-            tls_invalid(&p.reason)
-        } else {
-            config_invalid(p.to_string())
-        });
+        return Err(
+            if p.field.starts_with(&format!("{output_field}.endpoint")) {
+                match out {
+                    Output::Otlp(_) => endpoint_invalid(&p.reason),
+                    Output::Http(_) => http_host_invalid(&p.reason),
+                }
+            } else if p.field.starts_with(&format!("{output_field}.tls")) {
+                tls_invalid(&p.reason)
+            } else {
+                config_invalid(p.to_string())
+            },
+        );
     }
 
     // The PEM files, last: nothing is written for a pipeline that is refused.
@@ -533,7 +518,7 @@ pub fn resolve<S: PipelineSpec>(
 
     Ok(Resolved {
         pipeline,
-        input_enabled: input_spec.is_none_or(|i| i.enabled),
+        input_enabled,
         cert_warning,
         pem_files,
     })
@@ -544,6 +529,270 @@ fn endpoint_invalid(detail: &str) -> Rejection {
         reason::ENDPOINT_INVALID,
         conditions::msg_endpoint_invalid(detail),
     )
+}
+
+fn http_host_invalid(detail: &str) -> Rejection {
+    Rejection::new(
+        reason::ENDPOINT_INVALID,
+        conditions::msg_http_host_invalid(detail),
+    )
+}
+
+fn tls_invalid(detail: &str) -> Rejection {
+    Rejection::new(
+        reason::TLS_CONFIGURATION_INVALID,
+        conditions::msg_tls_invalid(detail),
+    )
+}
+
+fn config_invalid(detail: String) -> Rejection {
+    Rejection::new(
+        reason::CONFIGURATION_INVALID,
+        conditions::msg_configuration_invalid(&detail),
+    )
+}
+
+/// A namespace selector's `include` and `exclude`, empty lists as absent.
+fn selector(s: Option<&NamespaceSelector>) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let non_empty = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
+    (
+        s.and_then(|s| non_empty(&s.include)),
+        s.and_then(|s| non_empty(&s.exclude)),
+    )
+}
+
+/// seedgate's own refusals of an OTLP endpoint's scheme against its `tls`
+/// block (the OpenTelemetry Collector would quietly send plain text;
+/// seedgate does not guess).
+fn check_scheme(scheme: Option<&str>, tls: &OutputTls) -> Result<(), Rejection> {
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(tls_invalid(tls_material::PAIR_MISSING));
+    }
+    if tls.insecure && scheme == Some("https") {
+        return Err(tls_invalid(
+            "insecure is set but the endpoint is https://: use http:// for plain text",
+        ));
+    }
+    let has_material = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
+    if !tls.insecure && scheme == Some("http") && has_material {
+        return Err(tls_invalid(
+            "ca, cert or key is set but the endpoint is http://: use https://, or set insecure for plain text",
+        ));
+    }
+    Ok(())
+}
+
+/// Step 3 for a TLS output: the PEM material read, checked and sanitised,
+/// and a warning when a certificate expires soon.
+fn check_tls_material(
+    tls: &OutputTls,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Result<(Pems, Option<CertWarning>), Rejection> {
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(tls_invalid(tls_material::PAIR_MISSING));
+    }
+    let pem = |v: &Option<ValueType>| -> Result<Option<Vec<u8>>, Rejection> {
+        match v {
+            None => Ok(None),
+            Some(v) => secrets
+                .value(v.value_ref())
+                .map(|b| Some(tls_material::sanitize(&b)))
+                .ok_or_else(|| tls_invalid(tls_material::UNRESOLVED)),
+        }
+    };
+    let pems = Pems {
+        ca: pem(&tls.ca)?,
+        cert: pem(&tls.cert)?,
+        key: pem(&tls.key)?,
+    };
+    let warning = match tls_material::check(
+        pems.cert.as_deref(),
+        pems.key.as_deref(),
+        pems.ca.as_deref(),
+        now,
+    ) {
+        Ok(None) => None,
+        Ok(Some(e)) => Some(CertWarning {
+            message: conditions::msg_cert_about_to_expire(e.not_after, e.ca),
+        }),
+        Err(TlsProblem::Invalid(detail)) => return Err(tls_invalid(detail)),
+        Err(TlsProblem::Expired { not_after, ca }) => {
+            return Err(Rejection::new(
+                reason::TLS_CERTIFICATE_EXPIRED,
+                conditions::msg_cert_expired(not_after, ca),
+            ));
+        }
+    };
+    Ok((pems, warning))
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_header(user: Vec<u8>, password: &[u8]) -> HeaderConfig {
+    let mut pair = user;
+    pair.push(b':');
+    pair.extend_from_slice(password);
+    HeaderConfig {
+        name: "Authorization".to_owned(),
+        value: base64::engine::general_purpose::STANDARD.encode(pair),
+        prefix: "Basic ".to_owned(),
+    }
+}
+
+/// The output of an `otlp` block: headers, basic authentication,
+/// compression, protocol.
+fn otlp_output(
+    otlp: &OtlpOutput,
+    secrets: &Secrets,
+    endpoint: String,
+    tls: TlsConfig,
+) -> Result<OutputConfig, Rejection> {
+    let mut headers = Vec::with_capacity(otlp.headers.len() + 1);
+    for (i, h) in otlp.headers.iter().enumerate() {
+        let value = secrets.value(h.value_ref()).ok_or_else(|| {
+            config_invalid(format!(
+                "spec.output.otlp.headers[{i}]: Header must have 'value' or 'valueFrom' set"
+            ))
+        })?;
+        headers.push(HeaderConfig {
+            name: h.name.clone(),
+            value: String::from_utf8_lossy(&value).into_owned(),
+            prefix: match h.prefix.as_deref() {
+                Some(p) if !p.is_empty() => format!("{p} "),
+                _ => String::new(),
+            },
+        });
+    }
+    if let Some(basic) = otlp.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+        if let Some(i) = otlp
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case("authorization"))
+        {
+            return Err(config_invalid(format!(
+                "spec.output.otlp.headers[{i}].name: Authorization is also set by spec.output.otlp.authentication.basic: keep one"
+            )));
+        }
+        let user = secrets.value(basic.user.value_ref()).ok_or_else(|| {
+            config_invalid(
+                "spec.output.otlp.authentication.basic: 'user' must have 'value' or 'valueFrom' set"
+                    .to_owned(),
+            )
+        })?;
+        let password = secrets.value(basic.password.value_ref()).ok_or_else(|| {
+            config_invalid(
+                "spec.output.otlp.authentication.basic: 'password' must have 'value' or 'valueFrom' set"
+                    .to_owned(),
+            )
+        })?;
+        headers.push(basic_header(user, &password));
+    }
+    Ok(OutputConfig {
+        kind: match otlp.protocol {
+            OtlpProtocol::Grpc => OutputType::OtlpGrpc,
+            OtlpProtocol::Http => OutputType::OtlpHttp,
+        },
+        endpoint: Some(endpoint),
+        path: otlp.path.clone().filter(|p| !p.is_empty()),
+        headers,
+        compression: match otlp.compression {
+            Some(OtlpCompression::None) => Compression::None,
+            Some(OtlpCompression::Zstd) => Compression::Zstd,
+            Some(OtlpCompression::Gzip | OtlpCompression::Snappy) | None => Compression::Gzip,
+        },
+        tls,
+        ..OutputConfig::of_kind(OutputType::OtlpGrpc)
+    })
+}
+
+/// Kyma's default port of an `http` output.
+const HTTP_DEFAULT_PORT: &str = "443";
+
+/// `http(s)://host:port` of an `http` output: `host` must be a host name or
+/// an IP address (Fluent Bit's `host`), `port` a port number.
+fn http_endpoint(host: &[u8], port: Option<&str>, insecure: bool) -> Result<String, Rejection> {
+    let host = String::from_utf8_lossy(host).trim().to_owned();
+    let port = port.filter(|p| !p.is_empty()).unwrap_or(HTTP_DEFAULT_PORT);
+    if host.is_empty() {
+        return Err(http_host_invalid("host is empty"));
+    }
+    if host.contains("://") || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(http_host_invalid(&format!(
+            "host {host:?} must be a host name or IP address, without scheme or path (the path goes in uri)"
+        )));
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(http_host_invalid(&format!(
+            "port {port:?} is not a port number"
+        )));
+    };
+    let scheme = if insecure { "http" } else { "https" };
+    // An IPv6 address needs brackets in a URL.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
+/// The output of an `http` block (Fluent Bit's HTTP output).
+fn http_output(
+    http: &HttpOutput,
+    runtime: Option<&LogRuntimeInput>,
+    secrets: &Secrets,
+    endpoint: String,
+    tls: TlsConfig,
+) -> Result<OutputConfig, Rejection> {
+    let mut headers = Vec::new();
+    let user = http
+        .user
+        .as_ref()
+        .and_then(|v| secrets.value(v.value_ref()));
+    let password = http
+        .password
+        .as_ref()
+        .and_then(|v| secrets.value(v.value_ref()));
+    match (user, password) {
+        (None, None) => {}
+        (Some(user), Some(password)) => headers.push(basic_header(user, &password)),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(config_invalid(
+                "spec.output.http: 'user' and 'password' go together (basic authentication)"
+                    .to_owned(),
+            ));
+        }
+    }
+    let compression = match http.compress.as_deref() {
+        None | Some("" | "none" | "off") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some(other) => {
+            return Err(config_invalid(format!(
+                "spec.output.http.compress: {other:?} is not supported: use gzip, or leave it out"
+            )));
+        }
+    };
+    let format = match http.format.as_deref() {
+        Some("json_lines") => FluentBitFormat::JsonLines,
+        Some("json_stream") => FluentBitFormat::JsonStream,
+        // `unsupported` has refused every other value.
+        _ => FluentBitFormat::Json,
+    };
+    Ok(OutputConfig {
+        endpoint: Some(endpoint),
+        path: http.uri.clone().filter(|p| !p.is_empty()),
+        headers,
+        compression,
+        tls,
+        fluent_bit: Some(FluentBitConfig {
+            format,
+            dedot: http.dedot.unwrap_or(false),
+            keep_annotations: runtime.and_then(|r| r.keep_annotations).unwrap_or(false),
+            drop_labels: runtime.and_then(|r| r.drop_labels).unwrap_or(false),
+            ..FluentBitConfig::default()
+        }),
+        ..OutputConfig::of_kind(OutputType::FluentBitHttp)
+    })
 }
 
 /// The PEM material of a pipeline, sanitised.

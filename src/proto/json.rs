@@ -329,7 +329,7 @@ fn flat_attributes(attributes: Option<&[KeyValue]>) -> Map<String, Value> {
 }
 
 /// An `AnyValue` as plain JSON (not the OTLP `{"stringValue": ..}` wrapper).
-fn plain_value(value: Option<&AnyValue>) -> Value {
+pub(crate) fn plain_value(value: Option<&AnyValue>) -> Value {
     use any_value::Value as V;
     match value.and_then(|v| v.value.as_ref()) {
         None => Value::Null,

@@ -36,6 +36,7 @@ use std::ops::Range;
 use crate::signal::Signal;
 
 pub mod check;
+pub mod fluent_bit;
 pub mod json;
 pub mod response;
 pub mod split;

@@ -998,7 +998,7 @@ async fn otlp_http_handler(
     body: Bytes,
 ) -> Response {
     let Some((signal, key)) = parse_otlp_path(uri.path()) else {
-        return (StatusCode::NOT_FOUND, "not an OTLP path").into_response();
+        return fluent_bit_handler(&shared, &method, &uri, &headers, body).await;
     };
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "use POST").into_response();
@@ -1039,18 +1039,65 @@ async fn otlp_http_handler(
         Answer::Refused {
             status,
             retry_after,
-        } => {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = (code, "sink: injected fault").into_response();
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            response
-        }
+        } => refused(status, retry_after),
         Answer::Invalid(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
     }
+}
+
+/// Any other path takes what Fluent Bit's HTTP output sends (`format json`,
+/// `json_lines` or `json_stream`), like Fluent Bit's own `http` input: the
+/// records are counted as logs of the endpoint key `path` (their
+/// `seedgate.seq` and `kubernetes.namespace_name`), and the answer is 201.
+async fn fluent_bit_handler(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if *method != Method::POST || !json {
+        return (
+            StatusCode::NOT_FOUND,
+            "not an OTLP path (POST application/json elsewhere is taken as Fluent Bit records)",
+        )
+            .into_response();
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let request = decompress(encoding, body).and_then(|b| {
+        crate::proto::fluent_bit::to_otlp(&b)
+            .map(|r| Bytes::from(r.encode_to_vec()))
+            .map_err(|e| e.to_string())
+    });
+    let key = uri.path().to_owned();
+    match shared
+        .ingest(Signal::Logs, key, headers, request, false)
+        .await
+    {
+        Answer::Accepted => StatusCode::CREATED.into_response(),
+        Answer::Refused {
+            status,
+            retry_after,
+        } => refused(status, retry_after),
+        Answer::Invalid(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+    }
+}
+
+/// The answer to a request the sink's faults refuse.
+fn refused(status: u16, retry_after: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = (code, "sink: injected fault").into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 // --- gRPC ---

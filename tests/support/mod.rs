@@ -10,6 +10,7 @@
 )]
 
 pub mod apiserver;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

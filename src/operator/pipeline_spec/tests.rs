@@ -253,7 +253,7 @@ fn rejections_in_kyma_order_with_kyma_messages() {
             "output: {otlp: {endpoint: {value: 'https://x:4317'}, path: /v1/traces}}".into(),
             rejected(
                 reason::CONFIGURATION_INVALID,
-                "Pipeline configuration invalid: spec.output.otlp.path: is only used by type otlp_http",
+                "Pipeline configuration invalid: spec.output.otlp.path: is only used by types otlp_http and fluent_bit_http",
             ),
         ),
         (
@@ -838,4 +838,163 @@ fn static_secrets_answer_like_the_api() {
     );
     assert_eq!(s.get("ns", "b").unwrap(), None);
     assert_eq!(s.get("other", "a").unwrap(), None);
+}
+
+#[test]
+fn an_http_output_becomes_a_fluent_bit_http_output() {
+    let secrets = StaticSecrets::new().with(
+        "backend",
+        "creds",
+        [
+            ("host", "logs.example.com"),
+            ("user", "fb"),
+            ("password", "pw"),
+        ],
+    );
+    let env = Env::new(secrets);
+    // Kyma's upstream sample, with basic authentication from a Secret.
+    let s: LogPipelineSpec = spec(
+        "\
+input:
+  runtime:
+    namespaces: {include: [shop]}
+    keepAnnotations: true
+output:
+  http:
+    dedot: true
+    host: {valueFrom: {secretKeyRef: {name: creds, namespace: backend, key: host}}}
+    user: {valueFrom: {secretKeyRef: {name: creds, namespace: backend, key: user}}}
+    password: {valueFrom: {secretKeyRef: {name: creds, namespace: backend, key: password}}}
+    port: '9880'
+    uri: /ingest
+    compress: gzip
+    format: json_lines
+",
+    );
+    let keys: Vec<&str> = secret_refs(&s).iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["host", "user", "password"]);
+    let r = env.resolve(&s).unwrap();
+    assert!(r.input_enabled);
+    let p = &r.pipeline;
+    assert_eq!(p.name, "logpipeline.p");
+    assert_eq!(p.signals, [Signal::Logs]);
+    assert_eq!(p.input.namespaces.include, Some(vec!["shop".to_owned()]));
+    let o = &p.output;
+    assert_eq!(o.kind, OutputType::FluentBitHttp);
+    assert_eq!(o.endpoint.as_deref(), Some("https://logs.example.com:9880"));
+    assert_eq!(o.path.as_deref(), Some("/ingest"));
+    assert_eq!(o.compression, Compression::Gzip);
+    assert!(!o.tls.insecure);
+    assert_eq!(o.headers.len(), 1);
+    assert_eq!(o.headers[0].name, "Authorization");
+    assert_eq!(
+        format!("{}{}", o.headers[0].prefix, o.headers[0].value),
+        "Basic ZmI6cHc="
+    );
+    let fb = o.fluent_bit.as_ref().unwrap();
+    assert_eq!(fb.format, FluentBitFormat::JsonLines);
+    assert!(fb.dedot && fb.keep_annotations && !fb.drop_labels);
+    // The whole file-configuration check agrees with what resolve built.
+    assert!(config::pipeline_problems(p, &|f| f.to_owned()).is_empty());
+
+    // Kyma's defaults: port 443, TLS, json, no compression, every
+    // namespace but the system ones; the load-test pipeline's plain text.
+    let s: LogPipelineSpec = spec(
+        "output: {http: {host: {value: log-receiver.log-load-test}, tls: {insecure: true, insecureSkipVerify: true}}}\ninput: {runtime: {enabled: true}}",
+    );
+    let p = env.resolve(&s).unwrap().pipeline;
+    assert_eq!(
+        p.output.endpoint.as_deref(),
+        Some("http://log-receiver.log-load-test:443")
+    );
+    assert!(p.output.tls.insecure && !p.output.tls.insecure_skip_verify);
+    assert_eq!(p.output.compression, Compression::None);
+    assert_eq!(
+        p.output.fluent_bit.as_ref().unwrap().format,
+        FluentBitFormat::Json
+    );
+    assert!(!p.input.namespaces.system && p.input.namespaces.include.is_none());
+    assert!(p.input.namespaces.matches("shop") && !p.input.namespaces.matches("kube-system"));
+    let s: LogPipelineSpec =
+        spec("output: {http: {host: {value: h}}}\ninput: {runtime: {enabled: false}}");
+    assert!(!env.resolve(&s).unwrap().input_enabled);
+}
+
+#[test]
+fn http_output_refusals() {
+    let env = Env::new(StaticSecrets::new());
+    let out = |http: &str| -> LogPipelineSpec { spec(&format!("output: {{http: {{{http}}}}}")) };
+    for (http, want) in [
+        (
+            "host: {value: 'https://myhost/logs'}, port: '80'",
+            rejected(
+                reason::ENDPOINT_INVALID,
+                "HTTP output host invalid: host \"https://myhost/logs\" must be a host name or IP address, without scheme or path (the path goes in uri)",
+            ),
+        ),
+        (
+            "host: {value: h}, port: http",
+            rejected(
+                reason::ENDPOINT_INVALID,
+                "HTTP output host invalid: port \"http\" is not a port number",
+            ),
+        ),
+        (
+            "host: {value: h}, user: {value: u}",
+            rejected(
+                reason::CONFIGURATION_INVALID,
+                "Pipeline configuration invalid: spec.output.http: 'user' and 'password' go together (basic authentication)",
+            ),
+        ),
+        (
+            "host: {value: h}, compress: snappy",
+            rejected(
+                reason::CONFIGURATION_INVALID,
+                "Pipeline configuration invalid: spec.output.http.compress: \"snappy\" is not supported: use gzip, or leave it out",
+            ),
+        ),
+        (
+            "host: {value: h}, format: msgpack",
+            rejected(
+                reason::UNSUPPORTED_FEATURE,
+                "Not supported by seedgate: spec.output.http.format \"msgpack\" (seedgate sends json, json_lines or json_stream)",
+            ),
+        ),
+        (
+            "host: {valueFrom: {secretKeyRef: {name: gone, namespace: ns, key: host}}}",
+            rejected(
+                reason::REFERENCED_SECRET_MISSING,
+                &conditions::msg_secret_missing("gone", "ns"),
+            ),
+        ),
+        (
+            "host: {value: h}, uri: /x, tls: {ca: {value: garbage}}",
+            rejected(
+                reason::TLS_CONFIGURATION_INVALID,
+                "TLS configuration invalid: failed to decode PEM block containing CA certificate",
+            ),
+        ),
+        (
+            "host: {value: '10.0.0.7'}, tls: {insecure: true, ca: {value: garbage}}",
+            Ok(()),
+        ),
+    ] {
+        assert_eq!(verdict(env.resolve(&out(http))), want, "{http}");
+    }
+    let containers: LogPipelineSpec = spec(
+        "output: {http: {host: {value: h}}}\ninput: {runtime: {containers: {exclude: [istio-proxy]}}}",
+    );
+    assert_eq!(
+        verdict(env.resolve(&containers)),
+        rejected(
+            reason::UNSUPPORTED_FEATURE,
+            "Not supported by seedgate: spec.input.runtime.containers (selecting containers needs Kyma's log agent: seedgate takes the logs the seed's agents send over OTLP and selects them by namespace; remove containers)"
+        )
+    );
+    let filters: LogPipelineSpec =
+        spec("output: {http: {host: {value: h}}}\nfilters: [{custom: 'Name grep'}]");
+    assert_eq!(
+        verdict(env.resolve(&filters)).unwrap_err().reason,
+        reason::UNSUPPORTED_FEATURE
+    );
 }
