@@ -34,6 +34,7 @@ pub mod loadbalancing;
 pub mod metrics;
 pub mod operator;
 pub mod pipeline_health;
+pub mod processors;
 pub mod proto;
 pub mod receivers;
 pub mod reload;

@@ -23,7 +23,10 @@ pub mod fluent_bit;
 mod lines;
 pub mod loadbalancing;
 pub mod memory;
+pub mod processors;
 pub mod routing;
+pub mod spanmetrics;
+pub mod tail_sampling;
 
 pub use flow::{
     AdaptiveConcurrencyConfig, AuthConfig, BasicAuthConfig, ClientAuth, OAuth2Config,
@@ -34,6 +37,11 @@ pub use loadbalancing::{
     DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, ResolverConfig, RoutingKey,
 };
 pub use memory::MemoryLimiterConfig;
+pub use processors::{
+    ActionKind, AttributeValue, ProcessorConfig, ResourceAction, ResourceProcessorConfig,
+};
+pub use spanmetrics::SpanMetricsConfig;
+pub use tail_sampling::TailSamplingConfig;
 
 pub use routing::{
     ClusterConfig, DEFAULT_ROUTING_KEY, InputConfig, NamespacesConfig, RouteCell, RoutingConfig,
@@ -422,6 +430,9 @@ pub struct PipelineConfig {
     /// Send to a set of backends by routing key instead of one endpoint.
     #[serde(default)]
     pub loadbalancing: Option<LoadBalancingConfig>,
+    /// What the pipeline does to its data before its queue, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processors: Vec<ProcessorConfig>,
 }
 
 /// The kind of exporter.
@@ -817,6 +828,7 @@ impl Config {
             }
             check_pipeline_parts(&mut p, pipe, &field);
         }
+        processors::check_across(&mut p, &self.pipelines);
         p.finish()
     }
 
@@ -917,6 +929,7 @@ fn check_pipeline_parts(p: &mut Problems, pipe: &PipelineConfig, field: &dyn Fn(
         pipe.loadbalancing.is_some(),
     );
     fluent_bit::check(p, &field("output"), &pipe.output, &pipe.signals);
+    processors::check(p, &field("processors"), pipe);
     if let Some(lb) = &pipe.loadbalancing {
         loadbalancing::check(p, &field("loadbalancing"), lb, &pipe.output, &pipe.signals);
     }

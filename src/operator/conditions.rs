@@ -584,6 +584,7 @@ mod tests {
                 batch: None,
                 retry: None,
                 loadbalancing: None,
+                processors: Vec::new(),
             },
             input_enabled: true,
             cert_warning: warning.map(|m| CertWarning {

@@ -461,6 +461,7 @@ pub fn resolve<S: PipelineSpec>(
         batch: None,
         retry: None,
         loadbalancing: None,
+        processors: Vec::new(),
     };
     let output_field = out.field();
     let problems = config::pipeline_problems(&pipeline, &|part| {

@@ -1,0 +1,1 @@
+//! Span metrics aggregation (stub).

@@ -1,0 +1,1 @@
+//! The `tail_sampling` policies (stub).
