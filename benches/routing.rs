@@ -69,6 +69,7 @@ fn destination(
         signal,
         queue,
         limits: QueueConfig::default(),
+        processors: Arc::default(),
     })
 }
 

@@ -155,6 +155,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                     batch: config.batch_for(pipe),
                     retry: config.retry_for(pipe),
                     loadbalancing: pipe.loadbalancing.as_ref(),
+                    processors: &pipe.processors,
                 })
                 .with_context(|| format!("pipeline {}", pipe.name))?;
             stuck_after = stuck_after.max(pipe.output.timeout + STUCK_GRACE);
@@ -194,7 +195,11 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         .with_shoots(Arc::clone(&directory))
         .with_limits(crate::proto::Limits {
             max_value_depth: config.receivers.max_value_depth,
-        }),
+        })
+        .with_processors(
+            crate::processors::Processors::build(&config.receivers.processors)
+                .map_err(|e| anyhow::anyhow!("receivers.{e}"))?,
+        ),
     );
     let shoots = config.shoots.as_ref().map(|s| ShootManagerArgs {
         factory: factory.clone(),

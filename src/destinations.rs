@@ -7,11 +7,14 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use crate::actors::loops::DeliveryPlan;
-use crate::config::{BatchConfig, LoadBalancingConfig, OutputConfig, QueueConfig, RetryConfig};
+use crate::config::{
+    BatchConfig, LoadBalancingConfig, OutputConfig, ProcessorConfig, QueueConfig, RetryConfig,
+};
 use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::Exporter;
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
+use crate::processors::Processors;
 use crate::routing::{Destination, DestinationKind};
 use crate::signal::Signal;
 use crate::store::{Store, WriteOp};
@@ -35,6 +38,8 @@ pub struct Spec<'a> {
     pub retry: RetryConfig,
     /// Set when the pipeline sends to a set of backends.
     pub loadbalancing: Option<&'a LoadBalancingConfig>,
+    /// What it does to its share of a request before storing it.
+    pub processors: &'a [ProcessorConfig],
 }
 
 /// The shared parts every destination is built with.
@@ -61,6 +66,8 @@ impl Factory {
     /// with the destination named.
     pub fn build(&self, spec: Spec<'_>) -> anyhow::Result<DeliveryPlan> {
         use anyhow::Context as _;
+        let processors = Processors::build(spec.processors)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
         let queue_name = Destination::queue_name_of(spec.kind, spec.name, spec.signal);
         let queue = self
             .store
@@ -72,6 +79,7 @@ impl Factory {
             signal: spec.signal,
             queue,
             limits: spec.queue,
+            processors: Arc::new(processors),
         });
         let balance = spec.loadbalancing.map(|lb| {
             Arc::new(Balance {

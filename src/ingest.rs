@@ -76,6 +76,10 @@ pub enum IngestError {
     /// The process is shutting down and no longer accepts data.
     #[error("shutting down")]
     ShuttingDown,
+    /// A destination's processor could not handle the request (not
+    /// expected for a request the scan accepted; refused like malformed).
+    #[error("processor: {0}")]
+    Processor(String),
 }
 
 impl IngestError {
@@ -91,6 +95,7 @@ impl IngestError {
                 | ScanError::InvalidIdLength { .. }),
             ) => e.kind(),
             IngestError::Malformed(_) => "malformed",
+            IngestError::Processor(_) => "processor",
             IngestError::QueueFull { .. } => "queue_full",
             IngestError::StorageFull { .. } => "storage_full",
             IngestError::Store(_) => "storage_error",
@@ -104,7 +109,7 @@ impl IngestError {
             IngestError::QueueFull { retry_after, .. }
             | IngestError::StorageFull { retry_after, .. } => Some(*retry_after),
             IngestError::Store(_) | IngestError::ShuttingDown => Some(Duration::from_secs(1)),
-            IngestError::Malformed(_) => None,
+            IngestError::Malformed(_) | IngestError::Processor(_) => None,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Ingest {
     closed: AtomicBool,
     storage_retry_after: Duration,
     limits: proto::Limits,
+    /// `receivers.processors`: run before routing.
+    processors: crate::processors::Processors,
 }
 
 /// One destination's share of a request, before it is admitted.
@@ -176,7 +183,15 @@ impl Ingest {
             closed: AtomicBool::new(false),
             storage_retry_after,
             limits: proto::Limits::DEFAULT,
+            processors: crate::processors::Processors::default(),
         }
+    }
+
+    /// The same, running `processors` on every request before routing.
+    #[must_use]
+    pub fn with_processors(mut self, processors: crate::processors::Processors) -> Self {
+        self.processors = processors;
+        self
     }
 
     /// The same, refusing what exceeds `limits` (default: [`proto::Limits::DEFAULT`]).
@@ -223,6 +238,16 @@ impl Ingest {
             return Err(IngestError::ShuttingDown);
         }
         let snapshot = self.snapshot.load_full();
+        let body = if self.processors.rewrites() {
+            // Checked before it is rewritten, then scanned again for the
+            // routing keys the processors may have set.
+            proto::scan_with(signal, &body, &[], self.limits)?;
+            self.processors
+                .apply(body)
+                .map_err(|e| IngestError::Processor(format!("receivers.processors: {e}")))?
+        } else {
+            body
+        };
         let blocks = proto::scan_with(signal, &body, &snapshot.keys, self.limits)?;
         let total: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
 
@@ -278,8 +303,14 @@ impl Ingest {
                 .filter_map(|&i| blocks.get(i))
                 .map(|b| b.range.clone())
                 .collect();
-            let payload = assemble(&body, &ranges);
             let d = &part.destination;
+            let payload = match d.processors.apply(assemble(&body, &ranges)) {
+                Ok(p) => p,
+                Err(e) => {
+                    release_reserved(&append);
+                    return Err(IngestError::Processor(format!("{}: {e}", d.name)));
+                }
+            };
             if d.queue
                 .try_reserve(payload.len() as u64, d.limits.max_bytes.0)
             {
@@ -298,9 +329,7 @@ impl Ingest {
             }
             match d.limits.when_full {
                 WhenFull::Block => {
-                    for p in &append {
-                        p.queue.release(p.payload.len() as u64);
-                    }
+                    release_reserved(&append);
                     return Err(IngestError::QueueFull {
                         destination: d.name.clone(),
                         used: d.queue.used_bytes(),
@@ -458,6 +487,13 @@ impl Ingest {
 /// The bytes of `ranges` of `body` as one request. When the ranges are the
 /// whole body in order (the common case: one destination takes every block)
 /// this is a zero-copy slice.
+/// Gives back the queue reservations of parts that will not be stored.
+fn release_reserved(parts: &[AppendPart]) {
+    for p in parts {
+        p.queue.release(p.payload.len() as u64);
+    }
+}
+
 fn assemble(body: &Bytes, ranges: &[std::ops::Range<usize>]) -> Bytes {
     let contiguous = ranges.windows(2).all(|w| w[0].end == w[1].start);
     if contiguous && let (Some(first), Some(last)) = (ranges.first(), ranges.last()) {

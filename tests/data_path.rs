@@ -11,6 +11,8 @@ use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use seedgate::receivers::decompress::{Encoding, decompress};
 use seedgate::signal::Signal;
@@ -288,4 +290,188 @@ async fn records_no_pipeline_takes_are_rejected_in_partial_success() {
         )
         .await;
     assert_eq!(n, Some(7.0));
+}
+
+/// Every resource block of a request, decoded by signal: the resource
+/// (editable) and the block re-encoded without it (scope, records, schema).
+fn blocks_of(signal: Signal, body: &[u8]) -> Vec<(Resource, Vec<u8>)> {
+    fn split<B: Message + Clone>(
+        blocks: &[B],
+        resource: impl Fn(&mut B) -> &mut Option<Resource>,
+    ) -> Vec<(Resource, Vec<u8>)> {
+        blocks
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                let r = resource(&mut b).take().unwrap_or_default();
+                (r, b.encode_to_vec())
+            })
+            .collect()
+    }
+    match signal {
+        Signal::Logs => split(
+            &ExportLogsServiceRequest::decode(body)
+                .unwrap()
+                .resource_logs,
+            |b| &mut b.resource,
+        ),
+        Signal::Metrics => split(
+            &ExportMetricsServiceRequest::decode(body)
+                .unwrap()
+                .resource_metrics,
+            |b| &mut b.resource,
+        ),
+        Signal::Traces => split(
+            &ExportTraceServiceRequest::decode(body)
+                .unwrap()
+                .resource_spans,
+            |b| &mut b.resource,
+        ),
+    }
+}
+
+/// The request with every block's resource replaced by `attrs`.
+fn with_resource(signal: Signal, req: &ExportRequest, attrs: &[(&str, &str)]) -> Vec<u8> {
+    let resource = Resource {
+        attributes: attrs.iter().map(|(k, v)| string_kv(k, v)).collect(),
+        ..Resource::default()
+    };
+    let mut req = req.clone();
+    match &mut req {
+        ExportRequest::Logs(r) => {
+            for b in &mut r.resource_logs {
+                b.resource = Some(resource.clone());
+            }
+        }
+        ExportRequest::Metrics(r) => {
+            for b in &mut r.resource_metrics {
+                b.resource = Some(resource.clone());
+            }
+        }
+        ExportRequest::Traces(r) => {
+            for b in &mut r.resource_spans {
+                b.resource = Some(resource.clone());
+            }
+        }
+    }
+    assert_eq!(req.signal(), signal);
+    req.encode_to_vec()
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// Resource processors through the binary, on every signal: one in
+/// `receivers.processors` sets the routing key (the namespace, from the
+/// `tenant` attribute) before routing, so the pipeline selecting that
+/// namespace takes the data; the pipeline's own processor inserts (a value
+/// from the environment), updates, upserts (an integer) and deletes; a
+/// block of another tenant is not taken. What arrives is the sent request
+/// with only the resource changed: scopes and records byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_processors_set_the_routing_key_and_change_nothing_but_resources() {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Capture::default();
+    let addr = backend.start().await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &format!(
+            "\
+batch:
+  timeout: 10ms
+pipelines:
+  - name: stamped
+    input:
+      namespaces: {{ include: [shoot--p--tenant] }}
+      no_namespace: false
+    output: {{ type: otlp_http, endpoint: 'http://{addr}/stamped', compression: none }}
+    processors:
+      - resource:
+          attributes:
+            - {{ key: k8s.node.name, value: '${{env:NODE_NAME}}', action: insert }}
+            - {{ key: env, value: prod, action: update }}
+            - {{ key: team, value: 7, action: upsert }}
+            - {{ key: secret, action: delete }}
+            - {{ key: absent, value: x, action: update }}
+"
+        ),
+    )
+    .replace(
+        "receivers:\n",
+        "receivers:\n  processors:\n    - resource:\n        attributes:\n          - { key: k8s.namespace.name, from_attribute: tenant, action: upsert }\n",
+    );
+    let config_path = dir.path().join("seedgate.yaml");
+    std::fs::write(&config_path, &yaml).unwrap();
+    let sg = Seedgate::start_opts(dir.path(), &config_path, &[], &[("NODE_NAME", "node-7")]).await;
+    let client = reqwest::Client::new();
+    for (i, signal) in Signal::ALL.into_iter().enumerate() {
+        let req = build_request(
+            signal,
+            &RequestSpec {
+                first_seq: 100 * i as u64,
+                records: 6,
+                namespaces: &["x".to_owned()],
+                record_size: 120,
+                time_unix_nano: 1_700_000_000_000_000_000,
+            },
+        );
+        let sent = |tenant: &str| {
+            with_resource(
+                signal,
+                &req,
+                &[("tenant", tenant), ("env", "dev"), ("secret", "s3cret")],
+            )
+        };
+        for tenant in ["shoot--p--other", "shoot--p--tenant"] {
+            let resp = client
+                .post(format!("{}{}", sg.http_endpoint(), signal.http_path()))
+                .header("content-type", "application/x-protobuf")
+                .body(sent(tenant))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{signal}: {}", resp.status());
+        }
+        let path = format!("stamped{}", signal.http_path());
+        let got = eventually(&format!("{signal} at the backend"), async || {
+            let bodies = backend.bodies(&path);
+            (!bodies.is_empty()).then_some(bodies)
+        })
+        .await;
+        assert_eq!(got.len(), 1, "{signal}: one request");
+        let got = blocks_of(signal, &got[0]);
+        let want = blocks_of(signal, &sent("shoot--p--tenant"));
+        assert_eq!(got.len(), 1, "{signal}: only the selected tenant's block");
+        let (resource, rest) = &got[0];
+        let attrs: Vec<(String, String)> = resource
+            .attributes
+            .iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    Some(any_value::Value::IntValue(n)) => format!("int {n}"),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect();
+        let want_attrs = [
+            ("tenant", "shoot--p--tenant"),
+            ("env", "prod"),
+            ("k8s.namespace.name", "shoot--p--tenant"),
+            ("k8s.node.name", "node-7"),
+            ("team", "int 7"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(attrs, want_attrs, "{signal}");
+        assert_eq!(rest, &want[0].1, "{signal}: scopes and records unchanged");
+    }
 }

@@ -49,6 +49,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
         signal: Signal::Logs,
         queue: store.queue("pipeline/b/logs").unwrap(),
         limits: QueueConfig::default(),
+        processors: Arc::default(),
     });
     let exporter = {
         let _g = rt.enter();

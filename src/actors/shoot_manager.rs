@@ -193,6 +193,7 @@ impl ShootManager {
                     batch: a.batch,
                     retry: a.retry,
                     loadbalancing: None,
+                    processors: &[],
                 })
                 .map_err(|e| format!("{e:#}"))?;
             destinations[signal_index(signal)] = Some(Arc::clone(&plan.delivery.destination));

@@ -201,6 +201,10 @@ pub struct ReceiversConfig {
     /// deeper requests are refused (a backend's decoder would refuse the
     /// batch they land in). See [`crate::proto::check`].
     pub max_value_depth: u32,
+    /// `resource` processors run on every request before it is routed, so
+    /// they can set the routing key (and stamp what every pipeline should
+    /// carry, such as `k8s.node.name`).
+    pub processors: Vec<ProcessorConfig>,
 }
 
 impl Default for ReceiversConfig {
@@ -213,6 +217,7 @@ impl Default for ReceiversConfig {
             memory_limiter: MemoryLimiterConfig::default(),
             tls: None,
             max_value_depth: DEFAULT_MAX_VALUE_DEPTH,
+            processors: Vec::new(),
         }
     }
 }
@@ -800,6 +805,11 @@ impl Config {
                 ),
             );
         }
+        processors::check_before_routing(
+            &mut p,
+            "receivers.processors",
+            &self.receivers.processors,
+        );
         check_listen(&mut p, "admin.listen", &self.admin.listen);
         if self.storage.data_dir.as_os_str().is_empty() {
             p.push("storage.data_dir", "must not be empty");

@@ -136,6 +136,21 @@ pub(super) fn check(p: &mut Problems, at: &str, pipe: &PipelineConfig) {
     }
 }
 
+/// `receivers.processors`: only `resource` runs before routing (sampling
+/// and span metrics belong to a traces pipeline).
+pub(super) fn check_before_routing(p: &mut Problems, at: &str, list: &[ProcessorConfig]) {
+    for (i, proc) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        match proc {
+            ProcessorConfig::Resource(r) => check_resource(p, &format!("{at}.resource"), r),
+            other => p.push(
+                format!("{at}.{}", other.name()),
+                "only resource runs before routing: put it in a traces pipeline's processors",
+            ),
+        }
+    }
+}
+
 /// Checks that need every pipeline (a `spanmetrics` names its metrics
 /// pipeline).
 pub(super) fn check_across(p: &mut Problems, pipelines: &[PipelineConfig]) {
@@ -164,10 +179,9 @@ fn check_resource(p: &mut Problems, at: &str, r: &ResourceProcessorConfig) {
         }
         match (a.action, &a.value, &a.from_attribute) {
             (ActionKind::Delete, None, None) => {}
-            (ActionKind::Delete, _, _) => p.push(
-                at.clone(),
-                "delete takes no value or from_attribute",
-            ),
+            (ActionKind::Delete, _, _) => {
+                p.push(at.clone(), "delete takes no value or from_attribute")
+            }
             (_, Some(_), Some(_)) | (_, None, None) => p.push(
                 at.clone(),
                 format!(
@@ -196,5 +210,86 @@ const fn action_name(a: ActionKind) -> &'static str {
         ActionKind::Update => "update",
         ActionKind::Upsert => "upsert",
         ActionKind::Delete => "delete",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{ConfigError, assert_problems, parse};
+    use super::*;
+
+    const NOOP: &str = "    output: { type: noop }\n";
+
+    #[test]
+    fn a_resource_processor_parses_with_typed_values() {
+        let c = parse(
+            "c.yaml",
+            &format!(
+                "pipelines:\n  - name: p\n{NOOP}    processors:\n      - resource:\n          attributes:\n            - {{ key: a, value: x, action: insert }}\n            - {{ key: b, value: 3, action: upsert }}\n            - {{ key: c, value: 1.5, action: update }}\n            - {{ key: d, value: true, action: upsert }}\n            - {{ key: e, from_attribute: a, action: insert }}\n            - {{ key: f, action: delete }}\n"
+            ),
+        )
+        .unwrap();
+        let ProcessorConfig::Resource(r) = &c.pipelines[0].processors[0] else {
+            panic!("not a resource processor");
+        };
+        let values: Vec<_> = r.attributes.iter().map(|a| a.value.clone()).collect();
+        assert_eq!(
+            values,
+            [
+                Some(AttributeValue::String("x".to_owned())),
+                Some(AttributeValue::Int(3)),
+                Some(AttributeValue::Double(1.5)),
+                Some(AttributeValue::Bool(true)),
+                None,
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_action_or_processor_is_a_parse_error_with_its_line() {
+        for (yaml, word) in [
+            (
+                format!(
+                    "pipelines:\n  - name: p\n{NOOP}    processors:\n      - resource:\n          attributes:\n            - {{ key: a, value: x, action: hash }}\n"
+                ),
+                "hash",
+            ),
+            (
+                format!("pipelines:\n  - name: p\n{NOOP}    processors:\n      - batch: {{}}\n"),
+                "batch",
+            ),
+        ] {
+            match parse("c.yaml", &yaml).unwrap_err() {
+                ConfigError::Parse { line, message, .. } => {
+                    assert!(line.is_some(), "{message}");
+                    assert!(message.contains(word), "{message}");
+                }
+                other => panic!("expected a parse error, got {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn processor_mistakes_name_the_field() {
+        assert_problems(
+            &format!(
+                "pipelines:\n  - name: p\n    signals: [logs]\n{NOOP}    processors:\n      - resource:\n          attributes:\n            - {{ key: '', action: delete }}\n            - {{ key: a, action: insert }}\n            - {{ key: b, value: 1, from_attribute: c, action: upsert }}\n            - {{ key: d, value: x, action: delete }}\n            - {{ key: e, value: '${{env:SEEDGATE_SURELY_UNSET}}', action: insert }}\n      - tail_sampling: {{}}\n      - spanmetrics: {{}}\n"
+            ),
+            &[
+                "pipelines[0].processors[0].resource.attributes[0].key: must not be empty",
+                "pipelines[0].processors[0].resource.attributes[1]: insert needs exactly one of value or from_attribute",
+                "pipelines[0].processors[0].resource.attributes[2]: upsert needs exactly one of value or from_attribute",
+                "pipelines[0].processors[0].resource.attributes[3]: delete takes no value or from_attribute",
+                "pipelines[0].processors[0].resource.attributes[4].value: the environment variable SEEDGATE_SURELY_UNSET is not set",
+                "pipelines[0].processors[1].tail_sampling: works on traces: the pipeline's signals must be [traces]",
+                "pipelines[0].processors[2].spanmetrics: span metrics count every span before sampling: list spanmetrics before tail_sampling",
+            ],
+        );
+        assert_problems(
+            "receivers:\n  processors:\n    - tail_sampling: {}\n",
+            &["receivers.processors[0].tail_sampling: only resource runs before routing"],
+        );
     }
 }

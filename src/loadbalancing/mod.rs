@@ -491,6 +491,8 @@ impl Balancer {
             signal: d.signal,
             queue,
             limits: d.limits,
+            // The pipeline's processors ran before its queue.
+            processors: Arc::default(),
         });
         delivery.exporter = Arc::new(exporter);
         // Concurrency and rate limits are per backend: a dead backend's

@@ -39,6 +39,7 @@ pub mod check;
 pub mod fluent_bit;
 pub mod json;
 pub mod response;
+pub mod rewrite;
 pub mod split;
 mod wire;
 

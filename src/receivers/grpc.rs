@@ -311,7 +311,7 @@ pub fn status_of(err: &ReceiveError) -> Status {
         )
     };
     match err {
-        ReceiveError::Ingest(IngestError::Malformed(_)) => {
+        ReceiveError::Ingest(IngestError::Malformed(_) | IngestError::Processor(_)) => {
             Status::invalid_argument(err.to_string())
         }
         ReceiveError::Ingest(

@@ -276,7 +276,9 @@ fn read_error(e: &ReadError, format: Format) -> Response {
 /// this protocol.
 pub fn status_of(err: &ReceiveError) -> (StatusCode, Option<Duration>) {
     match err {
-        ReceiveError::Ingest(IngestError::Malformed(_)) => (StatusCode::BAD_REQUEST, None),
+        ReceiveError::Ingest(IngestError::Malformed(_) | IngestError::Processor(_)) => {
+            (StatusCode::BAD_REQUEST, None)
+        }
         ReceiveError::Ingest(
             e @ (IngestError::QueueFull { .. } | IngestError::StorageFull { .. }),
         ) => (StatusCode::TOO_MANY_REQUESTS, e.retry_after()),

@@ -75,6 +75,8 @@ pub struct Destination {
     pub queue: Arc<Queue>,
     /// Its limits and `when_full` policy.
     pub limits: QueueConfig,
+    /// What it does to its share of a request before it is stored.
+    pub processors: Arc<crate::processors::Processors>,
 }
 
 impl Destination {

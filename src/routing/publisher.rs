@@ -210,6 +210,7 @@ impl Publisher {
                         batch: config.batch.unwrap_or(defaults.batch),
                         retry: config.retry.unwrap_or(defaults.retry),
                         loadbalancing: config.loadbalancing.as_ref(),
+                        processors: &config.processors,
                     };
                     match factory.build(spec) {
                         Ok(plan) => {

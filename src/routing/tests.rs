@@ -46,6 +46,7 @@ impl Fixture {
             signal,
             queue: self.store.queue(&queue_name).unwrap(),
             limits: QueueConfig::default(),
+            processors: Arc::default(),
         })
     }
 
