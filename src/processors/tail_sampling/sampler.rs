@@ -1,0 +1,93 @@
+//! [`Sampler`]: every policy of one `tail_sampling` block, deciding whole
+//! traces.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use super::policy::{Facts, Outcome, Policy};
+use super::trace::Trace;
+use crate::config::tail_sampling::TailSamplingConfig;
+
+/// The policies of one `tail_sampling` block, compiled once. It holds state
+/// (the rate limiters' counts), hence `&mut self` to decide.
+#[derive(Debug)]
+pub struct Sampler {
+    policies: Vec<(Arc<str>, Policy)>,
+    /// The first decision's time: the rate limiters count whole seconds
+    /// from it.
+    origin: Option<Instant>,
+}
+
+/// A trace's fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Keep the trace's spans.
+    pub sampled: bool,
+    /// The policy that decided, for metrics: when kept, the first that kept
+    /// it; when dropped by an `invert_match`, the first that did; `None`
+    /// when no policy kept it.
+    pub policy: Option<Arc<str>>,
+    /// Every policy's outcome, in the order of the configuration (see
+    /// [`Sampler::policy_names`]).
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Sampler {
+    /// Compiles the policies of a `tail_sampling` block.
+    ///
+    /// # Errors
+    /// The block's problems ([`TailSamplingConfig::validate`]), joined.
+    pub fn new(c: &TailSamplingConfig) -> Result<Sampler, String> {
+        c.validate().map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let policies = c
+            .policies
+            .iter()
+            .map(|p| Ok((Arc::from(p.name.as_str()), Policy::build(p)?)))
+            .collect::<Result<_, String>>()?;
+        Ok(Sampler {
+            policies,
+            origin: None,
+        })
+    }
+
+    /// The top-level policies' names, in the order of
+    /// [`Decision::outcomes`].
+    pub fn policy_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|(name, _)| &**name)
+    }
+
+    /// Decides one trace: `trace` holds every span of it, possibly spread
+    /// over several `ResourceSpans` and `ScopeSpans`. Every policy is
+    /// evaluated (so rate limiters count a trace another policy keeps, as
+    /// in the Collector); `now` is the rate limiters' clock.
+    pub fn decide(&mut self, trace: &[ResourceSpans], now: Instant) -> Decision {
+        let origin = *self.origin.get_or_insert(now);
+        let trace = Trace::new(trace);
+        let facts = Facts {
+            trace,
+            span_count: trace.span_count(),
+            second: now.saturating_duration_since(origin).as_secs(),
+        };
+        let outcomes: Vec<Outcome> = self
+            .policies
+            .iter_mut()
+            .map(|(_, p)| p.evaluate(facts))
+            .collect();
+        let (sampled, by) = Outcome::combine(&outcomes);
+        Decision {
+            sampled,
+            policy: by
+                .and_then(|i| self.policies.get(i))
+                .map(|(name, _)| Arc::clone(name)),
+            outcomes,
+        }
+    }
+}
