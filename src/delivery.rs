@@ -601,6 +601,7 @@ mod tests {
             seq,
             records,
             payload: Bytes::from_static(payload),
+            appended_at_ms: 0,
         };
         let (body, records) = join(&[entry(1, 2, b"ab"), entry(2, 3, b"cd")]);
         assert_eq!((&body[..], records), (&b"abcd"[..], 5));

@@ -438,6 +438,8 @@ pub struct Entry {
     pub records: u32,
     /// The bytes that were appended.
     pub payload: Bytes,
+    /// When it was appended, Unix milliseconds.
+    pub appended_at_ms: u64,
 }
 
 /// One part of an append: bytes already reserved on `queue`.
@@ -479,6 +481,18 @@ pub enum WriteOp {
         first: u64,
         /// Last sequence number taken out of `from`, inclusive.
         last: u64,
+        /// Gets `Ok` once committed, or why not.
+        reply: Reply,
+    },
+    /// Append `parts` (possibly none) and delete every range of `consumed`
+    /// in one transaction: [`WriteOp::Move`] from several places (a tail
+    /// sampling decision moves a trace's scattered entries). Refused as a
+    /// whole if a target queue is dropped.
+    Settle {
+        /// The parts, each reserved on its queue.
+        parts: Vec<AppendPart>,
+        /// `(queue, first, last)`: entries `first..=last` of `queue`.
+        consumed: Vec<(Arc<Queue>, u64, u64)>,
         /// Gets `Ok` once committed, or why not.
         reply: Reply,
     },
@@ -846,10 +860,11 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
-            |seq, records, payload| {
+            |seq, header, payload| {
                 out.push(Entry {
                     seq,
-                    records,
+                    records: header.records,
+                    appended_at_ms: header.appended_at_ms,
                     // The page is only valid inside the transaction: copy it.
                     payload: Bytes::copy_from_slice(payload),
                 });
@@ -880,7 +895,8 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
-            |seq, records, payload| {
+            |seq, header, payload| {
+                let records = header.records;
                 body.extend_from_slice(payload);
                 let b = batch.get_or_insert(Batch {
                     first: seq,
@@ -909,7 +925,7 @@ impl Store {
         from_seq: u64,
         max_bytes: u64,
         max_records: u64,
-        mut f: impl FnMut(u64, u32, &[u8]),
+        mut f: impl FnMut(u64, &format::Header, &[u8]),
     ) -> Result<(), StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
@@ -931,7 +947,7 @@ impl Store {
                 break;
             }
             (taken, bytes, records) = (taken + 1, next_bytes, next_records);
-            f(seq, header.records, payload);
+            f(seq, &header, payload);
         }
         Ok(())
     }

@@ -51,9 +51,10 @@ type Consumed = (Arc<Queue>, u64, u64);
 struct Group {
     deletes: Vec<Consumed>,
     drops: Vec<(Arc<Queue>, Option<Reply>)>,
-    /// Appends, each with the source range a move consumes in the same
-    /// transaction (see [`WriteOp::Move`]).
-    appends: Vec<(Vec<AppendPart>, Option<Consumed>, Reply)>,
+    /// Appends, each with the source ranges a move consumes in the same
+    /// transaction (see [`WriteOp::Move`], [`WriteOp::Settle`]); empty for
+    /// a plain append.
+    appends: Vec<(Vec<AppendPart>, Vec<Consumed>, Reply)>,
     flushes: Vec<Reply>,
     /// A `Stop` ends the group and then the writer.
     stop: Option<Reply>,
@@ -227,7 +228,7 @@ impl Writer {
         // orphan entries: discard them now and give back their reservation.
         let dropping: Vec<u32> = group.drops.iter().map(|(q, _)| q.id).collect();
         for (parts, consumed, reply) in &mut group.appends {
-            if consumed.is_some() {
+            if !consumed.is_empty() {
                 // A move is all or nothing: its source entries must not be
                 // deleted while a part of them is discarded.
                 let gone = parts
@@ -236,7 +237,7 @@ impl Writer {
                 if gone {
                     release_parts(parts);
                     parts.clear();
-                    *consumed = None;
+                    consumed.clear();
                     let (tx, _) = tokio::sync::oneshot::channel();
                     answer(
                         std::mem::replace(reply, tx),
@@ -455,7 +456,7 @@ impl Writer {
         if with_appends {
             // A move's source range goes in the transaction of its appends,
             // never in a deletes-only retry: all or nothing.
-            for (queue, first, last) in group.appends.iter().filter_map(|(_, c, _)| c.as_ref()) {
+            for (queue, first, last) in group.appends.iter().flat_map(|(_, c, _)| c) {
                 if first > last {
                     continue;
                 }
@@ -686,7 +687,7 @@ impl Group {
         match op {
             WriteOp::Append { parts, reply } => {
                 self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
-                self.appends.push((parts, None, reply));
+                self.appends.push((parts, Vec::new(), reply));
             }
             WriteOp::Move {
                 parts,
@@ -696,7 +697,15 @@ impl Group {
                 reply,
             } => {
                 self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
-                self.appends.push((parts, Some((from, first, last)), reply));
+                self.appends.push((parts, vec![(from, first, last)], reply));
+            }
+            WriteOp::Settle {
+                parts,
+                consumed,
+                reply,
+            } => {
+                self.bytes += parts.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+                self.appends.push((parts, consumed, reply));
             }
             WriteOp::Delete { queue, first, last } => self.deletes.push((queue, first, last)),
             WriteOp::Drop { queue, reply } => self.drops.push((queue, reply)),
