@@ -162,7 +162,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             metrics.init_destination(&plan.delivery.destination);
             file_seeds.push(Seed {
                 config: pipe.clone(),
-                route: SeedRoute::new(Arc::clone(&plan.delivery.destination), &pipe.input),
+                route: SeedRoute::new(Arc::clone(&plan.ingest), &pipe.input),
                 plan,
             });
         }

@@ -66,21 +66,45 @@ impl Factory {
     /// with the destination named.
     pub fn build(&self, spec: Spec<'_>) -> anyhow::Result<DeliveryPlan> {
         use anyhow::Context as _;
-        let processors = Processors::build(spec.processors)
+        let mut processors = Processors::build(spec.processors)
+            .and_then(|mut p| {
+                p.attach(spec.processors, &self.store, spec.name)?;
+                Ok(p)
+            })
             .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
         let queue_name = Destination::queue_name_of(spec.kind, spec.name, spec.signal);
         let queue = self
             .store
             .queue(&queue_name)
             .with_context(|| format!("{}: cannot create its queue", spec.name))?;
+        // With tail sampling, routing stores into the pending queue and the
+        // decider moves sampled traces to the export queue.
+        let ingest_queue = processors
+            .tail_sampling
+            .as_ref()
+            .map_or_else(|| Arc::clone(&queue), |t| Arc::clone(&t.pending));
+        let stages = processors.has_stages();
+        let processors = Arc::new(std::mem::take(&mut processors));
         let destination = Arc::new(Destination {
             name: spec.name.to_owned(),
             kind: spec.kind,
             signal: spec.signal,
             queue,
             limits: spec.queue,
-            processors: Arc::new(processors),
+            processors: Arc::clone(&processors),
         });
+        let ingest = if Arc::ptr_eq(&ingest_queue, &destination.queue) {
+            Arc::clone(&destination)
+        } else {
+            Arc::new(Destination {
+                name: destination.name.clone(),
+                kind: destination.kind,
+                signal: destination.signal,
+                queue: ingest_queue,
+                limits: destination.limits,
+                processors: Arc::clone(&processors),
+            })
+        };
         let balance = spec.loadbalancing.map(|lb| {
             Arc::new(Balance {
                 config: lb.clone(),
@@ -121,6 +145,8 @@ impl Factory {
                 )),
             },
             balance,
+            ingest,
+            stages: stages.then_some(processors),
         })
     }
 }

@@ -304,26 +304,38 @@ impl Ingest {
                 .map(|b| b.range.clone())
                 .collect();
             let d = &part.destination;
-            let payload = match d.processors.apply(assemble(&body, &ranges)) {
+            let records = u32::try_from(part.records).unwrap_or(u32::MAX);
+            let entries = d
+                .processors
+                .apply(assemble(&body, &ranges))
+                .map_err(|e| e.to_string())
+                .and_then(|payload| d.processors.parts(&d.queue, payload, records));
+            let entries = match entries {
                 Ok(p) => p,
                 Err(e) => {
                     release_reserved(&append);
                     return Err(IngestError::Processor(format!("{}: {e}", d.name)));
                 }
             };
-            if d.queue
-                .try_reserve(payload.len() as u64, d.limits.max_bytes.0)
-            {
+            // The destination's own queue is held to its limit; a stage's
+            // side entries (span metrics deltas) are small and go with it.
+            let own: u64 = entries
+                .iter()
+                .filter(|e| Arc::ptr_eq(&e.queue, &d.queue))
+                .map(|e| e.payload.len() as u64)
+                .sum();
+            if d.queue.try_reserve(own, d.limits.max_bytes.0) {
                 for &i in &part.blocks {
                     if let Some(s) = stored.get_mut(i) {
                         *s = true;
                     }
                 }
-                append.push(AppendPart {
-                    queue: Arc::clone(&d.queue),
-                    records: u32::try_from(part.records).unwrap_or(u32::MAX),
-                    payload,
-                });
+                for e in entries {
+                    if !Arc::ptr_eq(&e.queue, &d.queue) {
+                        e.queue.try_reserve(e.payload.len() as u64, u64::MAX);
+                    }
+                    append.push(e);
+                }
                 admitted.push(part);
                 continue;
             }

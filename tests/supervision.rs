@@ -74,6 +74,8 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             flow: Arc::new(seedgate::delivery::FlowControl::new(&config.batch, None)),
         },
         balance: None,
+        ingest: Arc::clone(&destination),
+        stages: None,
     };
     let ingest = Arc::new(Ingest::new(
         Snapshot::new(vec!["k8s.namespace.name".into()], [destination]),

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use crate::delivery::{Delivery, Heartbeat};
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
+use crate::routing::Destination;
 use crate::store::Queue;
 
 /// How often owners check their tasks.
@@ -280,6 +281,14 @@ pub struct DeliveryPlan {
     /// Set for a load-balanced pipeline: its queue is read by a balancer
     /// that feeds one delivery loop per backend.
     pub balance: Option<Arc<Balance>>,
+    /// Where routing stores the destination's share of a request: the
+    /// delivery's destination, or with tail sampling one whose queue holds
+    /// the pending traces.
+    pub ingest: Arc<Destination>,
+    /// Set when the pipeline's processors have tasks of their own (the tail
+    /// sampling decider, the span metrics flusher): they run with the
+    /// delivery loop, supervised as one.
+    pub stages: Option<Arc<crate::processors::Processors>>,
 }
 
 impl Task for DeliveryPlan {
@@ -299,9 +308,26 @@ impl Task for DeliveryPlan {
     /// The task that serves the destination: its delivery loop, or its
     /// balancer.
     async fn run(self) {
-        match self.balance {
-            Some(balance) => crate::loadbalancing::run(self.delivery, balance).await,
-            None => self.delivery.run().await,
+        let stages = self.stages.clone().map(|p| {
+            let ctx = crate::processors::StageContext {
+                store: Arc::clone(&self.delivery.store),
+                writer: self.delivery.writer.clone(),
+                metrics: Arc::clone(&self.delivery.metrics),
+                export: Arc::clone(&self.delivery.destination),
+            };
+            async move { p.run_stages(ctx).await }
+        });
+        let serve = async move {
+            match self.balance {
+                Some(balance) => crate::loadbalancing::run(self.delivery, balance).await,
+                None => self.delivery.run().await,
+            }
+        };
+        match stages {
+            Some(stages) => {
+                tokio::join!(serve, stages);
+            }
+            None => serve.await,
         }
     }
 }

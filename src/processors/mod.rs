@@ -5,13 +5,22 @@
 //!   destination's share of a request before it is stored, so everything
 //!   read from the queue later (the load-balancing routing key, span
 //!   metrics' `service.name`, sampling policies) sees the result;
-//! - [`tail_sampling`]: the policies that decide a trace;
-//! - [`spanmetrics`]: the RED aggregates of spans.
+//! - [`tail_sampling`]: the destination's queue holds pending spans, one
+//!   entry per trace and request; a decider moves or deletes them;
+//! - [`spanmetrics`]: every stored request of spans adds an entry of
+//!   aggregate deltas in the same transaction; a flusher folds them into
+//!   metrics.
+//!
+//! Where each runs and why: `docs/adr/0005-processors.md`.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::config::ProcessorConfig;
 use crate::proto::rewrite::{RewriteError, rewrite_resources};
+use crate::routing::Destination;
+use crate::store::{AppendPart, Store, WriteOp};
 
 pub mod resource;
 pub mod spanmetrics;
@@ -20,13 +29,48 @@ pub mod tail_sampling;
 pub use resource::ResourceProcessor;
 
 /// The processors of one destination, built.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Processors {
     resource: Vec<ResourceProcessor>,
+    /// Span metrics: a deltas entry stored with every request of spans.
+    pub spanmetrics: Option<Arc<spanmetrics::Stage>>,
+    /// Tail sampling: the destination's queue holds pending traces.
+    pub tail_sampling: Option<Arc<tail_sampling::Stage>>,
+}
+
+impl PartialEq for Processors {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource
+            && opt_ptr_eq(&self.spanmetrics, &other.spanmetrics)
+            && opt_ptr_eq(&self.tail_sampling, &other.tail_sampling)
+    }
+}
+
+fn opt_ptr_eq<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+/// What a stage task needs besides its own state.
+#[derive(Debug, Clone)]
+pub struct StageContext {
+    /// The store the stage reads.
+    pub store: Arc<Store>,
+    /// Where its moves and deletes go.
+    pub writer: crossbeam_channel::Sender<WriteOp>,
+    /// Counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The pipeline's export queue (what its delivery loop reads).
+    pub export: Arc<Destination>,
 }
 
 impl Processors {
-    /// Builds the processors of a pipeline.
+    /// Builds the `resource` processors of a list (those are all that runs
+    /// before routing; a pipeline's stages are attached by
+    /// [`Processors::attach`]).
     ///
     /// # Errors
     /// A processor that cannot be built, as `processors[i].<name>: problem`.
@@ -40,7 +84,39 @@ impl Processors {
                 );
             }
         }
-        Ok(Self { resource })
+        Ok(Self {
+            resource,
+            ..Self::default()
+        })
+    }
+
+    /// Builds the stages of a pipeline's `tail_sampling` and `spanmetrics`
+    /// (creating their queues).
+    ///
+    /// # Errors
+    /// A stage that cannot be built or a queue that cannot be created.
+    pub fn attach(
+        &mut self,
+        configs: &[ProcessorConfig],
+        store: &Arc<Store>,
+        pipeline: &str,
+    ) -> Result<(), String> {
+        for (i, c) in configs.iter().enumerate() {
+            match c {
+                ProcessorConfig::Resource(_) => {}
+                ProcessorConfig::TailSampling(t) => {
+                    let stage = tail_sampling::Stage::new(t, store, pipeline)
+                        .map_err(|e| format!("processors[{i}].tail_sampling: {e}"))?;
+                    self.tail_sampling = Some(Arc::new(stage));
+                }
+                ProcessorConfig::SpanMetrics(s) => {
+                    let stage = spanmetrics::Stage::new(s, store, pipeline)
+                        .map_err(|e| format!("processors[{i}].spanmetrics: {e}"))?;
+                    self.spanmetrics = Some(Arc::new(stage));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the payload is changed at all (nothing to do: no copy).
@@ -62,5 +138,54 @@ impl Processors {
             }
         })
         .map(Bytes::from)
+    }
+
+    /// The entries to store for a destination's share of a request (after
+    /// [`Processors::apply`]), all in one transaction: the share itself on
+    /// `queue` (one entry per trace with tail sampling), plus a deltas
+    /// entry with span metrics.
+    ///
+    /// # Errors
+    /// A payload a stage cannot read (not expected for a scanned request).
+    pub fn parts(
+        &self,
+        queue: &Arc<crate::store::Queue>,
+        payload: Bytes,
+        records: u32,
+    ) -> Result<Vec<AppendPart>, String> {
+        let mut parts = Vec::with_capacity(1);
+        if let Some(s) = &self.spanmetrics {
+            parts.extend(s.deltas_part(&payload)?);
+        }
+        match &self.tail_sampling {
+            Some(t) => parts.extend(t.split(queue, &payload)?),
+            None => parts.push(AppendPart {
+                queue: Arc::clone(queue),
+                records,
+                payload,
+            }),
+        }
+        Ok(parts)
+    }
+
+    /// Whether the destination has stage tasks (see
+    /// [`Processors::run_stages`]).
+    pub fn has_stages(&self) -> bool {
+        self.spanmetrics.is_some() || self.tail_sampling.is_some()
+    }
+
+    /// Runs the stage tasks (the decider, the flusher) until cancelled.
+    pub async fn run_stages(&self, ctx: StageContext) {
+        let sampling = async {
+            if let Some(t) = &self.tail_sampling {
+                Arc::clone(t).run(ctx.clone()).await;
+            }
+        };
+        let metrics = async {
+            if let Some(s) = &self.spanmetrics {
+                Arc::clone(s).run(ctx.clone()).await;
+            }
+        };
+        tokio::join!(sampling, metrics);
     }
 }

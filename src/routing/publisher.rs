@@ -215,10 +215,7 @@ impl Publisher {
                     match factory.build(spec) {
                         Ok(plan) => {
                             self.metrics.init_destination(&plan.delivery.destination);
-                            let route = SeedRoute::new(
-                                Arc::clone(&plan.delivery.destination),
-                                &config.input,
-                            );
+                            let route = SeedRoute::new(Arc::clone(&plan.ingest), &config.input);
                             Some(Seed {
                                 config,
                                 route,

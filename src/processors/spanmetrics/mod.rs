@@ -22,12 +22,14 @@ mod aggregate;
 mod codec;
 mod emit;
 pub mod key;
+pub mod stage;
 pub mod stored;
 
 pub use aggregate::{Aggregate, Deltas, SpanMetrics};
 pub use codec::FormatError;
 pub use emit::SCOPE_NAME;
 pub use key::SeriesKey;
+pub use stage::Stage;
 pub use stored::{StoredAggregate, decode_stored, merge_stored};
 
 #[cfg(test)]

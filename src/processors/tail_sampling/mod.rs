@@ -15,10 +15,12 @@
 
 mod policy;
 mod sampler;
+pub mod stage;
 mod trace;
 
 pub use policy::Outcome;
 pub use sampler::{Decision, Sampler};
+pub use stage::Stage;
 
 #[cfg(test)]
 mod tests;
