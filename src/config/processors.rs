@@ -275,7 +275,7 @@ mod tests {
     fn processor_mistakes_name_the_field() {
         assert_problems(
             &format!(
-                "pipelines:\n  - name: p\n    signals: [logs]\n{NOOP}    processors:\n      - resource:\n          attributes:\n            - {{ key: '', action: delete }}\n            - {{ key: a, action: insert }}\n            - {{ key: b, value: 1, from_attribute: c, action: upsert }}\n            - {{ key: d, value: x, action: delete }}\n            - {{ key: e, value: '${{env:SEEDGATE_SURELY_UNSET}}', action: insert }}\n      - tail_sampling: {{}}\n      - spanmetrics: {{}}\n"
+                "pipelines:\n  - name: p\n    signals: [logs]\n{NOOP}    processors:\n      - resource:\n          attributes:\n            - {{ key: '', action: delete }}\n            - {{ key: a, action: insert }}\n            - {{ key: b, value: 1, from_attribute: c, action: upsert }}\n            - {{ key: d, value: x, action: delete }}\n            - {{ key: e, value: '${{env:SEEDGATE_SURELY_UNSET}}', action: insert }}\n      - tail_sampling: {{ policies: [{{ name: all, type: always_sample }}] }}\n      - spanmetrics: {{ metrics_pipeline: m }}\n  - name: m\n    signals: [metrics]\n{NOOP}"
             ),
             &[
                 "pipelines[0].processors[0].resource.attributes[0].key: must not be empty",
@@ -288,7 +288,7 @@ mod tests {
             ],
         );
         assert_problems(
-            "receivers:\n  processors:\n    - tail_sampling: {}\n",
+            "receivers:\n  processors:\n    - tail_sampling: { policies: [{ name: all, type: always_sample }] }\n",
             &["receivers.processors[0].tail_sampling: only resource runs before routing"],
         );
     }

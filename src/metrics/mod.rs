@@ -24,6 +24,7 @@ pub mod kube;
 pub mod lb;
 pub mod memory;
 pub mod shoot;
+pub mod tail_sampling;
 pub mod tls;
 
 pub use kube::KubeMetrics;
@@ -219,6 +220,8 @@ pub struct Metrics {
     pub kube: Arc<KubeMetrics>,
     /// Load-balanced pipelines.
     pub lb: Arc<lb::LbMetrics>,
+    /// Tail sampling.
+    pub tail_sampling: Arc<tail_sampling::TailSamplingMetrics>,
     /// Probe verdicts and pipeline conditions.
     pub health: Arc<health::HealthMetrics>,
     /// Configuration reloads, by result (`ok`, `error`).
@@ -242,6 +245,8 @@ impl Metrics {
         kube.register(registry.sub_registry_with_prefix("seedgate_kube"));
         let lb = Arc::new(lb::LbMetrics::default());
         lb.register(registry.sub_registry_with_prefix("seedgate_lb"));
+        let tail_sampling = Arc::new(tail_sampling::TailSamplingMetrics::default());
+        tail_sampling.register(registry.sub_registry_with_prefix("seedgate_tail_sampling"));
         let memory = Arc::new(memory::MemoryMetrics::default());
         memory.register(registry.sub_registry_with_prefix("seedgate_receiver"));
         memory.init();
@@ -421,6 +426,7 @@ impl Metrics {
             shoot,
             kube,
             lb,
+            tail_sampling,
             health,
             config_reloads,
             config_last_reload_successful,

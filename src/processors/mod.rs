@@ -11,7 +11,7 @@
 //!   aggregate deltas in the same transaction; a flusher folds them into
 //!   metrics.
 //!
-//! Where each runs and why: `docs/adr/0005-processors.md`.
+//! Where each runs and why: `docs/adr/0006-processors.md`.
 
 use std::sync::Arc;
 
