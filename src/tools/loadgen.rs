@@ -40,7 +40,7 @@ use tonic_types::StatusExt as _;
 
 use super::acked::AckedWriter;
 use super::records::{ExportRequest, RequestSpec, block_counts};
-use super::template::{Template, TraceShape};
+use super::template::{Realism, Template, TraceShape};
 use crate::grpc_codec::RawCodec;
 use crate::signal::Signal;
 
@@ -115,6 +115,14 @@ pub struct LoadgenArgs {
     /// default) makes one trace of each request's spans.
     #[arg(long, default_value_t = 0)]
     pub spans_per_trace: u64,
+    /// Traces as services make them: five services, eight span names, a
+    /// share of errors (`--error-percent`) and durations from 1 ms to 2 s
+    /// (log-uniform), all derived from the seq (reproducible).
+    #[arg(long)]
+    pub realistic_traces: bool,
+    /// With `--realistic-traces`: percent of spans with status ERROR.
+    #[arg(long, default_value_t = 5)]
+    pub error_percent: u64,
     /// Stop starting new requests after this long, e.g. `10s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -386,7 +394,11 @@ impl Run {
             0 => TraceShape::PerRequest,
             k => TraceShape::Spread(k),
         };
-        let protobuf = template.render(first, unix_nanos(), shape);
+        let realism = self.args.realistic_traces.then_some(Realism {
+            error_percent: self.args.error_percent.min(100),
+            ..Realism::DEFAULT
+        });
+        let protobuf = template.render_with(first, unix_nanos(), shape, realism);
         let encoded_len = protobuf.len() as u64;
         let http = matches!(self.transport, Transport::Http { .. });
         let body = if http && self.args.json {

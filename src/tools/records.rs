@@ -16,7 +16,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
 use prost::Message as _;
 
 use crate::signal::Signal;
@@ -308,6 +310,7 @@ fn span(seq: u64, first_seq: u64, time: u64, pad: String) -> Span {
     Span {
         trace_id,
         span_id: seq.wrapping_add(1).to_be_bytes().to_vec(),
+        // Seven characters, like the names a realistic run patches in.
         name: "loadgen".to_owned(),
         kind: span::SpanKind::Internal as i32,
         start_time_unix_nano: time,
@@ -316,6 +319,12 @@ fn span(seq: u64, first_seq: u64, time: u64, pad: String) -> Span {
             seq_kv(seq),
             kv(PAD_ATTR, any_value::Value::StringValue(pad)),
         ],
+        // An explicit OK, so that a realistic run can flip the code to ERROR
+        // in place.
+        status: Some(Status {
+            code: status::StatusCode::Ok as i32,
+            ..Status::default()
+        }),
         ..Default::default()
     }
 }

@@ -25,6 +25,48 @@ const TIME_SENTINEL: u64 = 0x5EED_0000_7153_0000;
 /// What [`build_request`] adds to a span's start for its end time.
 const SPAN_DURATION_NANOS: u64 = 1_000;
 
+/// What a realistic traces run varies per span (`loadgen --realistic-traces`):
+/// everything is derived from the seq, so a run is reproducible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Realism {
+    /// Distinct `service.name`s (`svc-000`...), per request.
+    pub services: u64,
+    /// Distinct span names (`op-0000`...), per span.
+    pub span_names: u64,
+    /// Percent of spans with status ERROR.
+    pub error_percent: u64,
+}
+
+impl Realism {
+    /// Five services, eight span names, 5% errors.
+    pub const DEFAULT: Realism = Realism {
+        services: 5,
+        span_names: 8,
+        error_percent: 5,
+    };
+
+    /// A span's duration: log-uniform between 1 ms and 2 s, as service
+    /// latencies roughly are, from a hash of its seq.
+    pub fn duration_nanos(seq: u64) -> u64 {
+        let u = (mix(seq) >> 11) as f64 / (1u64 << 53) as f64;
+        // e^(ln 1ms + u · ln 2000)
+        let ms = (u * 2000f64.ln()).exp();
+        (ms * 1e6) as u64
+    }
+
+    fn is_error(self, seq: u64) -> bool {
+        mix(seq ^ 0x5EED) % 100 < self.error_percent
+    }
+}
+
+/// A 64-bit mix (splitmix64's finaliser): seq → well-spread bits.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// How the spans of a traces run are grouped into traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceShape {
@@ -71,6 +113,12 @@ pub struct Template {
     span_ids: Vec<usize>,
     /// Offsets of span `k`'s 16-byte trace ID (traces only).
     trace_ids: Vec<usize>,
+    /// Offsets of span `k`'s 7-byte name (traces only).
+    names: Vec<usize>,
+    /// Offsets of span `k`'s status code varint (traces only).
+    statuses: Vec<usize>,
+    /// Offsets of each block's 7-byte `service.name` value.
+    services: Vec<usize>,
 }
 
 impl Template {
@@ -110,6 +158,7 @@ impl Template {
         let starts = find_all(&bytes, &TIME_SENTINEL.to_le_bytes());
         let ends = find_all(&bytes, &(TIME_SENTINEL + SPAN_DURATION_NANOS).to_le_bytes());
         let (mut span_ids, mut trace_ids) = (Vec::new(), Vec::new());
+        let (mut names, mut statuses) = (Vec::new(), Vec::new());
         if signal == Signal::Traces {
             anyhow::ensure!(
                 starts.len() == records && ends.len() == records,
@@ -133,7 +182,25 @@ impl Template {
                 trace_ids.len() == records,
                 "template: trace ids not found once per span"
             );
+            // name (field 5) "loadgen"; status (field 15) {code (3): OK}.
+            names = find_all(&bytes, b"\x2a\x07loadgen")
+                .into_iter()
+                .map(|at| at + 2)
+                .collect();
+            statuses = find_all(&bytes, &[0x7a, 0x02, 0x18, 0x01])
+                .into_iter()
+                .map(|at| at + 3)
+                .collect();
+            anyhow::ensure!(
+                names.len() == records && statuses.len() == records,
+                "template: span names or statuses not found once per span"
+            );
         }
+        // KeyValue{key: "service.name", value: {string_value: "loadgen"}}.
+        let services: Vec<usize> = find_all(&bytes, b"\x0a\x0cservice.name\x12\x09\x0a\x07loadgen")
+            .into_iter()
+            .map(|at| at + 18)
+            .collect();
         Ok(Self {
             bytes,
             seqs,
@@ -141,6 +208,9 @@ impl Template {
             ends,
             span_ids,
             trace_ids,
+            names,
+            statuses,
+            services,
         })
     }
 
@@ -157,6 +227,18 @@ impl Template {
     /// A request with seqs `first_seq..`, stamped with `time_unix_nano`, its
     /// spans grouped by `shape`.
     pub fn render(&self, first_seq: u64, time_unix_nano: u64, shape: TraceShape) -> Vec<u8> {
+        self.render_with(first_seq, time_unix_nano, shape, None)
+    }
+
+    /// [`Template::render`], and with `realism` the services, span names,
+    /// errors and durations of a realistic traces run.
+    pub fn render_with(
+        &self,
+        first_seq: u64,
+        time_unix_nano: u64,
+        shape: TraceShape,
+        realism: Option<Realism>,
+    ) -> Vec<u8> {
         let mut out = self.bytes.clone();
         let per_request = self.seqs.len() as u64;
         for (k, &at) in self.seqs.iter().enumerate() {
@@ -175,7 +257,33 @@ impl Template {
             let trace = shape.trace_of(seq, first_seq, per_request);
             out[trace_at..trace_at + 16].copy_from_slice(&trace_id(trace));
         }
+        if let Some(r) = realism {
+            self.make_realistic(&mut out, first_seq, time_unix_nano, r);
+        }
         out
+    }
+
+    fn make_realistic(&self, out: &mut [u8], first_seq: u64, time: u64, r: Realism) {
+        let request = first_seq / (self.seqs.len().max(1) as u64);
+        for (b, &at) in self.services.iter().enumerate() {
+            let svc = format!("svc-{:03}", (request + b as u64) % r.services.max(1));
+            out[at..at + 7].copy_from_slice(svc.as_bytes());
+        }
+        for (k, ((&name_at, &status_at), &end_at)) in self
+            .names
+            .iter()
+            .zip(&self.statuses)
+            .zip(&self.ends)
+            .enumerate()
+        {
+            let seq = first_seq + k as u64;
+            let name = format!("op-{:04}", mix(seq) % r.span_names.max(1));
+            out[name_at..name_at + 7].copy_from_slice(name.as_bytes());
+            // STATUS_CODE_ERROR is 2, OK 1.
+            out[status_at] = if r.is_error(seq) { 2 } else { 1 };
+            let end = time.saturating_add(Realism::duration_nanos(seq));
+            out[end_at..end_at + 8].copy_from_slice(&end.to_le_bytes());
+        }
     }
 }
 
@@ -308,5 +416,58 @@ mod tests {
                 "{requests:?}"
             );
         }
+    }
+
+    #[test]
+    fn realistic_traces_vary_services_names_errors_and_durations() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let ns = vec!["shoot--a--x".to_owned()];
+        let template = Template::new(Signal::Traces, &spec(&ns, 100)).unwrap();
+        let (mut services, mut names) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        let (mut errors, mut spans) = (0, 0);
+        let (mut min, mut max) = (u64::MAX, 0);
+        for request in 0..50u64 {
+            let body = template.render_with(
+                request * 100,
+                1_000,
+                TraceShape::Spread(4),
+                Some(Realism::DEFAULT),
+            );
+            let ExportRequest::Traces(r) =
+                ExportRequest::decode(Signal::Traces, &body, false).unwrap()
+            else {
+                panic!("not traces");
+            };
+            for rs in &r.resource_spans {
+                for kv in &rs.resource.as_ref().unwrap().attributes {
+                    if kv.key == "service.name"
+                        && let Some(Value::StringValue(s)) =
+                            kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    {
+                        services.insert(s.clone());
+                    }
+                }
+                for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                    spans += 1;
+                    names.insert(span.name.clone());
+                    if span.status.as_ref().unwrap().code == 2 {
+                        errors += 1;
+                    }
+                    let d = span.end_time_unix_nano - span.start_time_unix_nano;
+                    (min, max) = (min.min(d), max.max(d));
+                }
+            }
+        }
+        assert_eq!(services.len(), 5, "{services:?}");
+        assert_eq!(names.len(), 8, "{names:?}");
+        // 5% of 5,000 spans, give or take.
+        assert!((150..350).contains(&errors), "{errors} errors of {spans}");
+        assert!(
+            min >= 1_000_000 && max <= 2_000_000_000 && max > 500_000_000,
+            "{min}..{max}"
+        );
     }
 }
