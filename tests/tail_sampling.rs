@@ -113,6 +113,36 @@ async fn metric(sg: &Seedgate, name: &str, labels: &[&str]) -> f64 {
     sg.metric(name, labels).await.unwrap_or(0.0)
 }
 
+/// Traces pending in pipeline `p`.
+async fn pending(sg: &Seedgate) -> f64 {
+    metric(
+        sg,
+        "seedgate_tail_sampling_traces_pending",
+        &["pipeline=\"p\""],
+    )
+    .await
+}
+
+/// seedgate with pipeline `p` (tail sampling configured by `policies`) in
+/// front of a tracking sink.
+async fn start(
+    policies: &str,
+) -> (
+    tempfile::TempDir,
+    seedgate::tools::sink::SinkHandle,
+    Seedgate,
+) {
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = tracking_sink().await;
+    let yaml = config_yaml(
+        &dir.path().join("data"),
+        &pipeline(&sink.grpc_endpoint(), policies),
+    );
+    let sg = Seedgate::start(dir.path(), &yaml).await;
+    (dir, sink, sg)
+}
+
 fn pipeline(sink: &str, tail_sampling: &str) -> String {
     format!(
         "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 100ms\n  max_interval: 500ms\npipelines:\n  - name: p\n    signals: [traces]\n    output: {{ type: otlp_grpc, endpoint: '{sink}' }}\n    processors:\n      - tail_sampling:\n{tail_sampling}"
@@ -126,9 +156,6 @@ fn pipeline(sink: &str, tail_sampling: &str) -> String {
 /// a dropped trace each follow their trace's decision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policies_decide_which_traces_arrive_whole_and_late_spans_follow() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let sink = tracking_sink().await;
     let policies = "          decision_wait: 1s
           policies:
             - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
@@ -142,11 +169,7 @@ async fn the_policies_decide_which_traces_arrive_whole_and_late_spans_follow() {
                   - { name: many, type: span_count, span_count: { min_spans: 3 } }
             - { name: never, type: probabilistic, probabilistic: { sampling_percentage: 0 } }
 ";
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &pipeline(&sink.grpc_endpoint(), policies),
-    );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let (_dir, sink, sg) = start(policies).await;
     let client = reqwest::Client::new();
     let endpoint = sg.http_endpoint();
     let mut kept = BTreeSet::new();
@@ -255,34 +278,19 @@ async fn the_policies_decide_which_traces_arrive_whole_and_late_spans_follow() {
         .await,
         5.0
     );
-    assert_eq!(
-        metric(
-            &sg,
-            "seedgate_tail_sampling_traces_pending",
-            &["pipeline=\"p\""]
-        )
-        .await,
-        0.0
-    );
+    assert_eq!(pending(&sg).await, 0.0);
 }
 
 /// With `num_traces: 3` and an hour to wait, every trace beyond the third
 /// is decided at once, oldest first, and counted as decided early.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_decide_the_oldest_early_and_count_it() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let sink = tracking_sink().await;
     let policies = "          decision_wait: 1h
           num_traces: 3
           policies:
             - { name: all, type: always_sample }
 ";
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &pipeline(&sink.grpc_endpoint(), policies),
-    );
-    let sg = Seedgate::start(dir.path(), &yaml).await;
+    let (_dir, sink, sg) = start(policies).await;
     let client = reqwest::Client::new();
     for trace in 0..10u64 {
         let span = SpanSpec::new(trace, trace);
@@ -301,15 +309,7 @@ async fn the_limits_decide_the_oldest_early_and_count_it() {
     // The oldest went first; the three youngest wait for their hour.
     let got: BTreeSet<u64> = sink.seqs().into_keys().collect();
     assert_eq!(got, (0..7).collect(), "the oldest seven");
-    assert_eq!(
-        metric(
-            &sg,
-            "seedgate_tail_sampling_traces_pending",
-            &["pipeline=\"p\""]
-        )
-        .await,
-        3.0
-    );
+    assert_eq!(pending(&sg).await, 3.0);
 }
 
 /// Traces stream in, each over two requests about 800 ms apart (so most

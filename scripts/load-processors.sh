@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Load run: realistic traces (five services, 5% errors, 1 ms-2 s durations,
+# four spans per trace over four requests) into seedgate with fsync, 16
+# requests in flight, through a plain traces pipeline and then the same
+# pipeline with each processor, in one session, against a no-op sink.
+# Prints spans/s acknowledged, the ratio to the plain pipeline, latency and
+# peak RSS.
+#
+#   bash scripts/load-processors.sh [SECONDS=15] [CONCURRENCY=16]
+#
+# Needs a release build (cargo build --release); uses $CARGO_TARGET_DIR.
+set -euo pipefail
+
+secs=${1:-15}
+conc=${2:-16}
+bin=${CARGO_TARGET_DIR:-target}/release/seedgate
+work=$(mktemp -d)
+echo "work dir: $work (KEEP=1 keeps it)"
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+
+"$bin" sink --noop --grpc-listen 127.0.0.2:36317 --http-listen 127.0.0.2:36318 >"$work/sink.log" 2>&1 &
+sleep 1
+
+config() {
+  local name=$1 processors=$2
+  cat <<EOF
+receivers:
+  grpc: { listen: 127.0.0.1:37317 }
+  http: { listen: 127.0.0.1:37318 }
+admin: { listen: 127.0.0.1:37021 }
+storage: { data_dir: $work/data-$name, durability: fsync, max_size: 8GiB }
+pipelines:
+  - name: traces
+    signals: [traces]
+    input: { namespaces: { system: true } }
+    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
+$processors
+  - name: red
+    signals: [metrics]
+    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
+EOF
+}
+
+config plain "" >"$work/plain.yaml"
+config resource "    processors:
+      - resource:
+          attributes:
+            - { key: k8s.node.name, value: node-1, action: insert }
+            - { key: deployment.environment, value: prod, action: upsert }
+            - { key: loadgen.unused, action: delete }" >"$work/resource.yaml"
+config spanmetrics "    processors:
+      - spanmetrics: { metrics_pipeline: red, metrics_flush_interval: 5s }" >"$work/spanmetrics.yaml"
+config tail_sampling "    processors:
+      - tail_sampling:
+          decision_wait: 10s
+          policies:
+            - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
+            - { name: some, type: probabilistic, probabilistic: { sampling_percentage: 10 } }" >"$work/tail_sampling.yaml"
+
+plain_rate=""
+run() {
+  local name=$1
+  "$bin" run --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs http://127.0.0.1:37021/readyz >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$bin" loadgen --endpoint http://127.0.0.1:37317 --signal traces --concurrency "$conc" \
+    --tenants 10 --records-per-request 100 --spans-per-trace 4 --realistic-traces \
+    --quiet --duration "${secs}s" --summary-json "$work/$name.json"
+  local rss pending rate
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  pending=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_tail_sampling_traces_pending\{/ {s += $2} END {printf "%d", s}')
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rate=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records_per_sec'])" "$work/$name.json")
+  [ -n "$plain_rate" ] || plain_rate=$rate
+  python3 - "$work/$name.json" "$name" "$rss" "$plain_rate" "$pending" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+name, rss, plain, pending = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+extra = f", {pending} traces pending at the end" if name == "tail_sampling" else ""
+print(f"{name:>13}: {s['records_per_sec']/1000:.0f}k spans/s acked = {s['records_per_sec']/plain:.2f}x plain "
+      f"(p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms), peak RSS {rss//1024} MiB{extra}")
+PY
+}
+
+echo "realistic traces, ${secs}s, $conc in flight, 100 spans/request, 4 spans/trace, fsync"
+run plain
+run resource
+run spanmetrics
+run tail_sampling
