@@ -413,3 +413,7 @@ fn now_unix_nano() -> u64 {
 fn millis_to_nanos(ms: u64) -> u64 {
     ms.saturating_mul(1_000_000)
 }
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;
