@@ -24,6 +24,7 @@ pub mod kube;
 pub mod lb;
 pub mod memory;
 pub mod shoot;
+pub mod spanmetrics;
 pub mod tail_sampling;
 pub mod tls;
 
@@ -253,6 +254,7 @@ impl Metrics {
         let flow = Arc::new(flow::FlowMetrics::default());
         flow.register(registry.sub_registry_with_prefix("seedgate_exporter"));
         tls::global().register(&mut registry);
+        spanmetrics::global().register(&mut registry);
         let health = Arc::new(health::HealthMetrics::default());
         health.register(registry.sub_registry_with_prefix("seedgate"));
         let config_reloads = Family::<ResultLabel, Counter>::default();
@@ -657,6 +659,8 @@ mod tests {
         m.init_routing();
         m.kube.init();
         tls::global().touch_all();
+        spanmetrics::global().init_pipeline("p");
+        m.tail_sampling.init("p");
         m.shoot.set_clusters([("ready", 1)]);
         m.health.ready.set(1);
         m.health

@@ -77,6 +77,37 @@ impl Default for TailSamplingMetrics {
 }
 
 impl TailSamplingMetrics {
+    /// Creates a pipeline's series at zero, so dashboards and alerts see
+    /// them before the first decision.
+    pub fn init(&self, pipeline: &str) {
+        let p = Pipeline {
+            pipeline: pipeline.to_owned(),
+        };
+        drop(self.traces_pending.get_or_create(&p));
+        drop(self.pending_bytes.get_or_create(&p));
+        drop(self.decision_latency_seconds.get_or_create(&p));
+        drop(self.settle_errors.get_or_create(&p));
+        for decision in ["sampled", "dropped"] {
+            let r = WithReason {
+                pipeline: pipeline.to_owned(),
+                reason: decision,
+            };
+            drop(self.spans_decided.get_or_create(&r));
+            drop(self.late_spans.get_or_create(&r));
+            drop(self.traces_decided.get_or_create(&Decided {
+                pipeline: pipeline.to_owned(),
+                policy: "none".to_owned(),
+                decision,
+            }));
+        }
+        for reason in ["num_traces", "max_pending_bytes"] {
+            drop(self.traces_decided_early.get_or_create(&WithReason {
+                pipeline: pipeline.to_owned(),
+                reason,
+            }));
+        }
+    }
+
     /// Registers every family under `r` (prefix `seedgate_tail_sampling`).
     pub fn register(&self, r: &mut Registry) {
         r.register(

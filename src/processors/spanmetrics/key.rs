@@ -1,5 +1,5 @@
 //! [`SeriesKey`]: one series' dimension set, and its canonical bytes, which
-//! the store keeps as an LMDB key across restarts and upgrades.
+//! the store keeps (in its entries) across restarts and upgrades.
 //!
 //! # Format, version 1
 //!
@@ -20,8 +20,9 @@
 //! Values keep their type: an int `200` and a string `"200"` are two series
 //! (the Collector, which keys on the value's string form, merges them).
 //!
-//! LMDB refuses keys longer than 511 bytes: a caller storing keys must send
-//! longer ones elsewhere, such as to [`SeriesKey::overflow`].
+//! The store keeps keys inside entry payloads ([`super::entries`]), not as
+//! LMDB keys: LMDB's 511-byte key limit does not apply, a key may be as long
+//! as its attributes.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;

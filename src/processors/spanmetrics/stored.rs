@@ -1,4 +1,4 @@
-//! A series' aggregate as the store keeps it, the value under its
+//! A series' aggregate as the store keeps it, kept with its
 //! [`SeriesKey`](super::SeriesKey).
 //!
 //! # Format, version 1

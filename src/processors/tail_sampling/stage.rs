@@ -116,6 +116,7 @@ impl Stage {
                 return std::future::pending().await;
             }
         };
+        ctx.metrics.tail_sampling.init(&self.pipeline);
         let mut decider = Decider::new(self, ctx, sampler);
         if let Err(e) = decider.load_decisions() {
             tracing::error!(pipeline = %decider.stage.pipeline, error = %e, "Cannot read the remembered tail sampling decisions; starting without them");
