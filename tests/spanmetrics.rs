@@ -206,9 +206,17 @@ fn bucket_of(nanos: u64) -> usize {
     BOUNDS_MS.iter().take_while(|b| **b * MS < nanos).count()
 }
 
-fn pipelines(red: std::net::SocketAddr) -> String {
+/// A traces pipeline with span metrics into `red`; with `sampling`, a tail
+/// sampler after them that keeps about 1% of the traces (span metrics count
+/// every span before sampling, as RED metrics must).
+fn pipelines(red: std::net::SocketAddr, sampling: bool) -> String {
+    let sampler = if sampling {
+        "      - tail_sampling:\n          decision_wait: 1s\n          policies:\n            - { name: rare, type: probabilistic, probabilistic: { sampling_percentage: 1 } }\n"
+    } else {
+        ""
+    };
     format!(
-        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: traces\n    signals: [traces]\n    processors:\n      - spanmetrics:\n          metrics_pipeline: red\n          metrics_flush_interval: 1s\n          histogram: {{ explicit: {{ buckets: [5ms, 50ms, 500ms] }} }}\n    output: {{ type: noop }}\n  - name: red\n    signals: [metrics]\n    output: {{ type: otlp_http, endpoint: 'http://{red}', compression: none }}\n"
+        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: traces\n    signals: [traces]\n    processors:\n      - spanmetrics:\n          metrics_pipeline: red\n          metrics_flush_interval: 1s\n          histogram: {{ explicit: {{ buckets: [5ms, 50ms, 500ms] }} }}\n{sampler}    output: {{ type: noop }}\n  - name: red\n    signals: [metrics]\n    output: {{ type: otlp_http, endpoint: 'http://{red}', compression: none }}\n"
     )
 }
 
@@ -231,7 +239,8 @@ fn now_nanos() -> u64 {
 }
 
 /// Two services, two span names, server and client spans, some errors,
-/// durations on and between the bucket bounds, in several requests: the
+/// durations on and between the bucket bounds, in several requests, through
+/// a pipeline whose tail sampler then drops about 99% of the traces: the
 /// newest emitted calls and duration histogram of every series are exactly
 /// what was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +251,7 @@ async fn spanmetrics_counts_every_span_in_its_series_exactly() {
     let addr = red.start().await;
     let sg = Seedgate::start(
         dir.path(),
-        &config_yaml(&dir.path().join("data"), &pipelines(addr)),
+        &config_yaml(&dir.path().join("data"), &pipelines(addr, true)),
     )
     .await;
     let url = format!("{}/v1/traces", sg.http_endpoint());
@@ -348,7 +357,12 @@ async fn spanmetrics_counts_each_acknowledged_span_once_across_kill_9() {
     let config = dir.path().join("seedgate.yaml");
     std::fs::write(
         &config,
-        config_yaml_ports(&dir.path().join("data"), grpc, http, &pipelines(addr)),
+        config_yaml_ports(
+            &dir.path().join("data"),
+            grpc,
+            http,
+            &pipelines(addr, false),
+        ),
     )
     .unwrap();
     let mut sg = Seedgate::start_with(dir.path(), &config).await;

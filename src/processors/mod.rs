@@ -158,7 +158,7 @@ impl Processors {
             parts.extend(s.deltas_part(&payload)?);
         }
         match &self.tail_sampling {
-            Some(t) => parts.extend(t.split(queue, &payload)?),
+            Some(t) => parts.extend(t.split(queue, &payload, records)?),
             None => parts.push(AppendPart {
                 queue: Arc::clone(queue),
                 records,

@@ -839,6 +839,37 @@ impl Store {
         all
     }
 
+    /// The entries `seqs` of `queue` (any order; missing ones are left out),
+    /// in one read transaction: a tail sampling decision reads a trace's
+    /// scattered entries this way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::read`].
+    pub fn read_seqs(&self, queue: &Queue, seqs: &[u64]) -> Result<Vec<Entry>, StoreError> {
+        let lmdb = |op| lmdb_err(op, self.map_size);
+        let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let key = format::entry_key(queue.id, seq);
+            let Some(value) = self.entries.get(&rtxn, &key[..]).map_err(lmdb("read"))? else {
+                continue;
+            };
+            let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
+                queue: queue.name.clone(),
+                seq,
+                detail: "unknown format version or truncated header",
+            })?;
+            out.push(Entry {
+                seq,
+                records: header.records,
+                appended_at_ms: header.appended_at_ms,
+                payload: Bytes::copy_from_slice(payload),
+            });
+        }
+        Ok(out)
+    }
+
     /// Reads entries of `queue` from `from_seq` on, oldest first, stopping
     /// before the entry that would exceed `max_bytes` payload bytes or
     /// `max_records` records, but returning at least one entry if any exists.

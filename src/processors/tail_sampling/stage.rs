@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
 use super::super::StageContext;
@@ -90,18 +90,24 @@ impl Stage {
         })
     }
 
-    /// One entry per trace of a destination's share of a request.
+    /// One entry per trace of a destination's share of a request (of
+    /// `spans` spans): [`split_by_trace`].
     ///
     /// # Errors
-    /// A payload that does not decode (not expected after the scan).
-    pub fn split(&self, queue: &Arc<Queue>, payload: &Bytes) -> Result<Vec<AppendPart>, String> {
-        let traces = split_by_trace(payload).map_err(|e| format!("tail_sampling: {e}"))?;
-        Ok(traces
+    /// A payload that does not frame (not expected after the scan).
+    pub fn split(
+        &self,
+        queue: &Arc<Queue>,
+        payload: &Bytes,
+        spans: u32,
+    ) -> Result<Vec<AppendPart>, String> {
+        let parts = split_by_trace(payload, spans).map_err(|e| format!("tail_sampling: {e}"))?;
+        Ok(parts
             .into_iter()
-            .map(|(_, spans, body)| AppendPart {
+            .map(|p| AppendPart {
                 queue: Arc::clone(queue),
-                records: spans,
-                payload: Bytes::from(body),
+                records: p.records,
+                payload: Bytes::from(p.body),
             })
             .collect())
     }
@@ -133,69 +139,34 @@ impl Stage {
     }
 }
 
-/// Splits a traces request into one request per trace ID, in order of first
-/// appearance, keeping each span's resource and scope (and schema URLs):
-/// `(trace ID, spans, request encoding)`.
+/// Splits a traces request of `spans` spans into one request per trace ID,
+/// in order of first appearance, at the wire level: every span keeps its
+/// resource and scope; subtrees whose spans all belong to one trace are
+/// copied as they are.
 ///
 /// # Errors
-/// A body that is not a traces request.
-pub fn split_by_trace(body: &[u8]) -> Result<Vec<(TraceId, u32, Vec<u8>)>, prost::DecodeError> {
-    let request = ExportTraceServiceRequest::decode(body)?;
-    let mut order: Vec<TraceId> = Vec::new();
-    let mut by_trace: HashMap<TraceId, (u32, Vec<ResourceSpans>)> = HashMap::new();
-    for (ri, rs) in request.resource_spans.into_iter().enumerate() {
-        let ResourceSpans {
-            resource,
-            scope_spans,
-            schema_url,
-        } = rs;
-        // Which trace got a copy of this resource (and of which scope) last.
-        let mut seen_resource: HashMap<TraceId, usize> = HashMap::new();
-        for (si, ss) in scope_spans.into_iter().enumerate() {
-            let ScopeSpans {
-                scope,
-                spans,
-                schema_url: scope_schema,
-            } = ss;
-            let mut seen_scope: HashMap<TraceId, usize> = HashMap::new();
-            for span in spans {
-                let id = trace_id(&span.trace_id);
-                let (count, blocks) = by_trace.entry(id).or_insert_with(|| {
-                    order.push(id);
-                    (0, Vec::new())
-                });
-                *count = count.saturating_add(1);
-                if seen_resource.insert(id, ri) != Some(ri) {
-                    blocks.push(ResourceSpans {
-                        resource: resource.clone(),
-                        scope_spans: Vec::new(),
-                        schema_url: schema_url.clone(),
-                    });
-                }
-                let Some(block) = blocks.last_mut() else {
-                    continue;
-                };
-                if seen_scope.insert(id, si) != Some(si) {
-                    block.scope_spans.push(ScopeSpans {
-                        scope: scope.clone(),
-                        spans: Vec::new(),
-                        schema_url: scope_schema.clone(),
-                    });
-                }
-                if let Some(scope) = block.scope_spans.last_mut() {
-                    scope.spans.push(span);
-                }
-            }
-        }
-    }
-    Ok(order
-        .into_iter()
-        .filter_map(|id| {
-            let (spans, resource_spans) = by_trace.remove(&id)?;
-            let body = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
-            Some((id, spans, body))
-        })
-        .collect())
+/// A body whose framing is broken.
+pub fn split_by_trace(
+    body: &[u8],
+    spans: u32,
+) -> Result<Vec<crate::proto::split::Part>, crate::proto::ScanError> {
+    // Each new trace ID hash gets the next part; there are at most as many
+    // traces as spans.
+    let owners = std::cell::RefCell::new(HashMap::<u64, usize>::new());
+    let owner = |hash: u64| {
+        let mut owners = owners.borrow_mut();
+        let next = owners.len();
+        *owners.entry(hash).or_insert(next)
+    };
+    let n = usize::try_from(spans).unwrap_or(usize::MAX).max(1);
+    let parts = crate::proto::split::split(
+        crate::signal::Signal::Traces,
+        crate::config::RoutingKey::TraceId,
+        body,
+        n,
+        &owner,
+    )?;
+    Ok(parts.into_iter().filter(|p| p.records > 0).collect())
 }
 
 fn trace_id(bytes: &[u8]) -> TraceId {
@@ -207,14 +178,7 @@ fn trace_id(bytes: &[u8]) -> TraceId {
 
 /// The trace of a pending entry: that of its first span.
 fn entry_trace(payload: &[u8]) -> Option<TraceId> {
-    let request = ExportTraceServiceRequest::decode(payload).ok()?;
-    let span = request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .flat_map(|ss| &ss.spans)
-        .next()?;
-    Some(trace_id(&span.trace_id))
+    crate::proto::split::first_trace_id(payload).map(trace_id)
 }
 
 fn now_ms() -> u64 {
@@ -433,9 +397,14 @@ impl Decider {
 
     async fn tick(&mut self) -> Result<(), String> {
         self.read_new().map_err(|e| e.to_string())?;
-        let now = now_ms();
-        let due = self.due(now);
-        if !due.is_empty() {
+        // Settle until nothing is due: the limits hold however fast spans
+        // arrive (ingest waits on the same writer).
+        loop {
+            let now = now_ms();
+            let due = self.due(now);
+            if due.is_empty() {
+                break;
+            }
             self.settle(&due, now).await?;
         }
         let m = &self.ctx.metrics.tail_sampling;
@@ -460,21 +429,18 @@ impl Decider {
             let Some(trace) = self.traces.get(id) else {
                 continue;
             };
-            let mut bodies = Vec::with_capacity(trace.entries.len());
-            for e in &trace.entries {
-                let read = self
-                    .ctx
-                    .store
-                    .read(pending, e.seq, 1, 1)
-                    .map_err(|e| e.to_string())?;
-                match read.into_iter().next() {
-                    Some(entry) if entry.seq == e.seq => bodies.push(entry.payload),
-                    // Gone already (a settle whose reply was lost): nothing
-                    // to move for it.
-                    _ => {}
-                }
-                consumed.push((Arc::clone(pending), e.seq, e.seq));
-            }
+            let seqs: Vec<u64> = trace.entries.iter().map(|e| e.seq).collect();
+            // An entry gone already (a settle whose reply was lost) has
+            // nothing left to move.
+            let bodies: Vec<Bytes> = self
+                .ctx
+                .store
+                .read_seqs(pending, &seqs)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|e| e.payload)
+                .collect();
+            consumed.extend(seqs.iter().map(|&s| (Arc::clone(pending), s, s)));
             let (sampled, policy) = match why {
                 Why::Known(sampled) => (*sampled, None),
                 Why::Due | Why::Early(_) => {
@@ -626,7 +592,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::Span;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 
     fn span(trace: u8, id: u8) -> Span {
         Span {
@@ -677,10 +643,10 @@ mod tests {
                 resource("b", vec![scope("z", vec![span(1, 5)])]),
             ],
         };
-        let parts = split_by_trace(&request.encode_to_vec()).unwrap();
+        let parts = split_by_trace(&request.encode_to_vec(), 5).unwrap();
         assert_eq!(parts.len(), 2);
-        let (id, spans, body) = &parts[0];
-        assert_eq!((*id, *spans), ([1; 16], 3));
+        let (spans, body) = (parts[0].records, &parts[0].body);
+        assert_eq!((entry_trace(body).unwrap(), spans), ([1; 16], 3));
         let one = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         let want = ExportTraceServiceRequest {
             resource_spans: vec![
@@ -689,8 +655,8 @@ mod tests {
             ],
         };
         assert_eq!(one, want);
-        let (id, spans, body) = &parts[1];
-        assert_eq!((*id, *spans), ([2; 16], 2));
+        let (spans, body) = (parts[1].records, &parts[1].body);
+        assert_eq!((entry_trace(body).unwrap(), spans), ([2; 16], 2));
         let two = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         let want = ExportTraceServiceRequest {
             resource_spans: vec![resource(
@@ -699,7 +665,6 @@ mod tests {
             )],
         };
         assert_eq!(two, want);
-        assert_eq!(entry_trace(body).unwrap(), [2; 16]);
     }
 
     #[test]
