@@ -71,18 +71,21 @@ run() {
     --quiet --duration "${secs}s" --summary-json "$work/$name.json"
   local rss pending rate
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  # Anonymous memory only: LMDB's mapped pages count in RSS but are the
+  # page cache's (reclaimable), not the heap's.
+  anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
   pending=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_tail_sampling_traces_pending\{/ {s += $2} END {printf "%d", s}')
   kill -TERM "$pid"
   wait "$pid" || true
   rate=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records_per_sec'])" "$work/$name.json")
   [ -n "$plain_rate" ] || plain_rate=$rate
-  python3 - "$work/$name.json" "$name" "$rss" "$plain_rate" "$pending" <<'PY'
+  python3 - "$work/$name.json" "$name" "$rss" "$plain_rate" "$pending" "$anon" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-name, rss, plain, pending = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+name, rss, plain, pending, anon = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 extra = f", {pending} traces pending at the end" if name == "tail_sampling" else ""
 print(f"{name:>13}: {s['records_per_sec']/1000:.0f}k spans/s acked = {s['records_per_sec']/plain:.2f}x plain "
-      f"(p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms), peak RSS {rss//1024} MiB{extra}")
+      f"(p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms), peak RSS {rss//1024} MiB, anonymous at the end {anon//1024} MiB{extra}")
 PY
 }
 

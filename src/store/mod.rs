@@ -839,6 +839,29 @@ impl Store {
         all
     }
 
+    /// Calls `f(seq, appended_at_ms, records, payload)` for the entries of
+    /// `queue` from `from_seq` on, like [`Store::read`] but without copying
+    /// the payloads out of the map (the tail sampling decider indexes
+    /// entries by a few bytes of each); returns how many it saw.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::read`].
+    pub fn scan_entries(
+        &self,
+        queue: &Queue,
+        from_seq: u64,
+        max_bytes: u64,
+        mut f: impl FnMut(u64, u64, u32, &[u8]),
+    ) -> Result<usize, StoreError> {
+        let mut seen = 0;
+        self.for_each_entry(queue, from_seq, max_bytes, u64::MAX, |seq, header, payload| {
+            seen += 1;
+            f(seq, header.appended_at_ms, header.records, payload);
+        })?;
+        Ok(seen)
+    }
+
     /// The entries `seqs` of `queue` (any order; missing ones are left out),
     /// in one read transaction: a tail sampling decision reads a trace's
     /// scattered entries this way.

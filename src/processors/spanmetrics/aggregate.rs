@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use prost::Message;
+
+use super::lite::{Request, Span};
 
 use super::key::{SeriesKey, ValueRef, encode_attribute};
 use crate::config::spanmetrics::{DurationUnit, SpanMetricsConfig, Temporality};
@@ -219,7 +221,21 @@ impl SpanMetrics {
     /// # Errors
     /// The bytes are not an `ExportTraceServiceRequest`.
     pub fn deltas(&self, request: &[u8]) -> Result<Deltas, prost::DecodeError> {
-        let request = ExportTraceServiceRequest::decode(request)?;
+        self.deltas_of(Bytes::copy_from_slice(request))
+    }
+
+    /// [`SpanMetrics::deltas`] of a request held in `Bytes`: span attributes
+    /// stay slices of it (see `lite`).
+    ///
+    /// # Errors
+    /// The bytes are not an `ExportTraceServiceRequest`.
+    pub fn deltas_of(&self, request: Bytes) -> Result<Deltas, prost::DecodeError> {
+        let request = Request::decode(request)?;
+        let configured = self
+            .slots
+            .iter()
+            .any(|(_, slot)| matches!(slot, Slot::Configured(_)));
+        let mut span_attributes: Vec<KeyValue> = Vec::new();
         let mut out = BTreeMap::new();
         let mut buf = Vec::new();
         for rs in &request.resource_spans {
@@ -232,10 +248,19 @@ impl SpanMetrics {
                 _ => "",
             };
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                span_attributes.clear();
+                if configured {
+                    span_attributes.extend(
+                        span.attributes
+                            .iter()
+                            .filter_map(|kv| KeyValue::decode(kv.clone()).ok()),
+                    );
+                }
                 let dims = Dims {
                     service,
                     resource,
                     span,
+                    span_attributes: &span_attributes,
                 };
                 buf.clear();
                 buf.push(super::key::KEY_VERSION);
@@ -291,7 +316,7 @@ impl SpanMetrics {
                 Slot::SpanKind => ValueRef::Str(span_kind(d.span.kind)),
                 Slot::StatusCode => ValueRef::Str(status_code(d.span)),
                 Slot::Configured(default) => {
-                    match find(&d.span.attributes, name).or_else(|| find(d.resource, name)) {
+                    match find(d.span_attributes, name).or_else(|| find(d.resource, name)) {
                         Some(kv) => ValueRef::Any(kv.value.as_ref()),
                         None => match default {
                             Some(v) => ValueRef::Any(Some(v)),
@@ -310,6 +335,8 @@ struct Dims<'a> {
     service: &'a str,
     resource: &'a [KeyValue],
     span: &'a Span,
+    /// The span's attributes, decoded only with configured dimensions.
+    span_attributes: &'a [KeyValue],
 }
 
 /// The first attribute named `key` (as the Collector's maps find it).

@@ -23,6 +23,7 @@ mod codec;
 mod emit;
 pub mod entries;
 pub mod key;
+mod lite;
 pub mod stage;
 pub mod stored;
 

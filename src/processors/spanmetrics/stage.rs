@@ -127,7 +127,7 @@ impl Stage {
     pub fn deltas_part(&self, payload: &Bytes) -> Result<Option<AppendPart>, String> {
         let deltas = self
             .engine
-            .deltas(payload)
+            .deltas_of(payload.clone())
             .map_err(|e| format!("span metrics: not a traces request: {e}"))?;
         if deltas.is_empty() {
             return Ok(None);

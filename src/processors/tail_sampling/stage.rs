@@ -317,31 +317,35 @@ impl Decider {
     /// Indexes the pending entries stored since the last tick.
     fn read_new(&mut self) -> Result<(), crate::store::StoreError> {
         loop {
-            let entries = self.ctx.store.read(
+            let mut last = None;
+            let (traces, by_age) = (&mut self.traces, &mut self.by_age);
+            let mut bytes = 0u64;
+            self.ctx.store.scan_entries(
                 &self.stage.pending,
                 self.read_from,
                 READ_BYTES_PER_TICK,
-                u64::MAX,
+                |seq, appended_at_ms, spans, payload| {
+                    last = Some(seq);
+                    // An entry that does not frame cannot be sampled: it is
+                    // indexed under the zero ID and decided like any trace.
+                    let id = entry_trace(payload).unwrap_or_default();
+                    let t = traces.entry(id).or_default();
+                    if t.entries.is_empty() {
+                        t.first_ms = appended_at_ms;
+                        by_age.insert((t.first_ms, id));
+                    }
+                    t.entries.push(PendingEntry {
+                        seq,
+                        spans,
+                        bytes: payload.len() as u64,
+                    });
+                    bytes += payload.len() as u64;
+                },
             )?;
-            let Some(last) = entries.last() else {
-                return Ok(());
-            };
-            self.read_from = last.seq + 1;
-            for e in &entries {
-                // An entry that does not decode cannot be sampled: it is
-                // indexed under the zero ID and decided like any trace.
-                let id = entry_trace(&e.payload).unwrap_or_default();
-                let t = self.traces.entry(id).or_default();
-                if t.entries.is_empty() {
-                    t.first_ms = e.appended_at_ms;
-                    self.by_age.insert((t.first_ms, id));
-                }
-                t.entries.push(PendingEntry {
-                    seq: e.seq,
-                    spans: e.records,
-                    bytes: e.payload.len() as u64,
-                });
-                self.pending_bytes += e.payload.len() as u64;
+            self.pending_bytes += bytes;
+            match last {
+                Some(seq) => self.read_from = seq + 1,
+                None => return Ok(()),
             }
         }
     }
