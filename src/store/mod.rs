@@ -855,10 +855,16 @@ impl Store {
         mut f: impl FnMut(u64, u64, u32, &[u8]),
     ) -> Result<usize, StoreError> {
         let mut seen = 0;
-        self.for_each_entry(queue, from_seq, max_bytes, u64::MAX, |seq, header, payload| {
-            seen += 1;
-            f(seq, header.appended_at_ms, header.records, payload);
-        })?;
+        self.for_each_entry(
+            queue,
+            from_seq,
+            max_bytes,
+            u64::MAX,
+            |seq, header, payload| {
+                seen += 1;
+                f(seq, header.appended_at_ms, header.records, payload);
+            },
+        )?;
         Ok(seen)
     }
 
