@@ -5,69 +5,17 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
-use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use seedgate::receivers::decompress::{Encoding, decompress};
 use seedgate::signal::Signal;
 use seedgate::tools::records::{ExportRequest, RequestSpec, build_request};
 use seedgate::tools::sink::{self, SinkOptions};
+use support::capture::Capture;
 use support::{Seedgate, config_yaml, eventually};
-
-/// A backend that keeps every request body it was sent, per signal.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-/// A request path and its decompressed body.
-type Captured = (String, Vec<u8>);
-
-impl Capture {
-    async fn start(&self) -> std::net::SocketAddr {
-        let cap = self.clone();
-        let app = axum::Router::new().route(
-            "/{*path}",
-            axum::routing::post(
-                move |path: axum::extract::Path<String>,
-                      headers: axum::http::HeaderMap,
-                      body: Bytes| {
-                    let cap = cap.clone();
-                    async move {
-                        let mut body = body.to_vec();
-                        if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-                            body = decompress(Encoding::Gzip, &body, 64 << 20).unwrap();
-                        }
-                        cap.0.lock().unwrap().push((path.0, body));
-                        (
-                            [("content-type", "application/x-protobuf")],
-                            Vec::<u8>::new(),
-                        )
-                    }
-                },
-            ),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    }
-
-    fn bodies(&self, suffix: &str) -> Vec<Vec<u8>> {
-        let suffix = suffix.trim_start_matches('/');
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p.ends_with(suffix))
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-}
 
 /// The resources of a request, re-encoded one by one: two requests carry the
 /// same data when these lists are equal.

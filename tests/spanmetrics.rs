@@ -7,11 +7,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -21,6 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
 use prost::Message;
+use support::capture::Capture;
 use support::{Seedgate, config_yaml, config_yaml_ports, eventually, free_port};
 
 const MS: u64 = 1_000_000;
@@ -28,36 +28,16 @@ const T0: u64 = 1_700_000_000_000_000_000;
 /// The configured bucket bounds.
 const BOUNDS_MS: [u64; 3] = [5, 50, 500];
 
-/// A metrics backend that keeps every body it was sent.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Vec<u8>>>>);
+/// What the metrics backend received.
+trait MetricPoints {
+    fn points(&self) -> Points;
+}
 
-impl Capture {
-    async fn start(&self) -> std::net::SocketAddr {
-        let cap = self.clone();
-        let app = axum::Router::new().route(
-            "/v1/metrics",
-            axum::routing::post(move |body: Bytes| {
-                let cap = cap.clone();
-                async move {
-                    cap.0.lock().unwrap().push(body.to_vec());
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                }
-            }),
-        );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        addr
-    }
-
+impl MetricPoints for Capture {
     /// Every `calls` and `duration` point received, by series.
     fn points(&self) -> Points {
         let mut out = Points::default();
-        for body in self.0.lock().unwrap().iter() {
+        for body in self.bodies("/v1/metrics") {
             let req = ExportMetricsServiceRequest::decode(body.as_slice()).unwrap();
             for m in req
                 .resource_metrics

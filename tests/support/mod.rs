@@ -10,6 +10,7 @@
 )]
 
 pub mod apiserver;
+pub mod capture;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
