@@ -258,6 +258,9 @@ struct Decider {
     cache: DecisionCache,
     /// The decisions queue's entries: `(seq, decisions in it)`.
     decision_entries: VecDeque<(u64, usize)>,
+    /// Pending traces that were decided before their entries were indexed
+    /// (late spans), to settle with the remembered decision.
+    late: BTreeSet<TraceId>,
     label: Pipeline,
 }
 
@@ -283,6 +286,7 @@ impl Decider {
             pending_bytes: 0,
             cache,
             decision_entries: VecDeque::new(),
+            late: BTreeSet::new(),
             label,
         }
     }
@@ -318,7 +322,12 @@ impl Decider {
     fn read_new(&mut self) -> Result<(), crate::store::StoreError> {
         loop {
             let mut last = None;
-            let (traces, by_age) = (&mut self.traces, &mut self.by_age);
+            let (traces, by_age, late, cache) = (
+                &mut self.traces,
+                &mut self.by_age,
+                &mut self.late,
+                &self.cache,
+            );
             let mut bytes = 0u64;
             self.ctx.store.scan_entries(
                 &self.stage.pending,
@@ -329,6 +338,9 @@ impl Decider {
                     // An entry that does not frame cannot be sampled: it is
                     // indexed under the zero ID and decided like any trace.
                     let id = entry_trace(payload).unwrap_or_default();
+                    if cache.get(&id).is_some() {
+                        late.insert(id);
+                    }
                     let t = traces.entry(id).or_default();
                     if t.entries.is_empty() {
                         t.first_ms = appended_at_ms;
@@ -383,16 +395,19 @@ impl Decider {
             );
             out.push((*id, why));
         }
-        // Late spans of decided traces, wherever they are in age order.
-        if out.len() < MAX_TRACES_PER_SETTLE {
-            for id in self.traces.keys() {
+        // Late spans of decided traces, wherever they are in age order
+        // (noted when their entries were indexed).
+        if !self.late.is_empty() {
+            let taken: std::collections::HashSet<TraceId> = out.iter().map(|(id, _)| *id).collect();
+            for id in &self.late {
+                if out.len() >= MAX_TRACES_PER_SETTLE {
+                    break;
+                }
                 if let Some(known) = self.cache.get(id)
-                    && !out.iter().any(|(o, _)| o == id)
+                    && self.traces.contains_key(id)
+                    && !taken.contains(id)
                 {
                     out.push((*id, Why::Known(known)));
-                    if out.len() >= MAX_TRACES_PER_SETTLE {
-                        break;
-                    }
                 }
             }
         }
@@ -537,6 +552,7 @@ impl Decider {
         }
         let m = &self.ctx.metrics.tail_sampling;
         for (id, why, sampled, policy, spans, first_ms) in outcomes {
+            self.late.remove(&id);
             if let Some(trace) = self.traces.remove(&id) {
                 self.by_age.remove(&(trace.first_ms, id));
                 self.pending_bytes = self
