@@ -359,10 +359,11 @@ pub fn resolve<S: PipelineSpec>(
                 .value(http.host.value_ref())
                 .ok_or_else(|| http_host_invalid(tls_material::UNRESOLVED))?;
             // Fluent Bit's `tls off` is `insecure`; its default is TLS.
-            (
-                http_endpoint(&raw, http.port.as_deref(), tls.insecure)?,
-                tls.insecure,
-            )
+            let endpoint = http_endpoint(&raw, http.port.as_deref(), tls.insecure)?;
+            if !tls.insecure {
+                check_pair(&tls)?;
+            }
+            (endpoint, tls.insecure)
         }
     };
 
@@ -566,9 +567,7 @@ fn selector(s: Option<&NamespaceSelector>) -> (Option<Vec<String>>, Option<Vec<S
 /// block (the OpenTelemetry Collector would quietly send plain text;
 /// seedgate does not guess).
 fn check_scheme(scheme: Option<&str>, tls: &OutputTls) -> Result<(), Rejection> {
-    if tls.cert.is_some() != tls.key.is_some() {
-        return Err(tls_invalid(tls_material::PAIR_MISSING));
-    }
+    check_pair(tls)?;
     if tls.insecure && scheme == Some("https") {
         return Err(tls_invalid(
             "insecure is set but the endpoint is https://: use http:// for plain text",
@@ -583,16 +582,22 @@ fn check_scheme(scheme: Option<&str>, tls: &OutputTls) -> Result<(), Rejection> 
     Ok(())
 }
 
-/// Step 3 for a TLS output: the PEM material read, checked and sanitised,
+/// `cert` and `key` go together.
+fn check_pair(tls: &OutputTls) -> Result<(), Rejection> {
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(tls_invalid(tls_material::PAIR_MISSING));
+    }
+    Ok(())
+}
+
+/// Step 3 for a TLS output (its `cert`/`key` pair checked in step 2): the
+/// PEM material read, checked and sanitised,
 /// and a warning when a certificate expires soon.
 fn check_tls_material(
     tls: &OutputTls,
     secrets: &Secrets,
     now: Timestamp,
 ) -> Result<(Pems, Option<CertWarning>), Rejection> {
-    if tls.cert.is_some() != tls.key.is_some() {
-        return Err(tls_invalid(tls_material::PAIR_MISSING));
-    }
     let pem = |v: &Option<ValueType>| -> Result<Option<Vec<u8>>, Rejection> {
         match v {
             None => Ok(None),

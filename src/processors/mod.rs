@@ -38,22 +38,6 @@ pub struct Processors {
     pub tail_sampling: Option<Arc<tail_sampling::Stage>>,
 }
 
-impl PartialEq for Processors {
-    fn eq(&self, other: &Self) -> bool {
-        self.resource == other.resource
-            && opt_ptr_eq(&self.spanmetrics, &other.spanmetrics)
-            && opt_ptr_eq(&self.tail_sampling, &other.tail_sampling)
-    }
-}
-
-fn opt_ptr_eq<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        _ => false,
-    }
-}
-
 /// What a stage task needs besides its own state.
 #[derive(Debug, Clone)]
 pub struct StageContext {

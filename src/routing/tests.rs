@@ -14,8 +14,8 @@ use super::shoots::{ClientRefused, ShootCreator, ShootDirectory, ShootLink};
 use super::*;
 use crate::cluster_state::NoClientReason;
 use crate::config::routing::DEFAULT_SHOOT_PATTERN;
-use crate::config::{Durability, NamespacesConfig, RouteCell, SeedCell};
-use crate::store::{Store, StoreOptions};
+use crate::config::{NamespacesConfig, RouteCell, SeedCell};
+use crate::store::Store;
 
 // === fixtures ===
 
@@ -28,13 +28,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            dir: dir.path().to_path_buf(),
-            map_size: 64 << 20,
-            durability: Durability::None,
-            max_ops_per_commit: 1024,
-        })
-        .unwrap();
+        let store = crate::store::scratch_store(dir.path());
         Self { _dir: dir, store }
     }
 

@@ -527,6 +527,20 @@ pub enum WriteOp {
     },
 }
 
+/// A store in `dir` for unit tests elsewhere in the crate: 64 MiB,
+/// durability `none`, no writer started.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn scratch_store(dir: &std::path::Path) -> Arc<Store> {
+    Store::open(StoreOptions {
+        dir: dir.to_path_buf(),
+        map_size: 64 << 20,
+        durability: Durability::None,
+        max_ops_per_commit: 1024,
+    })
+    .unwrap()
+}
+
 /// The LMDB environment, its databases and the live queues.
 pub struct Store {
     env: Env<WithoutTls>,

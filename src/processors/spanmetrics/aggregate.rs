@@ -37,6 +37,16 @@ impl Aggregate {
         }
     }
 
+    /// An aggregate with these totals (tests build expectations with it).
+    #[cfg(test)]
+    pub(crate) fn of(calls: u64, buckets: &[u64], sum: f64) -> Self {
+        Self {
+            calls,
+            bucket_counts: buckets.to_vec(),
+            sum,
+        }
+    }
+
     /// Adds `other` in (bucket by bucket; a longer `other` lengthens this).
     pub fn merge(&mut self, other: &Aggregate) {
         self.calls = self.calls.saturating_add(other.calls);

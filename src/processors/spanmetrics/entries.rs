@@ -154,18 +154,10 @@ mod tests {
         }])
     }
 
-    fn agg(calls: u64, buckets: &[u64], sum: f64) -> Aggregate {
-        Aggregate {
-            calls,
-            bucket_counts: buckets.to_vec(),
-            sum,
-        }
-    }
-
     #[test]
     fn deltas_encode_to_these_bytes_forever() {
         let mut d = Deltas::default();
-        d.add(key("a"), &agg(300, &[1, 299], 1.5));
+        d.add(key("a"), &Aggregate::of(300, &[1, 299], 1.5));
         let mut want = vec![1u8];
         want.push(17);
         want.extend_from_slice(b"\x01\x0cservice.name\x01\x01a");
@@ -188,7 +180,7 @@ mod tests {
                 key(name),
                 StoredAggregate {
                     start_time_unix_nano: i as u64,
-                    totals: agg(2, &[1, 1, 0], 3.0),
+                    totals: Aggregate::of(2, &[1, 1, 0], 3.0),
                 },
             );
         }
@@ -196,7 +188,7 @@ mod tests {
             SeriesKey::overflow(),
             StoredAggregate {
                 start_time_unix_nano: 9,
-                totals: agg(0, &[0, 0, 0], 0.0),
+                totals: Aggregate::of(0, &[0, 0, 0], 0.0),
             },
         );
         let bytes = s.encode();
@@ -207,7 +199,7 @@ mod tests {
     #[test]
     fn bad_entries_are_refused() {
         let mut d = Deltas::default();
-        d.add(key("a"), &agg(1, &[1, 0], 1.0));
+        d.add(key("a"), &Aggregate::of(1, &[1, 0], 1.0));
         let good = encode_deltas(&d);
         assert_eq!(
             decode_deltas(&good[..good.len() - 1]),

@@ -8,9 +8,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::*;
-use crate::config::{Durability, QueueConfig};
+use crate::config::QueueConfig;
 use crate::routing::DestinationKind;
-use crate::store::StoreOptions;
 
 const MS: u64 = 1_000_000;
 
@@ -22,13 +21,7 @@ struct Harness {
 
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions {
-        dir: dir.path().to_path_buf(),
-        map_size: 64 << 20,
-        durability: Durability::None,
-        max_ops_per_commit: 1024,
-    })
-    .unwrap();
+    let store = crate::store::scratch_store(dir.path());
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (writer, rx) = crossbeam_channel::unbounded();
     store.spawn_writer(rx, Arc::clone(&metrics.store)).unwrap();

@@ -102,19 +102,11 @@ pub fn merge_stored(stored: Option<&[u8]>, delta: &Aggregate, now_unix_nano: u64
 mod tests {
     use super::*;
 
-    fn agg(calls: u64, buckets: &[u64], sum: f64) -> Aggregate {
-        Aggregate {
-            calls,
-            bucket_counts: buckets.to_vec(),
-            sum,
-        }
-    }
-
     #[test]
     fn a_stored_aggregate_encodes_to_these_bytes_forever() {
         let s = StoredAggregate {
             start_time_unix_nano: 7,
-            totals: agg(3, &[1, 2], 1.5),
+            totals: Aggregate::of(3, &[1, 2], 1.5),
         };
         let mut want = vec![1u8];
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7]);
@@ -129,17 +121,17 @@ mod tests {
 
     #[test]
     fn merge_starts_a_series_then_keeps_its_start_time() {
-        let first = merge_stored(None, &agg(1, &[1, 0, 0], 2.0), 100);
-        let second = merge_stored(Some(&first), &agg(2, &[0, 1, 1], 30.0), 200);
+        let first = merge_stored(None, &Aggregate::of(1, &[1, 0, 0], 2.0), 100);
+        let second = merge_stored(Some(&first), &Aggregate::of(2, &[0, 1, 1], 30.0), 200);
         let s = decode_stored(&second).unwrap();
         assert_eq!(s.start_time_unix_nano, 100, "the first store's time stays");
-        assert_eq!(s.totals, agg(3, &[1, 1, 1], 32.0));
+        assert_eq!(s.totals, Aggregate::of(3, &[1, 1, 1], 32.0));
     }
 
     #[test]
     fn merge_restarts_what_it_cannot_add_to() {
-        let delta = agg(1, &[0, 1], 5.0);
-        let other_buckets = merge_stored(None, &agg(4, &[1, 1, 2], 9.0), 100);
+        let delta = Aggregate::of(1, &[0, 1], 5.0);
+        let other_buckets = merge_stored(None, &Aggregate::of(4, &[1, 1, 2], 9.0), 100);
         for stored in [other_buckets, vec![9u8, 1, 2], Vec::new()] {
             let s = decode_stored(&merge_stored(Some(&stored), &delta, 300)).unwrap();
             assert_eq!(s.start_time_unix_nano, 300);
@@ -151,7 +143,7 @@ mod tests {
     fn bad_stored_bytes_are_refused() {
         let good = StoredAggregate {
             start_time_unix_nano: 1,
-            totals: agg(1, &[1], 1.0),
+            totals: Aggregate::of(1, &[1], 1.0),
         }
         .encode();
         assert_eq!(
