@@ -44,7 +44,7 @@ VOLUME ["/var/lib/seedgate"]
 WORKDIR /var/lib/seedgate
 USER 65532:65532
 # 4317 OTLP/gRPC, 4318 OTLP/HTTP, 2021 admin (/metrics, /healthz, /readyz).
-# No HEALTHCHECK: Kubernetes probes /healthz and /readyz (deploy/base).
+# No HEALTHCHECK: Kubernetes probes /healthz and /readyz (deploy/single, deploy/ha).
 EXPOSE 4317 4318 2021
 ENTRYPOINT ["/usr/local/bin/seedgate"]
 CMD ["run"]

@@ -9,11 +9,13 @@
 //! - `count_records`: the scan baseline;
 //! - `resource_3_actions`: the `resource` processor (insert, upsert,
 //!   delete) rewriting every block's resource at the wire level;
-//! - `split_by_trace`: tail sampling's split of a share into one entry per
-//!   trace (at the wire level);
-//! - `spanmetrics_deltas`: span metrics' deltas of the request (decode,
-//!   series keys, histogram buckets);
-//! - `sampler_decide_4_spans`: the policies on one 4-span trace.
+//! - `span_facts`: tail sampling's indexing of a pending entry (each
+//!   span's trace ID, times and status, at the wire level);
+//! - `spanmetrics_deltas`: span metrics' deltas entry of the request (read
+//!   from its bytes, series keys, histogram buckets, the entry's encoding:
+//!   what ingest does);
+//! - `sampler_decide_one_trace`: the policies on the request's first trace
+//!   (its spans in this request).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -24,7 +26,8 @@ use prost::Message as _;
 use seedgate::config::ProcessorConfig;
 use seedgate::processors::Processors;
 use seedgate::processors::spanmetrics::SpanMetrics;
-use seedgate::processors::tail_sampling::{Sampler, stage::split_by_trace};
+use seedgate::processors::tail_sampling::Sampler;
+use seedgate::proto::span_facts::for_each_span;
 use seedgate::signal::Signal;
 use seedgate::tools::records::RequestSpec;
 use seedgate::tools::template::{Realism, Template, TraceShape};
@@ -84,10 +87,17 @@ fn bench(c: &mut Criterion) {
     let mut sampler = Sampler::new(sampling_config).expect("sampler");
     let body = request();
     let bytes = bytes::Bytes::from(body.clone());
-    let trace = split_by_trace(&body, 100).expect("split");
-    let first = ExportTraceServiceRequest::decode(trace[0].body.as_slice())
-        .expect("a trace")
+    // The request's first trace alone (its other spans are in other
+    // requests).
+    let mut first = ExportTraceServiceRequest::decode(body.as_slice())
+        .expect("a request")
         .resource_spans;
+    let id = first[0].scope_spans[0].spans[0].trace_id.clone();
+    for rs in &mut first {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| s.trace_id == id);
+        }
+    }
 
     let mut g = c.benchmark_group("processors");
     g.throughput(Throughput::Elements(100));
@@ -97,15 +107,32 @@ fn bench(c: &mut Criterion) {
     g.bench_function("resource_3_actions", |b| {
         b.iter(|| resource.apply(black_box(bytes.clone())).expect("rewrite"))
     });
-    g.bench_function("split_by_trace", |b| {
-        b.iter(|| split_by_trace(black_box(&body), 100).expect("split"))
+    g.bench_function("span_facts", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for_each_span(black_box(&body), &[], |s| {
+                black_box(s);
+                n += 1;
+            })
+            .expect("walk");
+            n
+        })
     });
     g.bench_function("spanmetrics_deltas", |b| {
-        b.iter(|| spanmetrics.deltas(black_box(&body)).expect("deltas"))
+        b.iter(|| {
+            spanmetrics
+                .encoded_deltas(black_box(&body))
+                .expect("deltas")
+        })
     });
-    g.throughput(Throughput::Elements(4));
+    let spans: usize = first
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    g.throughput(Throughput::Elements(spans as u64));
     let now = Instant::now();
-    g.bench_function("sampler_decide_4_spans", |b| {
+    g.bench_function("sampler_decide_one_trace", |b| {
         b.iter(|| sampler.decide(black_box(&first), now))
     });
     g.finish();

@@ -12,39 +12,15 @@ set -euo pipefail
 
 secs=${1:-15}
 conc=${2:-16}
-bin=${CARGO_TARGET_DIR:-target}/release/seedgate
-work=$(mktemp -d)
-echo "work dir: $work (KEEP=1 keeps it)"
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-
-for i in 2 3 4 5; do
-  "$bin" sink --noop --grpc-listen 127.0.0.$i:36317 --http-listen 127.0.0.$i:36318 >"$work/sink-$i.log" 2>&1 &
-done
+# shellcheck source=scripts/load-common.sh
+source "$(dirname "$0")/load-common.sh"
+for i in 2 3 4 5; do noop_sink $i; done
 sleep 1
 
-common() {
-  cat <<EOF
-receivers:
-  grpc: { listen: 127.0.0.1:37317 }
-  http: { listen: 127.0.0.1:37318 }
-admin: { listen: 127.0.0.1:37021 }
-storage: { data_dir: $work/data-$1, durability: fsync, max_size: 8GiB }
-EOF
-}
+traces_config single "" >"$work/single.yaml"
 
 {
-  common single
-  cat <<EOF
-pipelines:
-  - name: traces
-    signals: [traces]
-    input: { namespaces: { system: true } }
-    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
-EOF
-} >"$work/single.yaml"
-
-{
-  common lb
+  config_head lb
   cat <<EOF
 pipelines:
   - name: traces
@@ -57,19 +33,9 @@ pipelines:
 EOF
 } >"$work/lb.yaml"
 
-sent() {
-  curl -fs http://127.0.0.1:37021/metrics |
-    awk '/^seedgate_exporter_sent_records_total\{/ {s += $2} END {printf "%d\n", s}'
-}
-
 run() {
   local name=$1
-  "$bin" run --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:37021/readyz >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  start_seedgate "$name"
   local t0
   t0=$(date +%s.%N)
   "$bin" loadgen --endpoint http://127.0.0.1:37317 --signal traces --concurrency "$conc" \

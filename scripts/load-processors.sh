@@ -13,32 +13,16 @@ set -euo pipefail
 
 secs=${1:-15}
 conc=${2:-16}
-bin=${CARGO_TARGET_DIR:-target}/release/seedgate
-work=$(mktemp -d)
-echo "work dir: $work (KEEP=1 keeps it)"
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-
-"$bin" sink --noop --grpc-listen 127.0.0.2:36317 --http-listen 127.0.0.2:36318 >"$work/sink.log" 2>&1 &
+# shellcheck source=scripts/load-common.sh
+source "$(dirname "$0")/load-common.sh"
+noop_sink 2
 sleep 1
 
 config() {
-  local name=$1 processors=$2
-  cat <<EOF
-receivers:
-  grpc: { listen: 127.0.0.1:37317 }
-  http: { listen: 127.0.0.1:37318 }
-admin: { listen: 127.0.0.1:37021 }
-storage: { data_dir: $work/data-$name, durability: fsync, max_size: 8GiB }
-pipelines:
-  - name: traces
-    signals: [traces]
-    input: { namespaces: { system: true } }
-    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
-$processors
+  traces_config "$1" "$2
   - name: red
     signals: [metrics]
-    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
-EOF
+    output: { type: otlp_grpc, endpoint: \"http://127.0.0.2:36317\", compression: none }"
 }
 
 config plain "" >"$work/plain.yaml"
@@ -60,15 +44,8 @@ config tail_sampling "    processors:
 plain_rate=""
 run() {
   local name=$1
-  "$bin" run --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:37021/readyz >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  "$bin" loadgen --endpoint http://127.0.0.1:37317 --signal traces --concurrency "$conc" \
-    --tenants 10 --records-per-request 100 --spans-per-trace 4 --realistic-traces \
-    --quiet --duration "${secs}s" --summary-json "$work/$name.json"
+  start_seedgate "$name"
+  realistic_traces "$name"
   local rss pending rate
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   # Anonymous memory only: LMDB's mapped pages count in RSS but are the

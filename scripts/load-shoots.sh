@@ -12,47 +12,34 @@ set -euo pipefail
 shoots=${1:-1000}
 secs=${2:-15}
 conc=${3:-16}
-bin=${CARGO_TARGET_DIR:-target}/release/seedgate
-work=$(mktemp -d)
-echo "work dir: $work (KEEP=1 keeps it)"
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-
-"$bin" sink --noop --grpc-listen 127.0.0.1:34317 --http-listen 127.0.0.1:34318 >"$work/sink.log" 2>&1 &
+# shellcheck source=scripts/load-common.sh
+source "$(dirname "$0")/load-common.sh"
+noop_sink 2
 sleep 1
-
-common() {
-  cat <<EOF
-receivers:
-  grpc: { listen: 127.0.0.1:35317 }
-  http: { listen: 127.0.0.1:35318 }
-admin: { listen: 127.0.0.1:35021 }
-storage: { data_dir: $work/data-$1, durability: fsync, max_size: 8GiB }
-EOF
-}
 
 # Single destination: every namespace to one pipeline.
 {
-  common single
+  config_head single
   cat <<EOF
 pipelines:
   - name: seed
     signals: [logs]
     input: { namespaces: { system: true } }
-    output: { type: otlp_grpc, endpoint: "http://127.0.0.1:34317", compression: none }
+    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
 EOF
 } >"$work/single.yaml"
 
 # One shoot client per namespace (ready: shoot backend only).
 {
-  common shoots
+  config_head shoots
   cat <<EOF
 pipelines:
   - name: seed
     signals: [logs]
-    output: { type: otlp_grpc, endpoint: "http://127.0.0.1:34317", compression: none }
+    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
 shoots:
   signals: [logs]
-  endpoint_prefix: "http://127.0.0.1:34318/"
+  endpoint_prefix: "http://127.0.0.2:36318/"
   output: { type: otlp_http, compression: none }
   batch: { timeout: 1s }   # 1,000 backends: fewer, larger requests each
   max_clients: $((shoots * 2))
@@ -65,13 +52,8 @@ EOF
 
 run() {
   local name=$1
-  "$bin" run --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:35021/readyz >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  local load=("$bin" loadgen --endpoint http://127.0.0.1:35317 --concurrency "$conc"
+  start_seedgate "$name"
+  local load=("$bin" loadgen --endpoint http://127.0.0.1:37317 --concurrency "$conc"
     --tenants "$shoots" --resources-per-request 10 --records-per-request 100 --quiet)
   # Cold: includes creating every shoot client on its first record.
   "${load[@]}" --duration "${secs}s" --summary-json "$work/$name-cold.json"
@@ -80,7 +62,7 @@ run() {
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   local clients
-  clients=$(curl -fs http://127.0.0.1:35021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
+  clients=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
   python3 - "$work/$name" "$name" "$rss" "${clients:-0}" <<'PY'

@@ -45,7 +45,7 @@ pub struct AdminState {
     pub shoot_manager: Option<actix::Addr<ShootManager>>,
     /// Set only with `admin.fault_injection` and `--kube`: serve the
     /// pipeline actors' crash endpoint.
-    pub pipeline_crash: Option<crate::actors::pipeline::CrashRequests>,
+    pub pipeline_crash: Option<crate::operator::context::CrashRequests>,
     /// Set only with `admin.fault_injection`: serve the crash endpoint of
     /// load-balanced backends' delivery loops.
     pub lb_faults: Option<Arc<Faults>>,

@@ -5,7 +5,7 @@
 //! A batch concatenates the entries `first..=last` of the queue, each one
 //! client request's share. When a backend refuses a batch of several
 //! entries as permanent for something in its *content* (HTTP 400, 413,
-//! gRPC `INVALID_ARGUMENT`, ...: [`outcome::about_content`]), one entry may
+//! gRPC `INVALID_ARGUMENT`, ...: [`Reason::about_content`]), one entry may
 //! be to blame, so the batch is bisected: each half is sent on its own, a
 //! refused half split again, down to single entries. Only entries refused
 //! on their own are dropped (`reason="permanent"`); the others are
@@ -34,11 +34,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::config::{BatchConfig, RateLimitConfig, RetryConfig};
+use crate::config::{BatchConfig, RateLimitConfig};
 use crate::exporters::arc::{self, Limiter};
-use crate::exporters::backoff::ExponentialBackoff;
+use crate::exporters::backoff::RetryPolicy;
 use crate::exporters::rate_limit::RateLimiter;
-use crate::exporters::{Exporter, Outcome, outcome};
+use crate::exporters::{Exporter, Outcome, Reason};
 use crate::metrics::{Dest, DestReason, Metrics};
 use crate::routing::Destination;
 use crate::store::{Entry, Store, WriteOp};
@@ -60,15 +60,9 @@ enum Verdict {
     /// The backend took it (counted as sent).
     Accepted,
     /// Refused as permanent.
-    Refused {
-        reason: &'static str,
-        detail: String,
-    },
+    Refused { reason: Reason, detail: String },
     /// Still failing after `retry.max_elapsed`.
-    OutOfTime {
-        reason: &'static str,
-        detail: String,
-    },
+    OutOfTime { reason: Reason, detail: String },
 }
 
 /// Liveness of one delivery loop, read by the health actor.
@@ -177,7 +171,7 @@ pub struct Delivery {
     /// Batch limits.
     pub batch: BatchConfig,
     /// Retry policy.
-    pub retry: RetryConfig,
+    pub retry: RetryPolicy,
     /// The store it reads from.
     pub store: Arc<Store>,
     /// Where deletes go.
@@ -386,10 +380,8 @@ impl Delivery {
     /// content is bisected instead (see the module doc).
     async fn deliver(&self, first: u64, last: u64, entries: usize, body: Bytes, records: u64) {
         match self.attempt(&body, records).await {
-            Verdict::Refused { reason, detail }
-                if entries > 1 && outcome::about_content(reason) =>
-            {
-                tracing::warn!(destination = %self.destination.name, reason, %detail, entries, records, "Batch refused as permanent; sending its entries apart to find the refused ones");
+            Verdict::Refused { reason, detail } if entries > 1 && reason.about_content() => {
+                tracing::warn!(destination = %self.destination.name, reason = reason.as_str(), %detail, entries, records, "Batch refused as permanent; sending its entries apart to find the refused ones");
                 self.bisect(first, last, records).await;
             }
             verdict => {
@@ -429,9 +421,7 @@ impl Delivery {
             let (body, records) = join(part_entries);
             let verdict = self.attempt(&body, records).await;
             let label = match &verdict {
-                Verdict::Refused { reason, .. }
-                    if part.len() > 1 && outcome::about_content(reason) =>
-                {
+                Verdict::Refused { reason, .. } if part.len() > 1 && reason.about_content() => {
                     if splits < BISECT_MAX_SPLITS && started.elapsed() < BISECT_MAX_TIME {
                         splits += 1;
                         pending.extend(halves(part));
@@ -452,11 +442,11 @@ impl Delivery {
             Verdict::Accepted => {}
             Verdict::Refused { reason, detail } => {
                 self.drop_records(refused_label, records);
-                tracing::error!(destination = %self.destination.name, reason, %detail, records, seq, drop_reason = refused_label, "Permanent export error; records dropped");
+                tracing::error!(destination = %self.destination.name, reason = reason.as_str(), %detail, records, seq, drop_reason = refused_label, "Permanent export error; records dropped");
             }
             Verdict::OutOfTime { reason, detail } => {
                 self.drop_records("max_elapsed", records);
-                tracing::error!(destination = %self.destination.name, reason, %detail, records, seq, "Retried for longer than max_elapsed; records dropped");
+                tracing::error!(destination = %self.destination.name, reason = reason.as_str(), %detail, records, seq, "Retried for longer than max_elapsed; records dropped");
             }
         }
     }
@@ -486,12 +476,6 @@ impl Delivery {
     /// Sends `body` until it is accepted, permanently refused, or retried
     /// for longer than `retry.max_elapsed`.
     async fn attempt(&self, body: &Bytes, records: u64) -> Verdict {
-        let backoff = ExponentialBackoff::try_new(
-            self.retry.initial_interval,
-            self.retry.max_interval,
-            self.retry.multiplier,
-        )
-        .ok();
         let started = Instant::now();
         let labels = self.labels();
         let m = &self.metrics.exporter;
@@ -533,7 +517,9 @@ impl Delivery {
                 }
                 Outcome::Permanent { reason, detail } => {
                     self.set_failing(true);
-                    m.failed_requests.get_or_create(&self.reason(reason)).inc();
+                    m.failed_requests
+                        .get_or_create(&self.reason(reason.as_str()))
+                        .inc();
                     return Verdict::Refused { reason, detail };
                 }
                 Outcome::Retryable {
@@ -542,19 +528,20 @@ impl Delivery {
                     detail,
                 } => {
                     self.set_failing(true);
-                    m.failed_requests.get_or_create(&self.reason(reason)).inc();
+                    m.failed_requests
+                        .get_or_create(&self.reason(reason.as_str()))
+                        .inc();
                     let max_elapsed = self.retry.max_elapsed;
                     if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
                         return Verdict::OutOfTime { reason, detail };
                     }
-                    m.retries.get_or_create(&self.reason(reason)).inc();
-                    let delay = match (after, backoff) {
-                        (Some(d), _) => d.min(MAX_SERVER_DELAY),
-                        (None, Some(b)) => b.delay(attempt, &mut rand::rng()),
-                        (None, None) => self.retry.initial_interval,
+                    m.retries.get_or_create(&self.reason(reason.as_str())).inc();
+                    let delay = match after {
+                        Some(d) => d.min(MAX_SERVER_DELAY),
+                        None => self.retry.backoff.delay(attempt, &mut rand::rng()),
                     };
                     if attempt == 0 || attempt.is_power_of_two() {
-                        tracing::warn!(destination = %self.destination.name, reason, %detail, attempt, delay_ms = delay.as_millis() as u64, "Export failed; retrying");
+                        tracing::warn!(destination = %self.destination.name, reason = reason.as_str(), %detail, attempt, delay_ms = delay.as_millis() as u64, "Export failed; retrying");
                     }
                     attempt = attempt.saturating_add(1);
                     tokio::time::sleep(delay).await;

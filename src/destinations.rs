@@ -12,6 +12,7 @@ use crate::config::{
 };
 use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::Exporter;
+use crate::exporters::backoff::RetryPolicy;
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
 use crate::processors::Processors;
@@ -134,7 +135,8 @@ impl Factory {
                 destination,
                 exporter: Arc::new(exporter),
                 batch: spec.batch,
-                retry: spec.retry,
+                retry: RetryPolicy::from_config(&spec.retry)
+                    .with_context(|| format!("{}: retry", spec.name))?,
                 store: Arc::clone(&self.store),
                 writer: self.writer.clone(),
                 metrics: Arc::clone(&self.metrics),

@@ -80,36 +80,22 @@ pub enum IngestError {
     /// expected for a request the scan accepted; refused like malformed).
     #[error("processor: {0}")]
     Processor(String),
+    /// A peer's hand-over names a queue this replica does not take (see
+    /// [`crate::handoff`]); the peer keeps the data.
+    #[error("hand-over: {0}")]
+    HandOver(String),
 }
 
 impl IngestError {
-    /// Bounded label for `seedgate_receiver_refused_*{reason}`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            // What a decoder would refuse although the framing is fine gets
-            // its own label: a dashboard should tell a broken client from
-            // one sending values too deep for the backends.
-            IngestError::Malformed(
-                e @ (ScanError::ValueTooDeep { .. }
-                | ScanError::InvalidUtf8 { .. }
-                | ScanError::InvalidIdLength { .. }),
-            ) => e.kind(),
-            IngestError::Malformed(_) => "malformed",
-            IngestError::Processor(_) => "processor",
-            IngestError::QueueFull { .. } => "queue_full",
-            IngestError::StorageFull { .. } => "storage_full",
-            IngestError::Store(_) => "storage_error",
-            IngestError::ShuttingDown => "shutting_down",
-        }
-    }
-
     /// The delay to suggest to the client, for refusals that are backpressure.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             IngestError::QueueFull { retry_after, .. }
             | IngestError::StorageFull { retry_after, .. } => Some(*retry_after),
             IngestError::Store(_) | IngestError::ShuttingDown => Some(Duration::from_secs(1)),
-            IngestError::Malformed(_) | IngestError::Processor(_) => None,
+            IngestError::Malformed(_) | IngestError::Processor(_) | IngestError::HandOver(_) => {
+                None
+            }
         }
     }
 }
@@ -126,6 +112,8 @@ pub struct Ingest {
     limits: proto::Limits,
     /// `receivers.processors`: run before routing.
     processors: crate::processors::Processors,
+    /// Where a peer's hand-over is stored (absent: hand-overs are refused).
+    store: Option<Arc<crate::store::Store>>,
 }
 
 /// One destination's share of a request, before it is admitted.
@@ -134,6 +122,16 @@ struct Part {
     /// Indexes into the request's blocks, in request order.
     blocks: Vec<usize>,
     records: u64,
+}
+
+/// A request's shares by destination, and what routing left out.
+struct Routed {
+    parts: Vec<Part>,
+    drops: Drops,
+    /// The routing table row of each block.
+    states: Vec<RouteState>,
+    /// Records no pipeline selected.
+    unrouted: u64,
 }
 
 /// Records dropped on the way (counted only once the request's outcome is
@@ -184,6 +182,7 @@ impl Ingest {
             storage_retry_after,
             limits: proto::Limits::DEFAULT,
             processors: crate::processors::Processors::default(),
+            store: None,
         }
     }
 
@@ -221,6 +220,13 @@ impl Ingest {
     /// Replaces the routing snapshot; takes effect for the next request.
     pub fn swap_snapshot(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Takes peers' hand-overs into `store`'s queues.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Refuse everything from now on (shutdown).
@@ -291,7 +297,87 @@ impl Ingest {
                 unrouted += records;
             }
         }
+        let routed = Routed {
+            parts,
+            drops,
+            states,
+            unrouted,
+        };
+        self.admit(signal, &body, &blocks, routed, total).await
+    }
 
+    /// Stores a request a peer forwarded because this replica owns its
+    /// traces (the `affinity` of pipeline `pipeline`): it was routed there,
+    /// so it goes only to this replica's own destination of that pipeline
+    /// (its processors, its queue), never forwarded again.
+    ///
+    /// # Errors
+    /// [`IngestError`]; [`IngestError::HandOver`] when this replica has no
+    /// such pipeline.
+    pub async fn export_owned(
+        &self,
+        signal: Signal,
+        pipeline: &str,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let snapshot = self.snapshot.load_full();
+        let destination = snapshot
+            .owned_named(signal, pipeline)
+            .cloned()
+            .ok_or_else(|| {
+                IngestError::HandOver(format!("no {signal} pipeline {pipeline} owns traces here"))
+            })?;
+        let blocks = proto::scan_with(signal, &body, &snapshot.keys, self.limits)?;
+        let total: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
+        if total == 0 {
+            // A forwarder's probe: nothing to store.
+            return Ok(Accepted {
+                rejected: 0,
+                message: String::new(),
+                records: 0,
+            });
+        }
+        let states = blocks
+            .iter()
+            .map(|b| {
+                snapshot
+                    .decide(signal, b.key.filter(|k| !k.is_empty()))
+                    .state
+            })
+            .collect();
+        let routed = Routed {
+            parts: vec![Part {
+                destination,
+                blocks: (0..blocks.len()).collect(),
+                records: total,
+            }],
+            drops: Drops::default(),
+            states,
+            unrouted: 0,
+        };
+        self.admit(signal, &body, &blocks, routed, total).await
+    }
+
+    /// Admits a routed request: reserves every destination's bytes (or
+    /// gives them all back), stores the shares in one transaction and
+    /// answers after the commit.
+    async fn admit(
+        &self,
+        signal: Signal,
+        body: &Bytes,
+        blocks: &[proto::Block<'_>],
+        routed: Routed,
+        total: u64,
+    ) -> Result<Accepted, IngestError> {
+        let Routed {
+            parts,
+            mut drops,
+            states,
+            unrouted,
+        } = routed;
         // Admit: reserve every destination's bytes, or give them all back.
         let mut append = Vec::with_capacity(parts.len());
         let mut admitted: Vec<Part> = Vec::with_capacity(parts.len());
@@ -307,7 +393,7 @@ impl Ingest {
             let records = u32::try_from(part.records).unwrap_or(u32::MAX);
             let entries = d
                 .processors
-                .apply(assemble(&body, &ranges))
+                .apply(assemble(body, &ranges))
                 .map_err(|e| e.to_string())
                 .and_then(|payload| d.processors.parts(&d.queue, payload, records));
             let entries = match entries {
@@ -388,7 +474,7 @@ impl Ingest {
             };
         }
         if append.is_empty() {
-            self.count(signal, &admitted, &states, &blocks, &drops);
+            self.count(signal, &admitted, &states, blocks, &drops);
             return Ok(accepted);
         }
 
@@ -402,7 +488,7 @@ impl Ingest {
         }
         match committed.await {
             Ok(Ok(())) => {
-                self.count(signal, &admitted, &states, &blocks, &drops);
+                self.count(signal, &admitted, &states, blocks, &drops);
                 Ok(accepted)
             }
             Ok(Err(StoreError::Full { reason, .. })) => Err(IngestError::StorageFull {
@@ -413,6 +499,90 @@ impl Ingest {
             // The writer dropped the reply without answering: it died with
             // the request; the store released nothing we can see, so this
             // is reported as not acknowledged.
+            Err(_) => Err(IngestError::Store(StoreError::WriterGone)),
+        }
+    }
+
+    /// Stores a peer's hand-over (see [`crate::handoff`]): the entries of
+    /// its queue `queue`, already routed and processed there, go as they
+    /// are into the same queue here (a load-balanced backend's into its
+    /// pipeline's queue, a shoot's into this replica's client for that
+    /// shoot), without routing or processors: they ran on the peer.
+    ///
+    /// # Errors
+    /// [`IngestError`]: nothing is stored; [`IngestError::HandOver`] when
+    /// this replica has no such pipeline or shoot client.
+    pub async fn hand_over(
+        &self,
+        signal: Signal,
+        queue: &str,
+        body: Bytes,
+    ) -> Result<Accepted, IngestError> {
+        use crate::handoff::{Target, target_of};
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let refuse = |why: String| IngestError::HandOver(format!("{queue}: {why}"));
+        let blocks = proto::scan_with(signal, &body, &[], self.limits)?;
+        let records: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
+        let target = match target_of(queue) {
+            Some((s, t)) if s == signal => t,
+            _ => return Err(refuse(format!("not a {signal} queue a peer hands over"))),
+        };
+        let into = match target {
+            Target::Pipeline { pipeline, queue } => {
+                let pipeline = crate::affinity::pipeline_of(pipeline);
+                let snapshot = self.snapshot.load();
+                let Some(routed) = snapshot.seed_named(signal, pipeline) else {
+                    return Err(refuse(format!("no {signal} pipeline {pipeline} here")));
+                };
+                // Pending spans of a pipeline with affinity go to its
+                // forwarder: each trace to the replica that owns it now.
+                if queue.starts_with("tail/") && routed.name != pipeline {
+                    Arc::clone(&routed.queue)
+                } else {
+                    let store = self
+                        .store
+                        .as_ref()
+                        .ok_or_else(|| refuse("this replica takes no hand-overs".to_owned()))?;
+                    store.queue(&queue).map_err(IngestError::Store)?
+                }
+            }
+            Target::Shoot { namespace } => {
+                let d = self
+                    .shoot_destination(namespace, signal)
+                    .await
+                    .ok_or_else(|| refuse(format!("no shoot client for {namespace} here")))?;
+                Arc::clone(&d.queue)
+            }
+        };
+        // Held to no destination limit: the data is acknowledged already,
+        // and the peer is going away; the store's own limits still hold.
+        into.try_reserve(body.len() as u64, u64::MAX);
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        let part = AppendPart {
+            queue: into,
+            records: u32::try_from(records).unwrap_or(u32::MAX),
+            payload: body,
+        };
+        if let Err(crossbeam_channel::SendError(op)) = self.writer.send(WriteOp::Append {
+            parts: vec![part],
+            reply,
+        }) {
+            release_all(op);
+            return Err(IngestError::Store(StoreError::WriterGone));
+        }
+        match committed.await {
+            Ok(Ok(())) => Ok(Accepted {
+                rejected: 0,
+                message: String::new(),
+                records,
+            }),
+            Ok(Err(StoreError::Full { reason, .. })) => Err(IngestError::StorageFull {
+                reason,
+                retry_after: self.storage_retry_after,
+            }),
+            Ok(Err(e)) => Err(IngestError::Store(e)),
             Err(_) => Err(IngestError::Store(StoreError::WriterGone)),
         }
     }

@@ -10,6 +10,8 @@
 //! - [`ingest`]: scan, route, admit against queue limits, hand to the LMDB
 //!   writer, and answer only after the commit.
 //! - [`store`]: LMDB via heed: queues, the group-commit writer, reads and deletes.
+//! - [`handoff`]: a leaving replica's queues sent to the remaining replicas.
+//! - [`affinity`]: a trace's spans sent to the replica that owns it.
 //! - [`exporters`]: one sender per output kind and the outcome of a send.
 //! - [`actors`]: the supervised actors that own lifecycle and state.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, pprof.
@@ -20,6 +22,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod affinity;
 pub mod app;
 pub mod cluster_state;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod destinations;
 pub mod effective_config;
 pub mod exporters;
 pub mod grpc_codec;
+pub mod handoff;
 pub mod ingest;
 pub mod lease;
 pub mod loadbalancing;

@@ -58,6 +58,23 @@ enum Command {
     /// Print the CRDs of the pipeline kinds (LogPipeline, MetricPipeline,
     /// TracePipeline) as one multi-document YAML.
     Crds,
+    /// Hand a stopped replica's queues over to the remaining replicas
+    /// (scale-down): each batch is deleted here once a peer has stored it.
+    /// Prints a JSON summary; exits 1 when a queue is left.
+    Handoff {
+        /// The leaving replica's configuration (its data directory).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A remaining replica's OTLP/gRPC endpoint (repeat for several).
+        #[arg(long = "to", required = true)]
+        peers: Vec<String>,
+        /// Connect and request timeout per batch.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        timeout: std::time::Duration,
+        /// Most bytes per request (and per delete transaction).
+        #[arg(long, default_value_t = seedgate::handoff::DEFAULT_BATCH_BYTES)]
+        batch_bytes: u64,
+    },
     /// Generate sequence-numbered OTLP load.
     Loadgen(loadgen::LoadgenArgs),
     /// An OTLP server that counts, injects faults and verifies.
@@ -137,6 +154,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Handoff {
+            config,
+            peers,
+            timeout,
+            batch_bytes,
+        } => {
+            let cfg = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match seedgate::handoff::run(&cfg, &peers, timeout, batch_bytes) {
+                Ok(summary) => {
+                    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+                    if summary.left.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("seedgate handoff: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crds => match seedgate::operator::crds::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

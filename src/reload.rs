@@ -53,6 +53,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check("queue", old.queue != new.queue);
     check("batch", old.batch != new.batch);
     check("retry", old.retry != new.retry);
+    check("shutdown_delay", old.shutdown_delay != new.shutdown_delay);
     check(
         "shutdown_timeout",
         old.shutdown_timeout != new.shutdown_timeout,

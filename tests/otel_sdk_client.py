@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real OpenTelemetry Python SDK client for tests/otel_sdk.rs.
+"""A real OpenTelemetry Python SDK client for tests/it/otel_sdk.rs.
 
 Sends COUNT log records, COUNT spans and a counter and a gauge (METRIC_POINTS
 data points together) to an OTLP endpoint with the unmodified SDK exporters,

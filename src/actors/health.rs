@@ -8,7 +8,7 @@
 //!
 //! Live means: the LMDB writer thread looped within `WRITER_STUCK_AFTER`, and
 //! no delivery attempt has been running longer than its timeout allows.
-//! Ready means: the listeners are bound, the store is open, and at least one
+//! Ready means: not shutting down, the listeners are bound, the store is open, and at least one
 //! destination is healthy (or there is none): a destination is unhealthy
 //! once its sends have failed without a success for `admin.unhealthy_after`.
 //! A dead backend does not make the process unlive (restarting would not
@@ -41,6 +41,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct HealthState {
     listeners_bound: AtomicBool,
+    /// SIGTERM arrived: unready for good, whatever else holds.
+    stopping: AtomicBool,
     storage_open: AtomicBool,
     live: AtomicBool,
     checked_at_ms: AtomicU64,
@@ -68,6 +70,11 @@ impl HealthState {
         self.listeners_bound.store(v, Ordering::SeqCst);
     }
 
+    /// Shutdown began: `/readyz` answers 503 from now on.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// The store is open.
     pub fn set_storage_open(&self, v: bool) {
         self.storage_open.store(v, Ordering::SeqCst);
@@ -92,6 +99,9 @@ impl HealthState {
     /// The reasons, as text for the probe's body.
     pub fn ready(&self) -> Result<(), String> {
         let mut why = Vec::new();
+        if self.stopping.load(Ordering::SeqCst) {
+            why.push("shutting down".to_owned());
+        }
         if !self.listeners_bound.load(Ordering::SeqCst) {
             why.push("listeners not bound".to_owned());
         }

@@ -27,6 +27,13 @@ pub mod supervisor;
 #[rtype(result = "()")]
 pub struct Restart;
 
+/// This replica leaves the set for good: at shutdown, once delivery has
+/// stopped, the supervisor hands its queues over to these peers (OTLP/gRPC
+/// endpoints; see [`crate::handoff`]).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct LeaveTo(pub Vec<String>);
+
 /// Begin an orderly shutdown; the reply comes when this actor's part is done
 /// or the deadline passed.
 #[derive(Debug, Clone, Copy, Message)]

@@ -50,8 +50,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::loops::Task;
 use crate::operator::PipelineKind;
-use crate::operator::aggregator::{AggregatorCtx, PipelineResource};
 use crate::operator::conditions::{self, ConfigOutcome, FlowFacts, GatewayState};
+use crate::operator::context::{AggregatorCtx, PipelineResource};
 use crate::operator::crds::PipelineSpec;
 use crate::operator::pem_store::PemLease;
 use crate::operator::pipeline_spec::{
@@ -60,11 +60,7 @@ use crate::operator::pipeline_spec::{
 use crate::operator::secret_watch::{SecretWatches, secret_keys};
 use crate::pipeline_health::PipelineHealth;
 
-/// Fault injection for tests (`admin.fault_injection`,
-/// `POST /debug/pipelines/{destination}/crash`): the destination names
-/// (`logpipeline.<name>`, ...) whose actor is to panic, exactly as a bug
-/// would.
-pub type CrashRequests = tokio::sync::broadcast::Sender<String>;
+pub use crate::operator::context::CrashRequests;
 
 /// The next crash request, or never (no fault injection).
 async fn crash_request(rx: &mut Option<tokio::sync::broadcast::Receiver<String>>) -> String {

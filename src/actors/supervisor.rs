@@ -36,8 +36,9 @@
 //!
 //! Shutdown order (after the receivers stopped accepting): flush the writer
 //! (everything acknowledged is committed), let the exporter pool drain the
-//! queues until the deadline, flush again (the deletes of what was sent),
-//! fsync, and stop.
+//! queues until the deadline, hand what is left over to the peers when this
+//! replica leaves the set ([`LeaveTo`]), flush again (the deletes of what
+//! was sent), fsync, and stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,11 +46,11 @@ use std::time::Duration;
 use actix::{Actor, Addr, Context, Handler, Supervisor as ActixSupervisor};
 use tokio::runtime::Handle;
 
-use super::Shutdown;
 use super::batcher::Batcher;
 use super::exporter_pool::{DeliveryPlan, ExporterPool};
 use super::health::{Health, HealthState};
 use super::shoot_manager::{self, ShootManager, ShootManagerArgs};
+use super::{LeaveTo, Shutdown};
 use crate::metrics::Metrics;
 use crate::store::{Store, WriteOp};
 
@@ -94,6 +95,10 @@ pub struct Children {
 #[derive(Debug)]
 pub struct Supervisor {
     children: Children,
+    store: Arc<Store>,
+    writer: crossbeam_channel::Sender<WriteOp>,
+    /// Set by [`LeaveTo`]: the peers that take the queues at shutdown.
+    leave_to: Option<Vec<String>>,
 }
 
 impl Supervisor {
@@ -110,6 +115,7 @@ impl Supervisor {
             export_stuck_after,
             shoots,
         } = args;
+        let (supervisor_store, writer) = (Arc::clone(&store), tx.clone());
         let batcher = {
             let (store, metrics) = (Arc::clone(&store), Arc::clone(&metrics));
             ActixSupervisor::start(move |_| Batcher::new(store, tx, rx, metrics))
@@ -140,6 +146,9 @@ impl Supervisor {
         };
         let addr = Supervisor {
             children: children.clone(),
+            store: supervisor_store,
+            writer,
+            leave_to: None,
         }
         .start();
         (addr, children)
@@ -150,10 +159,22 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 }
 
+impl Handler<LeaveTo> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: LeaveTo, _ctx: &mut Self::Context) {
+        self.leave_to = Some(msg.0);
+    }
+}
+
 impl Handler<Shutdown> for Supervisor {
     type Result = actix::ResponseFuture<()>;
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         let c = self.children.clone();
+        let (store, writer, leave_to) = (
+            Arc::clone(&self.store),
+            self.writer.clone(),
+            self.leave_to.take(),
+        );
         Box::pin(async move {
             tracing::info!("Shutdown: flushing storage");
             c.batcher
@@ -177,6 +198,25 @@ impl Handler<Shutdown> for Supervisor {
                 },
                 shoots
             );
+            if let Some(peers) = leave_to {
+                tracing::info!(?peers, "Shutdown: leaving the set, handing the queues over");
+                match crate::handoff::hand_off(
+                    &store,
+                    &writer,
+                    &peers,
+                    crate::handoff::PEER_TIMEOUT,
+                    crate::handoff::DEFAULT_BATCH_BYTES,
+                )
+                .await
+                {
+                    Ok(s) => {
+                        tracing::info!(records = s.records_handed_over, left = ?s.left, "Shutdown: hand-over done")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Shutdown: hand-over failed; what is left stays on the volume")
+                    }
+                }
+            }
             // Commit the deletes of what the drain delivered; give this its
             // own short grace so a drain that used the whole deadline still
             // leaves the store consistent (it is, either way: an uncommitted

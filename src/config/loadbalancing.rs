@@ -91,7 +91,7 @@ impl RoutingKey {
 }
 
 /// Exactly one way to find the backends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolverConfig {
     /// A fixed list of endpoints (`http(s)://host:port`).
@@ -141,6 +141,54 @@ pub struct DnsResolverConfig {
     /// Ask this server (UDP) instead of the system's resolvers.
     #[serde(default)]
     pub nameserver: Option<SocketAddr>,
+}
+
+/// `affinity`: a traces pipeline's spans go first to the replica that owns
+/// their trace (rendezvous over the replicas the resolver finds, this one
+/// included), so that one replica's processors see every span of a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityConfig {
+    /// The replicas, this one included: a static list, DNS or the headless
+    /// Service's EndpointSlices.
+    pub resolver: ResolverConfig,
+    /// As `loadbalancing.failover_after`: a replica that has not answered
+    /// for this long leaves the ring and its traces go to the others.
+    #[serde(default = "default_failover_after", with = "humantime_serde")]
+    pub failover_after: Duration,
+    /// As `loadbalancing.probe_interval`.
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+/// The gRPC metadata key of a request a replica forwards to the owner of
+/// its traces (`pipelines[].affinity`): the pipeline that owns it.
+pub const OWNER_HEADER: &str = "seedgate-owner";
+
+impl AffinityConfig {
+    /// What the forwarder of `pipeline` sends to the owner of a trace:
+    /// OTLP/gRPC with the owner metadata, uncompressed (replicas of one
+    /// seed share a network).
+    pub fn forward_output(pipeline: &str) -> OutputConfig {
+        let mut output = OutputConfig::of_kind(super::OutputType::OtlpGrpc);
+        output.compression = super::Compression::None;
+        output.headers = vec![super::HeaderConfig {
+            name: OWNER_HEADER.to_owned(),
+            value: pipeline.to_owned(),
+            prefix: String::new(),
+        }];
+        output
+    }
+
+    /// The load balancing the forwarding runs on: by trace ID.
+    pub fn loadbalancing(&self) -> LoadBalancingConfig {
+        LoadBalancingConfig {
+            routing_key: RoutingKey::TraceId,
+            resolver: self.resolver.clone(),
+            failover_after: self.failover_after,
+            probe_interval: self.probe_interval,
+        }
+    }
 }
 
 fn default_failover_after() -> Duration {

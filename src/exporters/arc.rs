@@ -54,22 +54,7 @@ pub enum Feedback {
 pub fn feedback(outcome: &Outcome) -> Feedback {
     match outcome {
         Outcome::Accepted { .. } => Feedback::Healthy,
-        Outcome::Retryable { reason, .. }
-            if matches!(
-                *reason,
-                "http_429"
-                    | "http_502"
-                    | "http_503"
-                    | "http_504"
-                    | "grpc_unavailable"
-                    | "grpc_resource_exhausted"
-                    | "grpc_deadline_exceeded"
-                    | "timeout"
-                    | "connect"
-            ) =>
-        {
-            Feedback::BackPressure
-        }
+        Outcome::Retryable { reason, .. } if reason.is_back_pressure() => Feedback::BackPressure,
         _ => Feedback::Neutral,
     }
 }
@@ -315,6 +300,7 @@ impl Limiter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::exporters::Reason;
 
     fn cfg(min: usize, max: usize, ratio: f64) -> AdaptiveConcurrencyConfig {
         AdaptiveConcurrencyConfig {
@@ -448,18 +434,18 @@ mod tests {
             Feedback::Healthy
         );
         for r in [
-            "http_429",
-            "http_503",
-            "grpc_unavailable",
-            "timeout",
-            "connect",
+            Reason::of_http(429),
+            Reason::of_http(503),
+            Reason::Grpc(tonic::Code::Unavailable),
+            Reason::Timeout,
+            Reason::Connect,
         ] {
             assert_eq!(feedback(&retry(r)), Feedback::BackPressure, "{r}");
         }
-        assert_eq!(feedback(&retry("auth")), Feedback::Neutral);
-        assert_eq!(feedback(&retry("tls")), Feedback::Neutral);
+        assert_eq!(feedback(&retry(Reason::Auth)), Feedback::Neutral);
+        assert_eq!(feedback(&retry(Reason::Tls)), Feedback::Neutral);
         let permanent = Outcome::Permanent {
-            reason: "http_401",
+            reason: Reason::of_http(401),
             detail: String::new(),
         };
         assert_eq!(feedback(&permanent), Feedback::Neutral);

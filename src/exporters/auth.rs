@@ -26,7 +26,8 @@ use base64::Engine as _;
 use http::HeaderValue;
 
 use super::oauth2::{Token, TokenSource, Used};
-use super::{ExportError, Outcome};
+use super::redact::{read_secret_file, sensitive_value};
+use super::{ExportError, Outcome, Reason};
 use crate::config::{AuthConfig, BasicAuthConfig, OutputConfig};
 
 /// The credentials of one exporter.
@@ -86,7 +87,7 @@ impl Auth {
                 }) => Ok(Some((value, Presented::Token { used, fetched }))),
                 Err(detail) => Err(Outcome::Retryable {
                     after: None,
-                    reason: "auth",
+                    reason: Reason::Auth,
                     detail,
                 }),
             },
@@ -126,13 +127,8 @@ impl Auth {
     /// Tells the credentials how an attempt ended: a 401 / `UNAUTHENTICATED`
     /// to a token invalidates it. True when that token came from the cache.
     pub(crate) fn observe(&self, presented: Option<Presented>, outcome: &Outcome) -> bool {
-        let unauthorized = matches!(
-            outcome,
-            Outcome::Permanent {
-                reason: "http_401" | "grpc_unauthenticated",
-                ..
-            }
-        );
+        let unauthorized =
+            matches!(outcome, Outcome::Permanent { reason, .. } if reason.is_unauthenticated());
         match (unauthorized, self, presented) {
             (true, Auth::OAuth2(source), Some(Presented::Token { used, fetched })) => {
                 source.invalidate(used);
@@ -158,32 +154,6 @@ fn basic_value(b: &BasicAuthConfig) -> Result<HeaderValue, ExportError> {
     let pair = format!("{}:{password}", b.username);
     let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
     sensitive_value("auth.basic", &format!("Basic {encoded}"))
-}
-
-/// A secret file's content without the trailing newline.
-pub(crate) fn read_secret_file(
-    field: &'static str,
-    path: &std::path::Path,
-) -> Result<String, ExportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExportError::ReadFile {
-        field,
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
-}
-
-/// A header value marked sensitive; the error never shows the value.
-pub(crate) fn sensitive_value(
-    field: &'static str,
-    value: &str,
-) -> Result<HeaderValue, ExportError> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| ExportError::Build {
-        field,
-        reason: "the credential is not a valid header value".to_owned(),
-    })?;
-    v.set_sensitive(true);
-    Ok(v)
 }
 
 #[cfg(test)]

@@ -44,6 +44,29 @@ pub struct ExponentialBackoff {
     multiplier: f64,
 }
 
+/// A destination's retry policy, validated once when the destination is
+/// built: the backoff between attempts and how long a batch is retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// The delay before each retry (a backend's own delay wins).
+    pub backoff: ExponentialBackoff,
+    /// Drop a batch (counted) after retrying this long; zero retries forever.
+    pub max_elapsed: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy of `retry`.
+    ///
+    /// # Errors
+    /// As [`ExponentialBackoff::try_new`].
+    pub fn from_config(retry: &RetryConfig) -> Result<Self, InvalidBackoff> {
+        Ok(Self {
+            backoff: ExponentialBackoff::from_config(retry)?,
+            max_elapsed: retry.max_elapsed,
+        })
+    }
+}
+
 // === impl InvalidBackoff ===
 
 impl InvalidBackoff {

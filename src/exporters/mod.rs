@@ -56,6 +56,8 @@ pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod outcome;
 pub mod rate_limit;
+pub mod reason;
+pub(crate) mod redact;
 pub mod stdout;
 #[cfg(test)]
 pub(crate) mod test_pki;
@@ -63,6 +65,7 @@ pub(crate) mod tls;
 
 pub use backoff::{ExponentialBackoff, InvalidBackoff};
 pub use outcome::{grpc_outcome, http_outcome};
+pub use reason::Reason;
 
 /// What became of one export attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +82,15 @@ pub enum Outcome {
     Retryable {
         /// The backend's `Retry-After` / `RetryInfo` delay, if any.
         after: Option<Duration>,
-        /// Bounded label (see the module doc).
-        reason: &'static str,
+        /// Why (its label is in the module doc's table).
+        reason: Reason,
         /// Human-readable cause, free of secrets.
         detail: String,
     },
     /// Never retry this request: count it and drop it.
     Permanent {
-        /// Bounded label (see the module doc).
-        reason: &'static str,
+        /// Why (its label is in the module doc's table).
+        reason: Reason,
         /// Human-readable cause, free of secrets.
         detail: String,
     },

@@ -31,7 +31,7 @@ use base64::Engine as _;
 use http::HeaderValue;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::auth::{read_secret_file, sensitive_value};
+use super::redact::{error_chain, read_secret_file, sensitive_value};
 use super::{ExportError, tls};
 use crate::config::{ClientAuth, OAuth2Config, Secret};
 
@@ -146,7 +146,7 @@ impl TokenSource {
         }
         let client = builder.build().map_err(|e| ExportError::Client {
             client: "oauth2",
-            reason: super::otlp_http::error_chain(&e),
+            reason: error_chain(&e),
         })?;
         Ok(Self {
             client,
@@ -287,12 +287,11 @@ impl TokenSource {
                 text.replace(&secret, "<redacted>")
             }
         };
-        let mut response = request.body(body).send().await.map_err(|e| {
-            mask(format!(
-                "token request failed: {}",
-                super::otlp_http::error_chain(&e)
-            ))
-        })?;
+        let mut response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| mask(format!("token request failed: {}", error_chain(&e))))?;
         let status = response.status();
         let mut body = Vec::new();
         while let Ok(Some(chunk)) = response.chunk().await {
@@ -364,6 +363,7 @@ fn error_summary(body: &[u8]) -> String {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::exporters::Reason;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -514,7 +514,7 @@ mod tests {
     /// records every token it saw.
     struct Backend {
         revoked: Vec<&'static str>,
-        refusal: &'static str,
+        refusal: Reason,
         otherwise: Outcome,
         seen: Vec<String>,
     }
@@ -549,22 +549,19 @@ mod tests {
         };
         let mut backend = Backend {
             revoked: vec![],
-            refusal: "http_401",
+            refusal: Reason::of_http(401),
             otherwise: Outcome::Permanent {
-                reason: "http_400",
+                reason: Reason::of_http(400),
                 detail: String::new(),
             },
             seen: vec![],
         };
         // A 400 says nothing about the token.
         let got = auth.around(|v| std::future::ready(backend.answer(v))).await;
-        assert!(matches!(
-            got,
-            Outcome::Permanent {
-                reason: "http_400",
-                ..
-            }
-        ));
+        assert!(
+            matches!(got, Outcome::Permanent { reason, .. } if reason == Reason::of_http(400)),
+            "{got:?}"
+        );
         // The cached tok-1 was revoked: one retry with a new token passes.
         backend.revoked = vec!["tok-1"];
         backend.otherwise = accepted;
@@ -573,13 +570,13 @@ mod tests {
         // Every token refused: the cached one, then the fresh one, then the
         // batch is permanent (no third try).
         backend.revoked = vec!["*"];
-        backend.refusal = "grpc_unauthenticated";
+        backend.refusal = Reason::Grpc(tonic::Code::Unauthenticated);
         let got = auth.around(|v| std::future::ready(backend.answer(v))).await;
         assert!(
             matches!(
                 got,
                 Outcome::Permanent {
-                    reason: "grpc_unauthenticated",
+                    reason: Reason::Grpc(tonic::Code::Unauthenticated),
                     ..
                 }
             ),

@@ -28,7 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::auth::Auth;
 use super::outcome::{decode_partial_success, grpc_outcome};
-use super::{ExportError, Outcome, tls};
+use super::{ExportError, Outcome, Reason, tls};
 use crate::config::{Compression, OutputConfig};
 use crate::grpc_codec::RawCodec;
 use crate::signal::Signal;
@@ -123,7 +123,7 @@ impl GrpcExporter {
                 }
                 Err(_) => {
                     return Outcome::Permanent {
-                        reason: "auth",
+                        reason: Reason::Auth,
                         detail: "the credential is not valid gRPC metadata".to_owned(),
                     };
                 }
@@ -134,7 +134,7 @@ impl GrpcExporter {
         let attempt = async {
             client.ready().await.map_err(|e| Outcome::Retryable {
                 after: None,
-                reason: "connect",
+                reason: Reason::Connect,
                 detail: chain(&e),
             })?;
             client
@@ -146,7 +146,7 @@ impl GrpcExporter {
             Err(_) => {
                 return Outcome::Retryable {
                     after: None,
-                    reason: "timeout",
+                    reason: Reason::Timeout,
                     detail: format!("no answer within {:?}", self.timeout),
                 };
             }
@@ -201,29 +201,29 @@ fn status_outcome(status: &tonic::Status) -> Outcome {
     let Some(source) = status.source() else {
         return grpc_outcome(status);
     };
-    let mut reason = "transport";
+    let mut reason = Reason::Transport;
     let mut cause = Some(source);
     while let Some(e) = cause {
         if e.is::<tonic::TimeoutExpired>() {
             // tonic enforces the grpc-timeout we set before our own timer fires.
-            reason = "timeout";
+            reason = Reason::Timeout;
         } else if e.is::<rustls::Error>() {
-            reason = "tls";
+            reason = Reason::Tls;
         } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             // tokio-rustls wraps handshake failures in an io::Error whose
             // `source()` skips the rustls error itself; `get_ref` has it.
             let inner_tls = io.get_ref().is_some_and(|i| i.is::<rustls::Error>());
             reason = match io.kind() {
-                _ if inner_tls => "tls",
-                K::TimedOut => "timeout",
+                _ if inner_tls => Reason::Tls,
+                K::TimedOut => Reason::Timeout,
                 K::ConnectionRefused
                 | K::ConnectionReset
                 | K::ConnectionAborted
                 | K::NotConnected
                 | K::AddrNotAvailable
                 | K::HostUnreachable
-                | K::NetworkUnreachable => "connect",
+                | K::NetworkUnreachable => Reason::Connect,
                 _ => reason,
             };
         }
@@ -482,8 +482,8 @@ mod tests {
                 "the request reached the server"
             );
             let summary = match &got {
-                Outcome::Retryable { after, reason, .. } => ("retryable", *reason, *after),
-                Outcome::Permanent { reason, .. } => ("permanent", *reason, None),
+                Outcome::Retryable { after, reason, .. } => ("retryable", reason.as_str(), *after),
+                Outcome::Permanent { reason, .. } => ("permanent", reason.as_str(), None),
                 Outcome::Accepted { .. } => ("accepted", "", None),
             };
             assert_eq!(summary, want, "{got:?}");
@@ -666,7 +666,10 @@ mod tests {
                     } else {
                         &["tls"]
                     };
-                    assert!(want.contains(&reason), "{name}: {reason}: {detail}");
+                    assert!(
+                        want.contains(&reason.as_str()),
+                        "{name}: {reason}: {detail}"
+                    );
                 }
                 other => panic!("{name}: expected retryable, got {other:?}"),
             }

@@ -19,14 +19,14 @@
 //! - TLS (versions, verifier, client certificate) is
 //!   `tls::client_config`; a failed handshake is a retryable `tls`.
 
-use std::error::Error as _;
 use std::io::Write;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::auth::Auth;
-use super::{ExportError, Outcome, outcome::http_outcome, tls};
+use super::redact::error_chain;
+use super::{ExportError, Outcome, Reason, outcome::http_outcome, tls};
 use crate::config::{Compression, FluentBitConfig, OutputConfig, OutputType};
 use crate::signal::Signal;
 
@@ -168,7 +168,7 @@ impl HttpExporter {
             Ok(b) => b,
             Err(detail) => {
                 return Outcome::Permanent {
-                    reason: "encode",
+                    reason: Reason::Encode,
                     detail,
                 };
             }
@@ -261,35 +261,19 @@ fn compress_now(compression: Compression, body: Bytes) -> std::io::Result<Bytes>
 /// A request that got no HTTP answer: always worth retrying.
 fn transport_outcome(e: &reqwest::Error) -> Outcome {
     let reason = if e.is_timeout() {
-        "timeout"
+        Reason::Timeout
     } else if tls::is_tls_error(e) {
-        "tls"
+        Reason::Tls
     } else if e.is_connect() {
-        "connect"
+        Reason::Connect
     } else {
-        "transport"
+        Reason::Transport
     };
     Outcome::Retryable {
         after: None,
         reason,
         detail: error_chain(e),
     }
-}
-
-/// The error and its causes on one line, without the URL (which may carry
-/// user info) and never with headers (reqwest does not print them).
-pub(crate) fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<endpoint>");
-    }
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -506,7 +490,7 @@ mod tests {
             got,
             Outcome::Retryable {
                 after: Some(Duration::from_secs(17)),
-                reason: "http_503",
+                reason: Reason::of_http(503),
                 detail: "HTTP 503: overloaded".into(),
             }
         );
@@ -522,7 +506,7 @@ mod tests {
         assert_eq!(
             got,
             Outcome::Permanent {
-                reason: "http_400",
+                reason: Reason::of_http(400),
                 detail: "HTTP 400: malformed".into()
             }
         );

@@ -21,7 +21,7 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use super::Outcome;
+use super::{Outcome, Reason};
 use crate::signal::Signal;
 
 /// How many bytes of an error response body end up in `detail`: enough to
@@ -72,14 +72,8 @@ pub fn http_outcome_at(
         };
     }
     let detail = format!("HTTP {}: {}", status.as_u16(), body_excerpt(body));
-    let retry_reason = match status.as_u16() {
-        429 => Some("http_429"),
-        502 => Some("http_502"),
-        503 => Some("http_503"),
-        504 => Some("http_504"),
-        _ => None,
-    };
-    if let Some(reason) = retry_reason {
+    let reason = Reason::of_http(status.as_u16());
+    if reason.http_retryable() {
         let after = headers
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -90,19 +84,6 @@ pub fn http_outcome_at(
             detail,
         };
     }
-    let reason = match status.as_u16() {
-        400 => "http_400",
-        401 => "http_401",
-        403 => "http_403",
-        404 => "http_404",
-        405 => "http_405",
-        413 => "http_413",
-        415 => "http_415",
-        500 => "http_500",
-        402 | 406..=412 | 414 | 416..=499 => "http_4xx",
-        501..=599 => "http_5xx",
-        _ => "http_other",
-    };
     Outcome::Permanent { reason, detail }
 }
 
@@ -203,68 +184,18 @@ pub fn grpc_outcome(status: &tonic::Status) -> Outcome {
         | Code::Unavailable
         | Code::DataLoss => Outcome::Retryable {
             after,
-            reason: grpc_reason(code),
+            reason: Reason::Grpc(code),
             detail,
         },
         Code::ResourceExhausted if retry_info.is_some() => Outcome::Retryable {
             after,
-            reason: grpc_reason(code),
+            reason: Reason::Grpc(code),
             detail,
         },
         _ => Outcome::Permanent {
-            reason: grpc_reason(code),
+            reason: Reason::Grpc(code),
             detail,
         },
-    }
-}
-
-// === permanent refusals ===
-
-/// Whether a permanent refusal with this `reason` may be about something in
-/// the request's *content* (one bad record, a request too large), so that a
-/// part of it could be accepted: the delivery loop then splits a batch of
-/// several entries to find the ones refused on their own.
-///
-/// Refusals about the request's envelope (authentication, permission, path,
-/// method, media type, an unimplemented service) and seedgate's own
-/// permanent errors (reasons without an `http_`/`grpc_` prefix) would refuse
-/// every part alike: splitting would only multiply the requests.
-pub fn about_content(reason: &str) -> bool {
-    matches!(
-        reason,
-        "http_400"
-            | "http_413"
-            | "http_4xx"
-            | "http_500"
-            | "http_5xx"
-            | "grpc_invalid_argument"
-            | "grpc_resource_exhausted"
-            | "grpc_failed_precondition"
-            | "grpc_internal"
-            | "grpc_unknown"
-    )
-}
-
-/// The bounded label of a gRPC code.
-pub const fn grpc_reason(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "grpc_ok",
-        Code::Cancelled => "grpc_cancelled",
-        Code::Unknown => "grpc_unknown",
-        Code::InvalidArgument => "grpc_invalid_argument",
-        Code::DeadlineExceeded => "grpc_deadline_exceeded",
-        Code::NotFound => "grpc_not_found",
-        Code::AlreadyExists => "grpc_already_exists",
-        Code::PermissionDenied => "grpc_permission_denied",
-        Code::ResourceExhausted => "grpc_resource_exhausted",
-        Code::FailedPrecondition => "grpc_failed_precondition",
-        Code::Aborted => "grpc_aborted",
-        Code::OutOfRange => "grpc_out_of_range",
-        Code::Unimplemented => "grpc_unimplemented",
-        Code::Internal => "grpc_internal",
-        Code::Unavailable => "grpc_unavailable",
-        Code::DataLoss => "grpc_data_loss",
-        Code::Unauthenticated => "grpc_unauthenticated",
     }
 }
 
@@ -297,8 +228,8 @@ mod tests {
     fn kind(o: &Outcome) -> Summary {
         match o {
             Outcome::Accepted { .. } => ("accepted", "", None),
-            Outcome::Retryable { after, reason, .. } => ("retryable", reason, *after),
-            Outcome::Permanent { reason, .. } => ("permanent", reason, None),
+            Outcome::Retryable { after, reason, .. } => ("retryable", reason.as_str(), *after),
+            Outcome::Permanent { reason, .. } => ("permanent", reason.as_str(), None),
         }
     }
 
@@ -327,7 +258,7 @@ mod tests {
             let Outcome::Permanent { reason, .. } = o else {
                 panic!("{code} is permanent");
             };
-            assert_eq!(about_content(reason), split, "HTTP {code}");
+            assert_eq!(reason.about_content(), split, "HTTP {code}");
         }
         for (code, split) in [
             (Code::InvalidArgument, true),
@@ -344,10 +275,10 @@ mod tests {
             else {
                 panic!("{code:?} is permanent");
             };
-            assert_eq!(about_content(reason), split, "{code:?}");
+            assert_eq!(reason.about_content(), split, "{code:?}");
         }
         // seedgate's own permanent errors are never split.
-        assert!(!about_content("encode"));
+        assert!(!Reason::Encode.about_content());
     }
 
     #[test]

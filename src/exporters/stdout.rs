@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use super::Outcome;
+use super::{Outcome, Reason};
 use crate::signal::Signal;
 
 /// Writes records of one signal to standard output.
@@ -30,7 +30,7 @@ impl StdoutExporter {
         let mut buf = Vec::with_capacity(body.len().saturating_mul(2));
         if let Err(e) = crate::proto::json::records_to_json_lines(self.signal, body, &mut buf) {
             return Outcome::Permanent {
-                reason: "encode",
+                reason: Reason::Encode,
                 detail: format!(
                     "cannot render {records} {} records as JSON: {e}",
                     self.signal
@@ -45,7 +45,7 @@ impl StdoutExporter {
             },
             Err(e) => Outcome::Retryable {
                 after: None,
-                reason: "io",
+                reason: Reason::Io,
                 detail: format!("cannot write to stdout: {e}"),
             },
         }

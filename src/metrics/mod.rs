@@ -435,36 +435,6 @@ impl Metrics {
         }
     }
 
-    /// Creates, at zero, the series of a destination whose label sets are
-    /// closed, so the first drop or failure is a visible increase from 0
-    /// (a series born at 1 is invisible to `increase()`), and so dashboards
-    /// show the destination before anything happens to it.
-    pub fn init_destination(&self, d: &crate::routing::Destination) {
-        let labels = Dest {
-            destination: d.metrics_label().to_owned(),
-            signal: d.signal.as_str(),
-        };
-        let reason = |reason| DestReason {
-            destination: d.metrics_label().to_owned(),
-            signal: d.signal.as_str(),
-            reason,
-        };
-        self.router.records.get_or_create(&labels).inc_by(0);
-        self.router
-            .dropped_records
-            .get_or_create(&reason("queue_full"))
-            .inc_by(0);
-        let e = &self.exporter;
-        e.sent_records.get_or_create(&labels).inc_by(0);
-        e.sent_requests.get_or_create(&labels).inc_by(0);
-        e.sent_bytes.get_or_create(&labels).inc_by(0);
-        e.failing.get_or_create(&labels).set(0);
-        e.healthy.get_or_create(&labels).set(1);
-        for r in ["permanent", "max_elapsed", "rejected"] {
-            e.dropped_records.get_or_create(&reason(r)).inc_by(0);
-        }
-    }
-
     /// Counts one restart of `actor` (after a failure or a requested restart).
     pub fn count_restart(&self, actor: &'static str) {
         self.actor
@@ -493,76 +463,6 @@ impl Metrics {
         }
     }
 
-    /// Creates the routing and shoot series with closed label sets at zero.
-    pub fn init_routing(&self) {
-        for signal in crate::signal::Signal::ALL {
-            for state in crate::routing::RouteState::all() {
-                for kind in [
-                    crate::routing::DestinationKind::Pipeline,
-                    crate::routing::DestinationKind::Shoot,
-                ] {
-                    self.router
-                        .routed
-                        .get_or_create(&KindState {
-                            kind: kind.as_str(),
-                            state: state.as_str(),
-                            signal: signal.as_str(),
-                        })
-                        .inc_by(0);
-                }
-            }
-        }
-        self.shoot.init();
-    }
-
-    /// Copies the shoot clients' queue depths into their gauges.
-    pub fn refresh_shoot_queues(&self, links: &[Arc<crate::routing::shoots::ShootLink>]) {
-        for d in links.iter().flat_map(|l| l.all()) {
-            let labels = shoot::ShootSignal {
-                shoot: d.name.clone(),
-                signal: d.signal.as_str(),
-            };
-            self.shoot
-                .queue_bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.used_bytes()));
-            self.shoot
-                .queue_records
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.records()));
-            self.shoot
-                .queue_limit
-                .get_or_create(&labels)
-                .set(to_i64(d.limits.max_bytes.0));
-        }
-    }
-
-    /// Copies the queue depths from the store into the gauges, so a scrape
-    /// shows the values of that moment.
-    pub fn refresh_queues<'a>(
-        &self,
-        destinations: impl Iterator<Item = &'a crate::routing::Destination>,
-    ) {
-        for d in destinations {
-            let labels = Dest {
-                destination: d.name.clone(),
-                signal: d.signal.as_str(),
-            };
-            self.queue
-                .bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.used_bytes()));
-            self.queue
-                .records
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.records()));
-            self.queue
-                .limit_bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.limits.max_bytes.0));
-        }
-    }
-
     /// The Prometheus text exposition.
     ///
     /// # Errors
@@ -580,7 +480,7 @@ impl Default for Metrics {
     }
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 

@@ -22,7 +22,7 @@
 //!    [`Verdict`] on its latest report and writes `MaxPipelinesExceeded`
 //!    itself when it is not admitted;
 //! 2. publishing the admitted pipelines whose OTLP input is enabled: they
-//!    replace the file's pipelines of this signal ([`Publisher`]); an
+//!    replace the file's pipelines of this signal ([`Publisher`](crate::routing::publisher::Publisher)); an
 //!    unchanged pipeline keeps its queue and delivery loop;
 //! 3. on the leader only: the kind's entries of the effective-config
 //!    ConfigMap, when they change and every [`RESYNC`].
@@ -45,96 +45,27 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::core::object::{HasSpec, HasStatus};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::PipelineKind;
-use super::crds::{PipelineSpec, PipelineStatus};
+use super::crds::PipelineSpec;
 use super::max_pipelines::{Candidate, admitted};
-use super::pem_store::DirPemStore;
-use crate::actors::health::HealthState;
 use crate::actors::loops::{CHECK_EVERY, Tasks};
 use crate::actors::pipeline::{PipelineActor, PipelineLink, Report, Verdict};
-use crate::config::{PipelineConfig, QueueConfig};
+use crate::config::PipelineConfig;
 use crate::effective_config::{self, AppliedPipeline};
-use crate::lease::Leadership;
 use crate::metrics::Metrics;
-use crate::routing::publisher::{KubeTerm, Publisher};
+use crate::routing::publisher::KubeTerm;
 
 /// How often the effective-config ConfigMap is written again without a
 /// change (leadership may have moved, someone may have edited it), and how
 /// long the first publication waits for pipelines that have not reported.
 pub const RESYNC: Duration = Duration::from_secs(10);
 
-/// What every aggregator and pipeline actor shares.
-#[derive(Clone)]
-pub struct AggregatorCtx {
-    /// A client for the API server.
-    pub client: kube::Client,
-    /// Where pipelines go.
-    pub publisher: Arc<Publisher>,
-    /// Whether this replica writes status and the ConfigMap.
-    pub leadership: Arc<Leadership>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// The health actor's verdicts on each destination (the pipelines'
-    /// `GatewayHealthy` and `TelemetryFlowHealthy`).
-    pub health: Arc<HealthState>,
-    /// Where PEM material from Secrets is written (one lease per pipeline).
-    pub pems: Arc<DirPemStore>,
-    /// The file's top-level queue, which `spec.seedgate.queue` starts from.
-    pub queue_defaults: QueueConfig,
-    /// seedgate's namespace (the effective-config ConfigMap).
-    pub namespace: String,
-    /// Pipelines per kind that may run; `None`: no limit.
-    pub max_pipelines: Option<usize>,
-    /// Set only with `admin.fault_injection`: crash requests for pipeline
-    /// actors.
-    pub crash: Option<crate::actors::pipeline::CrashRequests>,
-}
-
-impl Debug for AggregatorCtx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AggregatorCtx")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A pipeline resource type: what the aggregator and the pipeline actor
-/// need of `LogPipeline`, `MetricPipeline` and `TracePipeline`.
-pub trait PipelineResource:
-    kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
-    + HasSpec<Spec: PipelineSpec + Send + Sync>
-    + HasStatus<Status = PipelineStatus>
-    + Clone
-    + DeserializeOwned
-    + Serialize
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> PipelineResource for K where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
-        + HasSpec<Spec: PipelineSpec + Send + Sync>
-        + HasStatus<Status = PipelineStatus>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+pub use super::context::{AggregatorCtx, PipelineResource};
 
 /// Runs the aggregator of kind `K` until aborted.
 pub async fn run<K: PipelineResource>(ctx: AggregatorCtx, term: KubeTerm) {
@@ -507,7 +438,9 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
+    use crate::config::QueueConfig;
     use crate::operator::crds::LogPipelineSpec;
+    use crate::operator::pem_store::DirPemStore;
     use crate::operator::pipeline_spec::{
         Rejection, ResolveContext, Resolved, StaticSecrets, resolve,
     };

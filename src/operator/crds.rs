@@ -25,7 +25,7 @@
 //!   `temporality: delta`.
 //!
 //! The schemas are Kyma's v1beta1 ones field for field, with every
-//! `x-kubernetes-validations` rule and Kyma's message (`tests/crds.rs`
+//! `x-kubernetes-validations` rule and Kyma's message (`tests/it/crds.rs`
 //! compares them with the upstream CRDs and runs Kyma's reject cases through
 //! an API server double that evaluates them). Where seedgate differs, on
 //! purpose: `protocol` defaults to `grpc` and the LogPipeline `spec` rules

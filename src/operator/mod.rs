@@ -23,8 +23,10 @@
 //!   one per Secret with a `metadata.name` field selector, and what they know.
 //! - [`max_pipelines`]: which pipelines of a kind may run when there are more
 //!   than the limit.
-//! - [`conditions`]: Kyma's condition types, reasons and messages, the
-//!   builders, and the merge that keeps `lastTransitionTime`.
+//! - [`condition_text`]: Kyma's condition types, reasons and messages,
+//!   exact strings.
+//! - [`conditions`]: the builders of the conditions, and the merge that
+//!   keeps `lastTransitionTime`.
 //!
 //! The module is called `operator`, not `kube`, so that `kube::…` always
 //! means the kube crate, in every file of this crate.
@@ -32,7 +34,9 @@
 use crate::signal::Signal;
 
 pub mod aggregator;
+pub mod condition_text;
 pub mod conditions;
+pub mod context;
 pub mod crds;
 mod endpoint;
 pub mod max_pipelines;

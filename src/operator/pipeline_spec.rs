@@ -61,7 +61,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 
 use super::PipelineKind;
-use super::conditions::{self, reason};
+use super::condition_text::{self as conditions, reason};
 use super::crds::{
     HttpOutput, LogRuntimeInput, NamespaceSelector, OtlpCompression, OtlpOutput, OtlpProtocol,
     OutputTls, PipelineSpec, SecretKeyRef, ValueRef, ValueType, WhenFullPolicy,
@@ -462,6 +462,7 @@ pub fn resolve<S: PipelineSpec>(
         batch: None,
         retry: None,
         loadbalancing: None,
+        affinity: None,
         processors: Vec::new(),
     };
     let output_field = out.field();

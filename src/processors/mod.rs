@@ -6,7 +6,7 @@
 //!   read from the queue later (the load-balancing routing key, span
 //!   metrics' `service.name`, sampling policies) sees the result;
 //! - [`tail_sampling`]: the destination's queue holds pending spans, one
-//!   entry per trace and request; a decider moves or deletes them;
+//!   entry per request share; a decider moves or deletes them;
 //! - [`spanmetrics`]: every stored request of spans adds an entry of
 //!   aggregate deltas in the same transaction; a flusher folds them into
 //!   metrics.
@@ -126,8 +126,8 @@ impl Processors {
 
     /// The entries to store for a destination's share of a request (after
     /// [`Processors::apply`]), all in one transaction: the share itself on
-    /// `queue` (one entry per trace with tail sampling), plus a deltas
-    /// entry with span metrics.
+    /// `queue` (with tail sampling, its pending queue), plus a deltas entry
+    /// with span metrics.
     ///
     /// # Errors
     /// A payload a stage cannot read (not expected for a scanned request).
@@ -141,14 +141,11 @@ impl Processors {
         if let Some(s) = &self.spanmetrics {
             parts.extend(s.deltas_part(&payload)?);
         }
-        match &self.tail_sampling {
-            Some(t) => parts.extend(t.split(queue, &payload, records)?),
-            None => parts.push(AppendPart {
-                queue: Arc::clone(queue),
-                records,
-                payload,
-            }),
-        }
+        parts.push(AppendPart {
+            queue: Arc::clone(queue),
+            records,
+            payload,
+        });
         Ok(parts)
     }
 

@@ -40,8 +40,9 @@ pub mod fluent_bit;
 pub mod json;
 pub mod response;
 pub mod rewrite;
+pub mod span_facts;
 pub mod split;
-mod wire;
+pub(crate) mod wire;
 
 use check::Msg;
 pub use check::{DEFAULT_MAX_VALUE_DEPTH, Limits, MAX_VALUE_DEPTH};

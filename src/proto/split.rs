@@ -81,38 +81,6 @@ pub fn split(
     Ok(splitter.to_parts(routed, buf))
 }
 
-/// The `trace_id` of the first span of a traces request (its last
-/// occurrence in that span, as prost merges), read without decoding:
-/// request → resource spans (1) → scope spans (2) → span (2) → trace_id (1).
-/// `None` for a request without spans or with broken framing.
-pub fn first_trace_id(buf: &[u8]) -> Option<&[u8]> {
-    let top = Reader::new(buf);
-    let mut level = top.clone();
-    // The path of (field number) down to the span.
-    for number in [1, 2, 2] {
-        let mut found = None;
-        while let Ok(Some(field)) = level.next_field() {
-            if field.number == number
-                && let Ok((start, end)) = field.expect_len("")
-            {
-                found = Some((start, end));
-                break;
-            }
-        }
-        let (start, end) = found?;
-        level = top.nested(start, end);
-    }
-    let mut id = None;
-    while let Ok(Some(field)) = level.next_field() {
-        if field.number == 1
-            && let Ok((start, end)) = field.expect_len("")
-        {
-            id = Some(top.bytes(start, end));
-        }
-    }
-    id
-}
-
 /// Where a subtree's records go.
 enum Routed {
     /// It holds no records.

@@ -16,7 +16,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::decompress::{DecompressError, Encoding, Inflater};
-use super::{ReceiveError, Reservation, ingest_bytes};
+use super::{ReceiveError, RefusalReason, Reservation, ingest_bytes};
 
 /// The buffers a body of unknown length is read into.
 pub const SEGMENT: usize = 1024 * 1024;
@@ -60,12 +60,12 @@ impl From<DecompressError> for ReadError {
 
 impl ReadError {
     /// The bounded refusal reason.
-    pub fn kind(&self) -> &'static str {
+    pub const fn reason(&self) -> RefusalReason {
         match self {
-            ReadError::TooLarge { .. } => "too_large",
-            ReadError::Memory(e) => e.kind(),
-            ReadError::Truncated { .. } | ReadError::Body(_) => "body_read",
-            ReadError::Corrupt(_) => "bad_encoding",
+            ReadError::TooLarge { .. } => RefusalReason::TooLarge,
+            ReadError::Memory(e) => e.reason(),
+            ReadError::Truncated { .. } | ReadError::Body(_) => RefusalReason::BodyRead,
+            ReadError::Corrupt(_) => RefusalReason::BadEncoding,
         }
     }
 }
@@ -309,7 +309,7 @@ mod tests {
             .read_to_end(None, 8 * MIB, &mut r)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "memory_limit");
+        assert_eq!(err.reason(), RefusalReason::MemoryLimit);
         assert_eq!(r.bytes(), 2 * MIB as u64, "what it got stays until dropped");
     }
 
@@ -337,6 +337,6 @@ mod tests {
         let err = decompress_reserving(Encoding::Gzip, gz, 8 * MIB, &mut r)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "memory_limit");
+        assert_eq!(err.reason(), RefusalReason::MemoryLimit);
     }
 }

@@ -42,7 +42,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::body::{BodyReader, ReadError, decompress_reserving};
 use super::decompress::Encoding;
 use super::idle::IdleIo;
-use super::{ReceiveError, ReceiverState, Reservation, Transport};
+use super::{ReceiveError, ReceiverState, RefusalReason, Reservation, Transport};
 use crate::grpc_codec::RawCodec;
 use crate::ingest::IngestError;
 use crate::proto::response;
@@ -173,11 +173,11 @@ impl<S: SignalService> OtlpGrpc<S> {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
-        let refuse = |reason: &'static str| self.state.refused(S::SIGNAL, Transport::Grpc, reason);
+        let refuse = |reason: RefusalReason| self.state.refused(S::SIGNAL, Transport::Grpc, reason);
         let named = headers.remove("grpc-encoding");
         let named = named.as_ref().map(|v| v.to_str().unwrap_or("?"));
         let Some(encoding) = Encoding::from_header(named) else {
-            refuse("unsupported_encoding");
+            refuse(RefusalReason::UnsupportedEncoding);
             return Err(Status::unimplemented(format!(
                 "grpc-encoding {} is not supported: use gzip, zstd, deflate or identity",
                 named.unwrap_or_default()
@@ -187,11 +187,11 @@ impl<S: SignalService> OtlpGrpc<S> {
         let prefix = match reader.read_exact(5).await {
             Ok(Some(p)) => p,
             Ok(None) => {
-                refuse("malformed");
+                refuse(RefusalReason::Malformed);
                 return Err(Status::invalid_argument("missing request message"));
             }
             Err(e) => {
-                refuse(e.kind());
+                refuse(e.reason());
                 return Err(read_status(&e));
             }
         };
@@ -203,7 +203,7 @@ impl<S: SignalService> OtlpGrpc<S> {
         let encoding = match (flag, encoding) {
             (0, _) => Encoding::Identity,
             (1, Encoding::Identity) | (2.., _) => {
-                refuse("bad_encoding");
+                refuse(RefusalReason::BadEncoding);
                 return Err(Status::invalid_argument(format!(
                     "compressed flag {flag} without a supported grpc-encoding"
                 )));
@@ -211,13 +211,13 @@ impl<S: SignalService> OtlpGrpc<S> {
             (_, enc) => enc,
         };
         if len > self.max_request_bytes {
-            refuse("too_large");
+            refuse(RefusalReason::TooLarge);
             return Err(read_status(&ReadError::TooLarge {
                 limit: self.max_request_bytes,
             }));
         }
         let mut reservation = self.state.reserve(len as u64).await.map_err(|e| {
-            refuse(e.kind());
+            refuse(e.reason());
             status_of(&e)
         })?;
         let read = match reader.read_exact(len).await {
@@ -232,7 +232,7 @@ impl<S: SignalService> OtlpGrpc<S> {
             Err(e) => Err(e),
         };
         message.map(|m| (m, reservation)).map_err(|e| {
-            refuse(e.kind());
+            refuse(e.reason());
             read_status(&e)
         })
     }
@@ -281,13 +281,14 @@ impl<S: SignalService> tonic::server::UnaryService<Bytes> for ExportMethod<S> {
             .extensions()
             .get::<Prepared>()
             .and_then(Prepared::take);
+        let peer = super::FromPeer::of(request.metadata());
         Box::pin(async move {
             let signal = S::SIGNAL;
             let Some((message, reservation)) = prepared else {
                 return Err(Status::internal("the request message was not read"));
             };
             match state
-                .export(signal, Transport::Grpc, message, reservation)
+                .export(signal, Transport::Grpc, message, reservation, peer)
                 .await
             {
                 Ok(accepted) => Ok(tonic::Response::new(Bytes::from(response::encode(
@@ -311,9 +312,9 @@ pub fn status_of(err: &ReceiveError) -> Status {
         )
     };
     match err {
-        ReceiveError::Ingest(IngestError::Malformed(_) | IngestError::Processor(_)) => {
-            Status::invalid_argument(err.to_string())
-        }
+        ReceiveError::Ingest(
+            IngestError::Malformed(_) | IngestError::Processor(_) | IngestError::HandOver(_),
+        ) => Status::invalid_argument(err.to_string()),
         ReceiveError::Ingest(
             e @ (IngestError::QueueFull { .. } | IngestError::StorageFull { .. }),
         ) => retry(

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use super::body::{BodyReader, ReadError, decompress_reserving};
 use super::decompress::Encoding;
 use super::idle::IdleListener;
-use super::{ReceiveError, ReceiverState, Transport, ingest_bytes};
+use super::{ReceiveError, ReceiverState, RefusalReason, Transport, ingest_bytes};
 use crate::ingest::IngestError;
 use crate::proto::{json, response};
 use crate::signal::Signal;
@@ -143,9 +143,9 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let refuse = |reason: &'static str| s.receiver.refused(signal, Transport::Http, reason);
+    let refuse = |reason: RefusalReason| s.receiver.refused(signal, Transport::Http, reason);
     if method != Method::POST {
-        refuse("method_not_allowed");
+        refuse(RefusalReason::MethodNotAllowed);
         let mut r = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             Format::Json,
@@ -157,7 +157,7 @@ async fn handle(
         return r;
     }
     let Some(format) = Format::from_headers(headers) else {
-        refuse("unsupported_media_type");
+        refuse(RefusalReason::UnsupportedMediaType);
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Format::Json,
@@ -169,7 +169,7 @@ async fn handle(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let Some(encoding) = Encoding::from_header(encoding) else {
-        refuse("unsupported_encoding");
+        refuse(RefusalReason::UnsupportedEncoding);
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format,
@@ -183,7 +183,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut reader = BodyReader::new(body);
     if declared.is_some_and(|len| len > limit as u64) {
-        refuse("too_large");
+        refuse(RefusalReason::TooLarge);
         reader.drain(DRAIN_LIMIT).await;
         return too_large(format, limit);
     }
@@ -192,14 +192,14 @@ async fn handle(
     let mut reservation = match s.receiver.reserve(declared.unwrap_or(0)).await {
         Ok(r) => r,
         Err(e) => {
-            refuse(e.kind());
+            refuse(e.reason());
             return refusal(&e, format);
         }
     };
     let raw = match reader.read_to_end(declared, limit, &mut reservation).await {
         Ok(raw) => raw,
         Err(e) => {
-            refuse(e.kind());
+            refuse(e.reason());
             if matches!(e, ReadError::TooLarge { .. }) {
                 reader.drain(DRAIN_LIMIT).await;
             }
@@ -209,7 +209,7 @@ async fn handle(
     let body = match decompress_reserving(encoding, raw, limit, &mut reservation).await {
         Ok(body) => body,
         Err(e) => {
-            refuse(e.kind());
+            refuse(e.reason());
             return read_error(&e, format);
         }
     };
@@ -219,7 +219,7 @@ async fn handle(
         // the protobuf alone.
         Format::Json => {
             if let Err(e) = reservation.grow_to(2 * body.len() as u64).await {
-                refuse(e.kind());
+                refuse(e.reason());
                 return refusal(&e, format);
             }
             match json::request_from_json(signal, &body) {
@@ -229,7 +229,7 @@ async fn handle(
                     Bytes::from(pb)
                 }
                 Err(e) => {
-                    refuse("malformed");
+                    refuse(RefusalReason::Malformed);
                     return error_response(
                         StatusCode::BAD_REQUEST,
                         format,
@@ -242,7 +242,7 @@ async fn handle(
     };
     match s
         .receiver
-        .export(signal, Transport::Http, body, reservation)
+        .export(signal, Transport::Http, body, reservation, None)
         .await
     {
         Ok(accepted) => {
@@ -276,9 +276,9 @@ fn read_error(e: &ReadError, format: Format) -> Response {
 /// this protocol.
 pub fn status_of(err: &ReceiveError) -> (StatusCode, Option<Duration>) {
     match err {
-        ReceiveError::Ingest(IngestError::Malformed(_) | IngestError::Processor(_)) => {
-            (StatusCode::BAD_REQUEST, None)
-        }
+        ReceiveError::Ingest(
+            IngestError::Malformed(_) | IngestError::Processor(_) | IngestError::HandOver(_),
+        ) => (StatusCode::BAD_REQUEST, None),
         ReceiveError::Ingest(
             e @ (IngestError::QueueFull { .. } | IngestError::StorageFull { .. }),
         ) => (StatusCode::TOO_MANY_REQUESTS, e.retry_after()),

@@ -38,9 +38,11 @@ pub mod grpc;
 pub mod http;
 pub mod idle;
 pub mod memory_limiter;
+pub mod refusal;
 pub mod tls;
 
 use memory_limiter::MemoryLimiter;
+pub use refusal::RefusalReason;
 
 /// How long a request waits for room under `max_inflight_bytes` before it is
 /// refused as backpressure.
@@ -91,12 +93,12 @@ pub enum ReceiveError {
 }
 
 impl ReceiveError {
-    /// Bounded label.
-    pub fn kind(&self) -> &'static str {
+    /// Why, as both receivers count it.
+    pub const fn reason(&self) -> RefusalReason {
         match self {
-            ReceiveError::Ingest(e) => e.kind(),
-            ReceiveError::MemoryLimit => "memory_limit",
-            ReceiveError::MemoryLimiter { .. } => "memory_limiter",
+            ReceiveError::Ingest(e) => RefusalReason::of_ingest(e),
+            ReceiveError::MemoryLimit => RefusalReason::MemoryLimit,
+            ReceiveError::MemoryLimiter { .. } => RefusalReason::MemoryLimiter,
         }
     }
 
@@ -192,6 +194,8 @@ impl ReceiverState {
 
     /// Runs one export request through ingest and records its metrics once;
     /// `reservation` (the body's room in memory) is held until ingest is done.
+    /// A request from another replica (`peer`) is a hand-over or a
+    /// forwarded trace share instead.
     ///
     /// # Errors
     /// Whatever refused it; the caller maps it to its protocol.
@@ -201,6 +205,7 @@ impl ReceiverState {
         transport: Transport,
         body: Bytes,
         reservation: Reservation,
+        peer: Option<FromPeer>,
     ) -> Result<Accepted, ReceiveError> {
         let start = Instant::now();
         let len = body.len() as u64;
@@ -216,11 +221,16 @@ impl ReceiverState {
         // A body of unknown length reserved only what it read.
         let mut reservation = reservation;
         let result = match reservation.grow_to(ingest_bytes(len)).await {
-            Ok(()) => self
-                .ingest
-                .export(signal, body)
-                .await
-                .map_err(ReceiveError::from),
+            Ok(()) => match peer {
+                None => self.ingest.export(signal, body).await,
+                Some(FromPeer::HandOver(queue)) => {
+                    self.ingest.hand_over(signal, &queue, body).await
+                }
+                Some(FromPeer::Owner(pipeline)) => {
+                    self.ingest.export_owned(signal, &pipeline, body).await
+                }
+            }
+            .map_err(ReceiveError::from),
             Err(e) => Err(e),
         };
         match &result {
@@ -235,7 +245,7 @@ impl ReceiverState {
                 }
             }
             Err(e) => {
-                self.refused(signal, transport, e.kind());
+                self.refused(signal, transport, e.reason());
                 // A malformed body has no countable records; any other
                 // refusal was scanned fine (or not yet: count now).
                 if !matches!(e, ReceiveError::Ingest(IngestError::Malformed(_)))
@@ -245,7 +255,7 @@ impl ReceiverState {
                         .get_or_create(&Refusal {
                             signal: signal.as_str(),
                             transport: transport.as_str(),
-                            reason: e.kind(),
+                            reason: e.reason().as_str(),
                         })
                         .inc_by(n);
                 }
@@ -261,14 +271,14 @@ impl ReceiverState {
     }
 
     /// Counts a refusal that happened before or in ingest.
-    pub fn refused(&self, signal: Signal, transport: Transport, reason: &'static str) {
+    pub fn refused(&self, signal: Signal, transport: Transport, reason: RefusalReason) {
         self.metrics
             .receiver
             .refused_requests
             .get_or_create(&Refusal {
                 signal: signal.as_str(),
                 transport: transport.as_str(),
-                reason,
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -359,5 +369,25 @@ impl Drop for Reservation {
             .receiver
             .inflight_bytes
             .dec_by(units as i64 * PERMIT_UNIT as i64);
+    }
+}
+
+/// A request from another replica of the seed, told by its gRPC metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromPeer {
+    /// A leaving replica's queue ([`crate::handoff::QUEUE_HEADER`]).
+    HandOver(String),
+    /// A share of a pipeline whose traces this replica owns
+    /// ([`crate::affinity::OWNER_HEADER`]).
+    Owner(String),
+}
+
+impl FromPeer {
+    /// What the metadata says, if it names a peer's request.
+    pub fn of(metadata: &tonic::metadata::MetadataMap) -> Option<Self> {
+        let value = |key: &str| metadata.get(key)?.to_str().ok().map(str::to_owned);
+        value(crate::handoff::QUEUE_HEADER)
+            .map(FromPeer::HandOver)
+            .or_else(|| value(crate::affinity::OWNER_HEADER).map(FromPeer::Owner))
     }
 }

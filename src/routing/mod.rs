@@ -26,6 +26,7 @@
 //! prefix for the default `^shoot--`): the cost of routing a block does not
 //! grow with the number of shoots (`benches/routing.rs`).
 
+mod metrics;
 pub mod publisher;
 pub mod shoots;
 
@@ -210,16 +211,33 @@ impl Selector {
 /// A seed pipeline's destination for one signal and what it takes.
 #[derive(Debug, Clone)]
 pub struct SeedRoute {
+    /// Where routed blocks go: the pipeline, or with `affinity` its
+    /// forwarder to the replica that owns each trace.
     destination: Arc<Destination>,
     selector: Arc<Selector>,
+    /// Where a peer's forwarded blocks go (the pipeline itself).
+    owned: Arc<Destination>,
 }
 
 impl SeedRoute {
     /// A route to `destination` for blocks that `input` selects.
     pub fn new(destination: Arc<Destination>, input: &InputConfig) -> Self {
         Self {
+            owned: Arc::clone(&destination),
             destination,
             selector: Arc::new(Selector::new(input)),
+        }
+    }
+
+    /// Routed blocks go to `forwarder` first, which sends each trace to
+    /// the replica that owns it; what peers forward here goes to this
+    /// route's destination.
+    #[must_use]
+    pub fn with_forwarder(self, forwarder: Arc<Destination>) -> Self {
+        Self {
+            owned: self.destination,
+            destination: forwarder,
+            selector: self.selector,
         }
     }
 }
@@ -417,6 +435,24 @@ impl Snapshot {
                 }
             }
         }
+    }
+
+    /// The seed pipeline `name` of `signal` (its forwarder, with
+    /// `affinity`), whatever its input selects.
+    pub fn seed_named(&self, signal: Signal, name: &str) -> Option<&Arc<Destination>> {
+        self.route_named(signal, name).map(|s| &s.destination)
+    }
+
+    /// The destination of seed pipeline `name` of `signal` that takes what
+    /// peers forward to this replica as the owner of its traces.
+    pub fn owned_named(&self, signal: Signal, name: &str) -> Option<&Arc<Destination>> {
+        self.route_named(signal, name).map(|s| &s.owned)
+    }
+
+    fn route_named(&self, signal: Signal, name: &str) -> Option<&SeedRoute> {
+        self.seeds[signal_index(signal)]
+            .iter()
+            .find(|s| s.owned.name == name)
     }
 
     /// The seed pipelines of `signal` that take a block with routing key

@@ -71,6 +71,15 @@ pub struct Seed {
     pub route: SeedRoute,
     /// Its delivery loop's setup.
     pub plan: DeliveryPlan,
+    /// With `affinity`: the forwarder's, which routed blocks reach first.
+    pub forwarder: Option<DeliveryPlan>,
+}
+
+impl Seed {
+    /// Every delivery plan it runs.
+    pub fn plans(&self) -> impl Iterator<Item = &DeliveryPlan> {
+        std::iter::once(&self.plan).chain(&self.forwarder)
+    }
 }
 
 /// See the module doc.
@@ -220,6 +229,7 @@ impl Publisher {
                                 config,
                                 route,
                                 plan,
+                                forwarder: None,
                             })
                         }
                         Err(e) => {
@@ -244,7 +254,10 @@ impl Publisher {
         self.ingest.swap_snapshot(snapshot);
         if let Some(pool) = &self.exporter_pool {
             pool.do_send(SetDestinations(
-                seeds.iter().map(|seed| seed.plan.clone()).collect(),
+                seeds
+                    .iter()
+                    .flat_map(|seed| seed.plans().cloned())
+                    .collect(),
             ));
         }
         failed

@@ -105,6 +105,13 @@ use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
 
 use crate::config::Durability;
 
+/// Operations the writer takes from its channel at most per group commit.
+pub const MAX_OPS_PER_COMMIT: usize = 4096;
+/// Capacity of the channel to the writer: receivers wait (async, through the
+/// commit reply) rather than grow memory when the disk is slower than the
+/// network.
+pub const WRITER_CHANNEL: usize = 16 * 1024;
+
 mod format;
 mod metrics;
 mod space;

@@ -1,7 +1,7 @@
 // OTLP/JSON request bodies for seedgate's load tests.
 //
 // Pure functions, no k6 imports: the k6 scripts use them, and
-// tests/load_tests.rs runs them under node and POSTs what they build to a
+// tests/it/load_tests.rs runs them under node and POSTs what they build to a
 // real seedgate. OTLP/JSON as the spec defines it: lowerCamelCase field
 // names, traceId/spanId as hex strings, 64-bit integers (timeUnixNano,
 // asInt, count) as decimal strings, enums (severityNumber, kind,

@@ -447,6 +447,7 @@ fn a_minimal_trace_pipeline() {
                 batch: None,
                 retry: None,
                 loadbalancing: None,
+                affinity: None,
                 processors: Vec::new(),
             },
             input_enabled: true,

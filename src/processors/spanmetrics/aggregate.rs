@@ -1,4 +1,4 @@
-//! From a traces request to the [`Deltas`] it adds to each series: the
+//! From a traces request to the deltas it adds to each series: the
 //! Collector's `spanmetrics` connector, without its state (the store keeps
 //! the totals, so that every acknowledged span counts exactly once).
 
@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::time::Duration;
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
-use prost::Message;
 
-use super::lite::{Request, Span};
-
-use super::key::{SeriesKey, ValueRef, encode_attribute};
+use super::batch::SpanBatch;
+use super::key::{KEY_VERSION, SeriesKey, ValueRef, encode_attribute};
+use super::request::{self, RequestError, ResourceSpans, Span};
 use crate::config::spanmetrics::{DurationUnit, SpanMetricsConfig, Temporality};
 
 /// What some spans add to one series.
@@ -47,25 +45,59 @@ impl Aggregate {
         }
     }
 
+    /// Borrowed.
+    pub fn view(&self) -> AggregateRef<'_> {
+        AggregateRef {
+            calls: self.calls,
+            bucket_counts: &self.bucket_counts,
+            sum: self.sum,
+        }
+    }
+
     /// Adds `other` in (bucket by bucket; a longer `other` lengthens this).
-    pub fn merge(&mut self, other: &Aggregate) {
+    pub fn merge(&mut self, other: AggregateRef<'_>) {
         self.calls = self.calls.saturating_add(other.calls);
         self.sum += other.sum;
         if self.bucket_counts.len() < other.bucket_counts.len() {
             self.bucket_counts.resize(other.bucket_counts.len(), 0);
         }
-        for (mine, theirs) in self.bucket_counts.iter_mut().zip(&other.bucket_counts) {
+        for (mine, theirs) in self.bucket_counts.iter_mut().zip(other.bucket_counts) {
             *mine = mine.saturating_add(*theirs);
         }
     }
+}
 
-    fn observe(&mut self, bucket: usize, millis: f64) {
-        self.calls = self.calls.saturating_add(1);
-        self.sum += millis;
-        if let Some(c) = self.bucket_counts.get_mut(bucket) {
-            *c = c.saturating_add(1);
+/// An [`Aggregate`] borrowed from where it was read (a stored entry, a
+/// request's spans): added to a series without being copied first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AggregateRef<'a> {
+    /// How many spans.
+    pub calls: u64,
+    /// Spans per bucket.
+    pub bucket_counts: &'a [u64],
+    /// The sum of their durations, in milliseconds.
+    pub sum: f64,
+}
+
+impl AggregateRef<'_> {
+    /// Owned.
+    pub fn to_aggregate(&self) -> Aggregate {
+        Aggregate {
+            calls: self.calls,
+            bucket_counts: self.bucket_counts.to_vec(),
+            sum: self.sum,
         }
     }
+}
+
+/// A request's deltas as ingest stores them: a deltas entry
+/// ([`super::entries`]) and how many spans it counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedDeltas {
+    /// The entry.
+    pub bytes: Vec<u8>,
+    /// The spans it counts.
+    pub spans: u64,
 }
 
 /// What a request adds, per series, in key order.
@@ -97,7 +129,7 @@ impl Deltas {
     /// cardinality limit to [`SeriesKey::overflow`] this way).
     pub fn add(&mut self, key: SeriesKey, delta: &Aggregate) {
         match self.0.entry(key) {
-            btree_map::Entry::Occupied(mut e) => e.get_mut().merge(delta),
+            btree_map::Entry::Occupied(mut e) => e.get_mut().merge(delta.view()),
             btree_map::Entry::Vacant(e) => {
                 e.insert(delta.clone());
             }
@@ -145,6 +177,8 @@ enum Slot {
 pub struct SpanMetrics {
     /// Every dimension, in the key's order (by name).
     slots: Vec<(String, Slot)>,
+    /// Whether a dimension is configured (read from attributes).
+    configured: bool,
     /// The bucket bounds, in nanoseconds: durations compare exactly.
     bounds_nanos: Vec<u64>,
     pub(super) unit: DurationUnit,
@@ -177,6 +211,9 @@ impl SpanMetrics {
         slots.sort_by(|a, b| a.0.cmp(&b.0));
         slots.dedup_by(|later, first| later.0 == first.0);
         Self {
+            configured: slots
+                .iter()
+                .any(|(_, slot)| matches!(slot, Slot::Configured(_))),
             slots,
             bounds_nanos: config
                 .histogram
@@ -224,134 +261,97 @@ impl SpanMetrics {
         self.temporality
     }
 
-    /// Decodes an `ExportTraceServiceRequest` and counts each of its spans
-    /// in its series. Spans of a resource without `service.name` are not
-    /// counted (as the Collector).
+    /// The deltas of an `ExportTraceServiceRequest`: each of its spans
+    /// counted in its series. Spans of a resource without `service.name`
+    /// are not counted (as the Collector).
     ///
     /// # Errors
     /// The bytes are not an `ExportTraceServiceRequest`.
-    pub fn deltas(&self, request: &[u8]) -> Result<Deltas, prost::DecodeError> {
-        self.deltas_of(Bytes::copy_from_slice(request))
+    #[cfg(test)]
+    pub(crate) fn deltas(&self, request: &[u8]) -> Result<super::Deltas, RequestError> {
+        let entry = self.encoded_deltas(request)?;
+        Ok(super::decode_deltas(&entry.bytes).expect("an entry we encoded"))
     }
 
-    /// [`SpanMetrics::deltas`] of a request held in `Bytes`: span attributes
-    /// stay slices of it (see `lite`).
+    /// The deltas of a request in their stored encoding, read from the
+    /// request's bytes: the work ingest does per request.
     ///
     /// # Errors
     /// The bytes are not an `ExportTraceServiceRequest`.
-    pub fn deltas_of(&self, request: Bytes) -> Result<Deltas, prost::DecodeError> {
-        let request = Request::decode(request)?;
-        let configured = self
-            .slots
-            .iter()
-            .any(|(_, slot)| matches!(slot, Slot::Configured(_)));
-        let mut span_attributes: Vec<KeyValue> = Vec::new();
-        let mut out = BTreeMap::new();
-        let mut buf = Vec::new();
-        for rs in &request.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-            let Some(service) = find(resource, "service.name") else {
-                continue;
+    pub fn encoded_deltas(&self, request: &[u8]) -> Result<EncodedDeltas, RequestError> {
+        let mut batch = SpanBatch::with_capacity(request.len());
+        request::for_each_resource(request, |rs| {
+            let Some(service) = rs.attribute("service.name")? else {
+                return Ok(());
             };
-            let service = match service.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.as_str(),
+            let service = match service {
+                ValueRef::Str(s) => s,
                 _ => "",
             };
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                span_attributes.clear();
-                if configured {
-                    span_attributes.extend(
-                        span.attributes
-                            .iter()
-                            .filter_map(|kv| KeyValue::decode(kv.clone()).ok()),
-                    );
-                }
-                let dims = Dims {
-                    service,
-                    resource,
-                    span,
-                    span_attributes: &span_attributes,
-                };
-                buf.clear();
-                buf.push(super::key::KEY_VERSION);
-                self.each_dimension(&dims, |name, v| encode_attribute(&mut buf, name, v));
-                // A known series is found by the bytes alone; only a new one
-                // builds its key.
-                let delta = if out.contains_key(buf.as_slice()) {
-                    out.get_mut(buf.as_slice())
-                } else {
-                    let key = self.key(&dims);
-                    debug_assert_eq!(key.as_bytes(), buf.as_slice(), "written as SeriesKey::new");
-                    Some(
-                        out.entry(key)
-                            .or_insert_with(|| Aggregate::empty(self.bounds())),
-                    )
-                };
-                let Some(delta) = delta else { continue };
-                let nanos = span
-                    .end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano);
-                let bucket = self.bounds_nanos.partition_point(|b| *b < nanos);
-                delta.observe(bucket, nanos as f64 / 1e6);
-            }
+            let resource = self.resource_dimensions(rs)?;
+            rs.for_each_span(|span| {
+                let bucket = self
+                    .bounds_nanos
+                    .partition_point(|b| *b < span.duration_nanos);
+                let millis = span.duration_nanos as f64 / 1e6;
+                batch.push(bucket, millis, |key| {
+                    self.write_key(key, service, &resource, span)
+                })
+            })
+        })?;
+        Ok(batch.encode(self.bounds()))
+    }
+
+    /// The configured dimensions' values in a resource, by slot (none
+    /// without configured dimensions: nothing to look for).
+    fn resource_dimensions<'a>(
+        &self,
+        rs: &ResourceSpans<'a>,
+    ) -> Result<Vec<Option<ValueRef<'a>>>, RequestError> {
+        if !self.configured {
+            return Ok(Vec::new());
         }
-        Ok(Deltas(out))
+        self.slots
+            .iter()
+            .map(|(name, slot)| match slot {
+                Slot::Configured(_) => rs.attribute(name),
+                _ => Ok(None),
+            })
+            .collect()
     }
 
-    /// The key of a span, built when its series is new to a request.
-    fn key(&self, dims: &Dims<'_>) -> SeriesKey {
-        let mut attributes = Vec::with_capacity(self.slots.len());
-        self.each_dimension(dims, |name, v| {
-            let value = match v {
-                ValueRef::Str(s) => Some(AnyValue {
-                    value: Some(any_value::Value::StringValue(s.to_owned())),
-                }),
-                ValueRef::Any(a) => a.cloned(),
-            };
-            attributes.push(KeyValue {
-                key: name.to_owned(),
-                value,
-                ..Default::default()
-            });
-        });
-        SeriesKey::new(attributes)
-    }
-
-    /// Calls `f` with every dimension of a span that has a value, by name.
-    fn each_dimension<'a>(&'a self, d: &Dims<'a>, mut f: impl FnMut(&'a str, ValueRef<'a>)) {
-        for (name, slot) in &self.slots {
+    /// Appends the series key of `span` in its canonical encoding (the
+    /// dimensions in the order [`SeriesKey::new`] sorts them), with
+    /// `resource` from [`SpanMetrics::resource_dimensions`].
+    fn write_key(
+        &self,
+        out: &mut Vec<u8>,
+        service: &str,
+        resource: &[Option<ValueRef<'_>>],
+        span: &Span<'_>,
+    ) -> Result<(), RequestError> {
+        out.push(KEY_VERSION);
+        for (i, (name, slot)) in self.slots.iter().enumerate() {
             let value = match slot {
-                Slot::ServiceName => ValueRef::Str(d.service),
-                Slot::SpanName => ValueRef::Str(&d.span.name),
-                Slot::SpanKind => ValueRef::Str(span_kind(d.span.kind)),
-                Slot::StatusCode => ValueRef::Str(status_code(d.span)),
-                Slot::Configured(default) => {
-                    match find(d.span_attributes, name).or_else(|| find(d.resource, name)) {
-                        Some(kv) => ValueRef::Any(kv.value.as_ref()),
-                        None => match default {
-                            Some(v) => ValueRef::Any(Some(v)),
-                            None => continue,
-                        },
-                    }
-                }
+                Slot::ServiceName => ValueRef::Str(service),
+                Slot::SpanName => ValueRef::Str(span.name),
+                Slot::SpanKind => ValueRef::Str(span_kind(span.kind)),
+                Slot::StatusCode => ValueRef::Str(status_code(span.status_code)),
+                // The span's attribute, else the resource's, else the
+                // default; without any, the dimension is left out.
+                Slot::Configured(default) => match span.attribute(name)? {
+                    Some(v) => v,
+                    None => match (resource.get(i).cloned().flatten(), default) {
+                        (Some(v), _) => v,
+                        (None, Some(d)) => ValueRef::of(Some(d)),
+                        (None, None) => continue,
+                    },
+                },
             };
-            f(name, value);
+            encode_attribute(out, name, &value);
         }
+        Ok(())
     }
-}
-
-/// What the dimensions of one span are read from.
-struct Dims<'a> {
-    service: &'a str,
-    resource: &'a [KeyValue],
-    span: &'a Span,
-    /// The span's attributes, decoded only with configured dimensions.
-    span_attributes: &'a [KeyValue],
-}
-
-/// The first attribute named `key` (as the Collector's maps find it).
-fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
-    attributes.iter().find(|kv| kv.key == key)
 }
 
 /// `SPAN_KIND_SERVER` and so on; empty for a kind OTLP does not define (as
@@ -360,8 +360,7 @@ fn span_kind(kind: i32) -> &'static str {
     SpanKind::try_from(kind).map_or("", |k| k.as_str_name())
 }
 
-/// `STATUS_CODE_ERROR` and so on; a span without a status is unset.
-fn status_code(span: &Span) -> &'static str {
-    let code = span.status.as_ref().map_or(0, |s| s.code);
+/// `STATUS_CODE_ERROR` and so on (a span without a status is unset).
+fn status_code(code: i32) -> &'static str {
     StatusCode::try_from(code).map_or("", |c| c.as_str_name())
 }

@@ -28,8 +28,19 @@ pub enum FormatError {
 
 /// Appends a length-prefixed byte string.
 pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    encode_varint(bytes.len() as u64, out);
+    put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// Appends a varint. Ingest writes several per span, nearly all one byte
+/// long (lengths of names and values, bucket counts): those skip prost's
+/// general loop.
+#[inline]
+pub(super) fn put_varint(out: &mut Vec<u8>, value: u64) {
+    match u8::try_from(value) {
+        Ok(byte) if byte < 0x80 => out.push(byte),
+        _ => encode_varint(value, out),
+    }
 }
 
 /// Reads the grammar front to back.
@@ -40,10 +51,23 @@ pub(super) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Checks the leading version byte and reads what follows.
     pub(super) fn versioned(bytes: &'a [u8], known: u8) -> Result<Self, FormatError> {
+        let (version, r) = Self::any_version(bytes)?;
+        if version == known {
+            Ok(r)
+        } else {
+            Err(FormatError::Version {
+                found: version,
+                known,
+            })
+        }
+    }
+
+    /// The leading version byte, and a reader of what follows (for a
+    /// format that reads more than one version).
+    pub(super) fn any_version(bytes: &'a [u8]) -> Result<(u8, Self), FormatError> {
         match bytes.split_first() {
             None => Err(FormatError::Empty),
-            Some((v, rest)) if *v == known => Ok(Self { rest }),
-            Some((v, _)) => Err(FormatError::Version { found: *v, known }),
+            Some((v, rest)) => Ok((*v, Self { rest })),
         }
     }
 

@@ -55,15 +55,44 @@ pub struct SeriesKey {
     encoded: Vec<u8>,
 }
 
-/// A dimension's value as the aggregation finds it: borrowed, so that the
-/// key of a span that adds to a known series costs no allocation but the
-/// reused encoding buffer.
-#[derive(Debug, Clone, Copy)]
+/// A dimension's value as the aggregation finds it: borrowed from the
+/// request's bytes (or from an `AnyValue`), so that a span's key costs no
+/// allocation but the reused buffer it is written to.
+#[derive(Debug, Clone)]
 pub(super) enum ValueRef<'a> {
-    /// A string (the span's name, kind and status).
+    /// An attribute without a value.
+    Empty,
+    /// A string (the span's name, kind and status among them).
     Str(&'a str),
-    /// An attribute's value; `None` is an attribute without one.
-    Any(Option<&'a AnyValue>),
+    /// A bool.
+    Bool(bool),
+    /// An int.
+    Int(i64),
+    /// A double.
+    Double(f64),
+    /// Bytes.
+    Bytes(&'a [u8]),
+    /// An array, a kvlist or anything newer.
+    Composite(&'a any_value::Value),
+    /// A value the request's bytes left to prost to decode (see
+    /// `request::value`): rare, so owned.
+    Decoded(AnyValue),
+}
+
+impl<'a> ValueRef<'a> {
+    /// The value of an attribute (`None`: it has none).
+    pub(super) fn of(value: Option<&'a AnyValue>) -> Self {
+        use any_value::Value;
+        match value.and_then(|v| v.value.as_ref()) {
+            None => Self::Empty,
+            Some(Value::StringValue(s)) => Self::Str(s),
+            Some(Value::BoolValue(b)) => Self::Bool(*b),
+            Some(Value::IntValue(i)) => Self::Int(*i),
+            Some(Value::DoubleValue(d)) => Self::Double(*d),
+            Some(Value::BytesValue(b)) => Self::Bytes(b),
+            Some(other) => Self::Composite(other),
+        }
+    }
 }
 
 impl SeriesKey {
@@ -79,7 +108,7 @@ impl SeriesKey {
         }
         let mut encoded = vec![KEY_VERSION];
         for kv in &attributes {
-            encode_attribute(&mut encoded, &kv.key, ValueRef::Any(kv.value.as_ref()));
+            encode_attribute(&mut encoded, &kv.key, &ValueRef::of(kv.value.as_ref()));
         }
         Self {
             attributes,
@@ -167,45 +196,43 @@ impl SeriesKey {
     }
 }
 
-/// Appends one attribute in the key format; `deltas` writes a span's key
-/// with it straight from the span, in the same order as [`SeriesKey::new`].
-pub(super) fn encode_attribute(out: &mut Vec<u8>, name: &str, value: ValueRef<'_>) {
-    use any_value::Value;
+/// Appends one attribute in the key format; ingest writes a span's key
+/// with it straight from the request, in the same order as
+/// [`SeriesKey::new`].
+pub(super) fn encode_attribute(out: &mut Vec<u8>, name: &str, value: &ValueRef<'_>) {
     put_bytes(out, name.as_bytes());
-    let value = match value {
+    encode_value(out, value);
+}
+
+fn encode_value(out: &mut Vec<u8>, value: &ValueRef<'_>) {
+    match value {
+        ValueRef::Empty => out.push(EMPTY),
         ValueRef::Str(s) => {
             out.push(STRING);
             put_bytes(out, s.as_bytes());
-            return;
         }
-        ValueRef::Any(v) => v.and_then(|v| v.value.as_ref()),
-    };
-    match value {
-        None => out.push(EMPTY),
-        Some(Value::StringValue(s)) => {
-            out.push(STRING);
-            put_bytes(out, s.as_bytes());
-        }
-        Some(Value::BoolValue(b)) => out.extend_from_slice(&[BOOL, u8::from(*b)]),
-        Some(Value::IntValue(i)) => {
+        ValueRef::Bool(b) => out.extend_from_slice(&[BOOL, u8::from(*b)]),
+        ValueRef::Int(i) => {
             out.push(INT);
             out.extend_from_slice(&i.to_be_bytes());
         }
-        Some(Value::DoubleValue(d)) => {
+        ValueRef::Double(d) => {
             out.push(DOUBLE);
             out.extend_from_slice(&d.to_bits().to_be_bytes());
         }
-        Some(Value::BytesValue(b)) => {
+        ValueRef::Bytes(b) => {
             out.push(BYTES);
             put_bytes(out, b);
         }
-        Some(other) => {
+        ValueRef::Composite(v) => {
             out.push(OTHER);
             let any = AnyValue {
-                value: Some(other.clone()),
+                value: Some((*v).clone()),
             };
             put_bytes(out, &any.encode_to_vec());
         }
+        // What prost decoded may be a scalar after all: its canonical form.
+        ValueRef::Decoded(any) => encode_value(out, &ValueRef::of(Some(any))),
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! The life of a span's count:
 //!
-//! 1. [`SpanMetrics::deltas`] turns a traces request into what it adds to
-//!    each series ([`Deltas`], keyed by [`SeriesKey`]);
+//! 1. [`SpanMetrics::encoded_deltas`] turns a traces request into what it
+//!    adds to each series, keyed by [`SeriesKey`] bytes, read straight from
+//!    the request's bytes (`request`, `batch`: no allocation per span);
 //! 2. ingest stores them as one entry of the pipeline's deltas queue
 //!    ([`Stage::deltas_part`]), in the transaction that stores the spans;
 //! 3. every `metrics_flush_interval`, the flusher ([`Stage::run`]) folds the
@@ -19,19 +20,21 @@
 //! [`stored`] and [`entries`]: they outlive the process that wrote them.
 
 mod aggregate;
+mod batch;
 mod codec;
 mod emit;
 pub mod entries;
 pub mod key;
-mod lite;
+mod request;
 pub mod stage;
 pub mod stored;
 
-pub use aggregate::{Aggregate, Deltas, SpanMetrics};
+pub use aggregate::{Aggregate, AggregateRef, Deltas, EncodedDeltas, SpanMetrics};
 pub use codec::FormatError;
 pub use emit::SCOPE_NAME;
-pub use entries::{Snapshot, decode_deltas, encode_deltas};
+pub use entries::{DeltasView, Snapshot, decode_deltas, encode_deltas};
 pub use key::SeriesKey;
+pub use request::RequestError;
 pub use stage::Stage;
 pub use stored::{StoredAggregate, decode_stored, merge_stored};
 

@@ -15,7 +15,7 @@
 //! never changed after, so a cumulative series keeps its start across
 //! restarts; only a reset (below) moves it.
 
-use super::aggregate::Aggregate;
+use super::aggregate::{Aggregate, AggregateRef};
 use super::codec::{FormatError, Reader};
 
 /// The format version this code writes and reads.
@@ -31,6 +31,25 @@ pub struct StoredAggregate {
 }
 
 impl StoredAggregate {
+    /// A series that starts at `at` with `delta`.
+    pub fn start(at: u64, delta: AggregateRef<'_>) -> Self {
+        Self {
+            start_time_unix_nano: at,
+            totals: delta.to_aggregate(),
+        }
+    }
+
+    /// Adds `delta`; with other buckets than the delta's (the bounds were
+    /// reconfigured), the series restarts at `at` with the delta alone
+    /// (see [`merge_stored`]).
+    pub fn add(&mut self, delta: AggregateRef<'_>, at: u64) {
+        if self.totals.bucket_counts.len() == delta.bucket_counts.len() {
+            self.totals.merge(delta);
+        } else {
+            *self = Self::start(at, delta);
+        }
+    }
+
     /// The encoding (see the module's documentation).
     pub fn encode(&self) -> Vec<u8> {
         let t = &self.totals;
@@ -86,14 +105,11 @@ pub fn decode_stored(bytes: &[u8]) -> Result<StoredAggregate, FormatError> {
 /// reset. Adding would send a histogram whose buckets mean nothing.
 pub fn merge_stored(stored: Option<&[u8]>, delta: &Aggregate, now_unix_nano: u64) -> Vec<u8> {
     let merged = match stored.map(decode_stored) {
-        Some(Ok(mut s)) if s.totals.bucket_counts.len() == delta.bucket_counts.len() => {
-            s.totals.merge(delta);
+        Some(Ok(mut s)) => {
+            s.add(delta.view(), now_unix_nano);
             s
         }
-        Some(Ok(_) | Err(_)) | None => StoredAggregate {
-            start_time_unix_nano: now_unix_nano,
-            totals: delta.clone(),
-        },
+        Some(Err(_)) | None => StoredAggregate::start(now_unix_nano, delta.view()),
     };
     merged.encode()
 }

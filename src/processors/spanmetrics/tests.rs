@@ -325,9 +325,9 @@ fn stored_series(m: &SpanMetrics) -> Vec<(SeriesKey, StoredAggregate)> {
         }
     }
     let mut overflow = Aggregate::empty(m.bounds());
-    overflow.merge(&Aggregate {
+    overflow.merge(AggregateRef {
         calls: 1,
-        bucket_counts: vec![1, 0, 0],
+        bucket_counts: &[1, 0, 0],
         sum: 1.0,
     });
     store.insert(
@@ -456,4 +456,99 @@ fn a_series_stored_with_other_buckets_sends_its_calls_only() {
     let (calls, duration) = points_of(&req.resource_metrics[0]);
     assert!(matches!(calls.data, Some(metric::Data::Sum(_))));
     assert!(duration.is_none());
+}
+
+/// A length-delimited field `number` holding `payload`.
+fn len_field(number: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::bytes::encode(number, &payload.to_vec(), &mut out);
+    out
+}
+
+#[test]
+fn attribute_values_read_from_the_bytes_are_what_prost_decodes() {
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let dims: Vec<String> = names.iter().map(|n| format!("{{ name: {n} }}")).collect();
+    let m = engine(&format!("dimensions: [{}]\n", dims.join(", ")));
+    let value = |v| AnyValue { value: Some(v) };
+    let mut s = server(MS);
+    s.attributes = vec![
+        str_kv("a", "x"),
+        KeyValue {
+            key: "b".to_owned(),
+            value: Some(value(any_value::Value::BoolValue(true))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "c".to_owned(),
+            value: Some(value(any_value::Value::IntValue(-3))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "d".to_owned(),
+            value: Some(value(any_value::Value::DoubleValue(2.5))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "e".to_owned(),
+            value: Some(value(any_value::Value::BytesValue(vec![0, 1]))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "f".to_owned(),
+            value: Some(value(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value(any_value::Value::IntValue(1))],
+            }))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "g".to_owned(),
+            value: None,
+            ..Default::default()
+        },
+    ];
+    let mut span_bytes = s.encode_to_vec();
+    // `h`: a oneof given twice (prost keeps the int); `i`: a value given in
+    // two parts (prost merges them: the bool of the second).
+    let mut two_members = len_field(1, b"x");
+    two_members.extend_from_slice(&[3 << 3, 5]);
+    let mut h = len_field(1, b"h");
+    h.extend(len_field(2, &two_members));
+    span_bytes.extend(len_field(9, &h));
+    let mut i = len_field(1, b"i");
+    i.extend(len_field(2, &len_field(1, b"y")));
+    i.extend(len_field(2, &[2 << 3, 1]));
+    span_bytes.extend(len_field(9, &i));
+    let mut resource_spans = len_field(
+        1,
+        &Resource {
+            attributes: vec![str_kv("service.name", "cart")],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    resource_spans.extend(len_field(2, &len_field(2, &span_bytes)));
+    let bytes = len_field(1, &resource_spans);
+
+    let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+    let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.attributes.len(), 9);
+    let want = key(
+        "cart",
+        "GET /",
+        "SPAN_KIND_SERVER",
+        "STATUS_CODE_UNSET",
+        &span.attributes,
+    );
+    assert_eq!(
+        want.get("h").and_then(|v| v.value.clone()),
+        Some(any_value::Value::IntValue(5))
+    );
+    assert_eq!(
+        want.get("i").and_then(|v| v.value.clone()),
+        Some(any_value::Value::BoolValue(true))
+    );
+    let d = m.deltas(&bytes).unwrap();
+    assert_eq!(d.iter().map(|(k, _)| k).collect::<Vec<_>>(), [&want]);
 }

@@ -16,7 +16,7 @@
 mod policy;
 mod sampler;
 pub mod stage;
-mod trace;
+pub mod trace;
 
 pub use policy::Outcome;
 pub use sampler::{Decision, Sampler};

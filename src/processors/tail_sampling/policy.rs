@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use regex::RegexSet;
 
-use super::trace::Trace;
+use super::trace::TraceFacts;
 use crate::config::tail_sampling::{PolicyConfig, PolicyRule, ProbabilisticConfig, StatusCodeName};
 
 /// What one policy says about a trace (the Collector's decisions).
@@ -89,7 +89,7 @@ pub(super) enum Policy {
 /// What a trace knows that every policy may read, computed once.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Facts<'a> {
-    pub(super) trace: Trace<'a>,
+    pub(super) trace: &'a TraceFacts,
     pub(super) span_count: u64,
     /// Whole seconds since the sampler's first decision: the rate limiters'
     /// clock.
@@ -156,18 +156,21 @@ impl Policy {
         })
     }
 
+    /// The attribute keys this policy (and its sub-policies) read.
+    pub(super) fn attribute_keys(&self, out: &mut Vec<String>) {
+        match self {
+            Policy::Attribute { key, .. } if !out.contains(key) => out.push(key.clone()),
+            Policy::And(subs) => subs.iter().for_each(|p| p.attribute_keys(out)),
+            _ => {}
+        }
+    }
+
     /// What this policy says about the trace.
     pub(super) fn evaluate(&mut self, f: Facts<'_>) -> Outcome {
         let kept = match self {
             Policy::AlwaysSample => true,
             Policy::Probabilistic(p) => p.keeps(f.trace.trace_id()),
-            Policy::StatusCode(codes) => f.trace.spans().any(|s| {
-                let code = s
-                    .status
-                    .as_ref()
-                    .map_or(StatusCode::Unset as i32, |st| st.code);
-                codes.contains(&code)
-            }),
+            Policy::StatusCode(codes) => codes.iter().any(|c| f.trace.has_status(*c)),
             Policy::Latency {
                 threshold_ms,
                 upper_threshold_ms,

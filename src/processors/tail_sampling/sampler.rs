@@ -7,14 +7,20 @@ use std::time::Instant;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::policy::{Facts, Outcome, Policy};
-use super::trace::Trace;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use super::trace::TraceFacts;
 use crate::config::tail_sampling::TailSamplingConfig;
+use crate::proto::span_facts::for_each_span;
 
 /// The policies of one `tail_sampling` block, compiled once. It holds state
 /// (the rate limiters' counts), hence `&mut self` to decide.
 #[derive(Debug)]
 pub struct Sampler {
     policies: Vec<(Arc<str>, Policy)>,
+    /// The attribute keys the policies read.
+    keys: Vec<String>,
     /// The first decision's time: the rate limiters count whole seconds
     /// from it.
     origin: Option<Instant>,
@@ -51,9 +57,14 @@ impl Sampler {
             .policies
             .iter()
             .map(|p| Ok((Arc::from(p.name.as_str()), Policy::build(p)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut keys = Vec::new();
+        for (_, p) in &policies {
+            p.attribute_keys(&mut keys);
+        }
         Ok(Sampler {
             policies,
+            keys,
             origin: None,
         })
     }
@@ -64,13 +75,40 @@ impl Sampler {
         self.policies.iter().map(|(name, _)| &**name)
     }
 
+    /// The attribute keys the policies read: what [`TraceFacts`] keeps of
+    /// each span and resource.
+    pub fn attribute_keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The facts of the spans of `trace`, whatever their trace IDs (tests
+    /// and benches; the data path gathers them as it stores spans).
+    pub fn facts_of(&self, trace: &[ResourceSpans]) -> TraceFacts {
+        let keys: Vec<Arc<str>> = self.keys.iter().map(|k| Arc::from(k.as_str())).collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: trace.to_vec(),
+        };
+        let mut facts = TraceFacts::default();
+        // An encoding of our own always frames.
+        for_each_span(&request.encode_to_vec(), &self.keys, |s| {
+            facts.add(s, &keys)
+        })
+        .expect("prost's encoding frames");
+        facts
+    }
+
     /// Decides one trace: `trace` holds every span of it, possibly spread
-    /// over several `ResourceSpans` and `ScopeSpans`. Every policy is
-    /// evaluated (so rate limiters count a trace another policy keeps, as
-    /// in the Collector); `now` is the rate limiters' clock.
+    /// over several `ResourceSpans` and `ScopeSpans`.
     pub fn decide(&mut self, trace: &[ResourceSpans], now: Instant) -> Decision {
+        let facts = self.facts_of(trace);
+        self.decide_facts(&facts, now)
+    }
+
+    /// Decides one trace from its facts. Every policy is evaluated (so rate
+    /// limiters count a trace another policy keeps, as in the Collector);
+    /// `now` is the rate limiters' clock.
+    pub fn decide_facts(&mut self, trace: &TraceFacts, now: Instant) -> Decision {
         let origin = *self.origin.get_or_insert(now);
-        let trace = Trace::new(trace);
         let facts = Facts {
             trace,
             span_count: trace.span_count(),

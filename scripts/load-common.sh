@@ -1,0 +1,64 @@
+# Sourced by scripts/load-{affinity,lb,processors,shoots}.sh after they set `secs`
+# and `conc`: the release binary, a work directory removed on exit (KEEP=1
+# keeps it), no-op sinks, the head of seedgate's configuration and a
+# seedgate started and waited for. Ports: seedgate 37317/37318 (admin
+# 37021), sinks 36317/36318 on 127.0.0.x.
+
+bin=${CARGO_TARGET_DIR:-target}/release/seedgate
+work=$(mktemp -d)
+echo "work dir: $work (KEEP=1 keeps it)"
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+
+# A no-op sink on 127.0.0.$1.
+noop_sink() {
+  "$bin" sink --noop --grpc-listen "127.0.0.$1:36317" --http-listen "127.0.0.$1:36318" >"$work/sink-$1.log" 2>&1 &
+}
+
+# The receivers, admin and storage (data-$1, fsync) of a run's config.
+config_head() {
+  cat <<HEAD
+receivers:
+  grpc: { listen: 127.0.0.1:37317 }
+  http: { listen: 127.0.0.1:37318 }
+admin: { listen: 127.0.0.1:37021 }
+storage: { data_dir: $work/data-$1, durability: fsync, max_size: 8GiB }
+HEAD
+}
+
+# The head of the config with a plain traces pipeline `traces` to the sink
+# on 127.0.0.2; what follows it (its own settings, more pipelines) is $2.
+traces_config() {
+  config_head "$1"
+  cat <<CONFIG
+pipelines:
+  - name: traces
+    signals: [traces]
+    input: { namespaces: { system: true } }
+    output: { type: otlp_grpc, endpoint: "http://127.0.0.2:36317", compression: none }
+$2
+CONFIG
+}
+
+# Starts seedgate on $work/$1.yaml and waits until it is ready; sets `pid`.
+start_seedgate() {
+  "$bin" run --config "$work/$1.yaml" >"$work/$1.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs http://127.0.0.1:37021/readyz >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null || { echo "seedgate did not start:" >&2; cat "$work/$1.log" >&2; exit 1; }
+}
+
+# Records seedgate has sent: all destinations, or only destination $1.
+sent() {
+  curl -fs http://127.0.0.1:37021/metrics |
+    awk -v dest="${1:-}" '/^seedgate_exporter_sent_records_total\{/ && (dest == "" || index($0, "destination=\"" dest "\"")) {s += $2} END {printf "%d\n", s}'
+}
+
+# Realistic traces into seedgate for `secs`, summary in $work/$1.json.
+realistic_traces() {
+  "$bin" loadgen --endpoint http://127.0.0.1:37317 --signal traces --concurrency "$conc" \
+    --tenants 10 --records-per-request 100 --spans-per-trace 4 --realistic-traces \
+    --quiet --duration "${secs}s" --summary-json "$work/$1.json"
+}

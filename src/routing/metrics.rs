@@ -1,0 +1,106 @@
+//! The routing's series: created at zero for every destination and route
+//! state, so the first drop is a visible increase, and the queue gauges
+//! refreshed from the store before a scrape. Here, beside what they
+//! describe, so that the metrics registry does not import routing.
+
+use std::sync::Arc;
+
+use super::shoots::ShootLink;
+use super::{Destination, DestinationKind, RouteState};
+use crate::metrics::{Dest, DestReason, KindState, Metrics, shoot, to_i64};
+
+impl Metrics {
+    /// Creates, at zero, the series of a destination whose label sets are
+    /// closed, so the first drop or failure is a visible increase from 0
+    /// (a series born at 1 is invisible to `increase()`), and so dashboards
+    /// show the destination before anything happens to it.
+    pub fn init_destination(&self, d: &Destination) {
+        let labels = Dest {
+            destination: d.metrics_label().to_owned(),
+            signal: d.signal.as_str(),
+        };
+        let reason = |reason| DestReason {
+            destination: d.metrics_label().to_owned(),
+            signal: d.signal.as_str(),
+            reason,
+        };
+        self.router.records.get_or_create(&labels).inc_by(0);
+        self.router
+            .dropped_records
+            .get_or_create(&reason("queue_full"))
+            .inc_by(0);
+        let e = &self.exporter;
+        e.sent_records.get_or_create(&labels).inc_by(0);
+        e.sent_requests.get_or_create(&labels).inc_by(0);
+        e.sent_bytes.get_or_create(&labels).inc_by(0);
+        e.failing.get_or_create(&labels).set(0);
+        e.healthy.get_or_create(&labels).set(1);
+        for r in ["permanent", "max_elapsed", "rejected"] {
+            e.dropped_records.get_or_create(&reason(r)).inc_by(0);
+        }
+    }
+
+    /// Creates the routing and shoot series with closed label sets at zero.
+    pub fn init_routing(&self) {
+        for signal in crate::signal::Signal::ALL {
+            for state in RouteState::all() {
+                for kind in [DestinationKind::Pipeline, DestinationKind::Shoot] {
+                    self.router
+                        .routed
+                        .get_or_create(&KindState {
+                            kind: kind.as_str(),
+                            state: state.as_str(),
+                            signal: signal.as_str(),
+                        })
+                        .inc_by(0);
+                }
+            }
+        }
+        self.shoot.init();
+    }
+
+    /// Copies the shoot clients' queue depths into their gauges.
+    pub fn refresh_shoot_queues(&self, links: &[Arc<ShootLink>]) {
+        for d in links.iter().flat_map(|l| l.all()) {
+            let labels = shoot::ShootSignal {
+                shoot: d.name.clone(),
+                signal: d.signal.as_str(),
+            };
+            self.shoot
+                .queue_bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.used_bytes()));
+            self.shoot
+                .queue_records
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.records()));
+            self.shoot
+                .queue_limit
+                .get_or_create(&labels)
+                .set(to_i64(d.limits.max_bytes.0));
+        }
+    }
+
+    /// Copies the queue depths from the store into the gauges, so a scrape
+    /// shows the values of that moment.
+    pub fn refresh_queues<'a>(&self, destinations: impl Iterator<Item = &'a Destination>) {
+        for d in destinations {
+            let labels = Dest {
+                destination: d.name.clone(),
+                signal: d.signal.as_str(),
+            };
+            self.queue
+                .bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.used_bytes()));
+            self.queue
+                .records
+                .get_or_create(&labels)
+                .set(to_i64(d.queue.records()));
+            self.queue
+                .limit_bytes
+                .get_or_create(&labels)
+                .set(to_i64(d.limits.max_bytes.0));
+        }
+    }
+}
