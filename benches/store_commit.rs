@@ -6,6 +6,12 @@
 //! `max_ops_per_commit = 1`, one commit (and with `fsync`, one fsync) per
 //! request. Throughput is reported in requests (elements) per second.
 //!
+//! `queue_create`: 1,000 new queues, each created and given its first
+//! entry by one of 16 producers, as 1,000 new shoot clients do on their
+//! first records; a queue's name reaches the disk with that entry, so the
+//! creations share the writer's group commits. `single` (one commit per
+//! first entry) is what creating a queue used to cost: a commit of its own.
+//!
 //! The LMDB directory lives under `CARGO_TARGET_TMPDIR`, on the same file
 //! system as the target directory, not on a possibly-tmpfs `/tmp`, so fsync
 //! costs what it costs on that disk.
@@ -149,5 +155,74 @@ fn store_commit(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, store_commit);
+/// Creates `QUEUES` fresh queues (names from `next`) and appends one small
+/// entry to each, over `PRODUCERS` threads; returns the wall time.
+fn create_queues(setup: &Setup, next: &mut u64) -> Duration {
+    const QUEUES: u64 = 1000;
+    const PRODUCERS: u64 = 16;
+    let start = Arc::new(Barrier::new(PRODUCERS as usize + 1));
+    let base = *next;
+    *next += QUEUES;
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let (store, tx, start) = (
+                Arc::clone(&setup.store),
+                setup.tx.clone(),
+                Arc::clone(&start),
+            );
+            std::thread::spawn(move || {
+                start.wait();
+                for i in (p..QUEUES).step_by(PRODUCERS as usize) {
+                    let queue = store
+                        .queue(&format!("shoot/bench-{}/logs", base + i))
+                        .expect("queue");
+                    let payload = Bytes::from_static(b"first record");
+                    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                    let (reply, rx) = oneshot::channel();
+                    let part = AppendPart {
+                        queue,
+                        records: 1,
+                        payload,
+                    };
+                    tx.send(WriteOp::Append {
+                        parts: vec![part],
+                        reply,
+                    })
+                    .expect("writer alive");
+                    rx.blocking_recv()
+                        .expect("reply")
+                        .expect("append committed");
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for p in producers {
+        p.join().expect("producer");
+    }
+    began.elapsed()
+}
+
+fn queue_create(c: &mut Criterion) {
+    let mut group = c.benchmark_group("queue_create/fsync");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1000));
+    for (mode, max_ops) in [("group", 1024), ("single", 1)] {
+        let setup = setup(0, Durability::Fsync, max_ops);
+        let mut next = 0;
+        group.bench_function(BenchmarkId::new(mode, 1000), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| create_queues(&setup, &mut next)).sum());
+        });
+        let Setup {
+            store, tx, writer, ..
+        } = setup;
+        drop(tx);
+        writer.join().expect("writer");
+        drop(store);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, store_commit, queue_create);
 criterion_main!(benches);

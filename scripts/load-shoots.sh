@@ -61,21 +61,37 @@ run() {
   "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  # The resident set now, split: heap and stacks, and LMDB's mapped pages.
+  local split
+  split=$(awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' "/proc/$pid/status")
   local clients
   clients=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" <<'PY'
-import json, sys
+  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" <<'PY'
+import datetime, json, re, sys
+# First to last "Created a shoot client" in seedgate's log: how long making
+# every client took while the cold run sent their first records.
+made = [datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+        for m in (re.match(r"(\S+)\s.*Created a shoot client", l) for l in open(sys.argv[5]))
+        if m]
+if made:
+    print(f"{sys.argv[2]:>7}: {len(made)} shoot clients created in {(made[-1] - made[0]).total_seconds():.2f} s")
 for run in ("cold", "warm"):
     s = json.load(open(sys.argv[1] + ("-cold.json" if run == "cold" else ".json")))
     print(f"{sys.argv[2]:>7} {run}: {s['records_per_sec']/1000:.0f}k records/s acked, "
           f"p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms, "
           f"failed {s['requests_failed']}, refused {s['requests_refused']}")
-print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB, shoot clients {sys.argv[4]}")
+print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB (at the end: {sys.argv[6]}), shoot clients {sys.argv[4]}")
 PY
 }
 
 echo "$shoots namespaces, ${secs}s, $conc in flight, 100 records/request over 10 namespaces, fsync"
 run single
 run shoots
+python3 - "$work" <<'PY'
+import json, sys
+rate = lambda f: json.load(open(f"{sys.argv[1]}/{f}.json"))["records_per_sec"]
+for run, suffix in (("warm", ""), ("cold", "-cold")):
+    print(f"shoots vs single, {run}: {rate('shoots' + suffix) / rate('single' + suffix):.2f}x")
+PY

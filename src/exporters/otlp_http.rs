@@ -130,6 +130,8 @@ impl HttpExporter {
                 tls::DefaultRoots::Platform,
                 &[b"h2", b"http/1.1"],
             )?);
+        } else {
+            builder = builder.tls_backend_preconfigured(tls::plaintext_only()?);
         }
         let client = customize(builder)
             .build()

@@ -75,10 +75,16 @@ pub trait ShootCreator: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'static, Result<Arc<ShootLink>, ClientRefused>>;
 }
 
+/// Shards of the directory: an insert copies one shard's map, so making
+/// 5,000 clients copies about 5,000²/64 entries rather than 5,000²/2.
+const SHARDS: usize = 32;
+
+type Shard = ArcSwap<HashMap<String, Arc<ShootLink>>>;
+
 /// See the module doc.
 #[derive(Debug, Default)]
 pub struct ShootDirectory {
-    clients: ArcSwap<HashMap<String, Arc<ShootLink>>>,
+    clients: [Shard; SHARDS],
     creator: OnceLock<Arc<dyn ShootCreator>>,
 }
 
@@ -89,9 +95,16 @@ impl ShootDirectory {
         let _first_wins = self.creator.set(creator);
     }
 
+    fn shard(&self, namespace: &str) -> &Shard {
+        // The remainder is below SHARDS, so it fits any usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = (xxhash_rust::xxh3::xxh3_64(namespace.as_bytes()) % SHARDS as u64) as usize;
+        &self.clients[i]
+    }
+
     /// The client of `namespace`, if it exists. Never locks.
     pub fn get(&self, namespace: &str) -> Option<Arc<ShootLink>> {
-        self.clients.load().get(namespace).cloned()
+        self.shard(namespace).load().get(namespace).cloned()
     }
 
     /// The client of `namespace`, created on a miss.
@@ -108,22 +121,25 @@ impl ShootDirectory {
 
     /// Every client.
     pub fn all(&self) -> Vec<Arc<ShootLink>> {
-        self.clients.load().values().cloned().collect()
+        self.clients
+            .iter()
+            .flat_map(|shard| shard.load().values().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// How many clients exist.
     pub fn len(&self) -> usize {
-        self.clients.load().len()
+        self.clients.iter().map(|shard| shard.load().len()).sum()
     }
 
     /// Whether no client exists.
     pub fn is_empty(&self) -> bool {
-        self.clients.load().is_empty()
+        self.clients.iter().all(|shard| shard.load().is_empty())
     }
 
     /// Adds a client (the manager only).
     pub fn insert(&self, link: Arc<ShootLink>) {
-        self.clients.rcu(|map| {
+        self.shard(&link.namespace).rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(link.namespace.clone(), Arc::clone(&link));
             map
@@ -133,7 +149,7 @@ impl ShootDirectory {
     /// Removes a client (the manager only); returns it.
     pub fn remove(&self, namespace: &str) -> Option<Arc<ShootLink>> {
         let mut removed = None;
-        self.clients.rcu(|map| {
+        self.shard(namespace).rcu(|map| {
             let mut map = HashMap::clone(map);
             removed = map.remove(namespace);
             map

@@ -95,7 +95,7 @@ use std::fs;
 use std::io;
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -332,6 +332,12 @@ pub struct Queue {
     next_seq: AtomicU64,
     /// Set once a [`WriteOp::Drop`] of this queue is committed.
     dropped: AtomicBool,
+    /// Whether its name is on disk. A new queue exists in memory only
+    /// until the writer commits its first entry, and its name goes in that
+    /// same transaction: creating a queue costs no commit of its own, and
+    /// a crash cannot leave a name without its entries or entries without
+    /// their name.
+    persisted: AtomicBool,
     notify: tokio::sync::Notify,
 }
 
@@ -347,6 +353,7 @@ impl Queue {
             entries: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
+            persisted: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
         }
     }
@@ -385,6 +392,12 @@ impl Queue {
     /// The sequence number the next append will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq.load(Ordering::Acquire)
+    }
+
+    /// Whether the queue's name is on disk: after the commit of its first
+    /// entry, or when it was resumed from disk.
+    pub fn is_persisted(&self) -> bool {
+        self.persisted.load(Ordering::Acquire)
     }
 
     /// Whether a [`WriteOp::Drop`] of this queue has been committed.
@@ -570,6 +583,12 @@ pub struct Store {
     /// Set by the first [`Store::spawn_writer`]: two writers would hand out
     /// the same sequence numbers.
     writer_spawned: AtomicBool,
+    /// The id the next new queue gets: above every id on disk. The writer
+    /// persists it with each queue's name ([`Queue::persisted`]).
+    next_id: AtomicU32,
+    /// Entries the open found unreadable or belonging to no queue, and
+    /// deleted.
+    discarded_at_open: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -662,7 +681,7 @@ impl Store {
                 source: heed::Error::Mdb(heed::MdbError::Problem),
             })?;
 
-        let store = Store {
+        let mut store = Store {
             env,
             meta,
             entries,
@@ -674,17 +693,25 @@ impl Store {
             started: Instant::now(),
             heartbeat_nanos: AtomicU64::new(0),
             writer_spawned: AtomicBool::new(false),
+            next_id: AtomicU32::new(0),
+            discarded_at_open: 0,
         };
-        store.resume()?;
+        store.discarded_at_open = store.resume()?;
         Ok(Arc::new(store))
     }
 
     /// Loads queue names from `meta`, scans `entries` to rebuild stats, and
-    /// deletes entries nobody could ever read.
-    fn resume(&self) -> Result<(), StoreError> {
+    /// deletes entries nobody could ever read; returns how many.
+    fn resume(&self) -> Result<u64, StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
         let rtxn = self.env.read_txn().map_err(lmdb("resume"))?;
 
+        let stored_next_id = self
+            .meta
+            .get(&rtxn, format::META_NEXT_ID)
+            .map_err(lmdb("resume"))?
+            .and_then(format::decode_u32)
+            .unwrap_or(0);
         let mut names: HashMap<u32, String> = HashMap::new();
         let mut seqs: HashMap<u32, u64> = HashMap::new();
         for item in self
@@ -764,11 +791,19 @@ impl Store {
             wtxn.commit().map_err(lmdb("resume cleanup"))?;
         }
 
+        let next_id = names
+            .keys()
+            .map(|id| id.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+            .max(stored_next_id);
+        self.next_id.store(next_id, Ordering::Release);
         let mut queues = self.lock_queues();
         let mut total_bytes = 0u64;
         for (id, name) in names {
             let s = stats.remove(&id).unwrap_or_default();
             let queue = Queue::new(id, name.clone());
+            queue.persisted.store(true, Ordering::Release);
             queue.used_bytes.store(s.bytes, Ordering::Release);
             queue.records.store(s.records, Ordering::Release);
             queue.entries.store(s.entries, Ordering::Release);
@@ -784,7 +819,7 @@ impl Store {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "Resumed the LMDB buffer."
         );
-        Ok(())
+        Ok(garbage.len() as u64)
     }
 
     fn lock_queues(&self) -> MutexGuard<'_, HashMap<String, Arc<Queue>>> {
@@ -793,16 +828,17 @@ impl Store {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gets the queue called `name`, creating (and persisting) it if needed.
+    /// Gets the queue called `name`, creating it if needed.
     ///
-    /// Creating takes an LMDB write transaction, so it waits for a commit in
-    /// progress; call it when a destination appears, not per request.
+    /// Creating costs no transaction: the queue gets its id here and its
+    /// name goes to disk with its first entry ([`Queue::persisted`]), so a
+    /// thousand new shoot clients share the writer's group commits instead
+    /// of paying one fsync each.
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidQueueName`] for an empty or too long name,
-    /// [`StoreError::Full`] / [`StoreError::Lmdb`] if the new name cannot be
-    /// committed.
+    /// [`StoreError::InvalidQueueName`] for an empty or too long name, or
+    /// when every queue id is used up.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>, StoreError> {
         if name.is_empty() {
             return Err(StoreError::InvalidQueueName {
@@ -816,41 +852,29 @@ impl Store {
                 reason: "longer than 400 bytes",
             });
         }
-        let lmdb = |op| lmdb_err(op, self.map_size);
         let mut queues = self.lock_queues();
         if let Some(queue) = queues.get(name).filter(|q| !q.is_dropped()) {
             return Ok(Arc::clone(queue));
         }
-        // Holding the map lock across the transaction makes get-or-create
-        // atomic; the writer never takes this lock inside a transaction, so
-        // this cannot deadlock.
-        let mut wtxn = self.env.write_txn().map_err(lmdb("create queue"))?;
-        let id = match self
-            .meta
-            .get(&wtxn, format::META_NEXT_ID)
-            .map_err(lmdb("create queue"))?
-        {
-            Some(value) => format::decode_u32(value).ok_or(StoreError::Lmdb {
-                op: "create queue",
-                source: heed::Error::Mdb(heed::MdbError::Corrupted),
-            })?,
-            None => 0,
-        };
+        // Under the map lock, so ids are handed out in order and once.
+        let id = self.next_id.load(Ordering::Acquire);
         let next = id.checked_add(1).ok_or(StoreError::InvalidQueueName {
             name: name.to_owned(),
             reason: "all 2^32 queue ids are used up",
         })?;
-        self.meta
-            .put(&mut wtxn, format::META_NEXT_ID, &next.to_be_bytes())
-            .map_err(lmdb("create queue"))?;
-        self.meta
-            .put(&mut wtxn, &format::queue_name_key(name), &id.to_be_bytes())
-            .map_err(lmdb("create queue"))?;
-        wtxn.commit().map_err(lmdb("create queue"))?;
+        self.next_id.store(next, Ordering::Release);
         let queue = Arc::new(Queue::new(id, name.to_owned()));
         queues.insert(name.to_owned(), Arc::clone(&queue));
         tracing::debug!(queue = name, id, "Created a queue.");
         Ok(queue)
+    }
+
+    /// How many entries the open deleted because they were undecodable or
+    /// belonged to no queue: zero unless something wrote the map behind
+    /// the writer's back (a queue's name and its first entries are one
+    /// transaction).
+    pub fn discarded_at_open(&self) -> u64 {
+        self.discarded_at_open
     }
 
     /// Every live queue, including those resumed from disk, by name.

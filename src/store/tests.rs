@@ -504,6 +504,7 @@ fn drop_removes_a_queue_its_data_and_its_name() {
         assert_eq!(payloads(&read_all(&h.store, &b)), vec![&b"b0"[..]]);
         h.close();
     }
+    // The new `a` held nothing, so its name never reached the disk.
     let h = Harness::start(options(dir.path()));
     let names: Vec<_> = h
         .store
@@ -511,11 +512,48 @@ fn drop_removes_a_queue_its_data_and_its_name() {
         .iter()
         .map(|q| (q.name.clone(), q.id))
         .collect();
-    assert_eq!(names.len(), 2);
-    assert!(names.contains(&("b".to_owned(), b_id)));
+    assert_eq!(names, vec![("b".to_owned(), b_id)]);
     let a = h.store.queue("a").unwrap();
     assert_ne!(a.id, old_a_id);
     assert_eq!(a.entries(), 0);
+    h.close();
+}
+
+#[test]
+fn a_new_queue_reaches_the_disk_with_its_first_entry_and_costs_no_commit() {
+    const QUEUES: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let old_ids;
+    {
+        let h = Harness::start(options(dir.path()));
+        let before = h.metrics.commits.get();
+        let queues: Vec<_> = (0..QUEUES)
+            .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
+            .collect();
+        let empty = h.store.queue("never-written").unwrap();
+        assert_eq!(
+            h.metrics.commits.get(),
+            before,
+            "creating queues commits nothing"
+        );
+        assert!(queues.iter().all(|q| !q.is_persisted()));
+
+        // One append naming every queue: one commit brings all their names.
+        let parts = queues.iter().map(|q| (q, 1, &b"first"[..])).collect();
+        h.append_parts(parts).unwrap();
+        assert_eq!(h.metrics.commits.get(), before + 1);
+        assert!(queues.iter().all(|q| q.is_persisted()));
+        assert!(!empty.is_persisted());
+        old_ids = queues.iter().map(|q| q.id).chain([empty.id]).max().unwrap();
+        h.close();
+    }
+    let h = Harness::start(options(dir.path()));
+    let resumed = h.store.queues();
+    assert_eq!(resumed.len(), QUEUES, "every written queue and no other");
+    assert!(resumed.iter().all(|q| q.entries() == 1 && q.is_persisted()));
+    assert!(!resumed.iter().any(|q| q.name == "never-written"));
+    // Ids handed out before the restart are never handed out again.
+    assert!(h.store.queue("later").unwrap().id > old_ids);
     h.close();
 }
 

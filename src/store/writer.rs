@@ -491,6 +491,29 @@ impl Writer {
                 slot.3 += 1;
                 applied.appended_bytes += payload.len() as u64;
             }
+            // A queue's first entry brings its name (and the id counter)
+            // to disk in the same transaction: never one without the other.
+            let mut named = false;
+            for (queue, _, _, _) in applied.appended.values() {
+                if !queue.is_persisted() {
+                    store
+                        .meta
+                        .put(
+                            &mut txn,
+                            &format::queue_name_key(&queue.name),
+                            &queue.id.to_be_bytes(),
+                        )
+                        .map_err(err("create queue"))?;
+                    named = true;
+                }
+            }
+            if named {
+                let next_id = store.next_id.load(Ordering::Acquire);
+                store
+                    .meta
+                    .put(&mut txn, format::META_NEXT_ID, &next_id.to_be_bytes())
+                    .map_err(err("create queue"))?;
+            }
             // Persist each queue's numbering so seqs are never reused, even
             // after the queue drains and the process restarts.
             for (id, (_, next_seq, _, _)) in &applied.appended {
@@ -571,6 +594,7 @@ impl Writer {
             }
         }
         for (queue, next_seq, records, entries) in applied.appended.values() {
+            queue.persisted.store(true, Ordering::Release);
             // used_bytes already counts these bytes: they were reserved.
             queue.next_seq.store(*next_seq, Ordering::Release);
             queue.records.fetch_add(*records, Ordering::AcqRel);

@@ -833,3 +833,139 @@ fn bad_routing_config_names_the_field() {
         );
     }
 }
+
+/// The store in `data` as a restart would find it, after a kill: no queue
+/// may be half-made (entries whose queue has no name, which the open would
+/// have to throw away), and every queue is one of `shoots`' or the seed's.
+fn assert_no_half_made_queue(data: &Path, shoots: &BTreeSet<String>) -> usize {
+    let store = seedgate::store::Store::open(seedgate::store::StoreOptions {
+        dir: data.to_owned(),
+        map_size: 256 << 20,
+        durability: seedgate::config::Durability::Fsync,
+        max_ops_per_commit: 1,
+    })
+    .unwrap();
+    assert_eq!(store.discarded_at_open(), 0, "entries without a queue");
+    let queues = store.queues();
+    for q in &queues {
+        let ns = q
+            .name
+            .strip_prefix("shoot/")
+            .and_then(|r| r.strip_suffix("/logs"));
+        assert!(
+            ns.is_none_or(|ns| shoots.contains(ns)),
+            "a queue of no shoot: {}",
+            q.name
+        );
+    }
+    queues.len()
+}
+
+/// seedgate is killed with SIGKILL twice while it creates the clients, and
+/// so the queues, of 1,000 ready shoots on their first records. Nothing
+/// acknowledged is lost (every acked seq reaches the shoot backend) and no
+/// queue is half-made at either kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_creating_1000_shoot_queues_loses_nothing_acknowledged() {
+    const SHOOTS: usize = 1000;
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shoot_sink = tracking_sink().await;
+    let names: Vec<String> = (0..SHOOTS).map(|i| format!("shoot--kill--s{i}")).collect();
+    let clusters: String = names
+        .iter()
+        .map(|ns| format!("  - {{ name: {ns}, state: ready }}\n"))
+        .collect();
+    let (grpc, http) = (support::stable_port(), support::stable_port());
+    let yaml = support::config_yaml_ports(
+        &data,
+        grpc,
+        http,
+        &format!(
+            "{}clusters:\n{clusters}",
+            shoots_block(&shoot_sink, "  max_clients: 2000\n")
+        ),
+    );
+    let config = dir.path().join("seedgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut sg = Seedgate::start_with(dir.path(), &config).await;
+
+    // 10 records a request, one per shoot, round-robin: at 400 records/s
+    // the 1,000 shoots get their first record over 2.5 s.
+    let ns: Vec<&str> = names.iter().map(String::as_str).collect();
+    let flags = [
+        "--protocol",
+        "grpc",
+        "--records-per-request",
+        "10",
+        "--resources-per-request",
+        "10",
+        "--record-size",
+        "100",
+        "--rate",
+        "400",
+        "--concurrency",
+        "4",
+        "--timeout",
+        "2s",
+    ];
+    let first = dir.path().join("acked-1.txt");
+    let load = support::stream(
+        sg.grpc_endpoint(),
+        &flags,
+        &ns,
+        Duration::from_secs(5),
+        0,
+        &first,
+    );
+    let shoots: BTreeSet<String> = names.iter().cloned().collect();
+    for (kill, at) in [(1, 150.0), (2, 300.0)] {
+        let seen = eventually("shoot clients being created", async || {
+            let n = sg.metric_or_zero("seedgate_shoot_clients", &[]).await;
+            (n >= at).then_some(n)
+        })
+        .await;
+        sg.kill9();
+        assert!(
+            seen < SHOOTS as f64,
+            "kill {kill} came after every client was made ({seen})"
+        );
+        let on_disk = assert_no_half_made_queue(&data, &shoots);
+        eprintln!("kill {kill}: {seen} clients live, {on_disk} queues on disk");
+        sg = Seedgate::start_with(dir.path(), &config).await;
+    }
+    let s1 = load.await.unwrap().unwrap();
+    assert!(s1.requests_failed > 0, "the kills failed nothing: {s1:?}");
+    assert!(
+        s1.records_acked > 0,
+        "nothing acked to prove anything: {s1:?}"
+    );
+    // Every shoot once more, so each has a client and records after it all.
+    let second = dir.path().join("acked-2.txt");
+    let mut args = LoadgenArgs::from_flags(flags).unwrap();
+    args.rate = 0;
+    args.endpoint = Some(sg.grpc_endpoint());
+    args.namespaces = names.clone();
+    args.count = Some(SHOOTS as u64);
+    args.seq_start = 1_000_000;
+    args.acked_file = Some(second.clone());
+    args.quiet = true;
+    let s2 = loadgen::run(args).await.unwrap();
+    assert_eq!(s2.records_acked, SHOOTS as u64, "{s2:?}");
+    assert_eq!(
+        sg.metric("seedgate_shoot_clients", &[]).await,
+        Some(SHOOTS as f64)
+    );
+    for acked in [&first, &second] {
+        let acked = read_acked_file(acked).unwrap();
+        eventually("every acked record at the shoot backends", async || {
+            (shoot_sink.verify(&acked).missing == 0).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "acked {} + {} records across 2 kills",
+        s1.records_acked, s2.records_acked
+    );
+}

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
@@ -289,25 +289,56 @@ pub(crate) enum DefaultRoots {
 }
 
 impl DefaultRoots {
+    /// The verifier of these roots, built once per process: parsing a
+    /// trust store costs milliseconds, and a seed has a thousand shoot
+    /// clients whose outputs all verify with the same one.
     fn verifier(self) -> Result<Arc<dyn ServerCertVerifier>, ExportError> {
-        match self {
-            DefaultRoots::WebPki => {
+        type Built = Result<Arc<dyn ServerCertVerifier>, ExportError>;
+        static WEBPKI: OnceLock<Arc<dyn ServerCertVerifier>> = OnceLock::new();
+        static PLATFORM: OnceLock<Arc<dyn ServerCertVerifier>> = OnceLock::new();
+        let (cell, build): (_, fn() -> Built) = match self {
+            DefaultRoots::WebPki => (&WEBPKI, || {
                 let roots = RootCertStore {
                     roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
                 };
-                let verifier =
+                let verifier: Arc<dyn ServerCertVerifier> =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                         .build()
                         .map_err(tls_error("tls"))?;
                 Ok(verifier)
-            }
-            DefaultRoots::Platform => {
+            }),
+            DefaultRoots::Platform => (&PLATFORM, || {
                 let verifier = rustls_platform_verifier::Verifier::new(provider())
                     .map_err(tls_error("tls"))?;
                 Ok(Arc::new(verifier))
-            }
+            }),
+        };
+        if let Some(verifier) = cell.get() {
+            return Ok(Arc::clone(verifier));
         }
+        let built = build()?;
+        Ok(Arc::clone(cell.get_or_init(|| built)))
     }
+}
+
+/// The TLS configuration given to an HTTP client whose endpoint is
+/// `http://`: it never makes a handshake, and without one the HTTP client
+/// would load the platform's trust store for each client it builds (tens
+/// of milliseconds per shoot client). No roots: a handshake would fail.
+///
+/// # Errors
+/// Only if the crypto provider offers no safe protocol version.
+pub(crate) fn plaintext_only() -> Result<ClientConfig, ExportError> {
+    static PLAIN: OnceLock<ClientConfig> = OnceLock::new();
+    if let Some(config) = PLAIN.get() {
+        return Ok(config.clone());
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error("tls"))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(PLAIN.get_or_init(|| config).clone())
 }
 
 /// The rustls client config of an output with TLS: versions, verifier,
