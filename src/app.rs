@@ -119,6 +119,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         rt: rt.handle().clone(),
         lb_faults: config.admin.fault_injection.then(Arc::default),
+        shoot_http: Arc::default(),
     };
     let (seeds, mut stuck_after) = build_seeds(&config, &factory, &metrics)?;
     warn_orphan_queues(&store, &seeds);

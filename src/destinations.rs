@@ -57,6 +57,9 @@ pub struct Factory {
     /// Set with `admin.fault_injection`: load-balanced backends' crash
     /// switches.
     pub lb_faults: Option<Arc<crate::loadbalancing::faults::Faults>>,
+    /// The HTTP clients shoot clients share: their outputs differ only in
+    /// the endpoint.
+    pub shoot_http: Arc<crate::exporters::otlp_http::SharedClients>,
 }
 
 impl Factory {
@@ -126,6 +129,10 @@ impl Factory {
                         spec.signal,
                         label,
                     )?
+                }
+                None if spec.kind == DestinationKind::Shoot => {
+                    Exporter::build_shared(spec.output, spec.signal, label, &self.shoot_http)
+                        .with_context(context)?
                 }
                 None => Exporter::build(spec.output, spec.signal, label).with_context(context)?,
             }

@@ -209,6 +209,30 @@ impl Exporter {
         Ok(Exporter { inner })
     }
 
+    /// [`Exporter::build`], but an HTTP output takes its client from
+    /// `shared` (see [`otlp_http::SharedClients`]).
+    ///
+    /// # Errors
+    /// See [`ExportError`].
+    pub fn build_shared(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+        shared: &otlp_http::SharedClients,
+    ) -> Result<Exporter, ExportError> {
+        match output.kind {
+            OutputType::OtlpHttp | OutputType::FluentBitHttp => Ok(Exporter {
+                inner: Kind::Http(otlp_http::HttpExporter::build_shared(
+                    output,
+                    signal,
+                    destination,
+                    shared,
+                )?),
+            }),
+            _ => Self::build(output, signal, destination),
+        }
+    }
+
     /// Sends one request (a valid Export*ServiceRequest encoding holding
     /// `records` records): one attempt, bounded by the output's timeout.
     pub async fn send(&self, body: Bytes, records: u64) -> Outcome {

@@ -3,7 +3,7 @@
 //! rendered as Fluent Bit's HTTP output would ([`crate::proto::fluent_bit`]).
 //!
 //! One [`reqwest::Client`] per exporter keeps a connection pool to the
-//! backend; the body is compressed per the output's `compression` and sent
+//! backend (shoot clients share one, [`SharedClients`]); the body is compressed per the output's `compression` and sent
 //! with `Content-Encoding`; the answer is mapped by
 //! [`http_outcome`].
 //!
@@ -33,6 +33,108 @@ use crate::signal::Signal;
 /// The most bytes read from a response: an `Export*ServiceResponse` is tiny;
 /// anything longer is an error page whose start is enough.
 pub const RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// `Some` for a `fluent_bit_http` output: how to render its batches.
+fn fluent_bit_of(output: &OutputConfig) -> Option<std::sync::Arc<FluentBitConfig>> {
+    (output.kind == OutputType::FluentBitHttp)
+        .then(|| std::sync::Arc::new(output.fluent_bit.clone().unwrap_or_default()))
+}
+
+/// The client settings of `output`: headers, timeouts, no redirects, TLS.
+/// Nothing here depends on the endpoint beyond its scheme.
+fn client_builder(
+    output: &OutputConfig,
+    url: &reqwest::Url,
+    destination: &str,
+) -> Result<reqwest::ClientBuilder, ExportError> {
+    let use_tls = tls::wants_tls(Some(url.scheme()), &output.tls)?;
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in super::header_pairs(output)? {
+        headers.append(name, value);
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static(if output.kind == OutputType::FluentBitHttp {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        }),
+    );
+    match output.compression {
+        Compression::None => {}
+        Compression::Gzip => {
+            headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        }
+        Compression::Zstd => {
+            headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("zstd"));
+        }
+    }
+    let builder = reqwest::Client::builder()
+        .default_headers(headers)
+        .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
+        .timeout(output.timeout)
+        .connect_timeout(output.timeout)
+        // An exporter talks to its configured backend only; a redirect
+        // would send the credentials headers somewhere else.
+        .redirect(reqwest::redirect::Policy::none());
+    Ok(if use_tls {
+        builder.tls_backend_preconfigured(tls::client_config(
+            &output.tls,
+            destination,
+            tls::DefaultRoots::Platform,
+            &[b"h2", b"http/1.1"],
+        )?)
+    } else {
+        builder.tls_backend_preconfigured(tls::plaintext_only()?)
+    })
+}
+
+fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ExportError> {
+    builder.build().map_err(|e| ExportError::Client {
+        client: "http",
+        reason: error_chain(&e),
+    })
+}
+
+/// HTTP clients shared by exporters whose outputs differ only in their
+/// endpoint: the shoot clients, which would otherwise hold a client, a
+/// connection pool and an idle connection each (about 30 KiB per shoot);
+/// shared, they hold as many connections as there are requests in flight.
+/// Keyed by every setting but the endpoint, and by the metrics label (TLS
+/// metrics carry it; shoot clients share `shoot`).
+#[derive(Debug, Default)]
+pub struct SharedClients {
+    clients: std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>,
+}
+
+impl SharedClients {
+    fn get_or_build(
+        &self,
+        output: &OutputConfig,
+        url: &reqwest::Url,
+        destination: &str,
+    ) -> Result<reqwest::Client, ExportError> {
+        let settings = OutputConfig {
+            endpoint: None,
+            ..output.clone()
+        };
+        let Ok(settings) = serde_json::to_string(&settings) else {
+            // Not comparable, so not shared.
+            return build_client(client_builder(output, url, destination)?);
+        };
+        let key = format!("{destination}\0{}\0{settings}", url.scheme());
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(client_builder(output, url, destination)?)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
 
 /// Sends OTLP/HTTP protobuf requests to one backend.
 #[derive(Debug, Clone)]
@@ -68,6 +170,46 @@ impl HttpExporter {
         destination: &str,
         customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Result<Self, ExportError> {
+        let url = Self::url(output, signal)?;
+        let client = build_client(customize(client_builder(output, &url, destination)?))?;
+        Self::with_client(output, signal, destination, url, client)
+    }
+
+    /// [`HttpExporter::build`] with the client of `shared` that has the
+    /// same settings, built on first use.
+    ///
+    /// # Errors
+    /// As [`HttpExporter::build`].
+    pub fn build_shared(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+        shared: &SharedClients,
+    ) -> Result<Self, ExportError> {
+        let url = Self::url(output, signal)?;
+        let client = shared.get_or_build(output, &url, destination)?;
+        Self::with_client(output, signal, destination, url, client)
+    }
+
+    fn with_client(
+        output: &OutputConfig,
+        signal: Signal,
+        destination: &str,
+        url: reqwest::Url,
+        client: reqwest::Client,
+    ) -> Result<Self, ExportError> {
+        Ok(Self {
+            client,
+            url,
+            signal,
+            compression: output.compression,
+            auth: Auth::build(output, destination)?,
+            fluent_bit: fluent_bit_of(output),
+        })
+    }
+
+    /// The URL requests go to: the endpoint, then the output's path.
+    fn url(output: &OutputConfig, signal: Signal) -> Result<reqwest::Url, ExportError> {
         let endpoint = output
             .endpoint
             .as_deref()
@@ -75,10 +217,8 @@ impl HttpExporter {
                 field: "endpoint",
                 reason: format!("is required for {}", output.kind.as_str()),
             })?;
-        let fluent_bit = (output.kind == OutputType::FluentBitHttp)
-            .then(|| std::sync::Arc::new(output.fluent_bit.clone().unwrap_or_default()));
         // Fluent Bit's `uri` defaults to `/`; OTLP's path to `/v1/<signal>`.
-        let default_path = if fluent_bit.is_some() {
+        let default_path = if output.kind == OutputType::FluentBitHttp {
             "/"
         } else {
             signal.http_path()
@@ -87,65 +227,9 @@ impl HttpExporter {
         // The endpoint may carry a base path (`https://host/otlp`): the
         // signal path goes after it, like the OpenTelemetry exporters do.
         let joined = format!("{}{}", endpoint.trim_end_matches('/'), path);
-        let url = reqwest::Url::parse(&joined).map_err(|e| ExportError::Build {
+        reqwest::Url::parse(&joined).map_err(|e| ExportError::Build {
             field: "endpoint",
             reason: format!("{joined:?} is not a valid URL: {e}"),
-        })?;
-        let use_tls = tls::wants_tls(Some(url.scheme()), &output.tls)?;
-
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in super::header_pairs(output)? {
-            headers.append(name, value);
-        }
-        headers.insert(
-            CONTENT_TYPE,
-            http::HeaderValue::from_static(if fluent_bit.is_some() {
-                "application/json"
-            } else {
-                "application/x-protobuf"
-            }),
-        );
-        match output.compression {
-            Compression::None => {}
-            Compression::Gzip => {
-                headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
-            }
-            Compression::Zstd => {
-                headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("zstd"));
-            }
-        }
-
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
-            .timeout(output.timeout)
-            .connect_timeout(output.timeout)
-            // An exporter talks to its configured backend only; a redirect
-            // would send the credentials headers somewhere else.
-            .redirect(reqwest::redirect::Policy::none());
-        if use_tls {
-            builder = builder.tls_backend_preconfigured(tls::client_config(
-                &output.tls,
-                destination,
-                tls::DefaultRoots::Platform,
-                &[b"h2", b"http/1.1"],
-            )?);
-        } else {
-            builder = builder.tls_backend_preconfigured(tls::plaintext_only()?);
-        }
-        let client = customize(builder)
-            .build()
-            .map_err(|e| ExportError::Client {
-                client: "http",
-                reason: error_chain(&e),
-            })?;
-        Ok(Self {
-            client,
-            url,
-            signal,
-            compression: output.compression,
-            auth: Auth::build(output, destination)?,
-            fluent_bit,
         })
     }
 
@@ -405,6 +489,56 @@ mod tests {
             Some("zstd") => zstd::decode_all(body).unwrap(),
             Some(other) => panic!("unexpected content-encoding {other}"),
         }
+    }
+
+    /// Exporters built from one [`SharedClients`] (the shoot clients: the
+    /// same settings, one endpoint each) reuse one connection; exporters
+    /// built alone open one each.
+    #[tokio::test]
+    async fn shared_clients_reuse_one_connection_across_endpoints() {
+        use axum::extract::ConnectInfo;
+        use std::collections::HashSet;
+        use std::net::SocketAddr;
+        install_provider();
+        let peers: Arc<Mutex<HashSet<u16>>> = Arc::default();
+        let seen = Arc::clone(&peers);
+        let app =
+            axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                seen.lock().unwrap().insert(peer.port());
+                async { http::StatusCode::OK }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        let body = Bytes::from(request().encode_to_vec());
+        let accepted = |o: &Outcome| matches!(o, Outcome::Accepted { rejected: 0, .. });
+        let shared = SharedClients::default();
+        for i in 0..20 {
+            let out = output(&format!("http://{addr}/shoot--p--{i}"), Compression::None);
+            let e = HttpExporter::build_shared(&out, Signal::Logs, "shoot", &shared).unwrap();
+            assert!(accepted(&e.send(body.clone()).await));
+        }
+        assert_eq!(
+            peers.lock().unwrap().len(),
+            1,
+            "20 endpoints, one connection"
+        );
+        for i in 0..5 {
+            let out = output(&format!("http://{addr}/alone-{i}"), Compression::None);
+            let e = HttpExporter::build(&out, Signal::Logs, "alone").unwrap();
+            assert!(accepted(&e.send(body.clone()).await));
+        }
+        assert_eq!(
+            peers.lock().unwrap().len(),
+            6,
+            "a connection per own client"
+        );
     }
 
     #[tokio::test]
