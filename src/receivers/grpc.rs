@@ -34,7 +34,6 @@ use futures::TryStreamExt;
 use http_body_util::Full;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -146,8 +145,10 @@ where
                 .insert(Prepared(Arc::new(Mutex::new(Some(prepared)))));
             let req =
                 http::Request::from_parts(parts, Full::new(Bytes::from_static(EMPTY_MESSAGE)));
-            let mut grpc =
-                tonic::server::Grpc::new(RawCodec).send_compressed(CompressionEncoding::Gzip);
+            // Answers go uncompressed, whatever the client accepts: an
+            // export response is a few bytes, and gzip's tables (a fresh
+            // 256 KiB per message) cost more CPU than the request's scan.
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
             Ok(grpc
                 .unary(
                     ExportMethod::<S> {

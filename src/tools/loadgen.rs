@@ -425,11 +425,13 @@ impl Run {
     }
 
     async fn send_grpc(&self, channel: tonic::transport::Channel, payload: Bytes) -> Outcome {
-        let mut grpc = tonic::client::Grpc::new(channel)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut grpc =
+            tonic::client::Grpc::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         if self.args.gzip {
-            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+            // Like an agent that compresses: it also takes gzip answers.
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
         if grpc.ready().await.is_err() {
             return Outcome::Failed(None);

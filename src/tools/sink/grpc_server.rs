@@ -79,8 +79,8 @@ pub(super) async fn grpc_export(shared: Arc<Shared>, signal: Signal, request: Re
     let mut grpc = tonic::server::Grpc::new(RawCodec)
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd)
+        // Answers uncompressed, like seedgate's receiver: compressing an
+        // empty response costs a fresh set of gzip tables each time.
         .max_decoding_message_size(MAX_BODY_BYTES);
     grpc.unary(service, request).await.map(Body::new)
 }
