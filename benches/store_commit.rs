@@ -62,6 +62,45 @@ fn setup(threads: usize, durability: Durability, max_ops_per_commit: usize) -> S
     }
 }
 
+impl Setup {
+    /// Stops the writer and closes the store.
+    fn close(self) {
+        drop(self.tx);
+        self.writer.join().expect("writer");
+        drop(self.store);
+    }
+}
+
+/// Reserves and appends one part to `queue`, waiting for its commit, as a
+/// receiver does.
+fn append_one(tx: &Sender<WriteOp>, queue: Arc<Queue>, records: u32, payload: Bytes) {
+    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+    let (reply, rx) = oneshot::channel();
+    let part = AppendPart {
+        queue,
+        records,
+        payload,
+    };
+    tx.send(WriteOp::Append {
+        parts: vec![part],
+        reply,
+    })
+    .expect("writer alive");
+    rx.blocking_recv()
+        .expect("reply")
+        .expect("append committed");
+}
+
+/// Releases the producers waiting on `start` and times them to the end.
+fn timed(start: &Barrier, producers: Vec<std::thread::JoinHandle<()>>) -> Duration {
+    start.wait();
+    let began = Instant::now();
+    for p in producers {
+        p.join().expect("producer");
+    }
+    began.elapsed()
+}
+
 /// Runs `iters` appends on each producer thread; returns the wall time of
 /// the appends only. Afterwards (untimed) it deletes what was written so the
 /// file does not grow across iterations.
@@ -80,31 +119,12 @@ fn run(setup: &Setup, payload: &Bytes, iters: u64) -> Duration {
             std::thread::spawn(move || {
                 start.wait();
                 for _ in 0..iters {
-                    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
-                    let (reply, rx) = oneshot::channel();
-                    let part = AppendPart {
-                        queue: Arc::clone(&queue),
-                        records: RECORDS_PER_PART,
-                        payload: payload.clone(),
-                    };
-                    tx.send(WriteOp::Append {
-                        parts: vec![part],
-                        reply,
-                    })
-                    .expect("writer alive");
-                    rx.blocking_recv()
-                        .expect("reply")
-                        .expect("append committed");
+                    append_one(&tx, Arc::clone(&queue), RECORDS_PER_PART, payload.clone());
                 }
             })
         })
         .collect();
-    start.wait();
-    let began = Instant::now();
-    for p in producers {
-        p.join().expect("producer");
-    }
-    let elapsed = began.elapsed();
+    let elapsed = timed(&start, producers);
 
     for queue in &setup.queues {
         setup
@@ -143,12 +163,7 @@ fn store_commit(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(mode, threads), |b| {
                     b.iter_custom(|iters| run(&setup, &payload, iters));
                 });
-                let Setup {
-                    store, tx, writer, ..
-                } = setup;
-                drop(tx);
-                writer.join().expect("writer");
-                drop(store);
+                setup.close();
             }
         }
         group.finish();
@@ -176,32 +191,12 @@ fn create_queues(setup: &Setup, next: &mut u64) -> Duration {
                     let queue = store
                         .queue(&format!("shoot/bench-{}/logs", base + i))
                         .expect("queue");
-                    let payload = Bytes::from_static(b"first record");
-                    assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
-                    let (reply, rx) = oneshot::channel();
-                    let part = AppendPart {
-                        queue,
-                        records: 1,
-                        payload,
-                    };
-                    tx.send(WriteOp::Append {
-                        parts: vec![part],
-                        reply,
-                    })
-                    .expect("writer alive");
-                    rx.blocking_recv()
-                        .expect("reply")
-                        .expect("append committed");
+                    append_one(&tx, queue, 1, Bytes::from_static(b"first record"));
                 }
             })
         })
         .collect();
-    start.wait();
-    let began = Instant::now();
-    for p in producers {
-        p.join().expect("producer");
-    }
-    began.elapsed()
+    timed(&start, producers)
 }
 
 fn queue_create(c: &mut Criterion) {
@@ -214,12 +209,7 @@ fn queue_create(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(mode, 1000), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| create_queues(&setup, &mut next)).sum());
         });
-        let Setup {
-            store, tx, writer, ..
-        } = setup;
-        drop(tx);
-        writer.join().expect("writer");
-        drop(store);
+        setup.close();
     }
     group.finish();
 }
