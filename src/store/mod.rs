@@ -28,6 +28,11 @@
 //!   flight. Every reservation ends either in a committed append (the bytes
 //!   stay counted) or in a release (refusal, error, dropped queue): the
 //!   writer never leaks one.
+//! - **Creating a queue costs no commit.** A new queue lives in memory until
+//!   its first entry; its name goes to disk in that entry's transaction, so
+//!   a thousand new shoot clients ride the group commits of their first
+//!   records, and a crash leaves neither a name without its entries nor
+//!   entries without their name.
 //!
 //! # On-disk format (format version 1)
 //!
@@ -38,8 +43,8 @@
 //!
 //! | key | value | meaning |
 //! | --- | --- | --- |
-//! | `next_queue_id` | u32 | next queue id to hand out; ids are never reused |
-//! | `queue/<name>` | u32 | a live queue's id |
+//! | `next_queue_id` | u32 | next queue id to hand out: above every id on disk, so an id that ever held data is never reused |
+//! | `queue/<name>` | u32 | a queue's id, written in the transaction of its first entry |
 //! | `seq/` ++ id (u32) | u64 | that queue's next sequence number |
 //! | `freelist_tick` | u64 | rewritten to age LMDB's freelist, see below |
 //!
