@@ -589,7 +589,7 @@ pub struct Store {
     /// the same sequence numbers.
     writer_spawned: AtomicBool,
     /// The id the next new queue gets: above every id on disk. The writer
-    /// persists it with each queue's name ([`Queue::persisted`]).
+    /// persists it with each queue's name ([`Queue::is_persisted`]).
     next_id: AtomicU32,
     /// Entries the open found unreadable or belonging to no queue, and
     /// deleted.
@@ -836,7 +836,7 @@ impl Store {
     /// Gets the queue called `name`, creating it if needed.
     ///
     /// Creating costs no transaction: the queue gets its id here and its
-    /// name goes to disk with its first entry ([`Queue::persisted`]), so a
+    /// name goes to disk with its first entry ([`Queue::is_persisted`]), so a
     /// thousand new shoot clients share the writer's group commits instead
     /// of paying one fsync each.
     ///
