@@ -45,9 +45,15 @@ use crate::store::{Entry, Store, WriteOp};
 
 /// Longest delay honoured from a backend's `Retry-After` / `RetryInfo`.
 const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
-/// How long an idle loop sleeps before looking at the queue again even
-/// without a wake-up (belt and braces against a missed notification).
+/// How long a loop waits before reading its queue again after a failed
+/// read.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long a loop with an empty queue waits for a wake-up before looking
+/// again anyway (belt and braces: every commit that appends wakes the
+/// queue's consumer and leaves it a permit, so none is missed). Long,
+/// because a seed has thousands of mostly idle shoot clients: at 1 s,
+/// 5,000 of them cost 5,000 wake-ups and LMDB reads a second.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
 /// Most splits of one refused batch. Finding `k` refused entries among `n`
 /// takes at most `k · ⌈log2 n⌉` splits (two sends each): 64 finds 4 among
 /// the 8192 entries of the largest batch.
@@ -319,7 +325,7 @@ impl Delivery {
                 drop(permit);
                 linger_since = None;
                 // Woken or timed out: either way, look again.
-                tokio::time::timeout(IDLE_POLL, queue.appended()).await.ok();
+                tokio::time::timeout(IDLE_WAIT, queue.appended()).await.ok();
                 continue;
             };
             // The read stops at the batch limits, so entries left behind
