@@ -121,10 +121,11 @@ impl ShootDirectory {
 
     /// Every client.
     pub fn all(&self) -> Vec<Arc<ShootLink>> {
-        self.clients
-            .iter()
-            .flat_map(|shard| shard.load().values().cloned().collect::<Vec<_>>())
-            .collect()
+        let mut all = Vec::with_capacity(self.len());
+        for shard in &self.clients {
+            all.extend(shard.load().values().cloned());
+        }
+        all
     }
 
     /// How many clients exist.

@@ -491,32 +491,23 @@ impl Writer {
                 slot.3 += 1;
                 applied.appended_bytes += payload.len() as u64;
             }
-            // A queue's first entry brings its name (and the id counter)
-            // to disk in the same transaction: never one without the other.
+            // Persist each queue's numbering so seqs are never reused, even
+            // after the queue drains and the process restarts; a queue's
+            // first entry also brings its name (and the id counter) to disk
+            // in this transaction: never one without the other.
             let mut named = false;
-            for (queue, _, _, _) in applied.appended.values() {
+            for (id, (queue, next_seq, _, _)) in &applied.appended {
                 if !queue.is_persisted() {
                     store
                         .meta
                         .put(
                             &mut txn,
                             &format::queue_name_key(&queue.name),
-                            &queue.id.to_be_bytes(),
+                            &id.to_be_bytes(),
                         )
                         .map_err(err("create queue"))?;
                     named = true;
                 }
-            }
-            if named {
-                let next_id = store.next_id.load(Ordering::Acquire);
-                store
-                    .meta
-                    .put(&mut txn, format::META_NEXT_ID, &next_id.to_be_bytes())
-                    .map_err(err("create queue"))?;
-            }
-            // Persist each queue's numbering so seqs are never reused, even
-            // after the queue drains and the process restarts.
-            for (id, (_, next_seq, _, _)) in &applied.appended {
                 store
                     .meta
                     .put(
@@ -525,6 +516,13 @@ impl Writer {
                         &next_seq.to_be_bytes(),
                     )
                     .map_err(err("append"))?;
+            }
+            if named {
+                let next_id = store.next_id.load(Ordering::Acquire);
+                store
+                    .meta
+                    .put(&mut txn, format::META_NEXT_ID, &next_id.to_be_bytes())
+                    .map_err(err("create queue"))?;
             }
         }
         txn.commit().map_err(err("commit"))?;

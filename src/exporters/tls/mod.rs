@@ -313,12 +313,22 @@ impl DefaultRoots {
                 Ok(Arc::new(verifier))
             }),
         };
-        if let Some(verifier) = cell.get() {
-            return Ok(Arc::clone(verifier));
-        }
-        let built = build()?;
-        Ok(Arc::clone(cell.get_or_init(|| built)))
+        once(cell, build)
     }
+}
+
+/// The value of `cell`, built by `build` on first use; a failed build is
+/// not kept, so a later call tries again. (`OnceLock::get_or_try_init` is
+/// not stable yet.)
+fn once<T: Clone>(
+    cell: &OnceLock<T>,
+    build: impl FnOnce() -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
+    if let Some(value) = cell.get() {
+        return Ok(value.clone());
+    }
+    let built = build()?;
+    Ok(cell.get_or_init(|| built).clone())
 }
 
 /// The TLS configuration given to an HTTP client whose endpoint is
@@ -330,15 +340,13 @@ impl DefaultRoots {
 /// Only if the crypto provider offers no safe protocol version.
 pub(crate) fn plaintext_only() -> Result<ClientConfig, ExportError> {
     static PLAIN: OnceLock<ClientConfig> = OnceLock::new();
-    if let Some(config) = PLAIN.get() {
-        return Ok(config.clone());
-    }
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(tls_error("tls"))?
-        .with_root_certificates(RootCertStore::empty())
-        .with_no_client_auth();
-    Ok(PLAIN.get_or_init(|| config).clone())
+    once(&PLAIN, || {
+        Ok(ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error("tls"))?
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth())
+    })
 }
 
 /// The rustls client config of an output with TLS: versions, verifier,
