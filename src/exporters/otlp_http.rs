@@ -3,9 +3,9 @@
 //! rendered as Fluent Bit's HTTP output would ([`crate::proto::fluent_bit`]).
 //!
 //! One [`reqwest::Client`] per exporter keeps a connection pool to the
-//! backend (shoot clients share one, [`SharedClients`]); the body is compressed per the output's `compression` and sent
-//! with `Content-Encoding`; the answer is mapped by
-//! [`http_outcome`].
+//! backend (shoot clients share one, [`SharedClients`]); the body is
+//! compressed per the output's `compression` and sent with
+//! `Content-Encoding`; the answer is mapped by [`http_outcome`].
 //!
 //! Invariants:
 //! - OTLP: the request body is the caller's bytes unchanged (after
@@ -98,7 +98,7 @@ fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, Expo
 
 /// HTTP clients shared by exporters whose outputs differ only in their
 /// endpoint: the shoot clients, which would otherwise hold a client, a
-/// connection pool and an idle connection each (about 30 KiB per shoot);
+/// connection pool and an idle connection each (about 27 KiB per shoot);
 /// shared, they hold as many connections as there are requests in flight.
 /// Keyed by every setting but the endpoint, and by the metrics label (TLS
 /// metrics carry it; shoot clients share `shoot`).
