@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::health::HealthState;
 use crate::actors::shoot_manager::{CrashClient, ShootManager};
+use crate::actors::unit::Mailbox;
 use crate::ingest::Ingest;
 use crate::loadbalancing::faults::{Crash, Faults};
 use crate::metrics::Metrics;
@@ -42,7 +43,7 @@ pub struct AdminState {
     /// Serve pprof.
     pub pprof: bool,
     /// Set only with `admin.fault_injection`: serve the crash endpoint.
-    pub shoot_manager: Option<actix::Addr<ShootManager>>,
+    pub shoot_manager: Option<Mailbox<ShootManager>>,
     /// Set only with `admin.fault_injection` and `--kube`: serve the
     /// pipeline actors' crash endpoint.
     pub pipeline_crash: Option<crate::operator::context::CrashRequests>,

@@ -14,13 +14,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::actors::health::HealthState;
-use crate::actors::kube_watcher::{KubeWatcher, KubeWatcherArgs};
+use crate::actors::kube_watcher::{self, KubeWatcher, KubeWatcherArgs};
 use crate::actors::shoot_manager::ShootManagerArgs;
-use crate::actors::supervisor::{Supervisor, SupervisorArgs};
+use crate::actors::supervisor::{Adopt, Supervisor, SupervisorArgs};
+use crate::actors::unit::{Mailbox, Unit};
 use crate::actors::{LeaveTo, Shutdown};
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ListenerConfig};
-use crate::destinations::{Factory, Spec};
+use crate::delivery::factory::{Factory, Spec};
 use crate::handoff;
 use crate::ingest::Ingest;
 use crate::lease::{self, Leadership, LeaseConfig};
@@ -397,13 +398,13 @@ async fn serve(s: Serving<'_>) -> anyhow::Result<()> {
                 batch: config.batch,
                 retry: config.retry,
             },
-            children.exporter_pool.clone(),
+            supervisor.clone().recipient(),
         ),
     );
     // Fault injection for pipeline actors: tests only.
     let pipeline_crash = (config.admin.fault_injection && kube_client.is_some())
         .then(|| tokio::sync::broadcast::channel(16).0);
-    let _operator = kube_client
+    let operator = kube_client
         .clone()
         .map(|client| {
             start_operator(
@@ -417,6 +418,9 @@ async fn serve(s: Serving<'_>) -> anyhow::Result<()> {
             )
         })
         .transpose()?;
+    if let Some(op) = &operator {
+        supervisor.do_send(Adopt(op.watcher.clone()));
+    }
     let reloader = opts.config_file.clone().map(|path| {
         let r = Reloader {
             path,
@@ -495,11 +499,11 @@ async fn until(mut w: tokio::sync::watch::Receiver<bool>) {
     w.wait_for(|v| *v).await.ok();
 }
 
-/// What the operator runs: the leader election and the kube watcher
-/// (which starts the pipeline actors); dropping it stops neither.
+/// What the operator runs: the leader election, and the kube watcher
+/// (which starts the pipeline actors) for the supervisor to adopt.
 struct Operator {
     _election: tokio::task::JoinHandle<()>,
-    _watcher: actix::Addr<KubeWatcher>,
+    watcher: Unit,
 }
 
 /// Starts the operator part under `--kube`.
@@ -551,7 +555,12 @@ fn start_operator(
     };
     Ok(Operator {
         _election: election,
-        _watcher: actix::Supervisor::start(move |_| KubeWatcher::new(args)),
+        watcher: Unit::actor(
+            kube_watcher::NAME,
+            actix::System::current().arbiter().clone(),
+            Mailbox::default(),
+            move || KubeWatcher::new(args.clone()),
+        ),
     })
 }
 

@@ -27,7 +27,6 @@ pub mod app;
 pub mod cluster_state;
 pub mod config;
 pub mod delivery;
-pub mod destinations;
 pub mod effective_config;
 pub mod exporters;
 pub mod grpc_codec;

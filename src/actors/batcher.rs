@@ -1,131 +1,79 @@
-//! The batcher actor: owns the LMDB writer thread.
+//! The batcher: the LMDB writer thread, as a unit of the supervision tree.
 //!
-//! In: [`Restart`], [`Shutdown`]. Out: nothing; the receivers talk to the
-//! writer thread directly over the crossbeam channel, and the writer replies
-//! to each request after its group commit.
+//! The receivers talk to the writer thread directly over the crossbeam
+//! channel, and the writer replies to each request after its group commit.
+//! This unit's run starts the thread on a clone of the channel's receiving
+//! end and lasts as long as the thread: if the thread ends (a panic, or a
+//! requested [`restart`]), the run ends, and the supervisor's
+//! [`Tasks`](super::loops::Tasks) starts a new writer on the same channel
+//! and the same LMDB environment (counted in
+//! `seedgate_actor_restarts_total{actor="batcher"}`). What survives a
+//! restart: the store and the channel (so nothing in the channel is lost);
+//! a request that the dead writer had taken but not committed gets no `Ok`
+//! and is not acknowledged.
 //!
-//! The actor starts the writer thread on a clone of the channel's receiving
-//! end and checks every 500 ms that it is still running. If the thread ended
-//! while the process is not shutting down, the actor stops and the actix
-//! supervisor restarts it, which starts a new writer on the same channel and
-//! the same LMDB environment. What survives a restart: the store and the
-//! channel (so nothing in the channel is lost); a request that the dead
-//! writer had taken but not committed gets no `Ok` and is not acknowledged.
+//! A run never outlives its thread and a new thread starts only after the
+//! old one ended, so two writers never hand out the same sequence numbers.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::Instant;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Supervised};
-
-use super::{Restart, Shutdown};
+use super::unit::Unit;
 use crate::metrics::Metrics;
 use crate::store::{Store, WriteOp};
 
-const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// The unit's name: its restarts are counted under it.
+pub const NAME: &str = "batcher";
 
-/// See the module doc.
-#[derive(Debug)]
-pub struct Batcher {
+/// The writer thread of `store`, serving `rx`, as a unit.
+pub fn unit(
     store: Arc<Store>,
     rx: crossbeam_channel::Receiver<WriteOp>,
-    tx: crossbeam_channel::Sender<WriteOp>,
     metrics: Arc<Metrics>,
-    writer: Option<JoinHandle<()>>,
-    shutting_down: bool,
-}
-
-impl Batcher {
-    /// A batcher over `store`, serving the channel `(tx, rx)`.
-    pub fn new(
-        store: Arc<Store>,
-        tx: crossbeam_channel::Sender<WriteOp>,
-        rx: crossbeam_channel::Receiver<WriteOp>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            store,
-            rx,
-            tx,
-            metrics,
-            writer: None,
-            shutting_down: false,
-        }
-    }
-}
-
-impl Actor for Batcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        match self
-            .store
-            .spawn_writer(self.rx.clone(), Arc::clone(&self.metrics.store))
-        {
-            Ok(handle) => self.writer = Some(handle),
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot start the storage writer thread; restarting the batcher");
-                ctx.stop();
-                return;
-            }
-        }
-        ctx.run_interval(CHECK_EVERY, |this, ctx| {
-            if !this.shutting_down && this.writer.as_ref().is_none_or(JoinHandle::is_finished) {
-                tracing::error!(
-                    "The storage writer thread ended unexpectedly; restarting the batcher"
-                );
-                ctx.stop();
-            }
-        });
-    }
-}
-
-impl Supervised for Batcher {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics.count_restart("batcher");
-        // Two writers would hand out the same sequence numbers, so a writer
-        // that is still running (a requested restart) is told to stop and
-        // joined before `started()` spawns the next one. It commits what it
-        // took first; what is still in the channel waits for the new one.
-        if let Some(handle) = self.writer.take()
-            && !handle.is_finished()
-        {
-            let (reply, _stopped) = tokio::sync::oneshot::channel();
-            if self.tx.send(WriteOp::Stop { reply }).is_ok() && handle.join().is_err() {
-                tracing::error!("The storage writer thread panicked while stopping");
-            }
-        }
-    }
-}
-
-impl Handler<Restart> for Batcher {
-    type Result = ();
-    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Shutdown> for Batcher {
-    type Result = actix::ResponseFuture<()>;
-    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        self.shutting_down = true;
-        let tx = self.tx.clone();
-        let store = Arc::clone(&self.store);
-        Box::pin(async move {
-            let (reply, done) = tokio::sync::oneshot::channel();
-            if tx.send(WriteOp::Flush { reply }).is_ok() {
-                let left = msg
-                    .deadline
-                    .saturating_duration_since(std::time::Instant::now());
-                match actix_rt::time::timeout(left, done).await {
-                    Ok(Ok(Ok(()))) => tracing::info!("Storage flushed"),
-                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "Final flush failed"),
-                    _ => tracing::error!("Final flush did not finish before the shutdown deadline"),
+) -> Unit {
+    Unit::task(NAME, move || {
+        let spawned = store.spawn_writer(rx.clone(), Arc::clone(&metrics.store));
+        async move {
+            let thread = match spawned {
+                Ok(thread) => thread,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot start the storage writer thread");
+                    return;
                 }
+            };
+            // Waiting for the thread ties up one blocking-pool thread for
+            // the writer's lifetime: the run ends exactly when it does.
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(())) => tracing::warn!("The storage writer thread stopped"),
+                _ => tracing::error!("The storage writer thread panicked"),
             }
-            if let Err(e) = store.sync() {
-                tracing::error!(error = %e, "Final fsync failed");
-            }
-        })
+        }
+    })
+}
+
+/// Asks the writer to commit what it took and stop; the supervisor then
+/// starts a new one, exactly as after a failure. What is still in the
+/// channel waits for the new writer.
+pub fn restart(writer: &crossbeam_channel::Sender<WriteOp>) {
+    let (reply, _stopped) = tokio::sync::oneshot::channel();
+    if writer.send(WriteOp::Stop { reply }).is_err() {
+        tracing::error!("The storage writer's channel is closed");
+    }
+}
+
+/// Flushes the writer (everything acknowledged is committed) and syncs the
+/// store, giving up on the flush at `deadline`.
+pub async fn flush(store: &Store, writer: &crossbeam_channel::Sender<WriteOp>, deadline: Instant) {
+    let (reply, done) = tokio::sync::oneshot::channel();
+    if writer.send(WriteOp::Flush { reply }).is_ok() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, done).await {
+            Ok(Ok(Ok(()))) => tracing::info!("Storage flushed"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "Final flush failed"),
+            _ => tracing::error!("Final flush did not finish before the shutdown deadline"),
+        }
+    }
+    if let Err(e) = store.sync() {
+        tracing::error!(error = %e, "Final fsync failed");
     }
 }

@@ -1,39 +1,39 @@
-//! The exporter pool actor: one delivery loop per seed pipeline destination.
+//! The exporter pool: one delivery loop per seed pipeline destination,
+//! owned by the supervisor.
 //!
-//! In: [`SetDestinations`] (the pipelines changed: start loops for new
-//! destinations, stop those for removed ones, start again those whose
-//! setup changed, on the same queue), [`Restart`], [`Shutdown`]
-//! (wait until every queue is empty or the deadline passes, then stop the
-//! loops). Out: nothing; loops read LMDB, send, and send deletes to the
-//! writer.
-//!
-//! Loops run on the tokio runtime, not in this actor. Every second the actor
-//! checks them: a loop that ended (it panicked) is started again on its own,
-//! counted in `seedgate_actor_restarts_total{actor="delivery"}`; the other
-//! destinations are untouched. On a restart of the whole actor every loop is
-//! aborted and started again from the oldest entry on disk. What survives a
-//! restart: everything in LMDB; in-flight sends are repeated (at-least-once).
+//! The supervisor hands it the plans ([`ExporterPool::set`]: start loops
+//! for new destinations, stop those for removed ones, start again those
+//! whose setup changed, on the same queue), restarts its loops on every
+//! check ([`ExporterPool::restart_dead`]: a loop that ended, it panicked,
+//! is started again on its own, counted in
+//! `seedgate_actor_restarts_total{actor="delivery"}`; the other
+//! destinations are untouched), answers health's [`Heartbeats`], and drains
+//! it at shutdown. Loops run on the tokio runtime; they read LMDB, send,
+//! and send deletes to the writer. What survives a restart of a loop or of
+//! the whole pool: everything in LMDB; in-flight sends are repeated
+//! (at-least-once).
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised,
-};
+use actix::Message;
 use tokio::runtime::Handle;
 
-use super::loops::{CHECK_EVERY, DeliveryLoops, drain};
-use super::{Restart, Shutdown};
+use super::loops::{Task as _, Tasks};
 use crate::delivery::Heartbeat;
+use crate::delivery::plan::{DeliveryPlan, drain};
 use crate::metrics::Metrics;
+use crate::routing::Destination;
 
-pub use super::loops::DeliveryPlan;
+/// The unit's name: a restart of the whole pool is counted under it.
+pub const NAME: &str = "exporter_pool";
 
 /// The set of destinations changed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetDestinations(pub Vec<DeliveryPlan>);
 
-/// Heartbeats of the running loops, for the health actor.
+/// Heartbeats of the running loops, for health.
 #[derive(Debug, Message)]
 #[rtype(result = "Beats")]
 pub struct Heartbeats;
@@ -44,90 +44,75 @@ pub struct Beats {
     /// Each running loop's heartbeat, by `destination/signal`.
     pub heartbeats: Vec<(String, Arc<Heartbeat>)>,
     /// The destinations the loops serve (their queues' depths).
-    pub destinations: Vec<Arc<crate::routing::Destination>>,
+    pub destinations: Vec<Arc<Destination>>,
 }
 
 /// See the module doc.
 #[derive(Debug)]
 pub struct ExporterPool {
-    metrics: Arc<Metrics>,
     plans: Vec<DeliveryPlan>,
-    loops: DeliveryLoops,
+    loops: Tasks<DeliveryPlan>,
 }
 
 impl ExporterPool {
-    /// A pool that runs loops on `rt`.
-    pub fn new(rt: Handle, metrics: Arc<Metrics>, plans: Vec<DeliveryPlan>) -> Self {
-        Self {
-            metrics,
-            plans,
-            loops: DeliveryLoops::new(rt),
-        }
-    }
-}
-
-impl Actor for ExporterPool {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.loops.set(self.plans.clone());
-        ctx.run_interval(CHECK_EVERY, |this, _ctx| {
-            this.loops.restart_dead(&this.metrics, "delivery");
-        });
+    /// A pool running `plans` on `rt`.
+    pub fn start(rt: Handle, plans: Vec<DeliveryPlan>) -> Self {
+        let mut loops = Tasks::new(rt);
+        loops.set(plans.clone());
+        Self { plans, loops }
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.loops.stop_all();
-    }
-}
-
-impl Supervised for ExporterPool {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics.count_restart("exporter_pool");
-        self.loops.stop_all();
-    }
-}
-
-impl Handler<SetDestinations> for ExporterPool {
-    type Result = ();
-    fn handle(&mut self, msg: SetDestinations, _ctx: &mut Self::Context) {
-        self.plans = msg.0;
+    /// Runs exactly `plans` from now on.
+    pub fn set(&mut self, plans: Vec<DeliveryPlan>) {
+        self.plans = plans;
         self.loops.set(self.plans.clone());
     }
-}
 
-impl Handler<Heartbeats> for ExporterPool {
-    type Result = actix::MessageResult<Heartbeats>;
-    fn handle(&mut self, _: Heartbeats, _ctx: &mut Self::Context) -> Self::Result {
-        actix::MessageResult(Beats {
-            heartbeats: self.loops.heartbeats(),
+    /// Starts again the loops that ended.
+    pub fn restart_dead(&mut self, metrics: &Metrics) {
+        self.loops.restart_dead(metrics);
+    }
+
+    /// Stops every loop and starts them again from the oldest entry on
+    /// disk, counted as a restart of the pool.
+    pub fn restart(&mut self, metrics: &Metrics) {
+        tracing::warn!("Restarting every delivery loop of the seed pipelines");
+        metrics.count_restart(NAME);
+        self.loops.stop_all();
+        self.loops.set(self.plans.clone());
+    }
+
+    /// Health's view of the loops.
+    pub fn beats(&self) -> Beats {
+        Beats {
+            heartbeats: self
+                .loops
+                .plans()
+                .into_iter()
+                .map(|p| (p.key(), Arc::clone(&p.delivery.heartbeat)))
+                .collect(),
             destinations: self
                 .plans
                 .iter()
                 .map(|p| Arc::clone(&p.delivery.destination))
                 .collect(),
-        })
+        }
     }
-}
 
-impl Handler<Restart> for ExporterPool {
-    type Result = ();
-    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Shutdown> for ExporterPool {
-    type Result = actix::ResponseActFuture<Self, ()>;
-    fn handle(&mut self, msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+    /// Waits until every queue is empty or `deadline` passes; what is left
+    /// stays in LMDB for the next start. Returns the wait, so that the
+    /// supervisor can stop the loops after it.
+    pub fn drain(&self, deadline: Instant) -> impl Future<Output = ()> + use<> {
         let queues = self
             .plans
             .iter()
             .map(|p| Arc::clone(&p.delivery.destination.queue))
             .collect();
-        let fut = drain(queues, msg.deadline, "pipelines");
-        Box::pin(
-            actix::fut::wrap_future::<_, Self>(fut).map(|(), this, _ctx| this.loops.stop_all()),
-        )
+        drain(queues, deadline, "pipelines")
+    }
+
+    /// Stops every loop.
+    pub fn stop_all(&mut self) {
+        self.loops.stop_all();
     }
 }

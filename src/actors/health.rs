@@ -1,10 +1,10 @@
-//! The health actor: turns heartbeats into the `/healthz` and `/readyz`
-//! verdicts.
+//! Health: turns heartbeats into the `/healthz` and `/readyz` verdicts.
 //!
-//! In: [`Restart`] only; it polls every second. Out: nothing; the verdict is
-//! written into a shared [`HealthState`] that the admin server reads without
-//! going through a mailbox (so a stuck actor system shows up as a stale
-//! verdict age, not as a hung probe).
+//! A unit of the supervision tree (a task, not an actor: it receives
+//! nothing): it polls every second. Out: nothing; the verdict is written
+//! into a shared [`HealthState`] that the admin server reads without going
+//! through a mailbox (so a stuck actor system shows up as a stale verdict
+//! age, not as a hung probe).
 //!
 //! Live means: the LMDB writer thread looped within `WRITER_STUCK_AFTER`, and
 //! no delivery attempt has been running longer than its timeout allows.
@@ -21,12 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::{
-    Actor, ActorContext, AsyncContext, Context, Handler, Recipient, Supervised, WrapFuture,
-};
+use actix::Recipient;
 
-use super::Restart;
 use super::exporter_pool::{Beats, Heartbeats};
+use super::unit::Unit;
 use crate::metrics::Metrics;
 use crate::pipeline_health::{self, FlowTracker, PipelineHealth};
 use crate::signal::Signal;
@@ -260,8 +258,9 @@ pub struct Health {
     heartbeats: Recipient<Heartbeats>,
     export_stuck_after: Duration,
     metrics: Arc<Metrics>,
-    /// Drops and refusals over the flow window, per destination.
-    flows: Arc<Mutex<FlowTracker>>,
+    /// Drops and refusals over the flow window, per destination (kept
+    /// across runs).
+    flows: Mutex<FlowTracker>,
 }
 
 impl std::fmt::Debug for Health {
@@ -272,8 +271,11 @@ impl std::fmt::Debug for Health {
     }
 }
 
+/// The unit's name: its restarts are counted under it.
+pub const NAME: &str = "health";
+
 impl Health {
-    /// A health actor writing into `state`.
+    /// Health writing into `state`, asking `heartbeats` for the loops'.
     pub fn new(
         state: Arc<HealthState>,
         store: Arc<Store>,
@@ -287,61 +289,49 @@ impl Health {
             heartbeats,
             export_stuck_after,
             metrics,
-            flows: Arc::default(),
+            flows: Mutex::default(),
         }
     }
-}
 
-impl Actor for Health {
-    type Context = Context<Self>;
+    /// As a unit of the supervision tree: each run checks every second
+    /// until it fails.
+    pub fn unit(self) -> Unit {
+        let this = Arc::new(self);
+        Unit::task(NAME, move || Arc::clone(&this).run())
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    async fn run(self: Arc<Self>) {
         self.state.set_storage_open(true);
-        ctx.run_interval(CHECK_EVERY, |this, ctx| {
-            let idle = Instant::now().saturating_duration_since(this.store.writer_heartbeat());
-            let state = Arc::clone(&this.state);
-            let limit = this.export_stuck_after;
-            let metrics = Arc::clone(&this.metrics);
-            let flows = Arc::clone(&this.flows);
-            let ask = this.heartbeats.send(Heartbeats);
-            ctx.spawn(
-                async move {
-                    // An exporter pool that does not answer reports no
-                    // attempts; its own supervisor deals with it.
-                    let Beats {
-                        heartbeats: beats,
-                        destinations,
-                    } = ask.await.unwrap_or_default();
-                    // The queue gauges are otherwise set on a scrape only;
-                    // "buffer filling up" must not wait for Prometheus.
-                    metrics.refresh_queues(destinations.iter().map(AsRef::as_ref));
-                    let attempts = beats
-                        .iter()
-                        .map(|(name, hb)| (name.as_str(), hb.attempt_age()));
-                    state.record(problems(idle, attempts, limit));
-                    let after = state.unhealthy_after();
-                    let verdicts = destination_verdicts(&beats, after);
-                    judge_pipelines(&state, &metrics, &flows, &verdicts);
-                    state.record_destinations(verdicts);
-                    metrics.health.ready.set(i64::from(state.ready().is_ok()));
-                    metrics.health.live.set(i64::from(state.live().is_ok()));
-                }
-                .into_actor(this),
-            );
-        });
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.check().await;
+        }
     }
-}
 
-impl Supervised for Health {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.metrics.count_restart("health");
-    }
-}
-
-impl Handler<Restart> for Health {
-    type Result = ();
-    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
-        ctx.stop();
+    async fn check(&self) {
+        let idle = Instant::now().saturating_duration_since(self.store.writer_heartbeat());
+        // An exporter pool that does not answer reports no attempts; its
+        // supervisor deals with it.
+        let Beats {
+            heartbeats: beats,
+            destinations,
+        } = self.heartbeats.send(Heartbeats).await.unwrap_or_default();
+        let (state, metrics) = (&self.state, &self.metrics);
+        // The queue gauges are otherwise set on a scrape only; "buffer
+        // filling up" must not wait for Prometheus.
+        metrics.refresh_queues(destinations.iter().map(AsRef::as_ref));
+        let attempts = beats
+            .iter()
+            .map(|(name, hb)| (name.as_str(), hb.attempt_age()));
+        state.record(problems(idle, attempts, self.export_stuck_after));
+        let after = state.unhealthy_after();
+        let verdicts = destination_verdicts(&beats, after);
+        judge_pipelines(state, metrics, &self.flows, &verdicts);
+        state.record_destinations(verdicts);
+        metrics.health.ready.set(i64::from(state.ready().is_ok()));
+        metrics.health.live.set(i64::from(state.live().is_ok()));
     }
 }
 

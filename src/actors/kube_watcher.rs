@@ -35,22 +35,28 @@
 //! - A Cluster this process cannot read keeps its previous state (see
 //!   `cluster_state`), with a warning.
 //!
-//! A restart of this actor aborts every task and starts them again; the
-//! watchers relist, so nothing is missed.
+//! The watch tasks and the aggregators are units in this actor's
+//! [`Tasks`]: one that ends (a panic) is started again alone, counted in
+//! `seedgate_actor_restarts_total{actor="kube_watch"}` (an aggregator
+//! under `aggregator`). The actor itself is a unit of the supervisor's set
+//! (`actor="kube_watcher"`): when it stops, its tasks are aborted with it
+//! and the new actor starts them again; the watchers relist, so nothing is
+//! missed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Supervised};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
 use futures::StreamExt as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
-use super::Restart;
+use super::Stop;
+use super::loops::{CHECK_EVERY, Tasks};
+use super::unit::Unit;
 use crate::cluster_state::{self, ClientDecision};
 use crate::metrics::Metrics;
 use crate::operator::PipelineKind;
@@ -105,36 +111,33 @@ pub struct CrdChanged {
     pub established: bool,
 }
 
+/// The actor's unit name: its restarts are counted under it.
+pub const NAME: &str = "kube_watcher";
+/// What a watch task's restarts are counted under.
+const WATCH: &str = "kube_watch";
+/// What an aggregator's restarts are counted under.
+const AGGREGATOR: &str = "aggregator";
+const CLUSTERS: &str = "clusters";
+
 /// See the module doc.
 #[derive(Debug)]
 pub struct KubeWatcher {
     args: KubeWatcherArgs,
-    crds: Option<JoinHandle<()>>,
-    clusters: Option<JoinHandle<()>>,
-    pipelines: HashMap<PipelineKind, JoinHandle<()>>,
+    /// The CRD watch, the Cluster watch and the aggregators, by key.
+    tasks: Tasks<Unit>,
 }
 
 impl KubeWatcher {
     /// A watcher that starts its tasks when started.
     pub fn new(args: KubeWatcherArgs) -> Self {
-        Self {
-            args,
-            crds: None,
-            clusters: None,
-            pipelines: HashMap::new(),
-        }
+        let tasks = Tasks::new(args.rt.clone());
+        Self { args, tasks }
     }
 
     fn stop_tasks(&mut self) {
-        for task in [self.crds.take(), self.clusters.take()]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
-        }
+        self.tasks.stop_all();
         self.args.metrics.kube.set_watching("Cluster", false);
-        for (kind, task) in self.pipelines.drain() {
-            task.abort();
+        for kind in PipelineKind::ALL {
             self.args.metrics.kube.set_watching(kind.kind(), false);
         }
     }
@@ -145,7 +148,8 @@ impl KubeWatcher {
         let Some(ctx) = self.args.aggregator.clone() else {
             return;
         };
-        let running = self.pipelines.get(&kind).is_some_and(|t| !t.is_finished());
+        let key = format!("{AGGREGATOR}/{}", kind.kind());
+        let running = self.tasks.state(&key).is_some();
         match (established, running) {
             (true, false) => {
                 tracing::info!(
@@ -153,21 +157,18 @@ impl KubeWatcher {
                     "The pipeline CRD is established; watching pipelines"
                 );
                 let term = self.args.publisher.open_kube_pipelines(kind.signal());
-                let task = match kind {
-                    PipelineKind::Log => self
-                        .args
-                        .rt
-                        .spawn(aggregator::run::<LogPipeline>(ctx, term)),
-                    PipelineKind::Metric => self
-                        .args
-                        .rt
-                        .spawn(aggregator::run::<MetricPipeline>(ctx, term)),
-                    PipelineKind::Trace => self
-                        .args
-                        .rt
-                        .spawn(aggregator::run::<TracePipeline>(ctx, term)),
+                let unit = match kind {
+                    PipelineKind::Log => Unit::task(AGGREGATOR, move || {
+                        aggregator::run::<LogPipeline>(ctx.clone(), term)
+                    }),
+                    PipelineKind::Metric => Unit::task(AGGREGATOR, move || {
+                        aggregator::run::<MetricPipeline>(ctx.clone(), term)
+                    }),
+                    PipelineKind::Trace => Unit::task(AGGREGATOR, move || {
+                        aggregator::run::<TracePipeline>(ctx.clone(), term)
+                    }),
                 };
-                self.pipelines.insert(kind, task);
+                self.tasks.start(unit.keyed(key));
                 self.args.metrics.kube.set_watching(kind.kind(), true);
             }
             (false, true) => {
@@ -175,9 +176,7 @@ impl KubeWatcher {
                     kind = kind.kind(),
                     "The pipeline CRD is gone; the configuration file's pipelines of this signal apply again"
                 );
-                if let Some(task) = self.pipelines.remove(&kind) {
-                    task.abort();
-                }
+                self.tasks.stop(&key);
                 self.args.publisher.close_kube_pipelines(kind.signal());
                 self.args.metrics.kube.set_watching(kind.kind(), false);
             }
@@ -190,22 +189,21 @@ impl Actor for KubeWatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let task = watch_crds(
+        let (client, addr, metrics) = (
             self.args.client.clone(),
             ctx.address(),
             Arc::clone(&self.args.metrics),
         );
-        self.crds = Some(self.args.rt.spawn(task));
+        let crds = Unit::task(WATCH, move || {
+            watch_crds(client.clone(), addr.clone(), Arc::clone(&metrics))
+        });
+        self.tasks.start(crds.keyed("crds"));
+        ctx.run_interval(CHECK_EVERY, |this, _ctx| {
+            this.tasks.restart_dead(&this.args.metrics);
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.stop_tasks();
-    }
-}
-
-impl Supervised for KubeWatcher {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.args.metrics.count_restart("kube_watcher");
         self.stop_tasks();
     }
 }
@@ -223,23 +221,24 @@ impl Handler<CrdChanged> for KubeWatcher {
         if msg.name != CLUSTER_CRD {
             return;
         }
-        let running = self.clusters.as_ref().is_some_and(|t| !t.is_finished());
+        let running = self.tasks.state(CLUSTERS).is_some();
         match (msg.established, running) {
             (true, false) => {
                 tracing::info!(crd = %msg.name, "The Cluster CRD is established; watching Clusters");
-                let task = watch_clusters(
+                let (client, publisher, metrics) = (
                     self.args.client.clone(),
                     Arc::clone(&self.args.publisher),
                     Arc::clone(&self.args.metrics),
                 );
-                self.clusters = Some(self.args.rt.spawn(task));
+                let clusters = Unit::task(WATCH, move || {
+                    watch_clusters(client.clone(), Arc::clone(&publisher), Arc::clone(&metrics))
+                });
+                self.tasks.start(clusters.keyed(CLUSTERS));
                 self.args.metrics.kube.set_watching("Cluster", true);
             }
             (false, true) => {
                 tracing::warn!(crd = %msg.name, "The Cluster CRD is gone; routing falls back to the configuration file's clusters");
-                if let Some(task) = self.clusters.take() {
-                    task.abort();
-                }
+                self.tasks.stop(CLUSTERS);
                 self.args.publisher.set_kube(None);
                 self.args.metrics.kube.set_watching("Cluster", false);
             }
@@ -248,9 +247,9 @@ impl Handler<CrdChanged> for KubeWatcher {
     }
 }
 
-impl Handler<Restart> for KubeWatcher {
+impl Handler<Stop> for KubeWatcher {
     type Result = ();
-    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }

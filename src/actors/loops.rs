@@ -25,18 +25,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::delivery::{Delivery, Heartbeat};
-use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
-use crate::routing::Destination;
-use crate::store::Queue;
 
 /// How often owners check their tasks.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -49,6 +44,10 @@ pub trait Task: Clone + Send + 'static {
     /// Whether `other` is this very plan (a clone of it), so that a task
     /// running `other` may go on instead of starting from `self`.
     fn same_plan(&self, other: &Self) -> bool;
+
+    /// What its restarts are counted as:
+    /// `seedgate_actor_restarts_total{actor}`.
+    fn actor(&self) -> &'static str;
 
     /// One run of the task. It is not meant to end: when it does, it failed,
     /// and a clone of the plan runs again.
@@ -97,9 +96,6 @@ pub struct Tasks<T> {
     rt: Handle,
     running: HashMap<String, Running<T>>,
 }
-
-/// The delivery loops of the exporter pool or of a shoot client.
-pub type DeliveryLoops = Tasks<DeliveryPlan>;
 
 impl<T> std::fmt::Debug for Tasks<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +179,17 @@ impl<T: Task> Tasks<T> {
         }
     }
 
+    /// Aborts the run of `key` but keeps its plan, so that the next
+    /// [`Tasks::restart_dead`] starts it again, counted, exactly as after a
+    /// failure. Answers whether the set has such a task.
+    pub fn abort(&mut self, key: &str) -> bool {
+        let Some(r) = self.running.get(key) else {
+            return false;
+        };
+        r.abort();
+        true
+    }
+
     /// Where the task of `key` is; `None` when the set has none.
     pub fn state(&self, key: &str) -> Option<TaskState> {
         self.running.get(key).map(|r| match &r.task {
@@ -193,9 +200,9 @@ impl<T: Task> Tasks<T> {
     }
 
     /// Starts again every task that ended, counting each as a restart of
-    /// `actor`, and starts the waiting ones whose delay is over; the others
-    /// are untouched. Returns how many ended.
-    pub fn restart_dead(&mut self, metrics: &Metrics, actor: &'static str) -> usize {
+    /// its [`Task::actor`], and starts the waiting ones whose delay is over;
+    /// the others are untouched. Returns how many ended.
+    pub fn restart_dead(&mut self, metrics: &Metrics) -> usize {
         let now = Instant::now();
         for r in self.running.values_mut() {
             if r.task.is_none() && r.started <= now {
@@ -222,6 +229,7 @@ impl<T: Task> Tasks<T> {
                     old.failures + 1
                 };
                 let delay = restart_delay(failures);
+                let actor = old.plan.actor();
                 tracing::error!(actor, task = %k, why = %why, failures_in_a_row = failures, restart_in = ?delay, "A supervised task ended unexpectedly; starting it again");
                 metrics.count_restart(actor);
                 self.start_after(old.plan, delay, failures);
@@ -271,100 +279,9 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-// === impl DeliveryPlan ===
-
-/// A destination and what its loop needs that the snapshot does not hold.
-#[derive(Debug, Clone)]
-pub struct DeliveryPlan {
-    /// The loop's whole setup.
-    pub delivery: Delivery,
-    /// Set for a load-balanced pipeline: its queue is read by a balancer
-    /// that feeds one delivery loop per backend.
-    pub balance: Option<Arc<Balance>>,
-    /// Where routing stores the destination's share of a request: the
-    /// delivery's destination, or with tail sampling one whose queue holds
-    /// the pending traces.
-    pub ingest: Arc<Destination>,
-    /// Set when the pipeline's processors have tasks of their own (the tail
-    /// sampling decider, the span metrics flusher): they run with the
-    /// delivery loop, supervised as one.
-    pub stages: Option<Arc<crate::processors::Processors>>,
-}
-
-impl Task for DeliveryPlan {
-    fn key(&self) -> String {
-        let d = &self.delivery.destination;
-        format!("{}/{}", d.name, d.signal.as_str())
-    }
-
-    /// The publisher hands out the same destination for an unchanged
-    /// pipeline and builds a new one (same queue, new exporter) for a
-    /// changed one.
-    fn same_plan(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.delivery.destination, &other.delivery.destination)
-            && Arc::ptr_eq(&self.delivery.exporter, &other.delivery.exporter)
-    }
-
-    /// The task that serves the destination: its delivery loop, or its
-    /// balancer.
-    async fn run(self) {
-        let stages = self.stages.clone().map(|p| {
-            let ctx = crate::processors::StageContext {
-                store: Arc::clone(&self.delivery.store),
-                writer: self.delivery.writer.clone(),
-                metrics: Arc::clone(&self.delivery.metrics),
-                export: Arc::clone(&self.delivery.destination),
-            };
-            async move { p.run_stages(ctx).await }
-        });
-        let serve = async move {
-            match self.balance {
-                Some(balance) => crate::loadbalancing::run(self.delivery, balance).await,
-                None => self.delivery.run().await,
-            }
-        };
-        match stages {
-            Some(stages) => {
-                tokio::join!(serve, stages);
-            }
-            None => serve.await,
-        }
-    }
-}
-
-impl Tasks<DeliveryPlan> {
-    /// Heartbeats of the running loops, by destination.
-    pub fn heartbeats(&self) -> Vec<(String, Arc<Heartbeat>)> {
-        self.running
-            .iter()
-            .map(|(k, r)| (k.clone(), Arc::clone(&r.plan.delivery.heartbeat)))
-            .collect()
-    }
-}
-
-/// Waits until every queue is empty or `deadline` passes; what is left
-/// stays in LMDB for the next start.
-pub async fn drain(queues: Vec<Arc<Queue>>, deadline: Instant, what: &str) {
-    loop {
-        let left: u64 = queues.iter().map(|q| q.entries()).sum();
-        if left == 0 {
-            tracing::info!(what, "Every queue is empty");
-            return;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                what,
-                entries = left,
-                "Shutdown deadline reached; the rest stays on disk for the next start"
-            );
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -405,6 +322,10 @@ mod tests {
 
         fn same_plan(&self, other: &Self) -> bool {
             Arc::ptr_eq(&self.runs, &other.runs)
+        }
+
+        fn actor(&self) -> &'static str {
+            "pipeline"
         }
 
         async fn run(self) {
@@ -451,7 +372,7 @@ mod tests {
                 Instant::now() < deadline,
                 "the failing task never recovered"
             );
-            restarted += tasks.restart_dead(&metrics, "pipeline");
+            restarted += tasks.restart_dead(&metrics);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(restarted, 2);
@@ -462,7 +383,7 @@ mod tests {
         assert_eq!(good.runs(), 1);
         let before = good.ticks();
         until("the sibling to keep running", || good.ticks() > before + 5).await;
-        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 0);
+        assert_eq!(tasks.restart_dead(&metrics), 0);
 
         // Stopping one leaves the other; dropping the set aborts the rest.
         tasks.stop("bad");
@@ -489,13 +410,13 @@ mod tests {
         tasks.start(bad.clone());
         let ended = |tasks: &Tasks<Probe>| tasks.state("bad") == Some(TaskState::Ended);
         until("the first run to end", || ended(&tasks)).await;
-        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 1);
+        assert_eq!(tasks.restart_dead(&metrics), 1);
         until("the second run to end", || ended(&tasks)).await;
         let failed = Instant::now();
-        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 1);
+        assert_eq!(tasks.restart_dead(&metrics), 1);
         assert_eq!(tasks.state("bad"), Some(TaskState::Waiting));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(tasks.restart_dead(&metrics, "pipeline"), 0);
+        assert_eq!(tasks.restart_dead(&metrics), 0);
         assert_eq!(tasks.state("bad"), Some(TaskState::Waiting));
         assert_eq!(bad.runs(), 2, "a waiting restart ran early");
 
@@ -504,7 +425,7 @@ mod tests {
                 failed.elapsed() < Duration::from_secs(10),
                 "never restarted"
             );
-            tasks.restart_dead(&metrics, "pipeline");
+            tasks.restart_dead(&metrics);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(failed.elapsed() >= restart_delay(2));

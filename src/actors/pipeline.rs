@@ -197,6 +197,10 @@ impl<K: PipelineResource> Task for PipelineActor<K> {
         Arc::ptr_eq(&self.seq, &other.seq)
     }
 
+    fn actor(&self) -> &'static str {
+        "pipeline"
+    }
+
     async fn run(self) {
         Run::new(self).run().await;
     }

@@ -9,43 +9,50 @@
 //! - [`SetClusters`] when the cluster states change (reload, kube watcher):
 //!   a client whose cluster is gone (or gets no client any more) starts its
 //!   expiry clock; one whose cluster returns stops it;
-//! - [`CrashClient`] (fault injection for tests), [`Restart`], [`Shutdown`].
+//! - [`CrashClient`] (fault injection for tests), [`Stop`], [`Shutdown`].
 //!
-//! Every tick it revives clients whose actor died (a panic: counted in
-//! `seedgate_actor_restarts_total{actor="shoot_client"}`; the new actor
+//! The clients are supervised tasks in the manager's [`Tasks`]: every tick
+//! it starts again a client whose task ended (a panic: counted in
+//! `seedgate_actor_restarts_total{actor="shoot_client"}`; the new run
 //! resumes from the same queues), and removes clients whose cluster has been
 //! gone for `shoots.expiry`: out of the directory first (new records no
-//! longer reach them), then their loops stop and their queues are dropped in
-//! LMDB, the records they still held counted as
+//! longer reach them), then their task stops and their queues are dropped
+//! in LMDB, the records they still held counted as
 //! `seedgate_shoot_dropped_records_total{reason="client_expired"}`, and
 //! their per-shoot series removed from `/metrics`.
 //!
-//! At start it resumes a client for every shoot queue that still holds data
-//! on disk, so nothing acknowledged before a restart is stranded; those
-//! whose cluster is unknown start their expiry clock at once.
+//! At start (also after a restart of the manager, whose clients end with
+//! it) it empties the directory and resumes a client for every shoot queue
+//! that still holds data on disk, so nothing acknowledged before a restart
+//! is stranded; those whose cluster is unknown start their expiry clock at
+//! once. A shoot whose queues were empty gets its client again on its next
+//! record.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Supervised,
-};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::runtime::Handle;
 
-use super::loops::{DeliveryPlan, drain};
-use super::shoot_client::{Crash, ShootClient, StopClient};
-use super::{Restart, Shutdown};
+use super::loops::{CHECK_EVERY, Tasks};
+use super::shoot_client::ShootClient;
+use super::unit::Mailbox;
+use super::{Shutdown, Stop};
 use crate::cluster_state::ClientDecision;
 use crate::config::{BatchConfig, RetryConfig, ShootsConfig};
-use crate::destinations::{Factory, Spec};
+use crate::delivery::factory::{Factory, Spec};
+use crate::delivery::plan::{DeliveryPlan, drain};
 use crate::metrics::Metrics;
 use crate::metrics::shoot::Reason;
 use crate::routing::shoots::{ClientRefused, ShootCreator, ShootDirectory, ShootLink};
 use crate::routing::{Clusters, Destination, DestinationKind, signal_index};
 use crate::store::{Store, WriteOp};
+
+/// The unit's name: its restarts are counted under it.
+pub const NAME: &str = "shoot_manager";
 
 /// Log a refusal at capacity at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -101,9 +108,8 @@ pub struct ShootManagerArgs {
 type PendingDrop = futures::future::Shared<BoxFuture<'static, ()>>;
 
 struct Managed {
-    addr: Addr<ShootClient>,
+    client: ShootClient,
     link: Arc<ShootLink>,
-    plans: Vec<DeliveryPlan>,
     /// When its cluster was last seen gone; `None` while it exists.
     gone_since: Option<Instant>,
 }
@@ -112,6 +118,8 @@ struct Managed {
 pub struct ShootManager {
     args: ShootManagerArgs,
     clients: HashMap<String, Managed>,
+    /// The clients' tasks, by namespace.
+    tasks: Tasks<ShootClient>,
     /// Expired clients whose queues are being dropped: a new client of the
     /// same namespace waits for this, or it would get the old queue.
     dropping: HashMap<String, PendingDrop>,
@@ -129,16 +137,18 @@ impl std::fmt::Debug for ShootManager {
 impl ShootManager {
     /// A manager with no clients yet.
     pub fn new(args: ShootManagerArgs) -> Self {
+        let tasks = Tasks::new(args.rt.clone());
         Self {
             args,
             clients: HashMap::new(),
+            tasks,
             dropping: HashMap::new(),
             last_refusal_log: None,
         }
     }
 
     fn tick_every(&self) -> Duration {
-        (self.args.config.expiry / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        (self.args.config.expiry / 4).clamp(Duration::from_millis(50), CHECK_EVERY)
     }
 
     fn cluster_is_gone(&self, namespace: &str) -> bool {
@@ -206,16 +216,6 @@ impl ShootManager {
         Ok((link, plans))
     }
 
-    fn start_client(&self, namespace: &str, plans: &[DeliveryPlan]) -> Addr<ShootClient> {
-        ShootClient::new(
-            namespace.to_owned(),
-            plans.to_vec(),
-            self.args.rt.clone(),
-            Arc::clone(&self.args.metrics),
-        )
-        .start()
-    }
-
     fn ensure(&mut self, namespace: &str) -> Result<Arc<ShootLink>, ClientRefused> {
         if let Some(m) = self.clients.get(namespace) {
             return Ok(Arc::clone(&m.link));
@@ -228,15 +228,15 @@ impl ShootManager {
             Ok(built) => built,
             Err(e) => return Err(self.refuse(namespace, ClientRefused::Build(e))),
         };
-        let addr = self.start_client(namespace, &plans);
+        let client = ShootClient::new(namespace, plans);
+        self.tasks.start(client.clone());
         let gone_since = self.cluster_is_gone(namespace).then(Instant::now);
         self.args.directory.insert(Arc::clone(&link));
         self.clients.insert(
             namespace.to_owned(),
             Managed {
-                addr,
+                client,
                 link: Arc::clone(&link),
-                plans,
                 gone_since,
             },
         );
@@ -273,26 +273,6 @@ impl ShootManager {
         }
     }
 
-    fn revive_dead(&mut self) {
-        let dead: Vec<String> = self
-            .clients
-            .iter()
-            .filter(|(_, m)| !m.addr.connected())
-            .map(|(ns, _)| ns.clone())
-            .collect();
-        for ns in dead {
-            tracing::error!(shoot = %ns, "A shoot client died; starting it again over its queues");
-            self.args.metrics.count_restart("shoot_client");
-            let plans = self.clients.get(&ns).map(|m| m.plans.clone());
-            if let Some(plans) = plans {
-                let addr = self.start_client(&ns, &plans);
-                if let Some(m) = self.clients.get_mut(&ns) {
-                    m.addr = addr;
-                }
-            }
-        }
-    }
-
     fn expire(&mut self, now: Instant, ctx: &mut Context<Self>) {
         let expiry = self.args.config.expiry;
         let expired: Vec<String> = self
@@ -309,7 +289,7 @@ impl ShootManager {
                 continue;
             };
             self.args.directory.remove(&ns);
-            m.addr.do_send(StopClient);
+            self.tasks.stop(&ns);
             let mut held = 0;
             let mut replies = Vec::new();
             for d in m.link.all() {
@@ -386,19 +366,15 @@ impl Actor for ShootManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Links of an earlier run of the manager lead to clients that ended
+        // with it: the next record of such a shoot asks for a new one.
+        self.args.directory.clear();
+        self.set_gauge();
         self.resume();
         ctx.run_interval(self.tick_every(), |this, ctx| {
-            this.revive_dead();
+            this.tasks.restart_dead(&this.args.metrics);
             this.expire(Instant::now(), ctx);
         });
-    }
-}
-
-impl Supervised for ShootManager {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.args.metrics.count_restart("shoot_manager");
-        // The clients are actors of their own and keep running; the
-        // directory and this map stay as they are.
     }
 }
 
@@ -431,7 +407,7 @@ impl Handler<CrashClient> for ShootManager {
     fn handle(&mut self, msg: CrashClient, _ctx: &mut Self::Context) -> bool {
         match self.clients.get(&msg.namespace) {
             Some(m) => {
-                m.addr.do_send(Crash);
+                m.client.crash();
                 true
             }
             None => false,
@@ -439,9 +415,9 @@ impl Handler<CrashClient> for ShootManager {
     }
 }
 
-impl Handler<Restart> for ShootManager {
+impl Handler<Stop> for ShootManager {
     type Result = ();
-    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }
@@ -458,13 +434,14 @@ impl Handler<Shutdown> for ShootManager {
     }
 }
 
-/// The hot path's way to ask `manager` for a client.
-pub fn creator(manager: Addr<ShootManager>) -> Arc<dyn ShootCreator> {
+/// The hot path's way to ask the manager for a client: through its
+/// mailbox, which outlives a restart of the manager.
+pub fn creator(manager: Mailbox<ShootManager>) -> Arc<dyn ShootCreator> {
     Arc::new(ManagerCreator(manager))
 }
 
 #[derive(Debug)]
-struct ManagerCreator(Addr<ShootManager>);
+struct ManagerCreator(Mailbox<ShootManager>);
 
 impl ShootCreator for ManagerCreator {
     fn create(

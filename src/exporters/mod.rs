@@ -48,14 +48,11 @@ use bytes::Bytes;
 use crate::config::{OutputConfig, OutputType};
 use crate::signal::Signal;
 
-pub mod arc;
 pub(crate) mod auth;
-pub mod backoff;
 pub(crate) mod oauth2;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod outcome;
-pub mod rate_limit;
 pub mod reason;
 pub(crate) mod redact;
 pub mod stdout;
@@ -63,7 +60,6 @@ pub mod stdout;
 pub(crate) mod test_pki;
 pub(crate) mod tls;
 
-pub use backoff::{ExponentialBackoff, InvalidBackoff};
 pub use outcome::{grpc_outcome, http_outcome};
 pub use reason::Reason;
 

@@ -206,6 +206,10 @@ impl Task for BackendLoop {
         Arc::ptr_eq(&self.delivery.heartbeat, &other.delivery.heartbeat)
     }
 
+    fn actor(&self) -> &'static str {
+        RESTART_ACTOR
+    }
+
     async fn run(self) {
         match self.fault {
             Some(fault) => {
@@ -407,7 +411,7 @@ impl Balancer {
             // before anything reads its queue again.
             self.settle().await;
         }
-        self.loops.restart_dead(&self.input.metrics, RESTART_ACTOR);
+        self.loops.restart_dead(&self.input.metrics);
         let (mut down, mut back) = (Vec::new(), Vec::new());
         for (endpoint, b) in &self.backends {
             let in_ring = self.ring.members().any(|m| m == endpoint);

@@ -121,7 +121,7 @@ pub async fn run<K: PipelineResource>(ctx: AggregatorCtx, term: KubeTerm) {
                 }
             }
             _ = check.tick() => {
-                members.tasks.restart_dead(&ctx.metrics, "pipeline");
+                members.tasks.restart_dead(&ctx.metrics);
             }
             _ = resync.tick() => resynced = true,
         }

@@ -18,13 +18,15 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use actix::Addr;
+use actix::Recipient;
 
 use super::{Clusters, DestinationKind, SeedRoute, count_states, signal_index};
-use crate::actors::exporter_pool::{DeliveryPlan, ExporterPool, SetDestinations};
+use crate::actors::exporter_pool::SetDestinations;
 use crate::actors::shoot_manager::{SetClusters, ShootManager};
+use crate::actors::unit::Mailbox;
 use crate::config::{BatchConfig, PipelineConfig, QueueConfig, RetryConfig, RoutingConfig};
-use crate::destinations::{Factory, Spec};
+use crate::delivery::factory::{Factory, Spec};
+use crate::delivery::plan::DeliveryPlan;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::signal::Signal;
@@ -85,8 +87,8 @@ impl Seed {
 /// See the module doc.
 pub struct Publisher {
     ingest: Arc<Ingest>,
-    shoot_manager: Option<Addr<ShootManager>>,
-    exporter_pool: Option<Addr<ExporterPool>>,
+    shoot_manager: Option<Mailbox<ShootManager>>,
+    exporter_pool: Option<Recipient<SetDestinations>>,
     factory: Option<(Factory, Defaults)>,
     metrics: Arc<Metrics>,
     sources: Mutex<Sources>,
@@ -103,7 +105,7 @@ impl Publisher {
     /// (already in the ingest's snapshot).
     pub fn new(
         ingest: Arc<Ingest>,
-        shoot_manager: Option<Addr<ShootManager>>,
+        shoot_manager: Option<Mailbox<ShootManager>>,
         metrics: Arc<Metrics>,
         routing: RoutingConfig,
         file: Clusters,
@@ -134,7 +136,7 @@ impl Publisher {
         file_seeds: Vec<Seed>,
         factory: Factory,
         defaults: Defaults,
-        exporter_pool: Addr<ExporterPool>,
+        exporter_pool: Recipient<SetDestinations>,
     ) -> Self {
         let s = self
             .sources

@@ -147,6 +147,14 @@ impl ShootDirectory {
         });
     }
 
+    /// Removes every client (the manager only, when it starts: clients of
+    /// an earlier run of it ended with it).
+    pub fn clear(&self) {
+        for shard in &self.clients {
+            shard.store(Arc::default());
+        }
+    }
+
     /// Removes a client (the manager only); returns it.
     pub fn remove(&self, namespace: &str) -> Option<Arc<ShootLink>> {
         let mut removed = None;

@@ -147,13 +147,31 @@ impl Store {
             freed_pending: false,
             ticks: 0,
         };
+        let slot = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("lmdb-writer".to_owned())
-            .spawn(move || writer.run());
+            .spawn(move || {
+                // A writer that panics lets go of the slot too, so that the
+                // supervisor can start the next one.
+                let _slot = WriterSlot(slot);
+                writer.run();
+            });
         if spawned.is_err() {
             self.writer_spawned.store(false, Ordering::Release);
         }
         spawned
+    }
+}
+
+/// Frees the writer slot when the writer thread panics (a stopping writer
+/// frees it itself, before it answers).
+struct WriterSlot(Arc<Store>);
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.writer_spawned.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -717,7 +717,13 @@ async fn a_panicking_shoot_client_restarts_alone() {
             .status()
             .is_success()
     );
-    assert!(sg.log().contains("A shoot client died"), "{}", sg.log());
+    let log = sg.log();
+    assert!(
+        log.lines().any(|l| l.contains("starting it again")
+            && l.contains("actor=\"shoot_client\"")
+            && l.contains("fault injected into the shoot client of shoot--p--a")),
+        "{log}"
+    );
 }
 
 /// `shoots.max_clients` caps the clients: the shoot beyond it gets none, its

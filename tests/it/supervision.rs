@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use seedgate::actors::Restart;
-use seedgate::actors::exporter_pool::DeliveryPlan;
 use seedgate::actors::health::HealthState;
 use seedgate::actors::supervisor::{Supervisor, SupervisorArgs};
 use seedgate::config::{Durability, OutputConfig, OutputType, QueueConfig};
 use seedgate::delivery::Delivery;
+use seedgate::delivery::plan::DeliveryPlan;
 use seedgate::exporters::Exporter;
 use seedgate::ingest::Ingest;
 use seedgate::metrics::Metrics;
@@ -23,7 +23,7 @@ use seedgate::tools::records::{RequestSpec, build_request};
 use seedgate::tools::sink::{self, SinkOptions};
 
 #[test]
-fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
+fn restarting_the_batcher_the_exporter_pool_or_health_disturbs_nothing_else() {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -64,7 +64,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
                 timeout: Duration::from_millis(10),
                 ..config.batch
             },
-            retry: seedgate::exporters::backoff::RetryPolicy::from_config(&config.retry).unwrap(),
+            retry: seedgate::delivery::backoff::RetryPolicy::from_config(&config.retry).unwrap(),
             store: Arc::clone(&store),
             writer: tx.clone(),
             metrics: Arc::clone(&metrics),
@@ -103,7 +103,7 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
 
     let sys = actix::System::new();
     sys.block_on(async {
-        let (_sup, children) = Supervisor::start(SupervisorArgs {
+        let (sup, _children) = Supervisor::start(SupervisorArgs {
             rt: rt.handle().clone(),
             store: Arc::clone(&store),
             tx: tx.clone(),
@@ -115,17 +115,30 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             shoots: None,
         });
         let mut seq = 0;
-        for round in 0..3 {
+        let restarts = |actor: &str| {
+            support::metric_value(
+                &metrics.encode().unwrap(),
+                "seedgate_actor_restarts_total",
+                &[&format!("actor=\"{actor}\"")],
+            )
+        };
+        // Each unit is restarted under load; the supervisor's next check
+        // starts it again and counts it, once.
+        for unit in ["exporter_pool", "batcher", "health", "none"] {
             for _ in 0..10 {
                 send(seq).await.unwrap().unwrap();
                 seq += 100;
             }
-            match round {
-                0 => children.exporter_pool.send(Restart).await.unwrap(),
-                1 => children.batcher.send(Restart).await.unwrap(),
-                _ => {}
+            if unit == "none" {
+                assert!(!sup.send(Restart(unit)).await.unwrap(), "no such unit");
+                continue;
             }
-            actix_rt::time::sleep(Duration::from_millis(200)).await;
+            assert!(sup.send(Restart(unit)).await.unwrap(), "{unit}");
+            let deadline = std::time::Instant::now() + support::patience();
+            while restarts(unit) != Some(1.0) {
+                assert!(std::time::Instant::now() < deadline, "{unit} not restarted");
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         let acked = AckedSet::from_ranges([(0, seq - 1)]);
         let deadline = std::time::Instant::now() + support::patience();
@@ -137,17 +150,8 @@ fn restarting_the_batcher_or_the_exporter_pool_disturbs_nothing_else() {
             );
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
-        let text = metrics.encode().unwrap();
-        for actor in ["exporter_pool", "batcher"] {
-            assert_eq!(
-                support::metric_value(
-                    &text,
-                    "seedgate_actor_restarts_total",
-                    &[&format!("actor=\"{actor}\"")]
-                ),
-                Some(1.0),
-                "{text}"
-            );
+        for actor in ["exporter_pool", "batcher", "health"] {
+            assert_eq!(restarts(actor), Some(1.0), "{actor}");
         }
         assert!(health.live().is_ok());
     });

@@ -25,8 +25,14 @@
 //! - one destination's loop never waits on another's: each has its own task
 //!   and queue, so a slow or dead backend slows nobody else;
 //! - at most the [`Limiter`]'s limit of batches hold a slot at once (fixed
-//!   `batch.concurrency`, or adaptive: see [`crate::exporters::arc`]), and
+//!   `batch.concurrency`, or adaptive: see [`arc`]), and
 //!   every attempt first waits for the output's `rate_limit`, if any.
+
+pub mod arc;
+pub mod backoff;
+pub mod factory;
+pub mod plan;
+pub mod rate_limit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,10 +40,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use self::arc::Limiter;
+use self::backoff::RetryPolicy;
+use self::rate_limit::RateLimiter;
 use crate::config::{BatchConfig, RateLimitConfig};
-use crate::exporters::arc::{self, Limiter};
-use crate::exporters::backoff::RetryPolicy;
-use crate::exporters::rate_limit::RateLimiter;
 use crate::exporters::{Exporter, Outcome, Reason};
 use crate::metrics::{Dest, DestReason, Metrics};
 use crate::routing::Destination;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use crate::actors::loops::DeliveryPlan;
+use super::backoff::RetryPolicy;
+use super::plan::DeliveryPlan;
+use super::{Delivery, FlowControl};
 use crate::config::{
     BatchConfig, LoadBalancingConfig, OutputConfig, ProcessorConfig, QueueConfig, RetryConfig,
 };
-use crate::delivery::{Delivery, FlowControl};
 use crate::exporters::Exporter;
-use crate::exporters::backoff::RetryPolicy;
 use crate::loadbalancing::Balance;
 use crate::metrics::Metrics;
 use crate::processors::Processors;

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::Outcome;
 use crate::config::AdaptiveConcurrencyConfig;
+use crate::exporters::Outcome;
 
 /// A rise of the window RTT smaller than this fraction of the average never
 /// counts as rising: on a quiet backend the deviation is near zero and
