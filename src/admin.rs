@@ -24,9 +24,11 @@ use tokio::net::TcpListener;
 use crate::actors::health::HealthState;
 use crate::actors::shoot_manager::{CrashClient, ShootManager};
 use crate::actors::unit::Mailbox;
+use crate::actors::{Restart, supervisor};
 use crate::ingest::Ingest;
 use crate::loadbalancing::faults::{Crash, Faults};
 use crate::metrics::Metrics;
+use actix::Recipient;
 
 /// Longest CPU profile one request may ask for.
 const MAX_PROFILE: Duration = Duration::from_secs(60);
@@ -50,6 +52,9 @@ pub struct AdminState {
     /// Set only with `admin.fault_injection`: serve the crash endpoint of
     /// load-balanced backends' delivery loops.
     pub lb_faults: Option<Arc<Faults>>,
+    /// Set only with `admin.fault_injection`: serve the restart endpoint of
+    /// the supervisor's units.
+    pub units: Option<Recipient<Restart>>,
 }
 
 /// The router, for tests.
@@ -66,6 +71,9 @@ pub fn router(state: AdminState) -> Router {
     }
     if state.pipeline_crash.is_some() {
         r = r.route("/debug/pipelines/{destination}/crash", post(crash_pipeline));
+    }
+    if state.units.is_some() {
+        r = r.route("/debug/units/{unit}/restart", post(restart_unit));
     }
     if state.lb_faults.is_some() {
         r = r.route(
@@ -103,6 +111,30 @@ async fn crash_shoot(State(s): State<AdminState>, Path(namespace): Path<String>)
             "shoot manager not running\n",
         )
             .into_response(),
+    }
+}
+
+/// `{unit}`: one of [`supervisor::UNITS`].
+async fn restart_unit(State(s): State<AdminState>, Path(unit): Path<String>) -> Response {
+    let Some(units) = &s.units else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(unit) = supervisor::UNITS.into_iter().find(|u| *u == unit) else {
+        let known = supervisor::UNITS.join(", ");
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no such unit; the units are {known}\n"),
+        )
+            .into_response();
+    };
+    tracing::warn!(
+        unit,
+        "Fault injection: restarting a unit of the supervision tree"
+    );
+    match units.send(Restart(unit)).await {
+        Ok(true) => (StatusCode::ACCEPTED, "restart requested\n").into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, "the unit does not run here\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "supervisor not running\n").into_response(),
     }
 }
 

@@ -141,7 +141,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         rt: rt.handle().clone(),
         directory: Arc::clone(&directory),
-        clusters: Arc::clone(&clusters),
+        clusters: Arc::new(arc_swap::ArcSwap::new(Arc::clone(&clusters))),
     });
     let health = HealthState::new();
     health.set_unhealthy_after(config.admin.unhealthy_after);
@@ -456,6 +456,10 @@ async fn serve(s: Serving<'_>) -> anyhow::Result<()> {
                 .filter(|_| config.admin.fault_injection),
             pipeline_crash,
             lb_faults: factory.lb_faults.clone(),
+            units: config
+                .admin
+                .fault_injection
+                .then(|| supervisor.clone().recipient()),
         };
         rt.spawn(async move {
             if let Err(e) = admin::serve(l, st, until(admin_stopping)).await {

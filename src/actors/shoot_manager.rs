@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message};
+use arc_swap::ArcSwap;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::runtime::Handle;
@@ -101,7 +102,9 @@ pub struct ShootManagerArgs {
     /// The map the hot path reads.
     pub directory: Arc<ShootDirectory>,
     /// The cluster states at start.
-    pub clusters: Arc<Clusters>,
+    /// The cluster states: those at start, then the latest
+    /// [`SetClusters`] (shared, so that a restarted manager knows them).
+    pub clusters: Arc<ArcSwap<Clusters>>,
 }
 
 /// The drop of an expired client's queues, until LMDB committed it.
@@ -153,7 +156,7 @@ impl ShootManager {
 
     fn cluster_is_gone(&self, namespace: &str) -> bool {
         !matches!(
-            self.args.clusters.get(namespace),
+            self.args.clusters.load().get(namespace),
             Some(ClientDecision::Client(_))
         )
     }
@@ -337,7 +340,7 @@ impl ShootManager {
     }
 
     fn set_clusters(&mut self, clusters: Arc<Clusters>) {
-        self.args.clusters = clusters;
+        self.args.clusters.store(clusters);
         let now = Instant::now();
         let gone: Vec<(String, bool)> = self
             .clients

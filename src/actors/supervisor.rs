@@ -82,6 +82,15 @@ pub struct SupervisorArgs {
     pub shoots: Option<ShootManagerArgs>,
 }
 
+/// The units [`Restart`] knows.
+pub const UNITS: [&str; 5] = [
+    batcher::NAME,
+    exporter_pool::NAME,
+    super::health::NAME,
+    shoot_manager::NAME,
+    super::kube_watcher::NAME,
+];
+
 /// Ways in, besides the supervisor's own address.
 #[derive(Debug, Clone)]
 pub struct Children {

@@ -62,7 +62,11 @@ impl Task for DeliveryPlan {
                 store: Arc::clone(&self.delivery.store),
                 writer: self.delivery.writer.clone(),
                 metrics: Arc::clone(&self.delivery.metrics),
-                export: Arc::clone(&self.delivery.destination),
+                export: crate::processors::ExportQueue {
+                    name: self.delivery.destination.name.clone(),
+                    queue: Arc::clone(&self.delivery.destination.queue),
+                    max_bytes: self.delivery.destination.limits.max_bytes.0,
+                },
             };
             async move { p.run_stages(ctx).await }
         });

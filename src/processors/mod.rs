@@ -19,8 +19,7 @@ use bytes::Bytes;
 
 use crate::config::ProcessorConfig;
 use crate::proto::rewrite::{RewriteError, rewrite_resources};
-use crate::routing::Destination;
-use crate::store::{AppendPart, Store, WriteOp};
+use crate::store::{AppendPart, Queue, Store, WriteOp};
 
 pub mod resource;
 pub mod spanmetrics;
@@ -48,7 +47,18 @@ pub struct StageContext {
     /// Counters.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The pipeline's export queue (what its delivery loop reads).
-    pub export: Arc<Destination>,
+    pub export: ExportQueue,
+}
+
+/// The queue a stage hands what it lets through to, and its limit.
+#[derive(Debug, Clone)]
+pub struct ExportQueue {
+    /// The destination's name, for messages.
+    pub name: String,
+    /// The queue.
+    pub queue: Arc<Queue>,
+    /// The queue's `max_bytes`.
+    pub max_bytes: u64,
 }
 
 impl Processors {

@@ -7,8 +7,8 @@
 
 use std::ops::Range;
 
-use super::aggregate::{AggregateRef, EncodedDeltas};
 use super::entries::{DELTAS_VERSION, put_series};
+use super::series::{AggregateRef, EncodedDeltas};
 
 /// One request's spans, each as its key, bucket and duration.
 pub(super) struct SpanBatch {

@@ -52,9 +52,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::aggregate::{AggregateRef, Deltas};
 use super::codec::{FormatError, Reader, put_bytes, put_varint};
 use super::key::SeriesKey;
+use super::series::{AggregateRef, Deltas};
 use super::stored::{StoredAggregate, decode_stored};
 
 /// The version of the deltas format this code writes (it reads 1 too).

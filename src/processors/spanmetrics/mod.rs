@@ -26,15 +26,17 @@ mod emit;
 pub mod entries;
 pub mod key;
 mod request;
+mod series;
 pub mod stage;
 pub mod stored;
 
-pub use aggregate::{Aggregate, AggregateRef, Deltas, EncodedDeltas, SpanMetrics};
+pub use aggregate::SpanMetrics;
 pub use codec::FormatError;
 pub use emit::SCOPE_NAME;
 pub use entries::{DeltasView, Snapshot, decode_deltas, encode_deltas};
 pub use key::SeriesKey;
 pub use request::RequestError;
+pub use series::{Aggregate, AggregateRef, Deltas, EncodedDeltas};
 pub use stage::Stage;
 pub use stored::{StoredAggregate, decode_stored, merge_stored};
 

@@ -52,10 +52,11 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use prost::Message;
 
 use super::super::StageContext;
-use super::aggregate::{Aggregate, SpanMetrics};
+use super::aggregate::SpanMetrics;
 use super::codec::FormatError;
 use super::entries::{DeltasView, Snapshot};
 use super::key::SeriesKey;
+use super::series::Aggregate;
 use super::stored::StoredAggregate;
 use crate::config::SpanMetricsConfig;
 use crate::config::spanmetrics::Temporality;

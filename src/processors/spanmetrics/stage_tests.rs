@@ -9,7 +9,6 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::*;
 use crate::config::QueueConfig;
-use crate::routing::DestinationKind;
 
 const MS: u64 = 1_000_000;
 
@@ -25,16 +24,13 @@ fn harness() -> Harness {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (writer, rx) = crossbeam_channel::unbounded();
     store.spawn_writer(rx, Arc::clone(&metrics.store)).unwrap();
-    let export = Arc::new(Destination {
+    let export = crate::processors::ExportQueue {
         name: "traces".to_owned(),
-        kind: DestinationKind::Pipeline,
-        signal: Signal::Traces,
         queue: store
             .queue(&Destination::queue_name("traces", Signal::Traces))
             .unwrap(),
-        limits: QueueConfig::default(),
-        processors: Arc::default(),
-    });
+        max_bytes: QueueConfig::default().max_bytes.0,
+    };
     Harness {
         _dir: dir,
         ctx: StageContext {

@@ -15,8 +15,8 @@
 //! never changed after, so a cumulative series keeps its start across
 //! restarts; only a reset (below) moves it.
 
-use super::aggregate::{Aggregate, AggregateRef};
 use super::codec::{FormatError, Reader};
+use super::series::{Aggregate, AggregateRef};
 
 /// The format version this code writes and reads.
 pub const STORED_VERSION: u8 = 1;

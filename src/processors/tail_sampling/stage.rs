@@ -517,7 +517,7 @@ impl Decider {
         let export = &self.ctx.export;
         if !plan.export.is_empty() {
             let len = plan.export.len() as u64;
-            if !export.queue.try_reserve(len, export.limits.max_bytes.0) {
+            if !export.queue.try_reserve(len, export.max_bytes) {
                 // The export queue is full (its backend is down): keep the
                 // traces pending; ingest backpressure follows when the
                 // pending queue fills in turn.
