@@ -20,7 +20,7 @@ use crate::actors::supervisor::{Adopt, Supervisor, SupervisorArgs};
 use crate::actors::unit::{Mailbox, Unit};
 use crate::actors::{LeaveTo, Shutdown};
 use crate::admin::{self, AdminState};
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, ListenerConfig, Validated};
 use crate::delivery::factory::{Factory, Spec};
 use crate::handoff;
 use crate::ingest::Ingest;
@@ -95,7 +95,7 @@ fn bind_receiver(what: &str, l: &ListenerConfig) -> anyhow::Result<Option<std::n
 /// # Errors
 /// Start-up failures (storage, listeners, exporters); after start-up the
 /// process keeps running through failures of its parts.
-pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+pub fn run(config: Validated<Config>, opts: RunOptions) -> anyhow::Result<()> {
     // Err means a provider is already installed, which is as good.
     rustls::crypto::ring::default_provider()
         .install_default()

@@ -139,7 +139,7 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckConfig { file } => match config::load_file(&file) {
-            Ok(cfg) => match serde_saphyr::to_string(&cfg) {
+            Ok(cfg) => match serde_saphyr::to_string(&*cfg) {
                 Ok(yaml) => {
                     print!("{yaml}");
                     ExitCode::SUCCESS

@@ -98,7 +98,7 @@ impl Reloader {
     /// Loads the file and applies what can be applied.
     pub fn reload(&mut self, why: &str) {
         let new = match config::load_file(&self.path) {
-            Ok(c) => c,
+            Ok(c) => c.into_inner(),
             Err(e) => {
                 self.count("error");
                 tracing::error!(why, file = %self.path.display(), error = %e, "Configuration reload failed; the running configuration stays");

@@ -76,12 +76,37 @@ fn render_problems(file: &str, problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// A configuration whose checks passed: only [`Config::validate`] makes
+/// one, so what takes a `Validated<Config>` (the application, a reload)
+/// builds from it without checking again. Reads as the [`Config`] it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated<T>(T);
+
+impl<T> std::ops::Deref for Validated<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Validated<T> {
+    /// The value, for building what it describes.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
 impl Config {
-    /// Checks what serde cannot. Does no I/O. Returns every problem found.
+    /// Checks what serde cannot and hands back the configuration as
+    /// [`Validated`]. Does no I/O. Returns every problem found.
     ///
     /// # Errors
     /// The list of problems, each with its field path.
-    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+    pub fn validate(self) -> Result<Validated<Config>, Vec<Problem>> {
+        self.problems().map(|()| Validated(self))
+    }
+
+    fn problems(&self) -> Result<(), Vec<Problem>> {
         let mut p = Problems::default();
         for (name, l) in [
             ("grpc", &self.receivers.grpc),

@@ -9,7 +9,7 @@ use super::*;
 ///
 /// # Errors
 /// [`ConfigError::Parse`] or [`ConfigError::Invalid`] with every problem.
-pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+pub fn parse(file: &str, text: &str) -> Result<Validated<Config>, ConfigError> {
     let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.to_owned(),
         line: e.location().map(|l| l.line()),
@@ -24,15 +24,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             file: file.to_owned(),
             problems,
         }
-    })?;
-    Ok(config)
+    })
 }
 
 /// Reads and parses a configuration file.
 ///
 /// # Errors
 /// See [`parse`]; also [`ConfigError::Read`].
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+pub fn load_file(path: &Path) -> Result<Validated<Config>, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
@@ -46,7 +45,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 /// # Panics
 /// Never: a unit test proves the embedded file parses.
 #[allow(clippy::expect_used)]
-pub fn embedded_default() -> Config {
+pub fn embedded_default() -> Validated<Config> {
     parse("<embedded default>", EMBEDDED_DEFAULT).expect("the embedded default config is valid")
 }
 

@@ -35,7 +35,7 @@ mod output;
 mod tests;
 
 pub(crate) use check::pipeline_problems;
-pub use check::{ConfigError, Problem};
+pub use check::{ConfigError, Problem, Validated};
 // The checks the sections' modules share (`super::check_output`, ...).
 use check::{Problems, check_batch, check_endpoint, check_output, check_queue, check_retry};
 #[cfg(test)]

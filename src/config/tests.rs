@@ -137,7 +137,7 @@ fn receiver_tls_is_checked() {
             "receivers:\n  tls:\n    cert_file: /s.pem\n    key_file: /s.key\n    client_ca_file: /ca.pem\n    min_version: 1.3\n",
         )
         .unwrap();
-    let tls = c.receivers.tls.unwrap();
+    let tls = c.into_inner().receivers.tls.unwrap();
     assert_eq!(tls.client_ca_file, Some(PathBuf::from("/ca.pem")));
     assert_eq!(tls.min_version, Some(TlsVersion::Tls13));
 }

@@ -18,5 +18,5 @@ fn block<'a>(readme: &'a str, marker: &str) -> &'a str {
 fn the_readme_config_reference_is_the_defaults() {
     let readme = include_str!("../../README.md");
     let cfg = seedgate::config::parse("README.md", block(readme, "config-reference")).unwrap();
-    assert_eq!(cfg, seedgate::config::Config::default());
+    assert_eq!(*cfg, seedgate::config::Config::default());
 }
