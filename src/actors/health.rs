@@ -26,7 +26,7 @@ use actix::Recipient;
 use super::exporter_pool::{Beats, Heartbeats};
 use super::unit::Unit;
 use crate::metrics::Metrics;
-use crate::pipeline_health::{self, FlowTracker, PipelineHealth};
+use crate::operator::pipeline_health::{self, FlowTracker, PipelineHealth};
 use crate::signal::Signal;
 use crate::store::Store;
 

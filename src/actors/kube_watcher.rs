@@ -8,7 +8,7 @@
 //! the three Kyma pipeline kinds, each handled by its aggregator
 //! (`crate::operator::aggregator`), whose pipelines replace the file's of
 //! their signal while the CRD exists. An aggregator runs one pipeline actor
-//! per pipeline (`super::pipeline`), and each pipeline actor watches the
+//! per pipeline (`crate::operator::pipeline_actor`), and each pipeline actor watches the
 //! Secrets its pipeline references.
 //!
 //! ```text

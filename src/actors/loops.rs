@@ -20,7 +20,7 @@
 //!
 //! Owners: the exporter pool (a delivery loop per seed pipeline), each shoot
 //! client (a delivery loop per signal), each pipeline aggregator (a pipeline
-//! actor per pipeline resource, `super::pipeline`), each load-balancing
+//! actor per pipeline resource, `crate::operator::pipeline_actor`), each load-balancing
 //! balancer (a delivery loop per backend, `crate::loadbalancing`).
 
 use std::collections::HashMap;

@@ -20,7 +20,6 @@ pub mod exporter_pool;
 pub mod health;
 pub mod kube_watcher;
 pub mod loops;
-pub mod pipeline;
 pub mod shoot_client;
 pub mod shoot_manager;
 pub mod supervisor;

@@ -1,10 +1,11 @@
 //! One sender per output kind, and what became of a send.
 //!
-//! The exporter pool (an actor) reads a batch from LMDB, concatenates its
-//! entries into one `Export*ServiceRequest` encoding and hands the bytes to
-//! [`Exporter::send`]. `send` makes exactly **one** attempt and returns an
-//! [`Outcome`]; the pool owns the retry loop (with [`backoff`]), the
-//! deletion of acknowledged entries and the metrics. Keeping I/O here and
+//! A delivery loop ([`crate::delivery`]) reads a batch from LMDB,
+//! concatenates its entries into one `Export*ServiceRequest` encoding and
+//! hands the bytes to [`Exporter::send`]. `send` makes exactly **one**
+//! attempt and returns an [`Outcome`]; the loop owns the retries (with
+//! [`crate::delivery::backoff`]), the deletion of acknowledged entries and
+//! the metrics. Keeping I/O here and
 //! policy there lets every rule be tested on its own.
 //!
 //! Kinds are a plain enum plus `match` (STYLE.md: no registry, no trait

@@ -1,7 +1,7 @@
 //! The pipeline aggregator of one kind (`LogPipeline`, `MetricPipeline` or
 //! `TracePipeline`): runs while the kind's CRD is Established (the kube
 //! watcher starts and aborts it), watches the kind's objects and runs one
-//! pipeline actor per object (`crate::actors::pipeline`), which resolves
+//! pipeline actor per object (`crate::operator::pipeline_actor`), which resolves
 //! that pipeline and writes its status.
 //!
 //! ```text
@@ -54,10 +54,10 @@ use super::PipelineKind;
 use super::crds::PipelineSpec;
 use super::max_pipelines::{Candidate, admitted};
 use crate::actors::loops::{CHECK_EVERY, Tasks};
-use crate::actors::pipeline::{PipelineActor, PipelineLink, Report, Verdict};
 use crate::config::PipelineConfig;
-use crate::effective_config::{self, AppliedPipeline};
 use crate::metrics::Metrics;
+use crate::operator::effective_config::{self, AppliedPipeline};
+use crate::operator::pipeline_actor::{PipelineActor, PipelineLink, Report, Verdict};
 use crate::routing::publisher::KubeTerm;
 
 /// How often the effective-config ConfigMap is written again without a

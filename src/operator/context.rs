@@ -15,8 +15,8 @@ use super::crds::{PipelineSpec, PipelineStatus};
 use super::pem_store::DirPemStore;
 use crate::actors::health::HealthState;
 use crate::config::QueueConfig;
-use crate::lease::Leadership;
 use crate::metrics::Metrics;
+use crate::operator::lease::Leadership;
 use crate::routing::publisher::Publisher;
 
 /// Fault injection for tests (`admin.fault_injection`,

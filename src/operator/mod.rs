@@ -27,6 +27,12 @@
 //!   exact strings.
 //! - [`conditions`]: the builders of the conditions, and the merge that
 //!   keeps `lastTransitionTime`.
+//! - [`pipeline_actor`]: one pipeline resource's actor (a supervised task
+//!   of its aggregator): its Secret watches, resolution and status.
+//! - [`pipeline_health`]: `GatewayHealthy` / `TelemetryFlowHealthy` from
+//!   what delivery measures.
+//! - [`lease`]: leader election; only the Lease holder writes status.
+//! - [`effective_config`]: the effective-config ConfigMap of each kind.
 //!
 //! The module is called `operator`, not `kube`, so that `kube::…` always
 //! means the kube crate, in every file of this crate.
@@ -38,9 +44,13 @@ pub mod condition_text;
 pub mod conditions;
 pub mod context;
 pub mod crds;
+pub mod effective_config;
 mod endpoint;
+pub mod lease;
 pub mod max_pipelines;
 pub mod pem_store;
+pub mod pipeline_actor;
+pub mod pipeline_health;
 pub mod pipeline_spec;
 pub mod secret_watch;
 mod tls_material;

@@ -13,8 +13,8 @@ use crate::support::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use seedgate::effective_config::{self, AppliedPipeline};
 use seedgate::metrics::Metrics;
+use seedgate::operator::effective_config::{self, AppliedPipeline};
 use serde_json::{Value, json};
 
 /// Gardener's `Cluster` CRD, read in place from the upstream fixture.

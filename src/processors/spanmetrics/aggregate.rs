@@ -83,7 +83,7 @@ impl SpanMetrics {
         }
     }
 
-    /// How many bucket bounds (an [`Aggregate`] has one more count).
+    /// How many bucket bounds (an [`Aggregate`](super::series::Aggregate) has one more count).
     pub fn bounds(&self) -> usize {
         self.bounds_nanos.len()
     }
@@ -98,7 +98,7 @@ impl SpanMetrics {
     }
 
     /// `aggregation_cardinality_limit`: how many series the caller keeps
-    /// before it sends the spans of new ones to [`SeriesKey::overflow`].
+    /// before it sends the spans of new ones to [`SeriesKey::overflow`](super::key::SeriesKey::overflow).
     pub fn cardinality_limit(&self) -> usize {
         self.cardinality_limit
     }

@@ -23,7 +23,7 @@
 //!   `ConfigurationGenerated` from the resolution and the verdict on that
 //!   very report (the report's `seq`), `GatewayHealthy` and
 //!   `TelemetryFlowHealthy` from the health actor's last verdict on the
-//!   pipeline's destination ([`crate::pipeline_health`]: the same verdict
+//!   pipeline's destination ([`crate::operator::pipeline_health`]: the same verdict
 //!   `seedgate_pipeline_condition` shows for every destination), all with
 //!   the `observedGeneration` the resolution was made from.
 //! - `ConfigurationGenerated` goes to `seedgate_pipeline_condition` on
@@ -32,7 +32,7 @@
 //!
 //! A failure (a panic ends the task) restarts this actor alone, counted in
 //! `seedgate_actor_restarts_total{actor="pipeline"}`
-//! ([`Tasks`](super::loops::Tasks)). The restarted actor keeps its
+//! ([`Tasks`](crate::actors::loops::Tasks)). The restarted actor keeps its
 //! channels, report numbering and PEM lease (they live in the plan) and
 //! loses the rest: it lists its Secrets again and reports again. Meanwhile
 //! the aggregator keeps the last report, so the pipeline's data keeps
@@ -48,17 +48,17 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::{mpsc, watch};
 
-use super::loops::Task;
+use crate::actors::loops::Task;
 use crate::operator::PipelineKind;
 use crate::operator::conditions::{self, ConfigOutcome, FlowFacts, GatewayState};
 use crate::operator::context::{AggregatorCtx, PipelineResource};
 use crate::operator::crds::PipelineSpec;
 use crate::operator::pem_store::PemLease;
+use crate::operator::pipeline_health::PipelineHealth;
 use crate::operator::pipeline_spec::{
     Rejection, ResolveContext, Resolved, pipeline_config_name, resolve,
 };
 use crate::operator::secret_watch::{SecretWatches, secret_keys};
-use crate::pipeline_health::PipelineHealth;
 
 pub use crate::operator::context::CrashRequests;
 
