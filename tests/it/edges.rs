@@ -394,12 +394,7 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
         "{err}"
     );
 
-    std::fs::write(&path, "storage:\n  durability: sometimes\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::check_config(&path, "storage:\n  durability: sometimes\n");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -407,16 +402,10 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
         "{err}"
     );
 
-    std::fs::write(
+    let out = support::check_config(
         &path,
         "pipelines:\n  - name: out\n    output:\n      type: noop\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     assert!(out.status.success());
     let effective = String::from_utf8_lossy(&out.stdout);
     assert!(

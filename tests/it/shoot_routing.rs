@@ -835,12 +835,7 @@ fn bad_routing_config_names_the_field() {
     ];
     for (i, (yaml, want)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));
-        std::fs::write(&file, yaml).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-            .arg("check-config")
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = support::check_config(&file, yaml);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
         assert!(

@@ -526,6 +526,17 @@ pub fn run(program: &str, args: &[&str], hint: &str) -> std::process::Output {
     out
 }
 
+/// `seedgate check-config` on `file`, with `text` written to it first, run
+/// to its end.
+pub fn check_config(file: &Path, text: &str) -> std::process::Output {
+    std::fs::write(file, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 /// A sink with the default options: the backend of most tests.
 pub async fn sink() -> seedgate::tools::sink::SinkHandle {
     seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions::default())
