@@ -1,17 +1,23 @@
 //! What an operator and a newcomer see: the stdout exporter's JSON lines,
 //! the probes, the CPU profile.
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, eventually};
+use seedgate::config::{OutputConfig, OutputType};
+use seedgate::signal::Signal;
 use seedgate::tools::loadgen::{self, LoadgenArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_prints_one_json_line_per_record_and_probes_answer() {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        "batch:\n  timeout: 10ms\npipelines:\n  - name: stdout\n    output:\n      type: stdout\n",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(Pipeline::new(
+            "stdout",
+            OutputConfig::of_kind(OutputType::Stdout),
+        ))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     for signal in ["logs", "metrics", "traces"] {
         let mut args = LoadgenArgs::from_flags([
@@ -84,15 +90,13 @@ async fn readiness_holds_while_any_destination_is_healthy() {
         support::tracking_sink().await,
         support::tracking_sink().await,
     );
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 100ms\n  max_interval: 200ms\npipelines:\n  - name: a\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: {} }}\n  - name: b\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: {} }}\n",
-            a.grpc_endpoint(),
-            b.grpc_endpoint()
-        ),
-    )
-    .replace("  pprof: true\n", "  pprof: true\n  unhealthy_after: 1s\n");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .retry(ms(100), ms(200))
+        .pipeline(Pipeline::grpc("a", &a.grpc_endpoint()).signals(&[Signal::Logs]))
+        .pipeline(Pipeline::grpc("b", &b.grpc_endpoint()).signals(&[Signal::Logs]))
+        .with(|c| c.admin.unhealthy_after = secs(1))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let readyz = async || {

@@ -3,15 +3,21 @@
 //! kind, decoded equal, and nothing acknowledged is missing.
 
 use crate::support::capture::Capture;
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms};
+use crate::support::{self, Seedgate, eventually};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use seedgate::config::{
+    ActionKind, AttributeValue, Compression, ProcessorConfig, ResourceAction,
+    ResourceProcessorConfig,
+};
 use seedgate::signal::Signal;
 use seedgate::tools::records::{ExportRequest, RequestSpec, build_request};
+use tonic::codec::CompressionEncoding;
 
 /// The resources of a request, re-encoded one by one: two requests carry the
 /// same data when these lists are equal.
@@ -49,13 +55,16 @@ async fn every_signal_over_every_transport_arrives_decoded_equal_through_every_e
     let http_backend = Capture::default();
     let http_addr = http_backend.start().await;
     let grpc_backend = support::sink().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\npipelines:\n  - name: to-http\n    output:\n      type: otlp_http\n      endpoint: http://{http_addr}\n      compression: gzip\n  - name: to-grpc\n    output:\n      type: otlp_grpc\n      endpoint: {}\n      compression: zstd\n",
-            grpc_backend.grpc_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(
+            Pipeline::http("to-http", &format!("http://{http_addr}"))
+                .compression(Compression::Gzip),
+        )
+        .pipeline(
+            Pipeline::grpc("to-grpc", &grpc_backend.grpc_endpoint()).compression(Compression::Zstd),
+        )
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let client = reqwest::Client::new();
     let namespaces: Vec<String> = (0..3).map(|i| format!("shoot--p--s{i}")).collect();
@@ -78,7 +87,12 @@ async fn every_signal_over_every_transport_arrives_decoded_equal_through_every_e
             let body = req.encode_to_vec();
             sent.extend(resources(signal, &body));
             match variant {
-                "grpc" => grpc_export(&sg.grpc_endpoint(), &req).await,
+                "grpc" => {
+                    let channel = support::grpc_channel(sg.grpc_endpoint()).await;
+                    support::grpc_export(channel, req.clone(), Some(CompressionEncoding::Gzip))
+                        .await
+                        .unwrap();
+                }
                 _ => {
                     let url = format!("{}{}", sg.http_endpoint(), signal.http_path());
                     let mut rb = client.post(url);
@@ -146,41 +160,6 @@ async fn every_signal_over_every_transport_arrives_decoded_equal_through_every_e
     }
 }
 
-async fn grpc_export(endpoint: &str, req: &ExportRequest) {
-    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let gz = tonic::codec::CompressionEncoding::Gzip;
-    match req.clone() {
-        ExportRequest::Logs(r) => {
-            LogsServiceClient::new(channel)
-                .send_compressed(gz)
-                .export(r)
-                .await
-                .unwrap();
-        }
-        ExportRequest::Metrics(r) => {
-            MetricsServiceClient::new(channel)
-                .send_compressed(gz)
-                .export(r)
-                .await
-                .unwrap();
-        }
-        ExportRequest::Traces(r) => {
-            TraceServiceClient::new(channel)
-                .send_compressed(gz)
-                .export(r)
-                .await
-                .unwrap();
-        }
-    }
-}
-
 /// Records that no pipeline takes are answered as rejected in
 /// `partial_success` (not silently dropped, not a failure), and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,10 +167,9 @@ async fn records_no_pipeline_takes_are_rejected_in_partial_success() {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        "pipelines:\n  - name: logs-only\n    signals: [logs]\n    output:\n      type: noop\n",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(Pipeline::noop("logs-only").signals(&[Signal::Logs]))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let ns = vec!["shoot--p--a".to_owned()];
     let req = build_request(
@@ -305,6 +283,20 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// A `resource` action on `key`.
+fn action(key: &str, action: ActionKind, value: Option<AttributeValue>) -> ResourceAction {
+    ResourceAction {
+        key: key.to_owned(),
+        action,
+        value,
+        from_attribute: None,
+    }
+}
+
+fn text(value: &str) -> AttributeValue {
+    AttributeValue::String(value.to_owned())
+}
+
 /// Resource processors through the binary, on every signal: one in
 /// `receivers.processors` sets the routing key (the namespace, from the
 /// `tenant` attribute) before routing, so the pipeline selecting that
@@ -318,33 +310,37 @@ async fn resource_processors_set_the_routing_key_and_change_nothing_but_resource
     let dir = tempfile::tempdir().unwrap();
     let backend = Capture::default();
     let addr = backend.start().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "\
-batch:
-  timeout: 10ms
-pipelines:
-  - name: stamped
-    input:
-      namespaces: {{ include: [shoot--p--tenant] }}
-      no_namespace: false
-    output: {{ type: otlp_http, endpoint: 'http://{addr}/stamped', compression: none }}
-    processors:
-      - resource:
-          attributes:
-            - {{ key: k8s.node.name, value: '${{env:NODE_NAME}}', action: insert }}
-            - {{ key: env, value: prod, action: update }}
-            - {{ key: team, value: 7, action: upsert }}
-            - {{ key: secret, action: delete }}
-            - {{ key: absent, value: x, action: update }}
-"
-        ),
-    )
-    .replace(
-        "receivers:\n",
-        "receivers:\n  processors:\n    - resource:\n        attributes:\n          - { key: k8s.namespace.name, from_attribute: tenant, action: upsert }\n",
-    );
+    let stamped = ResourceProcessorConfig {
+        attributes: vec![
+            action(
+                "k8s.node.name",
+                ActionKind::Insert,
+                Some(text("${env:NODE_NAME}")),
+            ),
+            action("env", ActionKind::Update, Some(text("prod"))),
+            action("team", ActionKind::Upsert, Some(AttributeValue::Int(7))),
+            action("secret", ActionKind::Delete, None),
+            action("absent", ActionKind::Update, Some(text("x"))),
+        ],
+    };
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(
+            Pipeline::http("stamped", &format!("http://{addr}/stamped"))
+                .compression(Compression::None)
+                .include(&["shoot--p--tenant"])
+                .with(|p| p.input.no_namespace = false)
+                .processor(ProcessorConfig::Resource(stamped)),
+        )
+        .with(|c| {
+            c.receivers.processors = vec![ProcessorConfig::Resource(ResourceProcessorConfig {
+                attributes: vec![ResourceAction {
+                    from_attribute: Some("tenant".to_owned()),
+                    ..action("k8s.namespace.name", ActionKind::Upsert, None)
+                }],
+            })];
+        })
+        .yaml();
     let config_path = dir.path().join("seedgate.yaml");
     std::fs::write(&config_path, &yaml).unwrap();
     let sg = Seedgate::start_opts(dir.path(), &config_path, &[], &[("NODE_NAME", "node-7")]).await;

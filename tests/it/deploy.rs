@@ -879,13 +879,7 @@ fn check_crds(overlay: &str, docs: &[Value]) {
 
 /// `seedgate check-config` on the ConfigMap's text, unchanged.
 fn check_config(overlay: &str, dir: &Path, text: &str) {
-    let file = dir.join("configmap-seedgate.yaml");
-    std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = support::check_config(&dir.join("configmap-seedgate.yaml"), text);
     assert!(
         out.status.success(),
         "{overlay}: seedgate check-config on the ConfigMap: {}",

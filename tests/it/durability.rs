@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::support::{self, Seedgate, config_yaml, config_yaml_ports, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, eventually};
+use seedgate::config::WhenFull;
 use seedgate::tools::acked::read_acked_file;
 use seedgate::tools::loadgen;
 
@@ -15,12 +17,10 @@ use seedgate::tools::loadgen;
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let (dir, backend) = support::with_backend().await;
     let (grpc, http) = (support::stable_port(), support::stable_port());
-    let yaml = config_yaml_ports(
-        &dir.path().join("data"),
-        grpc,
-        http,
-        &support::pipeline_to(&backend.grpc_endpoint()),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .ports(grpc, http)
+        .pipeline_to(&backend.grpc_endpoint())
+        .yaml();
     std::fs::write(dir.path().join("seedgate.yaml"), &yaml).unwrap();
     let mut sg = Seedgate::start_with(dir.path(), &dir.path().join("seedgate.yaml")).await;
 
@@ -116,11 +116,10 @@ async fn backend_outage_queues_then_delivers_everything() {
 async fn sigterm_exits_cleanly_and_keeps_what_it_could_not_send() {
     let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &support::pipeline_to(&backend.grpc_endpoint()),
-    )
-    .replace("shutdown_timeout: 10s", "shutdown_timeout: 2s");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline_to(&backend.grpc_endpoint())
+        .with(|c| c.shutdown_timeout = secs(2))
+        .yaml();
     let mut sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
     let summary = support::load(
@@ -158,14 +157,13 @@ async fn sigterm_exits_cleanly_and_keeps_what_it_could_not_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_unready_first_and_accepts_during_the_shutdown_delay() {
     let (dir, backend) = support::with_backend().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &support::pipeline_to(&backend.grpc_endpoint()),
-    )
-    .replace(
-        "shutdown_timeout: 10s",
-        "shutdown_delay: 3s\nshutdown_timeout: 5s",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline_to(&backend.grpc_endpoint())
+        .with(|c| {
+            c.shutdown_delay = secs(3);
+            c.shutdown_timeout = secs(5);
+        })
+        .yaml();
     let mut sg = Seedgate::start(dir.path(), &yaml).await;
     let ready = reqwest::get(sg.admin_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -426,14 +424,12 @@ async fn full_storage_seedgate(
     max_size: &str,
     backend: &seedgate::tools::sink::SinkHandle,
 ) -> Seedgate {
-    let yaml = config_yaml(
-        data_dir,
-        &format!(
-            "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 50ms\n  max_interval: 300ms\npipelines:\n  - name: backend\n    queue:\n      max_bytes: 1GiB\n    output:\n      type: otlp_grpc\n      endpoint: {}\n      compression: none\n",
-            backend.grpc_endpoint()
-        ),
-    )
-    .replace("max_size: 256MiB", &format!("max_size: {max_size}"));
+    let yaml = TestConfig::new(data_dir)
+        .batch_timeout(ms(20))
+        .retry(ms(50), ms(300))
+        .pipeline(Pipeline::backend(&backend.grpc_endpoint()).queue("1GiB", WhenFull::Block))
+        .storage_max_size(max_size)
+        .yaml();
     Seedgate::start(dir, &yaml).await
 }
 

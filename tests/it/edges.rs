@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms, secs, size};
+use crate::support::{self, Seedgate, eventually};
+use seedgate::config::{QueueConfig, WhenFull};
 use seedgate::tools::acked::read_acked_file;
 use seedgate::tools::sink::Fault;
 
@@ -55,15 +57,17 @@ impl RawLogs {
 /// seedgate with one `noop` pipeline and a request size limit on one receiver.
 async fn noop_seedgate(dir: &std::path::Path, receiver: &str, max_request: &str) -> Seedgate {
     support::install_crypto();
-    let listener = format!("  {receiver}:\n    listen: 127.0.0.1:0\n");
-    let yaml = config_yaml(
-        &dir.join("data"),
-        "pipelines:\n  - name: null-out\n    output:\n      type: noop\n",
-    )
-    .replace(
-        &listener,
-        &format!("{listener}    max_request_bytes: {max_request}\n"),
-    );
+    let yaml = TestConfig::new(&dir.join("data"))
+        .pipeline(Pipeline::noop("null-out"))
+        .with(|c| {
+            let listener = match receiver {
+                "grpc" => &mut c.receivers.grpc,
+                "http" => &mut c.receivers.http,
+                other => panic!("no receiver {other}"),
+            };
+            listener.max_request_bytes = size(max_request);
+        })
+        .yaml();
     Seedgate::start(dir, &yaml).await
 }
 
@@ -182,13 +186,15 @@ async fn bad_grpc_input_gets_invalid_argument_and_oversize_is_permanent() {
 async fn a_full_queue_blocks_with_retry_after_and_stores_nothing_of_the_refused_request() {
     let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n  - name: small\n    queue:\n      max_bytes: 64KiB\n      when_full: block\n      retry_after: 7s\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
-            backend.grpc_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(
+            Pipeline::grpc("small", &backend.grpc_endpoint()).queue_config(QueueConfig {
+                max_bytes: size("64KiB"),
+                when_full: WhenFull::Block,
+                retry_after: secs(7),
+            }),
+        )
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
@@ -244,14 +250,13 @@ async fn drop_newest_drops_only_the_full_destination_and_counts_it() {
     let down = support::sink().await;
     down.go_down().await;
     let up = support::sink().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\npipelines:\n  - name: lossy\n    queue:\n      max_bytes: 32KiB\n      when_full: drop_newest\n    output:\n      type: otlp_grpc\n      endpoint: {}\n  - name: healthy\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
-            down.grpc_endpoint(),
-            up.grpc_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(
+            Pipeline::grpc("lossy", &down.grpc_endpoint()).queue("32KiB", WhenFull::DropNewest),
+        )
+        .pipeline(Pipeline::grpc("healthy", &up.grpc_endpoint()))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
     let summary = support::load(
@@ -301,13 +306,11 @@ async fn permanent_errors_are_dropped_and_transient_ones_retried() {
         status: Some(400),
         ..Fault::default()
     });
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: b\n    output:\n      type: otlp_http\n      endpoint: {}\n",
-            backend.http_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .retry(ms(50), ms(200))
+        .pipeline(Pipeline::http("b", &backend.http_endpoint()))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let flags = ["--protocol", "grpc", "--count", "500"];
     let summary = support::load(sg.grpc_endpoint(), &flags, None).await;
@@ -391,12 +394,7 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
         "{err}"
     );
 
-    std::fs::write(&path, "storage:\n  durability: sometimes\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::check_config(&path, "storage:\n  durability: sometimes\n");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -404,16 +402,10 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
         "{err}"
     );
 
-    std::fs::write(
+    let out = support::check_config(
         &path,
         "pipelines:\n  - name: out\n    output:\n      type: noop\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     assert!(out.status.success());
     let effective = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -428,14 +420,12 @@ fn bad_config_exits_non_zero_naming_file_line_field_and_reason() {
 async fn full_storage_is_backpressure_and_recovers() {
     let (dir, backend) = support::with_backend().await;
     backend.go_down().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: big\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
-            backend.grpc_endpoint()
-        ),
-    )
-    .replace("max_size: 256MiB", "max_size: 2MiB");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .retry(ms(50), ms(200))
+        .pipeline(Pipeline::grpc("big", &backend.grpc_endpoint()))
+        .storage_max_size("2MiB")
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());
@@ -545,13 +535,10 @@ fn patched(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_backends_refuse_is_refused_at_the_edge_and_nothing_of_it_stored() {
     let (dir, backend) = support::with_backend().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\npipelines:\n  - name: b\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
-            backend.grpc_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(Pipeline::grpc("b", &backend.grpc_endpoint()))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/logs", sg.http_endpoint());

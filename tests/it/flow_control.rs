@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig, basic_auth, basic_auth_file, ms, oauth2};
+use crate::support::{self, Seedgate, eventually};
 use base64::Engine as _;
+use seedgate::config::{Compression, Secret};
+use seedgate::signal::Signal;
 use seedgate::tools::sink::{Fault, SinkHandle};
 
 fn b64(s: &str) -> String {
@@ -33,11 +36,15 @@ fn records_at(sink: &SinkHandle, key: &str) -> u64 {
     sink.stats().endpoints.get(key).map_or(0, |e| e.records)
 }
 
-/// Starts seedgate with `rest` (pipelines, batch, ...) appended to the test
-/// config, loads `count` records in requests of `per_request` over gRPC and
+/// Starts seedgate in `dir` with `config`, loads `count` records in requests of `per_request` over gRPC and
 /// checks they were all acknowledged; returns it and the acked file.
-async fn start_loaded(dir: &Path, rest: &str, count: u64, per_request: u64) -> (Seedgate, PathBuf) {
-    let sg = Seedgate::start(dir, &config_yaml(&dir.join("data"), rest)).await;
+async fn start_loaded(
+    dir: &Path,
+    config: TestConfig,
+    count: u64,
+    per_request: u64,
+) -> (Seedgate, PathBuf) {
+    let sg = Seedgate::start(dir, &config.yaml()).await;
     let acked = dir.join("acked");
     let (count_flag, per_request_flag) = (count.to_string(), per_request.to_string());
     let summary = support::load(
@@ -69,33 +76,25 @@ async fn basic_and_header_auth_get_through_and_a_wrong_password_is_a_counted_401
     let pw_file = dir.path().join("password");
     std::fs::write(&pw_file, "right-pw-4711\n").unwrap();
     let http = sink.http_endpoint();
-    let rest = format!(
-        "batch:\n  timeout: 10ms\npipelines:
-  - name: basic-http
-    signals: [logs]
-    output:
-      type: otlp_http
-      endpoint: {http}/basic
-      auth:
-        basic: {{ username: seedgate, password_file: {} }}
-  - name: header-grpc
-    signals: [logs]
-    output:
-      type: otlp_grpc
-      endpoint: {}
-      headers: [{{ name: authorization, prefix: 'Bearer ', value: static-tok-0815 }}]
-  - name: wrong-http
-    signals: [logs]
-    output:
-      type: otlp_http
-      endpoint: {http}/wrong
-      auth:
-        basic: {{ username: seedgate, password: wrong-pw-9999 }}
-",
-        pw_file.display(),
-        sink.grpc_endpoint()
-    );
-    let (sg, _) = start_loaded(dir.path(), &rest, 1000, 50).await;
+    let logs = [Signal::Logs];
+    let config = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .pipeline(
+            Pipeline::http("basic-http", &format!("{http}/basic"))
+                .signals(&logs)
+                .auth(basic_auth_file("seedgate", &pw_file)),
+        )
+        .pipeline(
+            Pipeline::grpc("header-grpc", &sink.grpc_endpoint())
+                .signals(&logs)
+                .header("authorization", "Bearer ", "static-tok-0815"),
+        )
+        .pipeline(
+            Pipeline::http("wrong-http", &format!("{http}/wrong"))
+                .signals(&logs)
+                .auth(basic_auth("seedgate", "wrong-pw-9999")),
+        );
+    let (sg, _) = start_loaded(dir.path(), config, 1000, 50).await;
     let grpc_key = sink.grpc_addr().to_string();
     eventually(
         "both authorized pipelines delivered everything",
@@ -222,30 +221,25 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
     sink.set_authorization(vec!["Bearer nothing-issued-yet".to_owned()]);
     let secret_file = dir.path().join("client-secret");
     std::fs::write(&secret_file, "oauth-secret-31337").unwrap();
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 100ms\npipelines:
-  - name: oauth-http
-    signals: [logs]
-    output:
-      type: otlp_http
-      endpoint: {}/oauth
-      auth:
-        oauth2: {{ token_url: '{token_url}', client_id: seedgate-client, client_secret: oauth-secret-31337, scopes: [otlp] }}
-  - name: oauth-grpc
-    signals: [logs]
-    output:
-      type: otlp_grpc
-      endpoint: {}
-      auth:
-        oauth2: {{ token_url: '{token_url}', client_id: seedgate-client, client_secret_file: {} }}
-",
-            sink.http_endpoint(),
-            sink.grpc_endpoint(),
-            secret_file.display()
-        ),
-    );
+    let logs = [Signal::Logs];
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(100))
+        .pipeline(
+            Pipeline::http("oauth-http", &format!("{}/oauth", sink.http_endpoint()))
+                .signals(&logs)
+                .auth(oauth2(&token_url, "seedgate-client", |o| {
+                    o.client_secret = Some(Secret::new("oauth-secret-31337"));
+                    o.scopes = vec!["otlp".to_owned()];
+                })),
+        )
+        .pipeline(
+            Pipeline::grpc("oauth-grpc", &sink.grpc_endpoint())
+                .signals(&logs)
+                .auth(oauth2(&token_url, "seedgate-client", |o| {
+                    o.client_secret_file = Some(secret_file.clone());
+                })),
+        )
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked = dir.path().join("acked");
     let summary = support::stream(
@@ -322,17 +316,25 @@ async fn oauth2_tokens_are_fetched_cached_and_refreshed() {
 async fn every_compression_reaches_the_sink_decodable() {
     let (dir, sink) = support::with_backend().await;
     let http = sink.http_endpoint();
-    let mut pipelines = String::from("batch:\n  timeout: 10ms\npipelines:\n");
-    for c in ["none", "gzip", "zstd"] {
-        pipelines.push_str(&format!(
-            "  - name: http-{c}\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: '{http}/{c}', compression: {c} }}\n"
-        ));
+    let logs = [Signal::Logs];
+    let mut config = TestConfig::new(&dir.path().join("data")).batch_timeout(ms(10));
+    for (name, c) in [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+    ] {
+        config = config.pipeline(
+            Pipeline::http(&format!("http-{name}"), &format!("{http}/{name}"))
+                .signals(&logs)
+                .compression(c),
+        );
     }
-    pipelines.push_str(&format!(
-        "  - name: grpc-gzip\n    signals: [logs]\n    output: {{ type: otlp_grpc, endpoint: '{}', compression: gzip }}\n",
-        sink.grpc_endpoint()
-    ));
-    let (_sg, _) = start_loaded(dir.path(), &pipelines, 500, 100).await;
+    config = config.pipeline(
+        Pipeline::grpc("grpc-gzip", &sink.grpc_endpoint())
+            .signals(&logs)
+            .compression(Compression::Gzip),
+    );
+    let (_sg, _) = start_loaded(dir.path(), config, 500, 100).await;
     let grpc_key = sink.grpc_addr().to_string();
     eventually("every pipeline's records decoded at the sink", async || {
         ["/none", "/gzip", "/zstd", grpc_key.as_str()]
@@ -354,29 +356,23 @@ async fn the_rate_limit_holds_within_ten_percent() {
     const BYTES_PER_SECOND: f64 = 400.0 * 1024.0;
     let (dir, by_records) = support::with_backend().await;
     let by_bytes = support::sink().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\n  max_records: 100\npipelines:
-  - name: by-records
-    signals: [logs]
-    output:
-      type: otlp_http
-      endpoint: {}
-      compression: none
-      rate_limit: {{ records_per_second: 2000 }}
-  - name: by-bytes
-    signals: [logs]
-    output:
-      type: otlp_http
-      endpoint: {}
-      compression: none
-      rate_limit: {{ bytes_per_second: 400KiB }}
-",
-            by_records.http_endpoint(),
-            by_bytes.http_endpoint()
-        ),
-    );
+    let logs = [Signal::Logs];
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .with(|c| c.batch.max_records = 100)
+        .pipeline(
+            Pipeline::http("by-records", &by_records.http_endpoint())
+                .signals(&logs)
+                .compression(Compression::None)
+                .rate_limit(Some(2000), None),
+        )
+        .pipeline(
+            Pipeline::http("by-bytes", &by_bytes.http_endpoint())
+                .signals(&logs)
+                .compression(Compression::None)
+                .rate_limit(None, Some("400KiB")),
+        )
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     // A backlog for both: 40000 records of ~300 bytes are 20 s at 2000/s
     // and about 29 s at 400 KiB/s. Delivery starts while they load; a load
@@ -455,21 +451,21 @@ async fn adaptive_concurrency_rises_when_healthy_and_falls_on_errors() {
         latency: Some(Duration::from_millis(100)),
         ..Fault::default()
     });
-    let rest = format!(
-        "pipelines:
-  - name: arc
-    signals: [logs]
-    output: {{ type: otlp_grpc, endpoint: '{}' }}
-    batch:
-      timeout: 10ms
-      max_records: 50
-      concurrency: 1
-      adaptive_concurrency: {{ enabled: true, min: 1, max: 16, decrease_ratio: 0.5 }}
-    retry: {{ initial_interval: 50ms, max_interval: 200ms }}
-",
-        sink.grpc_endpoint()
+    let config = TestConfig::new(&dir.path().join("data")).pipeline(
+        Pipeline::grpc("arc", &sink.grpc_endpoint())
+            .signals(&[Signal::Logs])
+            .batch(|b| {
+                b.timeout = ms(10);
+                b.max_records = 50;
+                b.concurrency = 1;
+                b.adaptive_concurrency.enabled = true;
+                b.adaptive_concurrency.min = 1;
+                b.adaptive_concurrency.max = 16;
+                b.adaptive_concurrency.decrease_ratio = 0.5;
+            })
+            .retry(ms(50), ms(200)),
     );
-    let (sg, acked) = start_loaded(dir.path(), &rest, 30000, 50).await;
+    let (sg, acked) = start_loaded(dir.path(), config, 30000, 50).await;
     let labels = ["destination=\"arc\""];
     let limit = async || {
         sg.metric_or_zero("seedgate_exporter_concurrency_limit", &labels)
@@ -523,17 +519,15 @@ async fn a_poison_record_costs_only_its_own_entry_not_the_batch() {
         ..Fault::default()
     });
     sink.go_down().await;
-    let rest = format!(
-        "pipelines:
-  - name: shared
-    signals: [logs]
-    output: {{ type: otlp_grpc, endpoint: '{}' }}
-    batch: {{ timeout: 10ms }}
-    retry: {{ initial_interval: 50ms, max_interval: 200ms }}
-",
-        sink.grpc_endpoint()
-    );
-    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), &rest)).await;
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(
+            Pipeline::grpc("shared", &sink.grpc_endpoint())
+                .signals(&[Signal::Logs])
+                .batch_timeout(ms(10))
+                .retry(ms(50), ms(200)),
+        )
+        .yaml();
+    let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_files: Vec<PathBuf> = (0..3)
         .map(|i| dir.path().join(format!("acked-{i}")))
         .collect();

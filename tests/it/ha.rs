@@ -23,9 +23,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::config::{Pipeline, TestConfig, ms, policy, secs, tail_sampling};
 use crate::support::service::{Endpoint, Service};
 use crate::support::spans::{SpanSpec, kv, post, request, text};
-use crate::support::{self, QUICK_BATCH_AND_RETRY, Seedgate, config_yaml_ports};
+use crate::support::{self, Seedgate};
+use seedgate::config::{AffinityConfig, ResolverConfig};
+use seedgate::signal::Signal;
 use seedgate::tools::acked::read_acked_file;
 use seedgate::tools::loadgen::{self, Summary};
 use seedgate::tools::sink::SinkHandle;
@@ -48,7 +51,7 @@ impl Replica {
         Self::start_at(
             root,
             i,
-            &backend(sink),
+            backend(sink),
             ([127, 0, 0, 1], support::stable_port()),
             Vec::new(),
             Vec::new(),
@@ -61,7 +64,7 @@ impl Replica {
     async fn start_at(
         root: &Path,
         i: usize,
-        pipelines: &str,
+        pipeline: Pipeline,
         (ip, grpc): ([u8; 4], u16),
         args: Vec<String>,
         env: Vec<(String, String)>,
@@ -69,20 +72,18 @@ impl Replica {
         let dir = root.join(format!("replica-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let admin = support::stable_port();
-        let rest = format!("shutdown_delay: 1s\n{QUICK_BATCH_AND_RETRY}{pipelines}");
         let http = support::stable_port();
-        let yaml = config_yaml_ports(&dir.join("data"), grpc, http, &rest)
-            .replacen(
-                "admin:\n  listen: 127.0.0.1:0",
-                &format!("admin:\n  listen: 127.0.0.1:{admin}"),
-                1,
-            )
-            .replace("shutdown_timeout: 10s", "shutdown_timeout: 3s")
-            .replacen(
-                &format!("listen: 127.0.0.1:{grpc}"),
-                &format!("listen: {}:{grpc}", std::net::Ipv4Addr::from(ip)),
-                1,
-            );
+        let yaml = TestConfig::new(&dir.join("data"))
+            .ports(grpc, http)
+            .quick_batch_and_retry()
+            .pipeline(pipeline)
+            .with(|c| {
+                c.receivers.grpc.listen = format!("{}:{grpc}", std::net::Ipv4Addr::from(ip));
+                c.admin.listen = format!("127.0.0.1:{admin}");
+                c.shutdown_delay = secs(1);
+                c.shutdown_timeout = secs(3);
+            })
+            .yaml();
         std::fs::write(dir.join("seedgate.yaml"), yaml).unwrap();
         let mut r = Replica {
             dir,
@@ -125,8 +126,8 @@ impl Replica {
 }
 
 /// The one pipeline of most tests: everything to `sink`.
-fn backend(sink: &SinkHandle) -> String {
-    support::backend_pipeline(&sink.grpc_endpoint())
+fn backend(sink: &SinkHandle) -> Pipeline {
+    Pipeline::backend(&sink.grpc_endpoint())
 }
 
 async fn three_replicas(root: &Path, sink: &SinkHandle) -> (Vec<Replica>, Service) {
@@ -441,7 +442,7 @@ async fn on_sigterm_a_replica_leaving_its_statefulset_hands_over_and_one_restart
             Replica::start_at(
                 dir.path(),
                 usize::from(i),
-                &backend(&sink),
+                backend(&sink),
                 at,
                 vec!["--kube".to_owned()],
                 env,
@@ -574,22 +575,33 @@ async fn with_affinity_traces_spread_over_the_replicas_are_decided_once_and_whol
     let dir = tempfile::tempdir().unwrap();
     let sink = support::tracking_sink().await;
     let ports: Vec<u16> = (0..3).map(|_| support::stable_port()).collect();
-    let replicas_list: Vec<String> = ports
-        .iter()
-        .map(|p| format!("'http://127.0.0.1:{p}'"))
-        .collect();
-    let pipelines = format!(
-        "pipelines:\n  - name: p\n    signals: [traces]\n    output: {{ type: otlp_grpc, endpoint: '{}' }}\n    affinity:\n      resolver: {{ static: [{}] }}\n      failover_after: 1s\n      probe_interval: 300ms\n    processors:\n      - tail_sampling:\n          decision_wait: 1s\n          policies:\n            - {{ name: keep, type: string_attribute, string_attribute: {{ key: keep, values: ['yes'] }} }}\n",
-        sink.grpc_endpoint(),
-        replicas_list.join(", ")
-    );
+    let affinity = AffinityConfig {
+        resolver: ResolverConfig {
+            static_endpoints: Some(
+                ports
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{p}"))
+                    .collect(),
+            ),
+            ..ResolverConfig::default()
+        },
+        failover_after: secs(1),
+        probe_interval: ms(300),
+    };
+    let pipeline = Pipeline::grpc("p", &sink.grpc_endpoint())
+        .signals(&[Signal::Traces])
+        .with(|p| p.affinity = Some(affinity))
+        .processor(tail_sampling(
+            secs(1),
+            vec![policy::string_attribute("keep", "keep", &["yes"])],
+        ));
     let mut replicas = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         replicas.push(
             Replica::start_at(
                 dir.path(),
                 i,
-                &pipelines,
+                pipeline.clone(),
                 ([127, 0, 0, 1], *port),
                 Vec::new(),
                 Vec::new(),

@@ -7,14 +7,16 @@
 use std::time::Duration;
 
 use crate::support::apiserver::ApiServerDouble;
-use crate::support::{
-    self, Seedgate, config_yaml, delivered_somewhere, eventually, seqs_in, tracking_sink,
-};
+use crate::support::config::{self, Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, delivered_somewhere, eventually, seqs_in, tracking_sink};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use seedgate::cluster_state::ShootState;
+use seedgate::config::{BatchConfig, Compression, OutputConfig, OutputType, ShootsConfig};
 use seedgate::metrics::Metrics;
 use seedgate::operator::effective_config::{self, AppliedPipeline};
+use seedgate::signal::Signal;
 use serde_json::{Value, json};
 
 /// Gardener's `Cluster` CRD, read in place from the upstream fixture.
@@ -65,6 +67,13 @@ async fn send(sg: &Seedgate, ns: &str, first: u64) {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
+/// A pipeline of the file's: logs, uncompressed, to `sink` over OTLP/HTTP.
+fn file_logs_to(name: &str, sink: &seedgate::tools::sink::SinkHandle) -> Pipeline {
+    Pipeline::http(name, &sink.http_endpoint())
+        .signals(&[Signal::Logs])
+        .compression(Compression::None)
+}
+
 /// seedgate with `yaml` and `--kube`, pointed at the double.
 async fn start_kube(api: &ApiServerDouble, dir: &std::path::Path, yaml: &str) -> Seedgate {
     let config_path = dir.join("seedgate.yaml");
@@ -98,14 +107,21 @@ async fn cluster_resources_drive_shoot_routing_while_their_crd_exists() {
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n  - name: seed\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n    batch: {{ timeout: 20ms }}\nshoots:\n  endpoint_prefix: {}/\n  output: {{ type: otlp_http, compression: none }}\n  batch: {{ timeout: 20ms }}\nclusters:\n  - {{ name: shoot--p--static, state: ready }}\n",
-            seed.http_endpoint(),
-            shoots.http_endpoint()
-        ),
-    );
+    let shoot_output = OutputConfig {
+        compression: Compression::None,
+        ..OutputConfig::of_kind(OutputType::OtlpHttp)
+    };
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(file_logs_to("seed", &seed).batch_timeout(ms(20)))
+        .shoots(ShootsConfig {
+            batch: Some(BatchConfig {
+                timeout: ms(20),
+                ..BatchConfig::default()
+            }),
+            ..config::shoots(&format!("{}/", shoots.http_endpoint()), shoot_output)
+        })
+        .cluster("shoot--p--static", ShootState::Ready)
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let (a, stat) = ("shoot--p--a", "shoot--p--static");
     let key_a = format!("/{a}");
@@ -326,10 +342,9 @@ async fn one_leader_and_a_takeover_when_it_dies() {
     let start = async |n: usize| {
         let sub = dir.path().join(format!("r{n}"));
         std::fs::create_dir_all(&sub).unwrap();
-        let yaml = config_yaml(
-            &sub.join("data"),
-            "pipelines:\n  - name: n\n    output: { type: noop }\n",
-        );
+        let yaml = TestConfig::new(&sub.join("data"))
+            .pipeline(Pipeline::noop("n"))
+            .yaml();
         let path = sub.join("seedgate.yaml");
         std::fs::write(&path, yaml).unwrap();
         Seedgate::start_opts(&sub, &path, &["--kube"], &env).await
@@ -508,14 +523,10 @@ async fn log_pipelines_become_destinations_with_kyma_conditions() {
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let (file_sink, kube_sink) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n    batch: {{ timeout: 20ms }}\n",
-            file_sink.http_endpoint()
-        ),
-    )
-    .replace("  pprof: true\n", "  pprof: true\n  unhealthy_after: 2s\n");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(file_logs_to("file-logs", &file_sink).batch_timeout(ms(20)))
+        .with(|c| c.admin.unhealthy_after = secs(2))
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let ns = "default";
     let to = async |sink: &seedgate::tools::sink::SinkHandle, first: u64| {
@@ -803,10 +814,9 @@ async fn a_changed_secret_is_applied_through_its_watch() {
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let (sink_a, sink_b) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: { type: noop }\n",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(Pipeline::noop("file-logs").signals(&[Signal::Logs]))
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     wait_metric(&sg, "leadership", "seedgate_kube_leader", &[], 1.0).await;
     let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
@@ -987,7 +997,7 @@ async fn tls_material_gets_kyma_reasons_and_messages() {
     let api = ApiServerDouble::start().await;
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(&dir.path().join("data"), "");
+    let yaml = TestConfig::new(&dir.path().join("data")).yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     let (valid_cert, valid_key, _) = self_signed(365);
@@ -1124,10 +1134,9 @@ async fn a_crashed_pipeline_actor_restarts_alone() {
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let (a_sink, b_sink) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(&dir.path().join("data"), "").replace(
-        "  pprof: true\n",
-        "  pprof: true\n  fault_injection: true\n",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .with(|c| c.admin.fault_injection = true)
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     for (name, sink) in [("a", &a_sink), ("b", &b_sink)] {
@@ -1216,7 +1225,8 @@ async fn a_filling_buffer_shows_in_the_status_without_a_scrape() {
     })
     .await
     .unwrap();
-    let sg = start_kube(&api, dir.path(), &config_yaml(&dir.path().join("data"), "")).await;
+    let yaml = TestConfig::new(&dir.path().join("data")).yaml();
+    let sg = start_kube(&api, dir.path(), &yaml).await;
     let (_, pipelines) = install_pipeline_crds(&client, &sg).await;
     let mut p = serde_json::to_value(log_pipeline(
         "slow",
@@ -1285,13 +1295,9 @@ async fn kyma_samples_reach_a_defined_status() {
     let client = client_for(&api).await;
     let dir = tempfile::tempdir().unwrap();
     let sink = tracking_sink().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n  - name: file-logs\n    signals: [logs]\n    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n",
-            sink.http_endpoint()
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(file_logs_to("file-logs", &sink))
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     install_pipeline_crds(&client, &sg).await;
     // (file, the pipeline's kind, what ConfigurationGenerated says)
@@ -1428,10 +1434,10 @@ async fn an_http_output_log_pipeline_delivers_fluent_bit_json_over_tls_through_a
         ..SinkSpec::new(&server)
     })
     .await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 100ms\n  max_interval: 500ms\n",
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(20))
+        .retry(ms(100), ms(500))
+        .yaml();
     let sg = start_kube(&api, dir.path(), &yaml).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), "backend");

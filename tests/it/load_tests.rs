@@ -20,7 +20,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig};
+use crate::support::{self, Seedgate, eventually};
 use serde_json::Value;
 
 const NODE_HINT: &str =
@@ -29,8 +30,14 @@ const PY_HINT: &str = "python3 with the packages of tests/requirements.txt is ne
 
 const SIGNALS: [&str; 3] = ["logs", "metrics", "traces"];
 
-/// A noop pipeline takes every signal, so every record counts as accepted.
-const NOOP: &str = "pipelines:\n  - name: load\n    signals: [logs, metrics, traces]\n    output:\n      type: noop\n";
+/// seedgate in `dir` whose one pipeline, `noop`, takes every signal, so
+/// every record counts as accepted.
+async fn noop_seedgate(dir: &Path) -> Seedgate {
+    let yaml = TestConfig::new(&dir.join("data"))
+        .pipeline(Pipeline::noop("load"))
+        .yaml();
+    Seedgate::start(dir, &yaml).await
+}
 
 fn load_tests() -> PathBuf {
     support::repo().join("load-tests")
@@ -223,7 +230,7 @@ async fn k6_json_bodies_are_accepted_and_counted() {
 
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), NOOP)).await;
+    let sg = noop_seedgate(dir.path()).await;
     for signal in SIGNALS {
         let entry = &built[signal];
         assert_eq!(entry["path"], format!("/v1/{signal}"));
@@ -260,7 +267,7 @@ async fn k6_protobuf_payloads_are_accepted_and_counted() {
         ],
         PY_HINT,
     );
-    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), NOOP)).await;
+    let sg = noop_seedgate(dir.path()).await;
     for signal in SIGNALS {
         for i in 0..2 {
             let body = std::fs::read(payloads.join(format!("{signal}-{i}.pb"))).unwrap();
@@ -373,7 +380,7 @@ async fn ghz_configs_call_protoset_methods_and_their_data_is_accepted() {
     signals.sort();
     assert_eq!(signals, SIGNALS, "one config per signal");
 
-    let sg = Seedgate::start(dir.path(), &config_yaml(&dir.path().join("data"), NOOP)).await;
+    let sg = noop_seedgate(dir.path()).await;
     let channel = tonic::transport::Endpoint::from_shared(sg.grpc_endpoint())
         .unwrap()
         .connect()

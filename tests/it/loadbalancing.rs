@@ -11,10 +11,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{self, Seedgate, config_yaml, eventually, stream};
+use crate::support::config::{Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, eventually, stream};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
+use seedgate::config::{
+    DnsResolverConfig, KubernetesResolverConfig, LoadBalancingConfig, OutputConfig, OutputType,
+    ResolverConfig, RoutingKey,
+};
+use seedgate::signal::Signal;
 use seedgate::tools::sink::{SinkHandle, SinkOptions};
 
 /// Spans per trace (and per loadgen request).
@@ -53,27 +59,36 @@ fn endpoint(ip: u8, port: u16) -> String {
     format!("http://127.0.0.{ip}:{port}")
 }
 
-fn pipeline(resolver: &str) -> String {
-    format!(
-        "pipelines:
-  - name: traces
-    signals: [traces]
-    output: {{ type: otlp_grpc, timeout: 2s }}
-    batch: {{ timeout: 20ms, max_records: 400 }}
-    retry: {{ initial_interval: 100ms, max_interval: 300ms }}
-    loadbalancing:
-      routing_key: traceID
-      failover_after: 2s
-      probe_interval: 1s
-      resolver:
-{resolver}
-"
-    )
+/// seedgate's config with its data in `data`: one traces pipeline
+/// balanced by trace ID over the backends `resolver` finds.
+fn config(data: &Path, resolver: ResolverConfig) -> TestConfig {
+    let output = OutputConfig {
+        timeout: secs(2),
+        ..OutputConfig::of_kind(OutputType::OtlpGrpc)
+    };
+    let balanced = Pipeline::new("traces", output)
+        .signals(&[Signal::Traces])
+        .batch(|b| {
+            b.timeout = ms(20);
+            b.max_records = 400;
+        })
+        .retry(ms(100), ms(300))
+        .with(|p| {
+            p.loadbalancing = Some(LoadBalancingConfig {
+                routing_key: RoutingKey::TraceId,
+                resolver,
+                failover_after: secs(2),
+                probe_interval: secs(1),
+            });
+        });
+    TestConfig::new(data).pipeline(balanced)
 }
 
-fn static_resolver(ips: &[u8], port: u16) -> String {
-    let list: Vec<String> = ips.iter().map(|ip| endpoint(*ip, port)).collect();
-    format!("        static: [{}]", list.join(", "))
+fn static_resolver(ips: &[u8], port: u16) -> ResolverConfig {
+    ResolverConfig {
+        static_endpoints: Some(ips.iter().map(|ip| endpoint(*ip, port)).collect()),
+        ..ResolverConfig::default()
+    }
 }
 
 /// Which sink (index) got each trace; panics if a trace is on two sinks.
@@ -207,10 +222,7 @@ async fn traces_stay_whole_and_a_backend_killed_under_load_loses_nothing() {
     let port = support::stable_port();
     let ips = [2u8, 3, 4, 5];
     let sinks = sinks_on(ips, port).await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &pipeline(&static_resolver(&ips, port)),
-    );
+    let yaml = config(&dir.path().join("data"), static_resolver(&ips, port)).yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let all: Vec<&SinkHandle> = sinks.iter().collect();
 
@@ -275,11 +287,9 @@ async fn a_crashed_backend_loop_is_restarted_and_loses_nothing() {
     let port = support::stable_port();
     let ips = [2u8, 3, 4];
     let sinks = sinks_on(ips, port).await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &pipeline(&static_resolver(&ips, port)),
-    )
-    .replace("pprof: true", "pprof: true\n  fault_injection: true");
+    let yaml = config(&dir.path().join("data"), static_resolver(&ips, port))
+        .with(|c| c.admin.fault_injection = true)
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let all: Vec<&SinkHandle> = sinks.iter().collect();
     let victim = endpoint(2, port);
@@ -367,7 +377,7 @@ async fn a_static_change_moves_about_the_keys_of_the_backends_that_changed() {
     let data = dir.path().join("data");
     let mut sg = Seedgate::start(
         dir.path(),
-        &config_yaml(&data, &pipeline(&static_resolver(&[2, 3, 4, 5], port))),
+        &config(&data, static_resolver(&[2, 3, 4, 5], port)).yaml(),
     )
     .await;
     send_traces(&sg, dir.path(), 1000, &all).await;
@@ -376,7 +386,7 @@ async fn a_static_change_moves_about_the_keys_of_the_backends_that_changed() {
     // .2 leaves, .6 joins: the same traces again.
     let sg = Seedgate::start(
         dir.path(),
-        &config_yaml(&data, &pipeline(&static_resolver(&[3, 4, 5, 6], port))),
+        &config(&data, static_resolver(&[3, 4, 5, 6], port)).yaml(),
     )
     .await;
     let after = resend(&sg, dir.path(), &all).await;
@@ -509,12 +519,19 @@ async fn dns_membership_changes_move_about_one_nth_of_the_keys() {
     };
     set(&[2, 3, 4, 5]).await;
     let dns = dns_server(Arc::clone(&ips)).await;
-    let resolver = format!(
-        "        dns: {{ hostname: gateways.example.test, port: {port}, interval: 300ms, nameserver: \"{dns}\" }}"
-    );
+    let resolver = ResolverConfig {
+        dns: Some(DnsResolverConfig {
+            hostname: "gateways.example.test".to_owned(),
+            port,
+            scheme: "http".to_owned(),
+            interval: ms(300),
+            nameserver: Some(dns),
+        }),
+        ..ResolverConfig::default()
+    };
     let sg = Seedgate::start(
         dir.path(),
-        &config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
+        &config(&dir.path().join("data"), resolver).yaml(),
     )
     .await;
     membership_changes_move_about_one_nth_of_the_keys("dns", &sg, dir.path(), port, &all, set)
@@ -582,12 +599,19 @@ async fn kubernetes_endpointslice_changes_move_about_one_nth_of_the_keys() {
                 .unwrap();
         }
     };
-    let resolver =
-        format!("        kubernetes: {{ service: gateway, namespace: obs, port: {port} }}");
+    let resolver = ResolverConfig {
+        kubernetes: Some(KubernetesResolverConfig {
+            service: "gateway".to_owned(),
+            namespace: Some("obs".to_owned()),
+            port,
+            scheme: "http".to_owned(),
+        }),
+        ..ResolverConfig::default()
+    };
     let config_path = dir.path().join("seedgate.yaml");
     std::fs::write(
         &config_path,
-        config_yaml(&dir.path().join("data"), &pipeline(&resolver)),
+        config(&dir.path().join("data"), resolver).yaml(),
     )
     .unwrap();
     let kubeconfig = api.kubeconfig(dir.path());

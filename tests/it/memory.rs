@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms, secs, size};
+use crate::support::{self, Seedgate, eventually};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::BodyExt;
+use seedgate::config::ReceiversConfig;
 use seedgate::signal::Signal;
 use seedgate::tools::acked::AckedSet;
 use seedgate::tools::records::{RequestSpec, build_request};
@@ -102,21 +104,21 @@ fn sample_peak_anon(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
     })
 }
 
-/// seedgate with `max_inflight_bytes: 64MiB` delivering to `sink`, with
-/// `receivers` (indented lines) added under `receivers:`.
-async fn seedgate(dir: &std::path::Path, sink: &SinkHandle, receivers: &str) -> Seedgate {
-    let yaml = config_yaml(
-        &dir.join("data"),
-        &format!(
-            "pipelines:\n  - name: backend\n    output:\n      type: otlp_grpc\n      endpoint: {}\n",
-            sink.grpc_endpoint()
-        ),
-    )
-    .replace("max_size: 256MiB", "max_size: 2GiB")
-    .replace(
-        "receivers:\n",
-        &format!("receivers:\n  max_inflight_bytes: 64MiB\n{receivers}"),
-    );
+/// seedgate with `max_inflight_bytes: 64MiB` delivering to `sink`, its
+/// receivers changed by `receivers`.
+async fn seedgate(
+    dir: &std::path::Path,
+    sink: &SinkHandle,
+    receivers: impl FnOnce(&mut ReceiversConfig),
+) -> Seedgate {
+    let yaml = TestConfig::new(&dir.join("data"))
+        .pipeline(Pipeline::grpc("backend", &sink.grpc_endpoint()))
+        .storage_max_size("2GiB")
+        .with(|c| {
+            c.receivers.max_inflight_bytes = size("64MiB");
+            receivers(&mut c.receivers);
+        })
+        .yaml();
     let config_path = dir.join("seedgate.yaml");
     std::fs::write(&config_path, yaml).unwrap();
     Seedgate::start_opts(dir, &config_path, &[], &[MALLOC_MMAP_THRESHOLD]).await
@@ -440,7 +442,7 @@ fn assert_bounded(m: &Measured, outcome: &Outcome) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_large_http_uploads_stay_within_the_memory_budget() {
     let (dir, sink) = support::with_backend().await;
-    let sg = seedgate(dir.path(), &sink, "").await;
+    let sg = seedgate(dir.path(), &sink, |_| {}).await;
     let addr = sg.addrs.http.unwrap();
     // 150 clients at once, every third one chunked (no Content-Length).
     run_load(&sg, &sink, ("http", 150), |client| {
@@ -452,7 +454,7 @@ async fn slow_large_http_uploads_stay_within_the_memory_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_large_grpc_uploads_stay_within_the_memory_budget() {
     let (dir, sink) = support::with_backend().await;
-    let sg = seedgate(dir.path(), &sink, "").await;
+    let sg = seedgate(dir.path(), &sink, |_| {}).await;
     let endpoint = sg.grpc_endpoint();
     // 60 clients, each on its own HTTP/2 connection.
     run_load(&sg, &sink, ("grpc", 60), |client| {
@@ -464,7 +466,7 @@ async fn slow_large_grpc_uploads_stay_within_the_memory_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let (dir, sink) = support::with_backend().await;
-    let sg = seedgate(dir.path(), &sink, "  idle_timeout: 1s\n").await;
+    let sg = seedgate(dir.path(), &sink, |r| r.idle_timeout = secs(1)).await;
     let closed_within = async |addr: SocketAddr, send: &[u8]| {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(send).await.unwrap();
@@ -510,11 +512,11 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
 async fn the_memory_limiter_refuses_while_memory_is_over_its_soft_limit() {
     let (dir, sink) = support::with_backend().await;
     // A soft limit of 1 MiB: any process is over it.
-    let sg = seedgate(
-        dir.path(),
-        &sink,
-        "  memory_limiter:\n    limit_mib: 2\n    spike_limit_mib: 1\n    check_interval: 100ms\n",
-    )
+    let sg = seedgate(dir.path(), &sink, |r| {
+        r.memory_limiter.limit_mib = 2;
+        r.memory_limiter.spike_limit_mib = 1;
+        r.memory_limiter.check_interval = ms(100);
+    })
     .await;
     eventually("the limiter to refuse", async || {
         (sg.metric("seedgate_receiver_memory_limiter_refusing", &[])

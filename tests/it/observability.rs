@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::config::{self, Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, eventually};
+use seedgate::cluster_state::ShootState;
+use seedgate::config::{Compression, OutputConfig, OutputType, ShootsConfig, TlsConfig, WhenFull};
 use seedgate::signal::Signal;
 use seedgate::tools::records::{self, RequestSpec};
 use seedgate::tools::sink::{self, Fault, SinkOptions};
@@ -487,30 +490,49 @@ async fn a_real_prometheus_answers_every_panel_and_alert_query_from_seedgate() {
     // (to the seed pipelines), t3 without a Cluster (to the seed). t4 is ready
     // but beyond max_clients: no client, its logs dropped (no_client).
     // Metrics and traces of shoot namespaces follow the no_cluster row (seed).
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n\
-             \x20 - name: healthy\n    signals: [logs, metrics]\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
-             \x20 - name: rejecting\n    signals: [logs]\n    output:\n      type: otlp_http\n      endpoint: {}\n\
-             \x20 - name: lossy\n    signals: [metrics]\n    queue:\n      max_bytes: 32KiB\n      when_full: drop_newest\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
-             \x20 - name: blocked\n    signals: [logs]\n    queue:\n      max_bytes: 1MiB\n      when_full: block\n    output:\n      type: otlp_grpc\n      endpoint: {}\n\
-             \x20 - name: secured\n    signals: [metrics]\n    output:\n      type: otlp_grpc\n      endpoint: {}\n      tls: {{ ca_file: {} }}\n\
-             shoots:\n  signals: [logs]\n  endpoint_prefix: {}/\n  output: {{ type: otlp_http, compression: none, timeout: 2s }}\n  max_clients: 2\n\
-             clusters:\n\
-             \x20 - {{ name: {T0}, state: ready }}\n\
-             \x20 - {{ name: {T1}, state: ready }}\n\
-             \x20 - {{ name: {T2}, state: hibernated }}\n\
-             \x20 - {{ name: {T4}, state: ready }}\n",
-            up.grpc_endpoint(),
-            reject.http_endpoint(),
-            down.grpc_endpoint(),
-            blocker.grpc_endpoint(),
-            down.grpc_endpoint().replace("http://", "https://"),
-            ca_expiring_in_10_days(dir.path()).display(),
-            shoots.http_endpoint(),
-        ),
-    );
+    let shoot_output = OutputConfig {
+        compression: Compression::None,
+        timeout: secs(2),
+        ..OutputConfig::of_kind(OutputType::OtlpHttp)
+    };
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .batch_timeout(ms(10))
+        .retry(ms(50), ms(200))
+        .pipeline(
+            Pipeline::grpc("healthy", &up.grpc_endpoint())
+                .signals(&[Signal::Logs, Signal::Metrics]),
+        )
+        .pipeline(Pipeline::http("rejecting", &reject.http_endpoint()).signals(&[Signal::Logs]))
+        .pipeline(
+            Pipeline::grpc("lossy", &down.grpc_endpoint())
+                .signals(&[Signal::Metrics])
+                .queue("32KiB", WhenFull::DropNewest),
+        )
+        .pipeline(
+            Pipeline::grpc("blocked", &blocker.grpc_endpoint())
+                .signals(&[Signal::Logs])
+                .queue("1MiB", WhenFull::Block),
+        )
+        .pipeline(
+            Pipeline::grpc(
+                "secured",
+                &down.grpc_endpoint().replace("http://", "https://"),
+            )
+            .signals(&[Signal::Metrics])
+            .tls(TlsConfig {
+                ca_file: Some(ca_expiring_in_10_days(dir.path())),
+                ..TlsConfig::default()
+            }),
+        )
+        .shoots(ShootsConfig {
+            max_clients: 2,
+            ..config::shoots(&format!("{}/", shoots.http_endpoint()), shoot_output)
+        })
+        .cluster(T0, ShootState::Ready)
+        .cluster(T1, ShootState::Ready)
+        .cluster(T2, ShootState::Hibernated)
+        .cluster(T4, ShootState::Ready)
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
 
     let (mut seed_logs, mut t0_logs) = (0, 0);

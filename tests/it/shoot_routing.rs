@@ -9,9 +9,15 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{
-    self, Seedgate, config_yaml, delivered_somewhere, eventually, seqs_in, tracking_sink,
+use crate::support::config::{self, Pipeline, TestConfig, ms, secs};
+use crate::support::{self, Seedgate, delivered_somewhere, eventually, seqs_in, tracking_sink};
+use bytesize::ByteSize;
+use seedgate::cluster_state::ShootState;
+use seedgate::config::{
+    BatchConfig, ClusterConfig, Compression, Durability, OutputConfig, OutputType, QueueConfig,
+    RetryConfig, RouteCell, ShootsConfig, WhenFull,
 };
+use seedgate::signal::Signal;
 use seedgate::tools::acked::{AckedSet, read_acked_file};
 use seedgate::tools::loadgen::{self, LoadgenArgs, Summary};
 use seedgate::tools::sink::{Fault, SinkHandle};
@@ -23,11 +29,11 @@ fn upstream_cluster() -> Value {
 }
 
 /// The upstream Cluster renamed to `name`, with `edit` applied to its shoot.
-fn cluster(name: &str, edit: impl FnOnce(&mut Value)) -> String {
+fn cluster(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
     let mut c = upstream_cluster();
     c["metadata"]["name"] = json!(name);
     edit(&mut c["spec"]["shoot"]);
-    format!("  - name: {name}\n    cluster: {c}\n")
+    c
 }
 
 /// Seqs a sink received per namespace at one endpoint key.
@@ -39,18 +45,35 @@ fn seqs_at(sink: &SinkHandle, key: &str) -> BTreeMap<String, HashSet<u64>> {
         .collect()
 }
 
-fn shoots_block(shoot_sink: &SinkHandle, extra: &str) -> String {
-    format!(
-        "shoots:\n  signals: [logs]\n  endpoint_prefix: {}/\n  output: {{ type: otlp_http, compression: none, timeout: 2s }}\n  batch: {{ timeout: 20ms }}\n  retry: {{ initial_interval: 50ms, max_interval: 200ms }}\n{extra}",
-        shoot_sink.http_endpoint()
-    )
+/// The shoot clients: logs to `shoot_sink` under `/<namespace>`, quick
+/// batches and retries, with `edit` applied.
+fn shoot_clients(shoot_sink: &SinkHandle, edit: impl FnOnce(&mut ShootsConfig)) -> ShootsConfig {
+    let output = OutputConfig {
+        compression: Compression::None,
+        timeout: secs(2),
+        ..OutputConfig::of_kind(OutputType::OtlpHttp)
+    };
+    let mut shoots = config::shoots(&format!("{}/", shoot_sink.http_endpoint()), output);
+    shoots.signals = vec![Signal::Logs];
+    shoots.batch = Some(BatchConfig {
+        timeout: ms(20),
+        ..BatchConfig::default()
+    });
+    shoots.retry = Some(RetryConfig {
+        initial_interval: ms(50),
+        max_interval: ms(200),
+        ..RetryConfig::default()
+    });
+    edit(&mut shoots);
+    shoots
 }
 
-fn pipeline(name: &str, sink: &SinkHandle, input: &str) -> String {
-    format!(
-        "  - name: {name}\n    signals: [logs]\n{input}    output: {{ type: otlp_http, endpoint: {}, compression: none }}\n    batch: {{ timeout: 20ms }}\n",
-        sink.http_endpoint()
-    )
+/// A seed pipeline: logs to `sink` over OTLP/HTTP, uncompressed.
+fn pipeline(name: &str, sink: &SinkHandle) -> Pipeline {
+    Pipeline::http(name, &sink.http_endpoint())
+        .signals(&[Signal::Logs])
+        .compression(Compression::None)
+        .batch_timeout(ms(20))
 }
 
 async fn run_load(
@@ -111,40 +134,50 @@ async fn every_state_goes_exactly_where_the_table_says() {
         tracking_sink().await,
         tracking_sink().await,
     );
-    let mut clusters = String::from("clusters:\n");
-    clusters += "  - { name: shoot--p--creation, state: creation }\n";
-    clusters += &cluster("shoot--p--ready", |_| {});
-    clusters += &cluster("shoot--p--hibernating", |s| {
-        s["spec"]["hibernation"]["enabled"] = json!(true);
-    });
-    clusters += &cluster("shoot--p--hibernated", |s| {
-        s["spec"]["hibernation"]["enabled"] = json!(true);
-        s["status"]["hibernated"] = json!(true);
-    });
-    clusters += "  - { name: shoot--p--waking, state: waking }\n";
-    clusters += &cluster("shoot--p--deletion", |s| {
-        s["metadata"]["deletionTimestamp"] = json!("2026-11-27T00:00:00Z");
-    });
-    clusters += "  - { name: shoot--p--migration, state: migration }\n";
-    clusters += &cluster("shoot--p--restore", |s| {
-        s["metadata"]["annotations"] = json!({"gardener.cloud/operation": "restore"});
-    });
-    clusters += &cluster("shoot--p--testing", |s| {
-        s["spec"]["purpose"] = json!("testing");
-    });
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "routing:\n  states:\n    migration: {{ shoot: false, seed: false }}\npipelines:\n{}{}{}{clusters}",
-            pipeline("seed", &seed, ""),
-            pipeline(
-                "ops",
-                &ops,
-                "    input:\n      namespaces: { include: [garden, kube-system] }\n"
-            ),
-            shoots_block(&shoots, ""),
-        ),
-    );
+    let state = |name: &str, state| ClusterConfig {
+        name: name.to_owned(),
+        state: Some(state),
+        cluster: None,
+    };
+    let object = |name: &str, edit: fn(&mut Value)| ClusterConfig {
+        name: name.to_owned(),
+        state: None,
+        cluster: Some(cluster(name, edit)),
+    };
+    let clusters = vec![
+        state("shoot--p--creation", ShootState::Creation),
+        object("shoot--p--ready", |_| {}),
+        object("shoot--p--hibernating", |s| {
+            s["spec"]["hibernation"]["enabled"] = json!(true);
+        }),
+        object("shoot--p--hibernated", |s| {
+            s["spec"]["hibernation"]["enabled"] = json!(true);
+            s["status"]["hibernated"] = json!(true);
+        }),
+        state("shoot--p--waking", ShootState::Waking),
+        object("shoot--p--deletion", |s| {
+            s["metadata"]["deletionTimestamp"] = json!("2026-11-27T00:00:00Z");
+        }),
+        state("shoot--p--migration", ShootState::Migration),
+        object("shoot--p--restore", |s| {
+            s["metadata"]["annotations"] = json!({"gardener.cloud/operation": "restore"});
+        }),
+        object("shoot--p--testing", |s| {
+            s["spec"]["purpose"] = json!("testing");
+        }),
+    ];
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .with(|c| {
+            c.routing.states.migration = RouteCell {
+                shoot: false,
+                seed: false,
+            };
+            c.clusters = clusters;
+        })
+        .pipeline(pipeline("seed", &seed))
+        .pipeline(pipeline("ops", &ops).include(&["garden", "kube-system"]))
+        .shoots(shoot_clients(&shoots, |_| {}))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
 
     let routed = [
@@ -313,17 +346,14 @@ async fn a_state_change_mid_stream_moves_new_data_without_loss() {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
-    let with_state = |state: &str| {
-        config_yaml(
-            &dir.path().join("data"),
-            &format!(
-                "pipelines:\n{}{}clusters:\n  - {{ name: shoot--p--x, state: {state} }}\n",
-                pipeline("seed", &seed, ""),
-                shoots_block(&shoots, ""),
-            ),
-        )
+    let with_state = |state: ShootState| {
+        TestConfig::new(&dir.path().join("data"))
+            .pipeline(pipeline("seed", &seed))
+            .shoots(shoot_clients(&shoots, |_| {}))
+            .cluster("shoot--p--x", state)
+            .yaml()
     };
-    let sg = Seedgate::start(dir.path(), &with_state("ready")).await;
+    let sg = Seedgate::start(dir.path(), &with_state(ShootState::Ready)).await;
     let x = "shoot--p--x";
     let key = format!("/{x}");
 
@@ -359,9 +389,9 @@ async fn a_state_change_mid_stream_moves_new_data_without_loss() {
         assert_eq!(s.records_acked, 600, "{s:?}");
     };
     probe(0).await;
-    reload(&sg, &with_state("hibernating"), true, 1.0).await;
+    reload(&sg, &with_state(ShootState::Hibernating), true, 1.0).await;
     probe(100_000).await;
-    reload(&sg, &with_state("waking"), false, 2.0).await;
+    reload(&sg, &with_state(ShootState::Waking), false, 2.0).await;
     probe(200_000).await;
 
     let summary = stream.await.unwrap().unwrap();
@@ -407,15 +437,19 @@ async fn a_dead_shoot_backend_slows_nobody_else() {
     // hiccup; at 256 KiB it held only ~50 ms, and the live tenants saw
     // drops on an idle machine.
     let limit = 2 * 1024 * 1024;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n{}{}clusters:\n  - {{ name: shoot--p--down, state: ready }}\n  - {{ name: shoot--p--up, state: ready }}\n",
-            pipeline("seed", &seed, ""),
-            shoots_block(&shoots, &format!("  queue: {{ max_bytes: {limit}, when_full: drop_newest }}\n")),
-        ),
-    )
-    .replace("storage:\n  data_dir", "storage:\n  durability: none\n  data_dir");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(pipeline("seed", &seed))
+        .shoots(shoot_clients(&shoots, |s| {
+            s.queue = QueueConfig {
+                max_bytes: ByteSize(limit),
+                when_full: WhenFull::DropNewest,
+                ..QueueConfig::default()
+            };
+        }))
+        .cluster("shoot--p--down", ShootState::Ready)
+        .cluster("shoot--p--up", ShootState::Ready)
+        .with(|c| c.storage.durability = Durability::None)
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     // Two loadgens at once: the live tenants (measured) and the shoot whose
     // backend will fail (load on the failing path).
@@ -541,21 +575,16 @@ async fn an_expired_client_goes_away_and_its_drops_are_counted() {
         status: Some(503),
         ..Fault::default()
     });
-    let config = |clusters: &str| {
-        config_yaml(
-            &dir.path().join("data"),
-            &format!(
-                "pipelines:\n{}{}clusters:{clusters}\n",
-                pipeline("seed", &seed, ""),
-                shoots_block(&shoots, "  expiry: 2s\n"),
-            ),
-        )
+    let config = |ready: &[&str]| {
+        let mut config = TestConfig::new(&dir.path().join("data"))
+            .pipeline(pipeline("seed", &seed))
+            .shoots(shoot_clients(&shoots, |s| s.expiry = secs(2)));
+        for name in ready {
+            config = config.cluster(name, ShootState::Ready);
+        }
+        config.yaml()
     };
-    let sg = Seedgate::start(
-        dir.path(),
-        &config(&format!("\n  - {{ name: {gone}, state: ready }}")),
-    )
-    .await;
+    let sg = Seedgate::start(dir.path(), &config(&[gone])).await;
     let s = run_load(&sg, &[gone], 600, 0, &dir.path().join("a.txt")).await;
     assert_eq!(s.records_acked, 600);
     let labels = [&format!("shoot=\"{gone}\"")[..]];
@@ -566,7 +595,7 @@ async fn an_expired_client_goes_away_and_its_drops_are_counted() {
     .await;
     assert_eq!(sg.metric("seedgate_shoot_clients", &[]).await, Some(1.0));
 
-    reload(&sg, &config(" []"), true, 1.0).await;
+    reload(&sg, &config(&[]), true, 1.0).await;
     eventually("the client to expire", async || {
         (sg.metric("seedgate_shoot_clients", &[]).await? == 0.0).then_some(())
     })
@@ -605,13 +634,7 @@ async fn an_expired_client_goes_away_and_its_drops_are_counted() {
 
     // The cluster returns: a fresh client over fresh queues delivers.
     shoots.set_fault(Fault::default());
-    reload(
-        &sg,
-        &config(&format!("\n  - {{ name: {gone}, state: ready }}")),
-        true,
-        2.0,
-    )
-    .await;
+    reload(&sg, &config(&[gone]), true, 2.0).await;
     let s = run_load(&sg, &[gone], 120, 2000, &dir.path().join("c.txt")).await;
     assert_eq!(s.records_acked, 120);
     eventually("the returning shoot's data at its backend", async || {
@@ -633,15 +656,13 @@ async fn a_panicking_shoot_client_restarts_alone() {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n{}{}clusters:\n  - {{ name: shoot--p--a, state: ready }}\n  - {{ name: shoot--p--b, state: ready }}\n",
-            pipeline("seed", &seed, ""),
-            shoots_block(&shoots, ""),
-        ),
-    )
-    .replace("pprof: true", "pprof: true\n  fault_injection: true");
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(pipeline("seed", &seed))
+        .shoots(shoot_clients(&shoots, |_| {}))
+        .cluster("shoot--p--a", ShootState::Ready)
+        .cluster("shoot--p--b", ShootState::Ready)
+        .with(|c| c.admin.fault_injection = true)
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
     let load = support::stream(
@@ -734,14 +755,13 @@ async fn the_client_cap_refuses_clearly() {
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "pipelines:\n{}{}clusters:\n  - {{ name: shoot--p--a, state: ready }}\n  - {{ name: shoot--p--b, state: ready }}\n  - {{ name: shoot--p--c, state: creation }}\n",
-            pipeline("seed", &seed, ""),
-            shoots_block(&shoots, "  max_clients: 2\n"),
-        ),
-    );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(pipeline("seed", &seed))
+        .shoots(shoot_clients(&shoots, |s| s.max_clients = 2))
+        .cluster("shoot--p--a", ShootState::Ready)
+        .cluster("shoot--p--b", ShootState::Ready)
+        .cluster("shoot--p--c", ShootState::Creation)
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let s = run_load(
         &sg,
@@ -821,12 +841,7 @@ fn bad_routing_config_names_the_field() {
     ];
     for (i, (yaml, want)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));
-        std::fs::write(&file, yaml).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedgate"))
-            .arg("check-config")
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = support::check_config(&file, yaml);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
         assert!(
@@ -879,20 +894,14 @@ async fn kill_9_while_creating_1000_shoot_queues_loses_nothing_acknowledged() {
     let data = dir.path().join("data");
     let shoot_sink = tracking_sink().await;
     let names: Vec<String> = (0..SHOOTS).map(|i| format!("shoot--kill--s{i}")).collect();
-    let clusters: String = names
-        .iter()
-        .map(|ns| format!("  - {{ name: {ns}, state: ready }}\n"))
-        .collect();
     let (grpc, http) = (support::stable_port(), support::stable_port());
-    let yaml = support::config_yaml_ports(
-        &data,
-        grpc,
-        http,
-        &format!(
-            "{}clusters:\n{clusters}",
-            shoots_block(&shoot_sink, "  max_clients: 2000\n")
-        ),
-    );
+    let mut config = TestConfig::new(&data)
+        .ports(grpc, http)
+        .shoots(shoot_clients(&shoot_sink, |s| s.max_clients = 2000));
+    for ns in &names {
+        config = config.cluster(ns, ShootState::Ready);
+    }
+    let yaml = config.yaml();
     let config = dir.path().join("seedgate.yaml");
     std::fs::write(&config, yaml).unwrap();
     let mut sg = Seedgate::start_with(dir.path(), &config).await;

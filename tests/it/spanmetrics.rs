@@ -4,12 +4,14 @@
 //! `kill -9` and restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::capture::Capture;
-use crate::support::{self, Seedgate, config_yaml, config_yaml_ports, eventually};
+use crate::support::config::{Pipeline, TestConfig, ms, policy, secs, spanmetrics, tail_sampling};
+use crate::support::{self, Seedgate, eventually};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -19,6 +21,8 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
 use prost::Message;
+use seedgate::config::Compression;
+use seedgate::signal::Signal;
 
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -186,15 +190,25 @@ fn bucket_of(nanos: u64) -> usize {
 /// A traces pipeline with span metrics into `red`; with `sampling`, a tail
 /// sampler after them that keeps about 1% of the traces (span metrics count
 /// every span before sampling, as RED metrics must).
-fn pipelines(red: std::net::SocketAddr, sampling: bool) -> String {
-    let sampler = if sampling {
-        "      - tail_sampling:\n          decision_wait: 1s\n          policies:\n            - { name: rare, type: probabilistic, probabilistic: { sampling_percentage: 1 } }\n"
-    } else {
-        ""
-    };
-    format!(
-        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 50ms\n  max_interval: 200ms\npipelines:\n  - name: traces\n    signals: [traces]\n    processors:\n      - spanmetrics:\n          metrics_pipeline: red\n          metrics_flush_interval: 1s\n          histogram: {{ explicit: {{ buckets: [5ms, 50ms, 500ms] }} }}\n{sampler}    output: {{ type: noop }}\n  - name: red\n    signals: [metrics]\n    output: {{ type: otlp_http, endpoint: 'http://{red}', compression: none }}\n"
-    )
+fn red_config(data: &Path, red: std::net::SocketAddr, sampling: bool) -> TestConfig {
+    let mut traces = Pipeline::noop("traces")
+        .signals(&[Signal::Traces])
+        .processor(spanmetrics("red", secs(1), &BOUNDS_MS.map(ms)));
+    if sampling {
+        traces = traces.processor(tail_sampling(
+            secs(1),
+            vec![policy::probabilistic("rare", 1.0)],
+        ));
+    }
+    TestConfig::new(data)
+        .batch_timeout(ms(20))
+        .retry(ms(50), ms(200))
+        .pipeline(traces)
+        .pipeline(
+            Pipeline::http("red", &format!("http://{red}"))
+                .signals(&[Signal::Metrics])
+                .compression(Compression::None),
+        )
 }
 
 async fn post(c: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Result<reqwest::Response> {
@@ -228,7 +242,7 @@ async fn spanmetrics_counts_every_span_in_its_series_exactly() {
     let addr = red.start().await;
     let sg = Seedgate::start(
         dir.path(),
-        &config_yaml(&dir.path().join("data"), &pipelines(addr, true)),
+        &red_config(&dir.path().join("data"), addr, true).yaml(),
     )
     .await;
     let url = format!("{}/v1/traces", sg.http_endpoint());
@@ -334,12 +348,9 @@ async fn spanmetrics_counts_each_acknowledged_span_once_across_kill_9() {
     let config = dir.path().join("seedgate.yaml");
     std::fs::write(
         &config,
-        config_yaml_ports(
-            &dir.path().join("data"),
-            grpc,
-            http,
-            &pipelines(addr, false),
-        ),
+        red_config(&dir.path().join("data"), addr, false)
+            .ports(grpc, http)
+            .yaml(),
     )
     .unwrap();
     let mut sg = Seedgate::start_with(dir.path(), &config).await;

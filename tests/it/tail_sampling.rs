@@ -4,11 +4,18 @@
 //! acknowledged of a sampled trace and lets nothing of a dropped one out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
+use crate::support::config::{
+    Pipeline, TestConfig, ms, policy, secs, tail_sampling, tail_sampling_with,
+};
 use crate::support::spans::{SpanSpec, kv, post, request, text};
-use crate::support::{self, Seedgate, config_yaml, config_yaml_ports, eventually, tracking_sink};
+use crate::support::{self, Seedgate, eventually, tracking_sink};
 use opentelemetry_proto::tonic::common::v1::any_value;
+use seedgate::config::ProcessorConfig;
+use seedgate::config::tail_sampling::StatusCodeName;
+use seedgate::signal::Signal;
 
 /// Traces pending in pipeline `p`.
 async fn pending(sg: &Seedgate) -> f64 {
@@ -16,10 +23,10 @@ async fn pending(sg: &Seedgate) -> f64 {
         .await
 }
 
-/// seedgate with pipeline `p` (tail sampling configured by `policies`) in
+/// seedgate with pipeline `p` (tail sampling configured by `tail`) in
 /// front of a tracking sink.
 async fn start(
-    policies: &str,
+    tail: ProcessorConfig,
 ) -> (
     tempfile::TempDir,
     seedgate::tools::sink::SinkHandle,
@@ -28,18 +35,22 @@ async fn start(
     support::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let sink = tracking_sink().await;
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &pipeline(&sink.grpc_endpoint(), policies),
-    );
+    let yaml = config(&dir.path().join("data"), &sink.grpc_endpoint(), tail).yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     (dir, sink, sg)
 }
 
-fn pipeline(sink: &str, tail_sampling: &str) -> String {
-    format!(
-        "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 100ms\n  max_interval: 500ms\npipelines:\n  - name: p\n    signals: [traces]\n    output: {{ type: otlp_grpc, endpoint: '{sink}' }}\n    processors:\n      - tail_sampling:\n{tail_sampling}"
-    )
+/// Quick batches and retries and pipeline `p`: traces through `tail` to
+/// `sink`.
+fn config(data: &Path, sink: &str, tail: ProcessorConfig) -> TestConfig {
+    TestConfig::new(data)
+        .batch_timeout(ms(20))
+        .retry(ms(100), ms(500))
+        .pipeline(
+            Pipeline::grpc("p", sink)
+                .signals(&[Signal::Traces])
+                .processor(tail),
+        )
 }
 
 /// Thirty traces of six kinds, each over two requests: errors, slow traces,
@@ -49,20 +60,23 @@ fn pipeline(sink: &str, tail_sampling: &str) -> String {
 /// a dropped trace each follow their trace's decision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policies_decide_which_traces_arrive_whole_and_late_spans_follow() {
-    let policies = "          decision_wait: 1s
-          policies:
-            - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
-            - { name: slow, type: latency, latency: { threshold_ms: 500 } }
-            - { name: vip, type: string_attribute, string_attribute: { key: tenant, values: [vip] } }
-            - name: big-5xx
-              type: and
-              and:
-                and_sub_policy:
-                  - { name: c5xx, type: numeric_attribute, numeric_attribute: { key: http.status_code, min_value: 500, max_value: 599 } }
-                  - { name: many, type: span_count, span_count: { min_spans: 3 } }
-            - { name: never, type: probabilistic, probabilistic: { sampling_percentage: 0 } }
-";
-    let (_dir, sink, sg) = start(policies).await;
+    let tail = tail_sampling(
+        secs(1),
+        vec![
+            policy::status_code("errors", &[StatusCodeName::Error]),
+            policy::latency("slow", 500),
+            policy::string_attribute("vip", "tenant", &["vip"]),
+            policy::and(
+                "big-5xx",
+                vec![
+                    policy::numeric_attribute("c5xx", "http.status_code", 500, 599),
+                    policy::span_count("many", 3),
+                ],
+            ),
+            policy::probabilistic("never", 0.0),
+        ],
+    );
+    let (_dir, sink, sg) = start(tail).await;
     let client = reqwest::Client::new();
     let endpoint = sg.http_endpoint();
     let mut kept = BTreeSet::new();
@@ -176,12 +190,10 @@ async fn the_policies_decide_which_traces_arrive_whole_and_late_spans_follow() {
 /// is decided at once, oldest first, and counted as decided early.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_decide_the_oldest_early_and_count_it() {
-    let policies = "          decision_wait: 1h
-          num_traces: 3
-          policies:
-            - { name: all, type: always_sample }
-";
-    let (_dir, sink, sg) = start(policies).await;
+    let tail = tail_sampling_with(secs(3600), vec![policy::always_sample("all")], |t| {
+        t.num_traces = 3;
+    });
+    let (_dir, sink, sg) = start(tail).await;
     let client = reqwest::Client::new();
     for trace in 0..10u64 {
         let span = SpanSpec::new(trace, trace);
@@ -209,11 +221,8 @@ async fn the_limits_decide_the_oldest_early_and_count_it() {
 /// dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limiting_keeps_the_spans_per_second_it_allows_in_whole_traces() {
-    let policies = "          decision_wait: 500ms
-          policies:
-            - { name: budget, type: rate_limiting, rate_limiting: { spans_per_second: 100 } }
-";
-    let (_dir, sink, sg) = start(policies).await;
+    let tail = tail_sampling(ms(500), vec![policy::rate_limiting("budget", 100)]);
+    let (_dir, sink, sg) = start(tail).await;
     let spans: Vec<SpanSpec> = (0..500u64)
         .map(|seq| SpanSpec::new(seq % 50, seq))
         .collect();
@@ -270,16 +279,13 @@ async fn kill_9_in_the_decision_window_keeps_sampled_traces_whole_and_dropped_on
     let dir = tempfile::tempdir().unwrap();
     let sink = tracking_sink().await;
     let (grpc, http) = (support::stable_port(), support::stable_port());
-    let policies = "          decision_wait: 600ms
-          policies:
-            - { name: keep, type: string_attribute, string_attribute: { key: keep, values: ['yes'] } }
-";
-    let yaml = config_yaml_ports(
-        &dir.path().join("data"),
-        grpc,
-        http,
-        &pipeline(&sink.grpc_endpoint(), policies),
+    let tail = tail_sampling(
+        ms(600),
+        vec![policy::string_attribute("keep", "keep", &["yes"])],
     );
+    let yaml = config(&dir.path().join("data"), &sink.grpc_endpoint(), tail)
+        .ports(grpc, http)
+        .yaml();
     let config = dir.path().join("seedgate.yaml");
     std::fs::write(&config, &yaml).unwrap();
     let mut sg = Seedgate::start_with(dir.path(), &config).await;

@@ -6,30 +6,33 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::config::{Pipeline, TestConfig, ms, output, secs};
 use crate::support::pki::{Ca, Leaf, SinkSpec, TlsSink, now_secs, write_secret_file};
-use crate::support::{self, Seedgate, config_yaml, eventually};
+use crate::support::{self, Seedgate, eventually};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use seedgate::config::{OutputType, ReceiverTlsConfig, TlsConfig, TlsVersion};
+use seedgate::signal::Signal;
 use seedgate::tools::acked::read_acked_file;
 
 /// The name in the backends' certificates (not the address dialled).
 const BACKEND: &str = "backend.test";
 
-/// A pipeline named `name` of `kind` to `endpoint` with the `tls` lines
-/// (indented by the caller's 6 spaces).
-fn pipeline(name: &str, kind: &str, endpoint: &str, tls: &[String]) -> String {
-    let mut out = format!(
-        "  - name: {name}\n    signals: [logs]\n    output:\n      type: {kind}\n      endpoint: {endpoint}\n      timeout: 2s\n      tls:\n"
-    );
-    for line in tls {
-        out.push_str(&format!("        {line}\n"));
-    }
-    out
+/// A logs pipeline named `name` of `kind` to `endpoint`, a 2 s timeout,
+/// with `tls`.
+fn pipeline(name: &str, kind: OutputType, endpoint: &str, tls: TlsConfig) -> Pipeline {
+    Pipeline::new(name, output(kind, endpoint))
+        .signals(&[Signal::Logs])
+        .timeout(secs(2))
+        .tls(tls)
 }
 
 /// Fast batches and retries, so the tests wait on TLS, not backoff.
-const FAST: &str =
-    "batch:\n  timeout: 10ms\nretry:\n  initial_interval: 100ms\n  max_interval: 1s\n";
+fn fast(dir: &Path) -> TestConfig {
+    TestConfig::new(&dir.join("data"))
+        .batch_timeout(ms(10))
+        .retry(ms(100), secs(1))
+}
 
 async fn send_logs(sg: &Seedgate, count: u64, seq_start: u64, acked: &Path) -> u64 {
     let summary = support::load(
@@ -96,22 +99,29 @@ async fn mtls_end_to_end_with_rotation_and_expiry_metrics() {
     let ca_file = write_secret_file(&secrets, "ca.crt", &ca.pem);
     let cert_file = write_secret_file(&secrets, "tls.crt", &client_a.cert);
     let key_file = write_secret_file(&secrets, "tls.key", &client_a.key);
-    let tls = vec![
-        format!("ca_file: {}", ca_file.display()),
-        format!("cert_file: {}", cert_file.display()),
-        format!("key_file: {}", key_file.display()),
-        format!("server_name: {BACKEND}"),
-        "min_version: 1.2".to_owned(),
-        "max_version: \"1.3\"".to_owned(),
-    ];
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "{FAST}pipelines:\n{}{}",
-            pipeline("mtls-grpc", "otlp_grpc", &backend.grpc_endpoint(), &tls),
-            pipeline("mtls-http", "otlp_http", &backend.http_endpoint(), &tls),
-        ),
-    );
+    let tls = TlsConfig {
+        ca_file: Some(ca_file),
+        cert_file: Some(cert_file),
+        key_file: Some(key_file),
+        server_name: Some(BACKEND.to_owned()),
+        min_version: Some(TlsVersion::Tls12),
+        max_version: Some(TlsVersion::Tls13),
+        ..TlsConfig::default()
+    };
+    let yaml = fast(dir.path())
+        .pipeline(pipeline(
+            "mtls-grpc",
+            OutputType::OtlpGrpc,
+            &backend.grpc_endpoint(),
+            tls.clone(),
+        ))
+        .pipeline(pipeline(
+            "mtls-http",
+            OutputType::OtlpHttp,
+            &backend.http_endpoint(),
+            tls,
+        ))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
     send_logs(&sg, 500, 0, &acked_path).await;
@@ -247,56 +257,55 @@ async fn tls_failures_are_retried_until_fixed_without_restart() {
     let wrong_ca_file = write_secret_file(&secrets, "ca.crt", &other_ca.pem);
     let good_ca_file = dir.path().join("good-ca.pem");
     std::fs::write(&good_ca_file, &ca.pem).unwrap();
-    let with_ca = |file: &Path, extra: &[&str]| {
-        let mut lines = vec![
-            format!("ca_file: {}", file.display()),
-            format!("server_name: {BACKEND}"),
-        ];
-        lines.extend(extra.iter().map(|s| (*s).to_owned()));
-        lines
+    let with_ca = |file: &Path, min_version: Option<TlsVersion>| TlsConfig {
+        ca_file: Some(file.to_owned()),
+        server_name: Some(BACKEND.to_owned()),
+        min_version,
+        ..TlsConfig::default()
     };
-    let yaml = config_yaml(
-        &dir.path().join("data"),
-        &format!(
-            "{FAST}pipelines:\n{}{}{}{}{}{}",
-            pipeline(
-                "wrong-ca",
-                "otlp_grpc",
-                &wrong_ca.grpc_endpoint(),
-                &with_ca(&wrong_ca_file, &[])
-            ),
-            pipeline(
-                "expired",
-                "otlp_http",
-                &expired_sink.http_endpoint(),
-                &with_ca(&good_ca_file, &[])
-            ),
-            pipeline(
-                "wrong-name",
-                "otlp_grpc",
-                &wrong_name.grpc_endpoint(),
-                &with_ca(&good_ca_file, &[])
-            ),
-            pipeline(
-                "tls13-only",
-                "otlp_grpc",
-                &tls12.grpc_endpoint(),
-                &with_ca(&good_ca_file, &["min_version: 1.3"])
-            ),
-            pipeline(
-                "tls13-only-http",
-                "otlp_http",
-                &tls12.http_endpoint(),
-                &with_ca(&good_ca_file, &["min_version: 1.3"])
-            ),
-            pipeline(
-                "skip-verify",
-                "otlp_grpc",
-                &skip_sink.grpc_endpoint(),
-                &["insecure_skip_verify: true".to_owned()]
-            ),
-        ),
-    );
+    let (grpc, http) = (OutputType::OtlpGrpc, OutputType::OtlpHttp);
+    let tls13 = Some(TlsVersion::Tls13);
+    let yaml = fast(dir.path())
+        .pipeline(pipeline(
+            "wrong-ca",
+            grpc,
+            &wrong_ca.grpc_endpoint(),
+            with_ca(&wrong_ca_file, None),
+        ))
+        .pipeline(pipeline(
+            "expired",
+            http,
+            &expired_sink.http_endpoint(),
+            with_ca(&good_ca_file, None),
+        ))
+        .pipeline(pipeline(
+            "wrong-name",
+            grpc,
+            &wrong_name.grpc_endpoint(),
+            with_ca(&good_ca_file, None),
+        ))
+        .pipeline(pipeline(
+            "tls13-only",
+            grpc,
+            &tls12.grpc_endpoint(),
+            with_ca(&good_ca_file, tls13.clone()),
+        ))
+        .pipeline(pipeline(
+            "tls13-only-http",
+            http,
+            &tls12.http_endpoint(),
+            with_ca(&good_ca_file, tls13),
+        ))
+        .pipeline(pipeline(
+            "skip-verify",
+            grpc,
+            &skip_sink.grpc_endpoint(),
+            TlsConfig {
+                insecure_skip_verify: true,
+                ..TlsConfig::default()
+            },
+        ))
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let acked_path = dir.path().join("acked.txt");
     let sent = send_logs(&sg, 300, 0, &acked_path).await;
@@ -416,17 +425,17 @@ async fn receivers_serve_tls_and_require_client_certificates() {
     let key_file = write_secret_file(&secrets, "tls.key", &server.key);
     let client_ca_file = dir.path().join("client-ca.pem");
     std::fs::write(&client_ca_file, &client_ca.pem).unwrap();
-    let yaml = config_yaml(&dir.path().join("data"), "pipelines:\n  - name: drop\n    output: { type: noop }\n")
-        .replacen(
-            "receivers:\n",
-            &format!(
-                "receivers:\n  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n    min_version: 1.2\n",
-                cert_file.display(),
-                key_file.display(),
-                client_ca_file.display()
-            ),
-            1,
-        );
+    let yaml = TestConfig::new(&dir.path().join("data"))
+        .pipeline(Pipeline::noop("drop"))
+        .with(|c| {
+            c.receivers.tls = Some(ReceiverTlsConfig {
+                cert_file,
+                key_file,
+                client_ca_file: Some(client_ca_file),
+                min_version: Some(TlsVersion::Tls12),
+            });
+        })
+        .yaml();
     let sg = Seedgate::start(dir.path(), &yaml).await;
     let grpc = sg.addrs.grpc.unwrap();
     let http = sg.addrs.http.unwrap();
@@ -434,15 +443,15 @@ async fn receivers_serve_tls_and_require_client_certificates() {
     let good = Some(&client);
     let no_cert = None;
     let bad = Some(&stranger);
-    assert_eq!(grpc_export(grpc, &server_ca, good).await, Ok(()));
+    assert_eq!(grpc_export_tls(grpc, &server_ca, good).await, Ok(()));
     assert_eq!(http_export(http, &server_ca, good).await, Ok(200));
     for who in [no_cert, bad] {
-        let err = grpc_export(grpc, &server_ca, who).await.unwrap_err();
+        let err = grpc_export_tls(grpc, &server_ca, who).await.unwrap_err();
         assert!(!err.is_empty());
         http_export(http, &server_ca, who).await.unwrap_err();
     }
     // The listeners still serve good clients.
-    assert_eq!(grpc_export(grpc, &server_ca, good).await, Ok(()));
+    assert_eq!(grpc_export_tls(grpc, &server_ca, good).await, Ok(()));
     assert_eq!(http_export(http, &server_ca, good).await, Ok(200));
     for receiver in ["grpc", "http"] {
         let r = format!("receiver=\"{receiver}\"");
@@ -498,21 +507,21 @@ async fn receivers_serve_tls_and_require_client_certificates() {
         1.0,
     )
     .await;
-    assert_eq!(grpc_export(grpc, &new_ca, good).await, Ok(()));
+    assert_eq!(grpc_export_tls(grpc, &new_ca, good).await, Ok(()));
     assert_eq!(http_export(http, &new_ca, good).await, Ok(200));
-    grpc_export(grpc, &server_ca, good).await.unwrap_err();
+    grpc_export_tls(grpc, &server_ca, good).await.unwrap_err();
 }
 
 /// One OTLP/gRPC logs export over TLS trusting `ca`, with `client` as the
 /// client certificate.
-async fn grpc_export(
+async fn grpc_export_tls(
     addr: std::net::SocketAddr,
     ca: &Ca,
     client: Option<&Leaf>,
 ) -> Result<(), String> {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
     use prost::Message;
+    use seedgate::tools::records::ExportRequest;
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&ca.pem))
@@ -529,10 +538,8 @@ async fn grpc_export(
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
     let request = ExportLogsServiceRequest::decode(support::log_request(0).as_slice()).unwrap();
-    LogsServiceClient::new(channel)
-        .export(request)
+    support::grpc_export(channel, ExportRequest::Logs(request), None)
         .await
-        .map(|_| ())
         .map_err(|s| format!("{s:?}"))
 }
 

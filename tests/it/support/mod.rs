@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod capture;
+pub mod config;
 pub mod pki;
 pub mod sdk;
 pub mod service;
@@ -16,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use seedgate::app::BoundAddrs;
+
+use config::TestConfig;
 
 /// How long `eventually` waits; raise it on a slow machine.
 pub fn patience() -> Duration {
@@ -48,15 +51,6 @@ pub struct Seedgate {
     pub stdout_path: PathBuf,
 }
 
-/// Config YAML for tests: receivers and admin on port 0, data in `data_dir`,
-/// and `rest` appended (pipelines, queue, ...).
-pub fn config_yaml(data_dir: &Path, rest: &str) -> String {
-    format!(
-        "receivers:\n  grpc:\n    listen: 127.0.0.1:0\n  http:\n    listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  pprof: true\nstorage:\n  data_dir: {}\n  max_size: 256MiB\nshutdown_timeout: 10s\n{rest}",
-        data_dir.display()
-    )
-}
-
 impl Seedgate {
     /// Starts seedgate with `yaml` (written into `dir`) and waits until it is ready.
     pub async fn start(dir: &Path, yaml: &str) -> Seedgate {
@@ -65,10 +59,12 @@ impl Seedgate {
         Self::start_with(dir, &config_path).await
     }
 
-    /// Starts seedgate with its data in `dir/data` and [`pipeline_to`]
-    /// `sink`.
+    /// Starts seedgate with its data in `dir/data` and
+    /// [`TestConfig::pipeline_to`] `sink`.
     pub async fn start_to(dir: &Path, sink: &seedgate::tools::sink::SinkHandle) -> Seedgate {
-        let yaml = config_yaml(&dir.join("data"), &pipeline_to(&sink.grpc_endpoint()));
+        let yaml = TestConfig::new(&dir.join("data"))
+            .pipeline_to(&sink.grpc_endpoint())
+            .yaml();
         Self::start(dir, &yaml).await
     }
 
@@ -277,21 +273,6 @@ pub fn stable_port() -> u16 {
     }
 }
 
-/// Like [`config_yaml`] but with fixed receiver ports.
-pub fn config_yaml_ports(data_dir: &Path, grpc: u16, http: u16, rest: &str) -> String {
-    config_yaml(data_dir, rest)
-        .replacen(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{grpc}"),
-            1,
-        )
-        .replacen(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{http}"),
-            1,
-        )
-}
-
 /// A fresh temp dir and a sink to act as the backend.
 pub async fn with_backend() -> (tempfile::TempDir, seedgate::tools::sink::SinkHandle) {
     install_crypto();
@@ -384,12 +365,7 @@ pub async fn grpc_logs_export(
     endpoint: String,
     body: Vec<u8>,
 ) -> Result<tonic::Response<bytes::Bytes>, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(grpc_channel(endpoint).await);
     grpc.ready().await.unwrap();
     grpc.unary(
         tonic::Request::new(bytes::Bytes::from(body)),
@@ -397,6 +373,51 @@ pub async fn grpc_logs_export(
         seedgate::grpc_codec::RawCodec,
     )
     .await
+}
+
+/// A plain-text gRPC connection to `endpoint`.
+pub async fn grpc_channel(endpoint: String) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// One OTLP/gRPC Export of `req` on `channel`, compressed with
+/// `compression` when given.
+pub async fn grpc_export(
+    channel: tonic::transport::Channel,
+    req: seedgate::tools::records::ExportRequest,
+    compression: Option<tonic::codec::CompressionEncoding>,
+) -> Result<(), tonic::Status> {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use seedgate::tools::records::ExportRequest;
+    match req {
+        ExportRequest::Logs(r) => {
+            let mut client = LogsServiceClient::new(channel);
+            if let Some(encoding) = compression {
+                client = client.send_compressed(encoding);
+            }
+            client.export(r).await.map(drop)
+        }
+        ExportRequest::Metrics(r) => {
+            let mut client = MetricsServiceClient::new(channel);
+            if let Some(encoding) = compression {
+                client = client.send_compressed(encoding);
+            }
+            client.export(r).await.map(drop)
+        }
+        ExportRequest::Traces(r) => {
+            let mut client = TraceServiceClient::new(channel);
+            if let Some(encoding) = compression {
+                client = client.send_compressed(encoding);
+            }
+            client.export(r).await.map(drop)
+        }
+    }
 }
 
 /// A sink that keeps the seqs it receives per endpoint key and namespace.
@@ -505,28 +526,22 @@ pub fn run(program: &str, args: &[&str], hint: &str) -> std::process::Output {
     out
 }
 
+/// `seedgate check-config` on `file`, with `text` written to it first, run
+/// to its end.
+pub fn check_config(file: &Path, text: &str) -> std::process::Output {
+    std::fs::write(file, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 /// A sink with the default options: the backend of most tests.
 pub async fn sink() -> seedgate::tools::sink::SinkHandle {
     seedgate::tools::sink::start(seedgate::tools::sink::SinkOptions::default())
         .await
         .unwrap()
-}
-
-/// One `otlp_grpc` pipeline named `backend` to `sink_grpc`, uncompressed.
-pub fn backend_pipeline(sink_grpc: &str) -> String {
-    format!(
-        "pipelines:\n  - name: backend\n    output:\n      type: otlp_grpc\n      endpoint: {sink_grpc}\n      compression: none\n"
-    )
-}
-
-/// A short batch timeout and quick retries, for [`config_yaml`].
-pub const QUICK_BATCH_AND_RETRY: &str =
-    "batch:\n  timeout: 20ms\nretry:\n  initial_interval: 50ms\n  max_interval: 500ms\n";
-
-/// The rest of [`config_yaml`] for most tests: [`backend_pipeline`] to
-/// `sink_grpc` with [`QUICK_BATCH_AND_RETRY`].
-pub fn pipeline_to(sink_grpc: &str) -> String {
-    format!("{QUICK_BATCH_AND_RETRY}{}", backend_pipeline(sink_grpc))
 }
 
 /// `data` gzip-compressed (best compression: a small bomb).
