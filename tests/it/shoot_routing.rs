@@ -648,103 +648,145 @@ async fn an_expired_client_goes_away_and_its_drops_are_counted() {
     );
 }
 
+/// Two ready shoots and the seed under load from a sequence-numbered
+/// stream, with `admin.fault_injection`: the stage of the supervision
+/// tests below.
+struct UnderLoad {
+    _dir: tempfile::TempDir,
+    seed: SinkHandle,
+    shoots: SinkHandle,
+    sg: Seedgate,
+    load: tokio::task::JoinHandle<anyhow::Result<Summary>>,
+    acked_path: std::path::PathBuf,
+}
+
+impl UnderLoad {
+    async fn start() -> Self {
+        support::install_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
+        let yaml = TestConfig::new(&dir.path().join("data"))
+            .pipeline(pipeline("seed", &seed))
+            .shoots(shoot_clients(&shoots, |_| {}))
+            .cluster("shoot--p--a", ShootState::Ready)
+            .cluster("shoot--p--b", ShootState::Ready)
+            .with(|c| c.admin.fault_injection = true)
+            .yaml();
+        let sg = Seedgate::start(dir.path(), &yaml).await;
+        let acked_path = dir.path().join("acked.txt");
+        let load = support::stream(
+            sg.grpc_endpoint(),
+            &[
+                "--protocol",
+                "grpc",
+                "--concurrency",
+                "4",
+                "--records-per-request",
+                "30",
+                "--rate",
+                "3000",
+            ],
+            &["shoot--p--a", "shoot--p--b", "garden"],
+            Duration::from_secs(5),
+            0,
+            &acked_path,
+        );
+        eventually("both shoot clients to exist", async || {
+            (sg.metric("seedgate_shoot_clients", &[]).await? == 2.0).then_some(())
+        })
+        .await;
+        Self {
+            _dir: dir,
+            seed,
+            shoots,
+            sg,
+            load,
+            acked_path,
+        }
+    }
+
+    async fn post(&self, path: &str) -> u16 {
+        let url = self.sg.admin_url(path);
+        let r = reqwest::Client::new().post(url).send().await.unwrap();
+        r.status().as_u16()
+    }
+
+    async fn restarts_of(&self, actor: &str) -> Option<f64> {
+        let label = format!("actor=\"{actor}\"");
+        self.sg
+            .metric("seedgate_actor_restarts_total", &[&label])
+            .await
+    }
+
+    /// The load ends without a refusal, every acked record reaches a
+    /// backend, the shoot's own backend gets all of `shoot--p--a`'s, and
+    /// seedgate is live.
+    async fn nothing_lost_after_the_load(&mut self) {
+        let summary = (&mut self.load).await.unwrap().unwrap();
+        assert_eq!(
+            summary.requests_failed + summary.requests_refused,
+            0,
+            "{summary:?}"
+        );
+        let acked = read_acked_file(&self.acked_path).unwrap();
+        eventually("everything acked delivered", async || {
+            delivered_somewhere(&[&self.seed, &self.shoots], &acked).then_some(())
+        })
+        .await;
+        // The shoot's data went on after the fault, at its own backend.
+        assert_eq!(
+            seqs_at(&self.shoots, "/shoot--p--a")["shoot--p--a"].len() as u64,
+            summary.acked_per_namespace["shoot--p--a"]
+        );
+        let health = reqwest::get(self.sg.admin_url("/healthz")).await.unwrap();
+        assert!(health.status().is_success());
+    }
+}
+
 /// A panic inside one shoot client restarts that client alone; data for
 /// the other shoot, the seed and the crashed shoot itself keeps flowing and
 /// nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_shoot_client_restarts_alone() {
-    support::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let (seed, shoots) = (tracking_sink().await, tracking_sink().await);
-    let yaml = TestConfig::new(&dir.path().join("data"))
-        .pipeline(pipeline("seed", &seed))
-        .shoots(shoot_clients(&shoots, |_| {}))
-        .cluster("shoot--p--a", ShootState::Ready)
-        .cluster("shoot--p--b", ShootState::Ready)
-        .with(|c| c.admin.fault_injection = true)
-        .yaml();
-    let sg = Seedgate::start(dir.path(), &yaml).await;
-    let acked_path = dir.path().join("acked.txt");
-    let load = support::stream(
-        sg.grpc_endpoint(),
-        &[
-            "--protocol",
-            "grpc",
-            "--concurrency",
-            "4",
-            "--records-per-request",
-            "30",
-            "--rate",
-            "3000",
-        ],
-        &["shoot--p--a", "shoot--p--b", "garden"],
-        Duration::from_secs(5),
-        0,
-        &acked_path,
-    );
-
-    let client = reqwest::Client::new();
-    eventually("both shoot clients to exist", async || {
-        (sg.metric("seedgate_shoot_clients", &[]).await? == 2.0).then_some(())
-    })
-    .await;
-    let crash = client
-        .post(sg.admin_url("/debug/shoots/shoot--p--a/crash"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(crash.status(), 202);
-    let unknown = client
-        .post(sg.admin_url("/debug/shoots/shoot--p--zz/crash"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    let mut run = UnderLoad::start().await;
+    assert_eq!(run.post("/debug/shoots/shoot--p--a/crash").await, 202);
+    assert_eq!(run.post("/debug/shoots/shoot--p--zz/crash").await, 404);
     eventually("the crashed client to be restarted", async || {
-        let n = sg
-            .metric("seedgate_actor_restarts_total", &["actor=\"shoot_client\""])
-            .await?;
-        (n == 1.0).then_some(())
+        (run.restarts_of("shoot_client").await? == 1.0).then_some(())
     })
     .await;
-    let summary = load.await.unwrap().unwrap();
-    assert_eq!(
-        summary.requests_failed + summary.requests_refused,
-        0,
-        "{summary:?}"
-    );
-    let acked = read_acked_file(&acked_path).unwrap();
-    eventually("everything acked delivered", async || {
-        delivered_somewhere(&[&seed, &shoots], &acked).then_some(())
-    })
-    .await;
-    // Data of the crashed shoot went on after the crash, at its own backend.
-    assert_eq!(
-        seqs_at(&shoots, "/shoot--p--a")["shoot--p--a"].len() as u64,
-        summary.acked_per_namespace["shoot--p--a"]
-    );
-    assert_eq!(
-        sg.metric(
-            "seedgate_actor_restarts_total",
-            &["actor=\"shoot_manager\""]
-        )
-        .await,
-        Some(0.0)
-    );
-    assert!(
-        reqwest::get(sg.admin_url("/healthz"))
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
-    let log = sg.log();
+    run.nothing_lost_after_the_load().await;
+    assert_eq!(run.restarts_of("shoot_manager").await, Some(0.0));
+    let log = run.sg.log();
     assert!(
         log.lines().any(|l| l.contains("starting it again")
             && l.contains("actor=\"shoot_client\"")
             && l.contains("fault injected into the shoot client of shoot--p--a")),
         "{log}"
     );
+}
+
+/// Restarting the shoot manager (through the supervisor, exactly as after
+/// a failure) takes its clients with it; the new manager resumes them from
+/// their queues on disk and the next records bring back any other, so the
+/// shoots' data keeps flowing and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shoot_manager_resumes_its_clients_and_loses_nothing() {
+    let mut run = UnderLoad::start().await;
+    assert_eq!(run.post("/debug/units/nobody/restart").await, 404);
+    assert_eq!(run.post("/debug/units/shoot_manager/restart").await, 202);
+    eventually("the manager to be restarted", async || {
+        (run.restarts_of("shoot_manager").await? == 1.0).then_some(())
+    })
+    .await;
+    eventually("both shoot clients to be back", async || {
+        let log = run.sg.log();
+        let back = log.matches("Created a shoot client").count() >= 4;
+        (back && run.sg.metric("seedgate_shoot_clients", &[]).await? == 2.0).then_some(())
+    })
+    .await;
+    run.nothing_lost_after_the_load().await;
+    assert_eq!(run.restarts_of("batcher").await, Some(0.0));
 }
 
 /// `shoots.max_clients` caps the clients: the shoot beyond it gets none, its
