@@ -59,6 +59,14 @@ run() {
   "${load[@]}" --duration "${secs}s" --summary-json "$work/$name-cold.json"
   # Warm: the same again, every client in place.
   "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
+  # Idle: CPU over 10 s with every client in place and nothing to send
+  # (timers, wake-ups, health walks: what a seed's quiet shoots cost).
+  local idle_ms
+  ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+  sleep 2
+  idle_ms=$(ticks)
+  sleep 10
+  idle_ms=$(( ($(ticks) - idle_ms) * 1000 / $(getconf CLK_TCK) ))
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   # The resident set now, split: heap and stacks, and LMDB's mapped pages.
@@ -68,7 +76,7 @@ run() {
   clients=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" <<'PY'
+  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" "$idle_ms" <<'PY'
 import datetime, json, re, sys
 # First to last "Created a shoot client" in seedgate's log: how long making
 # every client took while the cold run sent their first records.
@@ -83,6 +91,7 @@ for run in ("cold", "warm"):
           f"p50 {s['latency']['p50_ms']:.1f} ms, p99 {s['latency']['p99_ms']:.1f} ms, "
           f"failed {s['requests_failed']}, refused {s['requests_refused']}")
 print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB (at the end: {sys.argv[6]}), shoot clients {sys.argv[4]}")
+print(f"{sys.argv[2]:>7}: idle {sys.argv[7]} ms of CPU over 10 s")
 PY
 }
 
