@@ -1,4 +1,4 @@
-//! The shoot manager: creates, revives and expires shoot clients, and is the
+//! The shoot manager: creates, restarts and expires shoot clients, and is the
 //! only writer of the [`ShootDirectory`] the hot path reads.
 //!
 //! In:

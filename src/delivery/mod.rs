@@ -77,7 +77,7 @@ enum Verdict {
     OutOfTime { reason: Reason, detail: String },
 }
 
-/// Liveness of one delivery loop, read by the health actor.
+/// Liveness of one delivery loop, read by health.
 #[derive(Debug, Default)]
 pub struct Heartbeat {
     /// Unix millis when the oldest attempt still running started; 0 if none.

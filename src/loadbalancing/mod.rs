@@ -654,7 +654,7 @@ impl Balancer {
     }
 
     /// The pipeline is healthy while some backend in the ring is: its
-    /// heartbeat is what the health actor and the operator read.
+    /// heartbeat is what health and the operator read.
     fn record_health(&self) {
         let any_ok = self
             .backends

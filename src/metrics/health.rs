@@ -1,4 +1,4 @@
-//! The verdicts of the health actor as metrics: the probes' answers
+//! The verdicts of health as metrics: the probes' answers
 //! (`seedgate_ready`, `seedgate_live`) and every pipeline's conditions
 //! (`seedgate_pipeline_condition`), so dashboards and alerts see what
 //! `/readyz` and the Kyma status conditions say.

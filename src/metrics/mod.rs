@@ -172,7 +172,7 @@ pub struct ExporterMetrics {
     pub failing: Family<Dest, Gauge>,
     /// 1 unless the destination's sends have failed without a success for
     /// longer than `admin.unhealthy_after` (for a load-balanced pipeline:
-    /// unless every backend has); set by the health actor.
+    /// unless every backend has); set by health.
     pub healthy: Family<Dest, Gauge>,
 }
 

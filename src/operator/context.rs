@@ -36,7 +36,7 @@ pub struct AggregatorCtx {
     pub leadership: Arc<Leadership>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The health actor's verdicts on each destination (the pipelines'
+    /// Health's verdicts on each destination (the pipelines'
     /// `GatewayHealthy` and `TelemetryFlowHealthy`).
     pub health: Arc<HealthState>,
     /// Where PEM material from Secrets is written (one lease per pipeline).

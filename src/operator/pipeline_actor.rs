@@ -22,7 +22,7 @@
 //! - Status, on the leader only, written only when it changed:
 //!   `ConfigurationGenerated` from the resolution and the verdict on that
 //!   very report (the report's `seq`), `GatewayHealthy` and
-//!   `TelemetryFlowHealthy` from the health actor's last verdict on the
+//!   `TelemetryFlowHealthy` from health's last verdict on the
 //!   pipeline's destination ([`crate::operator::pipeline_health`]: the same verdict
 //!   `seedgate_pipeline_condition` shows for every destination), all with
 //!   the `observedGeneration` the resolution was made from.

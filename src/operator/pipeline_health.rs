@@ -3,7 +3,7 @@
 //! destination, whether it comes from the configuration file or from a Kyma
 //! pipeline resource.
 //!
-//! The health actor calls [`FlowTracker::judge`] once a second for every
+//! Health (`crate::actors::health`) calls [`FlowTracker::judge`] once a second for every
 //! running destination; the verdicts go to `seedgate_pipeline_condition`
 //! and into the shared health state, where the operator reads them for the
 //! pipelines' status conditions. Counters are looked at over a sliding
