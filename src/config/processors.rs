@@ -67,6 +67,18 @@ pub struct ResourceAction {
     pub from_attribute: Option<String>,
 }
 
+impl ResourceAction {
+    /// An action on `key` with `value` (none for `delete`).
+    pub fn new(key: &str, action: ActionKind, value: Option<AttributeValue>) -> Self {
+        Self {
+            key: key.to_owned(),
+            action,
+            value,
+            from_attribute: None,
+        }
+    }
+}
+
 /// What a `resource` action does to `key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

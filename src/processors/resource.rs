@@ -108,15 +108,6 @@ mod tests {
     use super::*;
     use crate::config::ResourceAction;
 
-    fn action(key: &str, action: ActionKind, value: Option<AttributeValue>) -> ResourceAction {
-        ResourceAction {
-            key: key.to_owned(),
-            action,
-            value,
-            from_attribute: None,
-        }
-    }
-
     fn s(v: &str) -> Option<AttributeValue> {
         Some(AttributeValue::String(v.to_owned()))
     }
@@ -176,7 +167,11 @@ mod tests {
             (ActionKind::Update, pairs(&[("env", "prod"), ("team", "a")])),
             (ActionKind::Upsert, pairs(&[("env", "prod"), ("team", "a")])),
         ] {
-            assert_eq!(run(vec![action("env", a, s("prod"))], &has), want, "{a:?}");
+            assert_eq!(
+                run(vec![ResourceAction::new("env", a, s("prod"))], &has),
+                want,
+                "{a:?}"
+            );
         }
         let lacks = [("team", "a")];
         for (a, want) in [
@@ -185,13 +180,16 @@ mod tests {
             (ActionKind::Upsert, pairs(&[("team", "a"), ("env", "prod")])),
         ] {
             assert_eq!(
-                run(vec![action("env", a, s("prod"))], &lacks),
+                run(vec![ResourceAction::new("env", a, s("prod"))], &lacks),
                 want,
                 "{a:?}"
             );
         }
         assert_eq!(
-            run(vec![action("env", ActionKind::Delete, None)], &has),
+            run(
+                vec![ResourceAction::new("env", ActionKind::Delete, None)],
+                &has
+            ),
             pairs(&[("team", "a")])
         );
     }
@@ -200,13 +198,13 @@ mod tests {
     fn typed_values_env_and_from_attribute() {
         // Any variable every process has will do.
         let path = std::env::var("PATH").unwrap();
-        let mut from = action("k8s.namespace.name", ActionKind::Upsert, None);
+        let mut from = ResourceAction::new("k8s.namespace.name", ActionKind::Upsert, None);
         from.from_attribute = Some("tenant".to_owned());
         let got = run(
             vec![
-                action("k8s.node.name", ActionKind::Insert, s("${env:PATH}")),
-                action("replicas", ActionKind::Insert, Some(AttributeValue::Int(3))),
-                action(
+                ResourceAction::new("k8s.node.name", ActionKind::Insert, s("${env:PATH}")),
+                ResourceAction::new("replicas", ActionKind::Insert, Some(AttributeValue::Int(3))),
+                ResourceAction::new(
                     "canary",
                     ActionKind::Insert,
                     Some(AttributeValue::Bool(true)),
@@ -226,7 +224,7 @@ mod tests {
             ])
         );
         let err = ResourceProcessor::new(&ResourceProcessorConfig {
-            attributes: vec![action(
+            attributes: vec![ResourceAction::new(
                 "x",
                 ActionKind::Insert,
                 s("${env:SEEDGATE_TEST_UNSET_VAR}"),

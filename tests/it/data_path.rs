@@ -283,16 +283,6 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// A `resource` action on `key`.
-fn action(key: &str, action: ActionKind, value: Option<AttributeValue>) -> ResourceAction {
-    ResourceAction {
-        key: key.to_owned(),
-        action,
-        value,
-        from_attribute: None,
-    }
-}
-
 fn text(value: &str) -> AttributeValue {
     AttributeValue::String(value.to_owned())
 }
@@ -312,15 +302,15 @@ async fn resource_processors_set_the_routing_key_and_change_nothing_but_resource
     let addr = backend.start().await;
     let stamped = ResourceProcessorConfig {
         attributes: vec![
-            action(
+            ResourceAction::new(
                 "k8s.node.name",
                 ActionKind::Insert,
                 Some(text("${env:NODE_NAME}")),
             ),
-            action("env", ActionKind::Update, Some(text("prod"))),
-            action("team", ActionKind::Upsert, Some(AttributeValue::Int(7))),
-            action("secret", ActionKind::Delete, None),
-            action("absent", ActionKind::Update, Some(text("x"))),
+            ResourceAction::new("env", ActionKind::Update, Some(text("prod"))),
+            ResourceAction::new("team", ActionKind::Upsert, Some(AttributeValue::Int(7))),
+            ResourceAction::new("secret", ActionKind::Delete, None),
+            ResourceAction::new("absent", ActionKind::Update, Some(text("x"))),
         ],
     };
     let yaml = TestConfig::new(&dir.path().join("data"))
@@ -336,7 +326,7 @@ async fn resource_processors_set_the_routing_key_and_change_nothing_but_resource
             c.receivers.processors = vec![ProcessorConfig::Resource(ResourceProcessorConfig {
                 attributes: vec![ResourceAction {
                     from_attribute: Some("tenant".to_owned()),
-                    ..action("k8s.namespace.name", ActionKind::Upsert, None)
+                    ..ResourceAction::new("k8s.namespace.name", ActionKind::Upsert, None)
                 }],
             })];
         })
