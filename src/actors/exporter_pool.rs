@@ -47,10 +47,10 @@ pub struct Beats {
     pub destinations: Vec<Arc<Destination>>,
 }
 
-/// See the module doc.
+/// See the module doc: the loops' `Tasks` is the pool, its plans the
+/// destinations.
 #[derive(Debug)]
 pub struct ExporterPool {
-    plans: Vec<DeliveryPlan>,
     loops: Tasks<DeliveryPlan>,
 }
 
@@ -58,14 +58,13 @@ impl ExporterPool {
     /// A pool running `plans` on `rt`.
     pub fn start(rt: Handle, plans: Vec<DeliveryPlan>) -> Self {
         let mut loops = Tasks::new(rt);
-        loops.set(plans.clone());
-        Self { plans, loops }
+        loops.set(plans);
+        Self { loops }
     }
 
     /// Runs exactly `plans` from now on.
     pub fn set(&mut self, plans: Vec<DeliveryPlan>) {
-        self.plans = plans;
-        self.loops.set(self.plans.clone());
+        self.loops.set(plans);
     }
 
     /// Starts again the loops that ended.
@@ -78,24 +77,20 @@ impl ExporterPool {
     pub fn restart(&mut self, metrics: &Metrics) {
         tracing::warn!("Restarting every delivery loop of the seed pipelines");
         metrics.count_restart(NAME);
+        let plans = self.loops.plans();
         self.loops.stop_all();
-        self.loops.set(self.plans.clone());
+        self.loops.set(plans);
     }
 
     /// Health's view of the loops.
     pub fn beats(&self) -> Beats {
+        let plans = self.loops.plans();
         Beats {
-            heartbeats: self
-                .loops
-                .plans()
-                .into_iter()
+            heartbeats: plans
+                .iter()
                 .map(|p| (p.key(), Arc::clone(&p.delivery.heartbeat)))
                 .collect(),
-            destinations: self
-                .plans
-                .iter()
-                .map(|p| Arc::clone(&p.delivery.destination))
-                .collect(),
+            destinations: plans.into_iter().map(|p| p.delivery.destination).collect(),
         }
     }
 
@@ -104,8 +99,9 @@ impl ExporterPool {
     /// supervisor can stop the loops after it.
     pub fn drain(&self, deadline: Instant) -> impl Future<Output = ()> + use<> {
         let queues = self
-            .plans
-            .iter()
+            .loops
+            .plans()
+            .into_iter()
             .map(|p| Arc::clone(&p.delivery.destination.queue))
             .collect();
         drain(queues, deadline, "pipelines")

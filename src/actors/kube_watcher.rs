@@ -60,10 +60,10 @@ use super::unit::Unit;
 use crate::cluster_state::{self, ClientDecision};
 use crate::metrics::Metrics;
 use crate::operator::PipelineKind;
-use crate::operator::aggregator::{self, AggregatorCtx};
+use crate::operator::aggregator::{self, AggregatorCtx, PipelineResource};
 use crate::operator::crds::{LogPipeline, MetricPipeline, TracePipeline};
 use crate::routing::Clusters;
-use crate::routing::publisher::Publisher;
+use crate::routing::publisher::{KubeTerm, Publisher};
 
 /// The CRD of Gardener's `Cluster`.
 pub const CLUSTER_CRD: &str = "clusters.extensions.gardener.cloud";
@@ -158,15 +158,9 @@ impl KubeWatcher {
                 );
                 let term = self.args.publisher.open_kube_pipelines(kind.signal());
                 let unit = match kind {
-                    PipelineKind::Log => Unit::task(AGGREGATOR, move || {
-                        aggregator::run::<LogPipeline>(ctx.clone(), term)
-                    }),
-                    PipelineKind::Metric => Unit::task(AGGREGATOR, move || {
-                        aggregator::run::<MetricPipeline>(ctx.clone(), term)
-                    }),
-                    PipelineKind::Trace => Unit::task(AGGREGATOR, move || {
-                        aggregator::run::<TracePipeline>(ctx.clone(), term)
-                    }),
+                    PipelineKind::Log => aggregator_unit::<LogPipeline>(ctx, term),
+                    PipelineKind::Metric => aggregator_unit::<MetricPipeline>(ctx, term),
+                    PipelineKind::Trace => aggregator_unit::<TracePipeline>(ctx, term),
                 };
                 self.tasks.start(unit.keyed(key));
                 self.args.metrics.kube.set_watching(kind.kind(), true);
@@ -252,6 +246,11 @@ impl Handler<Stop> for KubeWatcher {
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
     }
+}
+
+/// The aggregator of kind `K` as a unit of the watcher's set.
+fn aggregator_unit<K: PipelineResource>(ctx: AggregatorCtx, term: KubeTerm) -> Unit {
+    Unit::task(AGGREGATOR, move || aggregator::run::<K>(ctx.clone(), term))
 }
 
 fn is_established(crd: &CustomResourceDefinition) -> bool {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::Delivery;
 use crate::actors::loops::Task;
 use crate::loadbalancing::Balance;
-use crate::routing::{Destination, DestinationKind};
+use crate::routing::Destination;
 use crate::store::Queue;
 
 /// A destination and what its loop needs that the snapshot does not hold.
@@ -46,12 +46,11 @@ impl Task for DeliveryPlan {
             && Arc::ptr_eq(&self.delivery.exporter, &other.delivery.exporter)
     }
 
+    /// Only the exporter pool runs these as tasks: a shoot's loops run
+    /// inside its client's task (counted as `shoot_client`), a backend's
+    /// as the balancer's `BackendLoop` (`lb_backend`).
     fn actor(&self) -> &'static str {
-        match self.delivery.destination.kind {
-            DestinationKind::Pipeline => "delivery",
-            DestinationKind::Shoot => "shoot_client",
-            DestinationKind::Backend => "lb_backend",
-        }
+        "delivery"
     }
 
     /// The task that serves the destination: its delivery loop, or its
