@@ -45,8 +45,11 @@ fn latency_histogram() -> Histogram {
 pub struct TailSamplingMetrics {
     /// Traces whose spans wait on disk for a decision.
     pub traces_pending: Family<Pipeline, Gauge>,
-    /// Bytes of pending spans.
+    /// Bytes of pending spans read into the decision index.
     pub pending_bytes: Family<Pipeline, Gauge>,
+    /// Traces the decider holds in memory: pending ones and decided ones
+    /// whose requests have not all settled.
+    pub traces_indexed: Family<Pipeline, Gauge>,
     /// Traces decided, by policy and decision.
     pub traces_decided: Family<Decided, Counter>,
     /// Spans of decided traces, by decision (`reason` label).
@@ -66,6 +69,7 @@ impl Default for TailSamplingMetrics {
         Self {
             traces_pending: Family::default(),
             pending_bytes: Family::default(),
+            traces_indexed: Family::default(),
             traces_decided: Family::default(),
             spans_decided: Family::default(),
             traces_decided_early: Family::default(),
@@ -85,6 +89,7 @@ impl TailSamplingMetrics {
         };
         drop(self.traces_pending.get_or_create(&p));
         drop(self.pending_bytes.get_or_create(&p));
+        drop(self.traces_indexed.get_or_create(&p));
         drop(self.decision_latency_seconds.get_or_create(&p));
         drop(self.settle_errors.get_or_create(&p));
         for decision in ["sampled", "dropped"] {
@@ -117,8 +122,13 @@ impl TailSamplingMetrics {
         );
         r.register(
             "pending_bytes",
-            "Bytes of spans waiting on disk for their trace's decision",
+            "Bytes of pending spans read into the decision index (a backlog not read yet is the pending queue's)",
             self.pending_bytes.clone(),
+        );
+        r.register(
+            "traces_indexed",
+            "Traces the decider holds in memory: pending ones, and decided ones whose requests have not all settled",
+            self.traces_indexed.clone(),
         );
         r.register(
             "traces_decided",

@@ -180,3 +180,23 @@ impl Processors {
         tokio::join!(sampling, metrics);
     }
 }
+
+/// A stage's context over `store` with its writer running, exporting to
+/// the queue `export` (for the stages' tests against a real store).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_context(store: &Arc<Store>, export: &str) -> StageContext {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (writer, rx) = crossbeam_channel::unbounded();
+    store.spawn_writer(rx, Arc::clone(&metrics.store)).unwrap();
+    StageContext {
+        store: Arc::clone(store),
+        writer,
+        metrics,
+        export: ExportQueue {
+            name: export.to_owned(),
+            queue: store.queue(export).unwrap(),
+            max_bytes: crate::config::QueueConfig::default().max_bytes.0,
+        },
+    }
+}

@@ -118,6 +118,7 @@ pub const MAX_OPS_PER_COMMIT: usize = 4096;
 pub const WRITER_CHANNEL: usize = 16 * 1024;
 
 mod format;
+mod mapped;
 mod metrics;
 mod space;
 #[cfg(test)]
@@ -580,6 +581,8 @@ pub struct Store {
     /// ([`space`]).
     reserve: u64,
     durability: Durability,
+    /// Where `data.mdb` is mapped: read pages are given back inside it.
+    map: Option<mapped::Map>,
     max_ops_per_commit: usize,
     /// Reference point of `heartbeat_nanos`.
     started: Instant,
@@ -694,6 +697,7 @@ impl Store {
             map_size,
             reserve: space::reserve_bytes(map_size),
             durability: opts.durability,
+            map: mapped::Map::find(&opts.dir.join("data.mdb")),
             max_ops_per_commit: opts.max_ops_per_commit.max(1),
             started: Instant::now(),
             heartbeat_nanos: AtomicU64::new(0),
@@ -778,6 +782,9 @@ impl Store {
                     s.next_seq = seq.saturating_add(1);
                 }
                 _ => garbage.push(key.to_vec()),
+            }
+            if let Some(map) = &self.map {
+                map.release(value);
             }
         }
         drop(rtxn);
@@ -910,6 +917,7 @@ impl Store {
             from_seq,
             max_bytes,
             u64::MAX,
+            true,
             |seq, header, payload| {
                 seen += 1;
                 f(seq, header.appended_at_ms, header.records, payload);
@@ -945,6 +953,9 @@ impl Store {
                 appended_at_ms: header.appended_at_ms,
                 payload: Bytes::copy_from_slice(payload),
             });
+            if let Some(map) = &self.map {
+                map.release(value);
+            }
         }
         Ok(out)
     }
@@ -970,6 +981,7 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
+            true,
             |seq, header, payload| {
                 out.push(Entry {
                     seq,
@@ -986,7 +998,8 @@ impl Store {
     /// Like [`Store::read`], but the entries come out already concatenated
     /// into one request body: one copy out of the map instead of one per
     /// entry plus one to concatenate (the export path's hot spot). `None`
-    /// when the queue holds nothing from `from_seq` on.
+    /// when the queue holds nothing from `from_seq` on. It gives the pages
+    /// it read back only once the file is large (see [`mapped`]).
     ///
     /// # Errors
     ///
@@ -1005,6 +1018,7 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
+            self.file_is_large(),
             |seq, header, payload| {
                 let records = header.records;
                 body.extend_from_slice(payload);
@@ -1026,15 +1040,32 @@ impl Store {
         }))
     }
 
+    /// Whether `data.mdb` is in use past [`mapped::LARGE_FILE_BYTES`] (its
+    /// last used page; the file never shrinks below it).
+    fn file_is_large(&self) -> bool {
+        let last = self.env.info().last_page_number as u64;
+        last.saturating_mul(PAGE_SIZE) > mapped::LARGE_FILE_BYTES
+    }
+
+    /// Where a delete notes the pages to unmap after it, once the file is
+    /// large (see [`mapped`]).
+    fn released(&self) -> Option<mapped::Released> {
+        self.map
+            .filter(|_| self.file_is_large())
+            .map(mapped::Released::new)
+    }
+
     /// Walks the entries of `queue` from `from_seq`, oldest first, stopping
     /// before the entry that would exceed `max_bytes` or `max_records`
-    /// (the first entry is always taken).
+    /// (the first entry is always taken); `release`: unmap each value's
+    /// pages after `f` (see [`mapped`]).
     fn for_each_entry(
         &self,
         queue: &Queue,
         from_seq: u64,
         max_bytes: u64,
         max_records: u64,
+        release: bool,
         mut f: impl FnMut(u64, &format::Header, &[u8]),
     ) -> Result<(), StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
@@ -1058,6 +1089,9 @@ impl Store {
             }
             (taken, bytes, records) = (taken + 1, next_bytes, next_records);
             f(seq, &header, payload);
+            if release && let Some(map) = &self.map {
+                map.release(value);
+            }
         }
         Ok(())
     }

@@ -721,3 +721,116 @@ fn writer_answers_when_requesters_are_gone_and_exits_on_disconnect() {
     // `close` joins the writer: it exits once every sender is dropped.
     h.close();
 }
+
+/// Resident KiB of the mapping of `file` in this process (`/proc/self/smaps`).
+fn resident_kib_of(file: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = file.to_string_lossy();
+    let mut in_it = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().next().is_some_and(|c| c.is_ascii_hexdigit()) {
+            in_it = line.ends_with(&*name);
+        } else if in_it && let Some(rest) = line.strip_prefix("Rss:") {
+            kib += rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    kib
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn reads_give_back_the_mapped_pages_of_what_they_copied_and_the_bytes_stay_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(StoreOptions {
+        durability: Durability::None,
+        map_size: 256 * MIB,
+        ..options(dir.path())
+    });
+    let data = dir.path().canonicalize().unwrap().join("data.mdb");
+    let q = h.store.queue("backlog").unwrap();
+    // 24 MiB in 32 KiB entries, each with its own bytes.
+    let entry = |i: u32| -> Vec<u8> { (0..32 * 1024u32).map(|b| (b ^ i) as u8).collect() };
+    for i in 0..768 {
+        h.append(&q, 1, &entry(i)).unwrap();
+    }
+    let read_all_batches = |store: &Store| {
+        let (mut from, mut seen) = (0, 0u32);
+        while let Some(b) = store.read_batch(&q, from, 4 * MIB, u64::MAX).unwrap() {
+            from = b.last + 1;
+            seen += u32::try_from(b.entries).unwrap();
+        }
+        seen
+    };
+    // A queue without a backlog keeps its pages mapped when exported: the
+    // measurement sees them.
+    assert_eq!(read_all_batches(&h.store), 768);
+    let exported = resident_kib_of(&data);
+    assert!(
+        exported > 20 * 1024,
+        "{exported} KiB resident after the export reads"
+    );
+    // A read that copies them out gives them back, and what it read is right.
+    let (mut from, mut i) = (0, 0u32);
+    loop {
+        let got = h.store.read(&q, from, 4 * MIB, u64::MAX).unwrap();
+        let Some(last) = got.last() else { break };
+        from = last.seq + 1;
+        for e in got {
+            assert_eq!(&e.payload[..], &entry(i)[..], "entry {i}");
+            i += 1;
+        }
+    }
+    assert_eq!(i, 768);
+    let after = resident_kib_of(&data);
+    assert!(
+        after < 2 * 1024,
+        "{after} KiB of the map still resident after reading it all"
+    );
+    // Reading again maps the same bytes back from the page cache.
+    let again = h.store.read_seqs(&q, &[0, 767]).unwrap();
+    assert_eq!(&again[1].payload[..], &entry(767)[..]);
+    // Once the file is past 64 MiB, the export path gives its pages back
+    // too.
+    for i in 768..2560 {
+        h.append(&q, 1, &entry(i)).unwrap();
+    }
+    assert_eq!(read_all_batches(&h.store), 2560);
+    let large = resident_kib_of(&data);
+    assert!(
+        large < 2 * 1024,
+        "{large} KiB resident after exporting 80 MiB"
+    );
+    // Deleting reads each value's first page (its header, and LMDB's to
+    // free the pages); those are given back too.
+    h.delete(&q, 0, 2559);
+    h.flush().unwrap();
+    assert_eq!(q.entries(), 0);
+    let deleted = resident_kib_of(&data);
+    assert!(
+        deleted < 2 * 1024,
+        "{deleted} KiB resident after deleting 80 MiB"
+    );
+    h.close();
+}
+
+/// Only pages inside the map are ever given back: a value a write
+/// transaction hands out from a page it copied to the heap is left alone.
+#[test]
+fn pages_outside_the_map_are_never_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = scratch_store(dir.path());
+    let map = store.map.unwrap();
+    let heap = vec![7u8; 64 * 1024];
+    let mut released = mapped::Released::new(map);
+    released.note(&heap);
+    released.unmap();
+    map.release(&heap);
+    assert!(heap.iter().all(|b| *b == 7), "heap memory kept its bytes");
+}

@@ -560,11 +560,15 @@ impl Writer {
         let hi = format::entry_key(id, last);
         let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
         let (mut bytes, mut records, mut entries) = (0u64, 0u64, 0u64);
+        let mut released = self.store.released();
         // Sum first (LMDB has no "delete and tell me what it was"), then
         // delete the same range; the pages are hot from the first pass.
         for item in self.store.entries.range(txn, &range)? {
             let (_, value) = item?;
             entries += 1;
+            if let Some(r) = &mut released {
+                r.note(value);
+            }
             match format::decode_value(value) {
                 Some((header, payload)) => {
                     bytes += payload.len() as u64;
@@ -577,6 +581,11 @@ impl Writer {
         }
         if entries > 0 {
             self.store.entries.delete_range(txn, &range)?;
+        }
+        // The pages this touched (the headers just read; LMDB reads a large
+        // value's first page to free it) are of no more use to this process.
+        if let Some(r) = released {
+            r.unmap();
         }
         Ok((bytes, records, entries))
     }

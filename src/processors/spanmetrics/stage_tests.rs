@@ -8,7 +8,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::*;
-use crate::config::QueueConfig;
 
 const MS: u64 = 1_000_000;
 
@@ -21,24 +20,11 @@ struct Harness {
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::scratch_store(dir.path());
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (writer, rx) = crossbeam_channel::unbounded();
-    store.spawn_writer(rx, Arc::clone(&metrics.store)).unwrap();
-    let export = crate::processors::ExportQueue {
-        name: "traces".to_owned(),
-        queue: store
-            .queue(&Destination::queue_name("traces", Signal::Traces))
-            .unwrap(),
-        max_bytes: QueueConfig::default().max_bytes.0,
-    };
+    let ctx =
+        crate::processors::test_context(&store, &Destination::queue_name("traces", Signal::Traces));
     Harness {
         _dir: dir,
-        ctx: StageContext {
-            store: Arc::clone(&store),
-            writer,
-            metrics,
-            export,
-        },
+        ctx,
         store,
     }
 }

@@ -15,7 +15,10 @@
 //!   trace `decision_wait` after its first span was stored (the entry's
 //!   append time, so the wait survives restarts), or earlier when
 //!   `num_traces` or `max_pending_bytes` is reached (oldest first, counted),
-//!   reading and decoding the entries that hold the trace.
+//!   reading and decoding the entries that hold the trace. It reads 4 MiB of
+//!   new entries at a time and decides what is due before reading more, so
+//!   a backlog (the decider fell behind, or a restart) waits on disk and the
+//!   index stays within the limits plus one read.
 //! - An entry is **settled** once every trace in it is decided: its sampled
 //!   traces' spans (split at the wire level) are appended to the pipeline's
 //!   export queue and the entry is deleted. One transaction
@@ -278,6 +281,9 @@ struct Decider {
     /// The attribute keys the policies read, as strings and shared.
     keys: (Vec<String>, Vec<Arc<str>>),
     label: Pipeline,
+    /// The most traces the index has held at once: what its memory is
+    /// proportional to.
+    indexed_high_water: usize,
 }
 
 impl Decider {
@@ -308,6 +314,7 @@ impl Decider {
             decision_entries: VecDeque::new(),
             keys: (keys, shared),
             label,
+            indexed_high_water: 0,
         }
     }
 
@@ -375,6 +382,7 @@ impl Decider {
             ids.push(id);
         }
         self.count_late(late);
+        self.indexed_high_water = self.indexed_high_water.max(self.traces.len());
         self.pending_bytes += bytes;
         self.entries.insert(
             seq,
@@ -409,33 +417,33 @@ impl Decider {
         }
     }
 
-    /// Indexes the pending entries stored since the last tick.
-    fn read_new(&mut self) -> Result<(), crate::store::StoreError> {
-        loop {
-            let mut read = Vec::new();
-            let (keys, shared) = &self.keys;
-            self.ctx.store.scan_entries(
-                &self.stage.pending,
-                self.read_from,
-                READ_BYTES_PER_TICK,
-                |seq, appended_at_ms, spans, payload| {
-                    let size = (spans, payload.len() as u64);
-                    read.push((
-                        seq,
-                        appended_at_ms,
-                        size,
-                        entry_traces(payload, keys, shared),
-                    ));
-                },
-            )?;
-            let Some(&(last, ..)) = read.last() else {
-                return Ok(());
-            };
-            for (seq, at, size, traces) in read {
-                self.index(seq, at, size, traces);
-            }
-            self.read_from = last + 1;
+    /// Indexes the next pending entries stored since the last read, at most
+    /// [`READ_BYTES_PER_TICK`] of them; returns whether it read any.
+    fn read_next(&mut self) -> Result<bool, crate::store::StoreError> {
+        let mut read = Vec::new();
+        let (keys, shared) = &self.keys;
+        self.ctx.store.scan_entries(
+            &self.stage.pending,
+            self.read_from,
+            READ_BYTES_PER_TICK,
+            |seq, appended_at_ms, spans, payload| {
+                let size = (spans, payload.len() as u64);
+                read.push((
+                    seq,
+                    appended_at_ms,
+                    size,
+                    entry_traces(payload, keys, shared),
+                ));
+            },
+        )?;
+        let Some(&(last, ..)) = read.last() else {
+            return Ok(false);
+        };
+        for (seq, at, size, traces) in read {
+            self.index(seq, at, size, traces);
         }
+        self.read_from = last + 1;
+        Ok(true)
     }
 
     /// A trace's share of the pending bytes: each entry's bytes split
@@ -488,25 +496,35 @@ impl Decider {
     }
 
     async fn tick(&mut self) -> Result<(), String> {
-        self.read_new().map_err(|e| e.to_string())?;
-        // Settle until nothing is due: the limits hold however fast spans
-        // arrive (ingest waits on the same writer).
+        // Read one chunk, then settle until nothing is due, before reading
+        // the next: the index stays within the limits plus one chunk
+        // however far behind the decider is (a backlog waits on disk, not
+        // in memory), and the limits hold however fast spans arrive (ingest
+        // waits on the same writer).
         loop {
-            let now = now_ms();
-            let due = self.due(now);
-            if due.is_empty() && self.ready.is_empty() {
-                break;
+            let read = self.read_next().map_err(|e| e.to_string())?;
+            loop {
+                let now = now_ms();
+                let due = self.due(now);
+                if due.is_empty() && self.ready.is_empty() {
+                    break;
+                }
+                self.settle(&due, now).await?;
             }
-            self.settle(&due, now).await?;
+            let m = &self.ctx.metrics.tail_sampling;
+            m.traces_pending
+                .get_or_create(&self.label)
+                .set(i64::try_from(self.by_age.len()).unwrap_or(i64::MAX));
+            m.pending_bytes
+                .get_or_create(&self.label)
+                .set(i64::try_from(self.pending_bytes).unwrap_or(i64::MAX));
+            m.traces_indexed
+                .get_or_create(&self.label)
+                .set(i64::try_from(self.traces.len()).unwrap_or(i64::MAX));
+            if !read {
+                return Ok(());
+            }
         }
-        let m = &self.ctx.metrics.tail_sampling;
-        m.traces_pending
-            .get_or_create(&self.label)
-            .set(i64::try_from(self.by_age.len()).unwrap_or(i64::MAX));
-        m.pending_bytes
-            .get_or_create(&self.label)
-            .set(i64::try_from(self.pending_bytes).unwrap_or(i64::MAX));
-        Ok(())
     }
 
     /// Decides `due`, works out which entries that settles, and commits it
@@ -906,5 +924,79 @@ mod tests {
         assert_eq!(c.get(&[2; 16]), Some(true));
         assert_eq!(c.get(&[9; 16]), None);
         assert_eq!(c.get(&[8; 16]), Some(false));
+    }
+
+    /// A backlog of 15,000 traces on disk (600 requests of 25 traces, each
+    /// span padded to about 1 KiB), `num_traces: 100` and an hour to wait:
+    /// one tick decides all but the 100 youngest early, oldest first, and
+    /// the index never holds more than the limit plus one read's worth,
+    /// whatever waits on disk behind it.
+    #[tokio::test]
+    async fn a_backlog_is_indexed_a_read_at_a_time_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::scratch_store(dir.path());
+        let ctx = crate::processors::test_context(&store, "export");
+        let config: TailSamplingConfig = serde_saphyr::from_str(
+            "decision_wait: 1h\nnum_traces: 100\npolicies: [{ name: all, type: always_sample }]\n",
+        )
+        .unwrap();
+        let stage = Arc::new(Stage::new(&config, &store, "p").unwrap());
+        let (requests, per_request) = (600u32, 25u32);
+        for r in 0..requests {
+            let spans = (0..per_request)
+                .map(|t| {
+                    let trace = r * per_request + t;
+                    let mut id = [0u8; 16];
+                    id[12..].copy_from_slice(&trace.to_be_bytes());
+                    Span {
+                        trace_id: id.to_vec(),
+                        span_id: vec![1; 8],
+                        name: "x".repeat(1000),
+                        ..Span::default()
+                    }
+                })
+                .collect();
+            let body = ExportTraceServiceRequest {
+                resource_spans: vec![resource("a", vec![scope("s", spans)])],
+            }
+            .encode_to_vec();
+            assert!(stage.pending.try_reserve(body.len() as u64, u64::MAX));
+            let (reply, done) = tokio::sync::oneshot::channel();
+            ctx.writer
+                .send(WriteOp::Append {
+                    parts: vec![AppendPart {
+                        queue: Arc::clone(&stage.pending),
+                        records: per_request,
+                        payload: Bytes::from(body),
+                    }],
+                    reply,
+                })
+                .unwrap();
+            done.await.unwrap().unwrap();
+        }
+        let export = Arc::clone(&ctx.export.queue);
+        let sampler = Sampler::new(&config).unwrap();
+        let mut decider = Decider::new(Arc::clone(&stage), ctx, sampler);
+        decider.tick().await.unwrap();
+
+        let total = (requests * per_request) as usize;
+        assert_eq!(decider.by_age.len(), 100, "the 100 youngest wait");
+        assert_eq!(export.records(), (total - 100) as u64, "the rest went out");
+        // The youngest are the last 100 traces stored.
+        let youngest: Vec<u32> = decider
+            .by_age
+            .iter()
+            .map(|(_, id)| u32::from_be_bytes(id[12..].try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            youngest,
+            ((total as u32 - 100)..total as u32).collect::<Vec<_>>()
+        );
+        // One read is READ_BYTES_PER_TICK: about 4,000 of these traces.
+        assert!(
+            decider.indexed_high_water < 100 + 5_000,
+            "the index held {} of {total} traces at once",
+            decider.indexed_high_water
+        );
     }
 }
