@@ -12,23 +12,24 @@
 //! cache keeps them, so reading the same value again costs a page fault,
 //! not disk I/O. B-tree pages (keys, small values) stay mapped.
 //!
-//! Not every read releases: while the file is small, an exporter that
-//! keeps up reads what was just written, LMDB reuses the same few freed
-//! pages for the next entries, and their mappings stay valid; unmapping
-//! them would cost a `madvise`, a TLB flush and page faults per entry
-//! (5-8% of the plain pipeline's throughput, measured) for no memory. So
-//! the export path releases only once the file has grown past
-//! [`LARGE_FILE_BYTES`] (a backlog, a tail sampling window: what it reads
-//! then may lie anywhere in the file); reads of data that lingers by
-//! design (the tail sampling window) or is read once (resuming, a
-//! hand-over) always release.
+//! Not every read releases. An exporter that keeps up reads what was just
+//! written, LMDB reuses the same few freed pages for the next entries, and
+//! their mappings stay valid; unmapping them would cost a `madvise`, a TLB
+//! flush and page faults per entry (5-8% of the plain pipeline's
+//! throughput, measured) for no memory. So the export path (`read_batch`
+//! and the writer's deletes) releases only while its queue holds a backlog
+//! of more than [`BACKLOG_BYTES`] (after an outage; span metrics' deltas
+//! between flushes; the tail sampling window): what it reads then was
+//! written long ago and spreads over the file. Reads of data that lingers
+//! by design (the tail sampling decider's) or is read once (resuming, a
+//! hand-over, a bisect) always release.
 
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// Past this many bytes of `data.mdb` in use every read releases its
-/// pages.
-pub(super) const LARGE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Above this many bytes in a queue its reads and deletes give their
+/// pages back.
+pub(super) const BACKLOG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The OS page size, which is LMDB's page size.
 fn page_size() -> usize {

@@ -999,7 +999,7 @@ impl Store {
     /// into one request body: one copy out of the map instead of one per
     /// entry plus one to concatenate (the export path's hot spot). `None`
     /// when the queue holds nothing from `from_seq` on. It gives the pages
-    /// it read back only once the file is large (see [`mapped`]).
+    /// it read back only while the queue holds a backlog (see [`mapped`]).
     ///
     /// # Errors
     ///
@@ -1018,7 +1018,7 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
-            self.file_is_large(),
+            self.releases(queue),
             |seq, header, payload| {
                 let records = header.records;
                 body.extend_from_slice(payload);
@@ -1040,18 +1040,17 @@ impl Store {
         }))
     }
 
-    /// Whether `data.mdb` is in use past [`mapped::LARGE_FILE_BYTES`] (its
-    /// last used page; the file never shrinks below it).
-    fn file_is_large(&self) -> bool {
-        let last = self.env.info().last_page_number as u64;
-        last.saturating_mul(PAGE_SIZE) > mapped::LARGE_FILE_BYTES
+    /// Whether reads and deletes of `queue` give their pages back: while
+    /// it holds a backlog (see [`mapped`]).
+    fn releases(&self, queue: &Queue) -> bool {
+        self.map.is_some() && queue.used_bytes() > mapped::BACKLOG_BYTES
     }
 
-    /// Where a delete notes the pages to unmap after it, once the file is
-    /// large (see [`mapped`]).
-    fn released(&self) -> Option<mapped::Released> {
+    /// Where a delete from `queue` notes the pages to unmap after it, when
+    /// [`Store::releases`] says so.
+    fn released(&self, queue: &Queue) -> Option<mapped::Released> {
         self.map
-            .filter(|_| self.file_is_large())
+            .filter(|_| self.releases(queue))
             .map(mapped::Released::new)
     }
 

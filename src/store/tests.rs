@@ -755,9 +755,9 @@ fn reads_give_back_the_mapped_pages_of_what_they_copied_and_the_bytes_stay_right
     });
     let data = dir.path().canonicalize().unwrap().join("data.mdb");
     let q = h.store.queue("backlog").unwrap();
-    // 24 MiB in 32 KiB entries, each with its own bytes.
+    // 12 MiB in 32 KiB entries, each with its own bytes.
     let entry = |i: u32| -> Vec<u8> { (0..32 * 1024u32).map(|b| (b ^ i) as u8).collect() };
-    for i in 0..768 {
+    for i in 0..384 {
         h.append(&q, 1, &entry(i)).unwrap();
     }
     let read_all_batches = |store: &Store| {
@@ -770,10 +770,10 @@ fn reads_give_back_the_mapped_pages_of_what_they_copied_and_the_bytes_stay_right
     };
     // A queue without a backlog keeps its pages mapped when exported: the
     // measurement sees them.
-    assert_eq!(read_all_batches(&h.store), 768);
+    assert_eq!(read_all_batches(&h.store), 384);
     let exported = resident_kib_of(&data);
     assert!(
-        exported > 20 * 1024,
+        exported > 10 * 1024,
         "{exported} KiB resident after the export reads"
     );
     // A read that copies them out gives them back, and what it read is right.
@@ -787,18 +787,18 @@ fn reads_give_back_the_mapped_pages_of_what_they_copied_and_the_bytes_stay_right
             i += 1;
         }
     }
-    assert_eq!(i, 768);
+    assert_eq!(i, 384);
     let after = resident_kib_of(&data);
     assert!(
         after < 2 * 1024,
         "{after} KiB of the map still resident after reading it all"
     );
     // Reading again maps the same bytes back from the page cache.
-    let again = h.store.read_seqs(&q, &[0, 767]).unwrap();
-    assert_eq!(&again[1].payload[..], &entry(767)[..]);
-    // Once the file is past 64 MiB, the export path gives its pages back
-    // too.
-    for i in 768..2560 {
+    let again = h.store.read_seqs(&q, &[0, 383]).unwrap();
+    assert_eq!(&again[1].payload[..], &entry(383)[..]);
+    // Once the queue holds a backlog (over 16 MiB), the export path gives
+    // its pages back too.
+    for i in 384..2560 {
         h.append(&q, 1, &entry(i)).unwrap();
     }
     assert_eq!(read_all_batches(&h.store), 2560);

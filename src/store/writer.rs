@@ -453,13 +453,13 @@ impl Writer {
                 continue;
             }
             let freed = self
-                .delete_range(&mut txn, queue.id, *first, *last)
+                .delete_range(&mut txn, queue, *first, *last)
                 .map_err(err("delete"))?;
             applied.add_deleted(queue, freed);
         }
         for (queue, _) in drops {
             let (bytes, records, entries) = self
-                .delete_range(&mut txn, queue.id, 0, u64::MAX)
+                .delete_range(&mut txn, queue, 0, u64::MAX)
                 .map_err(err("drop"))?;
             store
                 .meta
@@ -479,7 +479,7 @@ impl Writer {
                     continue;
                 }
                 let freed = self
-                    .delete_range(&mut txn, queue.id, *first, *last)
+                    .delete_range(&mut txn, queue, *first, *last)
                     .map_err(err("move"))?;
                 applied.add_deleted(queue, freed);
             }
@@ -547,20 +547,20 @@ impl Writer {
         Ok(applied)
     }
 
-    /// Deletes entries `first..=last` of queue `id`; returns the payload
+    /// Deletes entries `first..=last` of `queue`; returns the payload
     /// bytes, records and entries removed.
     fn delete_range(
         &self,
         txn: &mut RwTxn<'_>,
-        id: u32,
+        queue: &Queue,
         first: u64,
         last: u64,
     ) -> Result<(u64, u64, u64), heed::Error> {
-        let lo = format::entry_key(id, first);
-        let hi = format::entry_key(id, last);
+        let lo = format::entry_key(queue.id, first);
+        let hi = format::entry_key(queue.id, last);
         let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
         let (mut bytes, mut records, mut entries) = (0u64, 0u64, 0u64);
-        let mut released = self.store.released();
+        let mut released = self.store.released(queue);
         // Sum first (LMDB has no "delete and tell me what it was"), then
         // delete the same range; the pages are hot from the first pass.
         for item in self.store.entries.range(txn, &range)? {
