@@ -999,7 +999,8 @@ impl Store {
     /// into one request body: one copy out of the map instead of one per
     /// entry plus one to concatenate (the export path's hot spot). `None`
     /// when the queue holds nothing from `from_seq` on. It gives the pages
-    /// it read back only while the queue holds a backlog (see [`mapped`]).
+    /// it read back only while the queue holds a backlog (see
+    /// `store/mapped.rs`).
     ///
     /// # Errors
     ///
