@@ -200,3 +200,19 @@ pub(crate) fn test_context(store: &Arc<Store>, export: &str) -> StageContext {
         },
     }
 }
+
+/// Reserves room for `part` and appends it as ingest does, waiting for the
+/// commit (for the stages' tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) async fn test_append(ctx: &StageContext, part: AppendPart) {
+    assert!(part.queue.try_reserve(part.payload.len() as u64, u64::MAX));
+    let (reply, done) = tokio::sync::oneshot::channel();
+    ctx.writer
+        .send(WriteOp::Append {
+            parts: vec![part],
+            reply,
+        })
+        .unwrap();
+    done.await.unwrap().unwrap();
+}

@@ -783,9 +783,7 @@ impl Store {
                 }
                 _ => garbage.push(key.to_vec()),
             }
-            if let Some(map) = &self.map {
-                map.release(value);
-            }
+            self.release(value);
         }
         drop(rtxn);
 
@@ -953,9 +951,7 @@ impl Store {
                 appended_at_ms: header.appended_at_ms,
                 payload: Bytes::copy_from_slice(payload),
             });
-            if let Some(map) = &self.map {
-                map.release(value);
-            }
+            self.release(value);
         }
         Ok(out)
     }
@@ -1019,7 +1015,7 @@ impl Store {
             from_seq,
             max_bytes,
             max_records,
-            self.releases(queue),
+            Self::releases(queue),
             |seq, header, payload| {
                 let records = header.records;
                 body.extend_from_slice(payload);
@@ -1041,18 +1037,26 @@ impl Store {
         }))
     }
 
-    /// Whether reads and deletes of `queue` give their pages back: while
-    /// it holds a backlog (see [`mapped`]).
-    fn releases(&self, queue: &Queue) -> bool {
-        self.map.is_some() && queue.used_bytes() > mapped::BACKLOG_BYTES
+    /// Whether the export path's reads and deletes of `queue` give their
+    /// pages back: while it holds a backlog (see [`mapped`]).
+    fn releases(queue: &Queue) -> bool {
+        queue.used_bytes() > mapped::BACKLOG_BYTES
     }
 
     /// Where a delete from `queue` notes the pages to unmap after it, when
     /// [`Store::releases`] says so.
     fn released(&self, queue: &Queue) -> Option<mapped::Released> {
         self.map
-            .filter(|_| self.releases(queue))
+            .filter(|_| Self::releases(queue))
             .map(mapped::Released::new)
+    }
+
+    /// Gives back the map pages of `value`, read and copied out (see
+    /// [`mapped`]).
+    fn release(&self, value: &[u8]) {
+        if let Some(map) = &self.map {
+            map.release(value);
+        }
     }
 
     /// Walks the entries of `queue` from `from_seq`, oldest first, stopping
@@ -1089,8 +1093,8 @@ impl Store {
             }
             (taken, bytes, records) = (taken + 1, next_bytes, next_records);
             f(seq, &header, payload);
-            if release && let Some(map) = &self.map {
-                map.release(value);
+            if release {
+                self.release(value);
             }
         }
         Ok(())

@@ -62,16 +62,7 @@ impl Harness {
     /// Stores the deltas of `spans` as ingest does.
     async fn ingest(&self, stage: &Stage, spans: &[(&str, u64)]) {
         let part = stage.deltas_part(&request(spans)).unwrap().unwrap();
-        part.queue.try_reserve(part.payload.len() as u64, u64::MAX);
-        let (reply, done) = tokio::sync::oneshot::channel();
-        self.ctx
-            .writer
-            .send(WriteOp::Append {
-                parts: vec![part],
-                reply,
-            })
-            .unwrap();
-        done.await.unwrap().unwrap();
+        crate::processors::test_append(&self.ctx, part).await;
     }
 
     /// Every metrics request emitted so far, oldest first.

@@ -960,19 +960,12 @@ mod tests {
                 resource_spans: vec![resource("a", vec![scope("s", spans)])],
             }
             .encode_to_vec();
-            assert!(stage.pending.try_reserve(body.len() as u64, u64::MAX));
-            let (reply, done) = tokio::sync::oneshot::channel();
-            ctx.writer
-                .send(WriteOp::Append {
-                    parts: vec![AppendPart {
-                        queue: Arc::clone(&stage.pending),
-                        records: per_request,
-                        payload: Bytes::from(body),
-                    }],
-                    reply,
-                })
-                .unwrap();
-            done.await.unwrap().unwrap();
+            let part = AppendPart {
+                queue: Arc::clone(&stage.pending),
+                records: per_request,
+                payload: Bytes::from(body),
+            };
+            crate::processors::test_append(&ctx, part).await;
         }
         let export = Arc::clone(&ctx.export.queue);
         let sampler = Sampler::new(&config).unwrap();
