@@ -172,11 +172,7 @@ impl AffinityConfig {
     pub fn forward_output(pipeline: &str) -> OutputConfig {
         let mut output = OutputConfig::of_kind(super::OutputType::OtlpGrpc);
         output.compression = super::Compression::None;
-        output.headers = vec![super::HeaderConfig {
-            name: OWNER_HEADER.to_owned(),
-            value: pipeline.to_owned(),
-            prefix: String::new(),
-        }];
+        output.headers = vec![super::HeaderConfig::new(OWNER_HEADER, "", pipeline)];
         output
     }
 

@@ -469,6 +469,26 @@ pub struct PipelineConfig {
     pub processors: Vec<ProcessorConfig>,
 }
 
+impl PipelineConfig {
+    /// A pipeline of `signals` from `input` to `output`, with the defaults
+    /// of everything else (its queue, batch and retry those of the config,
+    /// no load balancing, no affinity, no processors).
+    pub fn new(name: &str, signals: Vec<Signal>, input: InputConfig, output: OutputConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            signals,
+            input,
+            output,
+            queue: None,
+            batch: None,
+            retry: None,
+            loadbalancing: None,
+            affinity: None,
+            processors: Vec::new(),
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }

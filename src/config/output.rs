@@ -77,6 +77,21 @@ pub struct HeaderConfig {
     pub prefix: String,
 }
 
+impl HeaderConfig {
+    /// The header `name: prefix value`, as it goes on the wire.
+    pub fn new(
+        name: impl Into<String>,
+        prefix: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+            prefix: prefix.into(),
+        }
+    }
+}
+
 /// TLS towards a backend.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

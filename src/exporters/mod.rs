@@ -312,11 +312,11 @@ mod tests {
     #[test]
     fn bad_header_value_is_not_echoed() {
         let mut o = OutputConfig::of_kind(OutputType::OtlpHttp);
-        o.headers.push(HeaderConfig {
-            name: "authorization".into(),
-            value: "s3cret\nsmuggled".into(),
-            prefix: "Bearer ".into(),
-        });
+        o.headers.push(HeaderConfig::new(
+            "authorization",
+            "Bearer ",
+            "s3cret\nsmuggled",
+        ));
         let err = header_pairs(&o).unwrap_err();
         assert_eq!(err.kind(), "build");
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err}");
@@ -325,11 +325,7 @@ mod tests {
     #[test]
     fn header_values_are_sensitive() {
         let mut o = OutputConfig::of_kind(OutputType::OtlpHttp);
-        o.headers.push(HeaderConfig {
-            name: "X-Token".into(),
-            value: "abc".into(),
-            prefix: "Key ".into(),
-        });
+        o.headers.push(HeaderConfig::new("X-Token", "Key ", "abc"));
         let pairs = header_pairs(&o).unwrap();
         assert_eq!(pairs[0].0.as_str(), "x-token");
         assert_eq!(pairs[0].1.to_str().unwrap(), "Key abc");

@@ -454,16 +454,8 @@ pub fn resolve<S: PipelineSpec>(
         }
     };
     let mut pipeline = PipelineConfig {
-        name: pipeline_name,
-        signals: vec![kind.signal()],
-        input,
-        output,
         queue,
-        batch: None,
-        retry: None,
-        loadbalancing: None,
-        affinity: None,
-        processors: Vec::new(),
+        ..PipelineConfig::new(&pipeline_name, vec![kind.signal()], input, output)
     };
     let output_field = out.field();
     let problems = config::pipeline_problems(&pipeline, &|part| {
@@ -639,11 +631,11 @@ fn basic_header(user: Vec<u8>, password: &[u8]) -> HeaderConfig {
     let mut pair = user;
     pair.push(b':');
     pair.extend_from_slice(password);
-    HeaderConfig {
-        name: "Authorization".to_owned(),
-        value: base64::engine::general_purpose::STANDARD.encode(pair),
-        prefix: "Basic ".to_owned(),
-    }
+    HeaderConfig::new(
+        "Authorization",
+        "Basic ",
+        base64::engine::general_purpose::STANDARD.encode(pair),
+    )
 }
 
 /// The output of an `otlp` block: headers, basic authentication,

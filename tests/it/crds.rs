@@ -417,11 +417,7 @@ fn samples_that_run_become_these_pipelines() {
         .unwrap();
     assert_eq!(
         r.pipeline.output.headers,
-        [HeaderConfig {
-            name: "Authorization".to_owned(),
-            value: "t0ken".to_owned(),
-            prefix: "Bearer ".to_owned(),
-        }]
+        [HeaderConfig::new("Authorization", "Bearer ", "t0ken")]
     );
     assert!(!r.pipeline.output.tls.insecure);
 
@@ -461,11 +457,7 @@ fn basic_auth_sample_with_and_without_its_secret() {
         .unwrap();
     assert_eq!(
         r.pipeline.output.headers,
-        [HeaderConfig {
-            name: "Authorization".to_owned(),
-            value: "dXNlcjpwYXNz".to_owned(),
-            prefix: "Basic ".to_owned(),
-        }]
+        [HeaderConfig::new("Authorization", "Basic ", "dXNlcjpwYXNz")]
     );
     assert_eq!(r.pipeline.name, "tracepipeline.basic-auth");
 }

@@ -153,16 +153,8 @@ async fn metadata_headers_arrive() {
     let (url, seen) = backend(Answer::Ok(ExportLogsServiceResponse::default())).await;
     let mut o = output(&url, Compression::Gzip);
     o.headers = vec![
-        HeaderConfig {
-            name: "Authorization".into(),
-            value: "t0ken".into(),
-            prefix: "Bearer ".into(),
-        },
-        HeaderConfig {
-            name: "x-scope-orgid".into(),
-            value: "tenant-a".into(),
-            prefix: String::new(),
-        },
+        HeaderConfig::new("Authorization", "Bearer ", "t0ken"),
+        HeaderConfig::new("x-scope-orgid", "", "tenant-a"),
     ];
     let e = GrpcExporter::build(&o, Signal::Logs, "test").unwrap();
     let got = e.send(Bytes::from(request().encode_to_vec())).await;
@@ -257,11 +249,7 @@ async fn connection_refused_is_retryable() {
         l.local_addr().unwrap()
     };
     let mut o = output(&format!("http://{addr}"), Compression::None);
-    o.headers = vec![HeaderConfig {
-        name: "authorization".into(),
-        value: "hunter2".into(),
-        prefix: String::new(),
-    }];
+    o.headers = vec![HeaderConfig::new("authorization", "", "hunter2")];
     let e = GrpcExporter::build(&o, Signal::Logs, "test").unwrap();
     match e.send(Bytes::from(request().encode_to_vec())).await {
         Outcome::Retryable {
@@ -279,11 +267,7 @@ async fn connection_refused_is_retryable() {
 #[tokio::test]
 async fn build_refuses_bad_settings_without_network() {
     let mut o = output("http://127.0.0.1:1", Compression::None);
-    o.headers = vec![HeaderConfig {
-        name: "trace-bin".into(),
-        value: "x".into(),
-        prefix: String::new(),
-    }];
+    o.headers = vec![HeaderConfig::new("trace-bin", "", "x")];
     assert_eq!(
         GrpcExporter::build(&o, Signal::Logs, "test")
             .unwrap_err()

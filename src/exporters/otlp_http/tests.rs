@@ -220,16 +220,8 @@ async fn headers_with_prefix_and_custom_path_arrive() {
     let mut o = output(&format!("{url}/base/"), Compression::None);
     o.path = Some("/custom/logs".into());
     o.headers = vec![
-        HeaderConfig {
-            name: "Authorization".into(),
-            value: "t0ken".into(),
-            prefix: "Bearer ".into(),
-        },
-        HeaderConfig {
-            name: "x-scope-orgid".into(),
-            value: "tenant-a".into(),
-            prefix: String::new(),
-        },
+        HeaderConfig::new("Authorization", "Bearer ", "t0ken"),
+        HeaderConfig::new("x-scope-orgid", "", "tenant-a"),
     ];
     let e = HttpExporter::build(&o, Signal::Logs, "test").unwrap();
     let got = e.send(Bytes::from(request().encode_to_vec())).await;
@@ -311,11 +303,7 @@ async fn connection_refused_is_retryable() {
         l.local_addr().unwrap()
     };
     let mut o = output(&format!("http://{addr}"), Compression::None);
-    o.headers = vec![HeaderConfig {
-        name: "authorization".into(),
-        value: "hunter2".into(),
-        prefix: String::new(),
-    }];
+    o.headers = vec![HeaderConfig::new("authorization", "", "hunter2")];
     let e = HttpExporter::build(&o, Signal::Logs, "test").unwrap();
     let got = e.send(Bytes::from(request().encode_to_vec())).await;
     match got {

@@ -7,18 +7,12 @@ const ALL: [PipelineKind; 3] = PipelineKind::ALL;
 
 fn resolved(warning: Option<&str>) -> Resolved {
     Resolved {
-        pipeline: PipelineConfig {
-            name: "tracepipeline.x".to_owned(),
-            signals: vec![],
-            input: crate::config::InputConfig::default(),
-            output: crate::config::OutputConfig::of_kind(crate::config::OutputType::Noop),
-            queue: None,
-            batch: None,
-            retry: None,
-            loadbalancing: None,
-            affinity: None,
-            processors: Vec::new(),
-        },
+        pipeline: PipelineConfig::new(
+            "tracepipeline.x",
+            vec![],
+            crate::config::InputConfig::default(),
+            crate::config::OutputConfig::of_kind(crate::config::OutputType::Noop),
+        ),
         input_enabled: true,
         cert_warning: warning.map(|m| CertWarning {
             message: m.to_owned(),

@@ -431,10 +431,10 @@ fn a_minimal_trace_pipeline() {
     assert_eq!(
         r,
         Resolved {
-            pipeline: PipelineConfig {
-                name: "tracepipeline.p".to_owned(),
-                signals: vec![Signal::Traces],
-                input: InputConfig {
+            pipeline: PipelineConfig::new(
+                "tracepipeline.p",
+                vec![Signal::Traces],
+                InputConfig {
                     namespaces: NamespacesConfig {
                         include: None,
                         exclude: None,
@@ -443,13 +443,7 @@ fn a_minimal_trace_pipeline() {
                     no_namespace: true,
                 },
                 output,
-                queue: None,
-                batch: None,
-                retry: None,
-                loadbalancing: None,
-                affinity: None,
-                processors: Vec::new(),
-            },
+            ),
             input_enabled: true,
             cert_warning: None,
             pem_files: vec![],
@@ -493,19 +487,14 @@ output:
     assert_eq!(o.endpoint.as_deref(), Some("https://backend.example.com"));
     assert_eq!(o.path.as_deref(), Some("/custom/traces"));
     assert_eq!(o.compression, Compression::Zstd);
-    let h = |name: &str, prefix: &str, value: &str| HeaderConfig {
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        value: value.to_owned(),
-    };
     assert_eq!(
         o.headers,
         [
-            h("X-Plain", "", "plain"),
-            h("X-Token", "Bearer ", "t0ken"),
-            h("X-Empty-Prefix", "", "v"),
+            HeaderConfig::new("X-Plain", "", "plain"),
+            HeaderConfig::new("X-Token", "Bearer ", "t0ken"),
+            HeaderConfig::new("X-Empty-Prefix", "", "v"),
             // base64("user:pass")
-            h("Authorization", "Basic ", "dXNlcjpwYXNz"),
+            HeaderConfig::new("Authorization", "Basic ", "dXNlcjpwYXNz"),
         ]
     );
 

@@ -179,18 +179,12 @@ pub struct Pipeline(PipelineConfig);
 
 impl Pipeline {
     pub fn new(name: &str, output: OutputConfig) -> Self {
-        Self(PipelineConfig {
-            name: name.to_owned(),
-            signals: Signal::ALL.to_vec(),
-            input: Default::default(),
+        Self(PipelineConfig::new(
+            name,
+            Signal::ALL.to_vec(),
+            Default::default(),
             output,
-            queue: None,
-            batch: None,
-            retry: None,
-            loadbalancing: None,
-            affinity: None,
-            processors: Vec::new(),
-        })
+        ))
     }
 
     /// `otlp_grpc` to `endpoint`.
@@ -246,11 +240,10 @@ impl Pipeline {
 
     /// One more `output.headers` entry.
     pub fn header(mut self, name: &str, prefix: &str, value: &str) -> Self {
-        self.0.output.headers.push(HeaderConfig {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            prefix: prefix.to_owned(),
-        });
+        self.0
+            .output
+            .headers
+            .push(HeaderConfig::new(name, prefix, value));
         self
     }
 
