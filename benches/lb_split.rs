@@ -13,9 +13,20 @@
 //! - `split_trace_id_4_backends`: `proto::split::split` with the ring's
 //!   owner function, what the balancer does per batch before the LMDB move;
 //! - `split_trace_id_1_owner`: every key to one backend, the copy-through
-//!   path (the whole request is one memcpy).
+//!   path (the whole request is one memcpy);
+//! - `ingest_split_4_backends`: what ingest does per request of a
+//!   load-balanced pipeline since it splits straight into the backend
+//!   queues ([`seedgate::loadbalancing::router::Router::spread`]: the split
+//!   plus a reservation on each backend queue, given back after each
+//!   iteration), the request as ingest holds it (`Bytes`);
+//! - `ingest_split_one_trace`: the same for a request holding one trace (as
+//!   `scripts/load-lb.sh` sends): the request is stored as it is, no copy.
 
 use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -23,10 +34,13 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
+use seedgate::config::Durability;
 use seedgate::config::RoutingKey;
 use seedgate::loadbalancing::ring::Ring;
+use seedgate::loadbalancing::router::{Member, Route, Router};
 use seedgate::proto::split::split;
 use seedgate::signal::Signal;
+use seedgate::store::{AppendPart, Store, StoreOptions};
 
 const SPANS: usize = 1_000;
 const BLOCKS: usize = 10;
@@ -118,7 +132,69 @@ fn bench(c: &mut Criterion) {
             )
         });
     });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(StoreOptions {
+        dir: dir.path().to_path_buf(),
+        map_size: 16 << 20,
+        durability: Durability::None,
+        max_ops_per_commit: 16,
+    })
+    .expect("a store");
+    let pipeline = store.queue("pipeline/traces/traces").expect("a queue");
+    let members = ring
+        .members()
+        .map(|m| Member {
+            queue: store
+                .queue(&format!("lb/traces/traces/{m}"))
+                .expect("a queue"),
+            routed: Counter::default(),
+        })
+        .collect();
+    let router = Router::default();
+    let token = router.take_over();
+    router.publish(
+        token,
+        Some(Route::new(
+            Signal::Traces,
+            RoutingKey::TraceId,
+            ring.clone(),
+            members,
+            u64::MAX,
+        )),
+    );
+    let spread = |body: &Bytes| {
+        let entry = AppendPart {
+            queue: Arc::clone(&pipeline),
+            records: SPANS as u32,
+            payload: body.clone(),
+        };
+        let (_, spreading) = router.spread(&pipeline, vec![entry]);
+        if let Some(s) = spreading {
+            s.release();
+        }
+    };
+    let body = Bytes::from(buf.clone());
+    g.bench_function("ingest_split_4_backends", |b| {
+        b.iter(|| spread(black_box(&body)));
+    });
+    let one_trace = Bytes::from(one_trace_request());
+    g.bench_function("ingest_split_one_trace", |b| {
+        b.iter(|| spread(black_box(&one_trace)));
+    });
     g.finish();
+}
+
+/// The same spans, all of one trace.
+fn one_trace_request() -> Vec<u8> {
+    let mut req = ExportTraceServiceRequest::decode(request().as_slice()).expect("our own request");
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                span.trace_id = vec![7; 16];
+            }
+        }
+    }
+    req.encode_to_vec()
 }
 
 criterion_group!(benches, bench);

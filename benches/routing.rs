@@ -70,6 +70,7 @@ fn destination(
         queue,
         limits: QueueConfig::default(),
         processors: Arc::default(),
+        balance: None,
     })
 }
 

@@ -12,6 +12,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEE
 # A no-op sink on 127.0.0.$1.
 noop_sink() {
   "$bin" sink --noop --grpc-listen "127.0.0.$1:36317" --http-listen "127.0.0.$1:36318" >"$work/sink-$1.log" 2>&1 &
+  sink_pids="${sink_pids:-} $!"
+}
+
+# CPU time (user + system, in clock ticks) the processes $@ used so far.
+cpu_ticks() {
+  local t=0 p
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
 }
 
 # The receivers, admin and storage (data-$1, fsync) of a run's config.
@@ -48,6 +58,24 @@ start_seedgate() {
     sleep 0.1
   done
   kill -0 "$pid" 2>/dev/null || { echo "seedgate did not start:" >&2; cat "$work/$1.log" >&2; exit 1; }
+}
+
+# With PERF=1: records seedgate's CPU (perf record -g) for $2 seconds from
+# now, in the background, and prints the top of the profile at exit
+# ($work/$1.perf keeps it with KEEP=1).
+perf_during() {
+  [ -n "${PERF:-}" ] || return 0
+  perf record -g -o "$work/$1.perf" -p "$pid" -- sleep "$2" >/dev/null 2>&1 &
+  perf_runs="${perf_runs:-} $1"
+}
+
+# Prints the top functions (self time) of each profile perf_during took.
+perf_report() {
+  for name in ${perf_runs:-}; do
+    echo "--- $name: where seedgate's CPU goes (self, top 25)"
+    perf report -i "$work/$name.perf" --no-children --sort symbol -g none --percent-limit 0.8 --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | sed -E 's/[ -]+$//' | cut -c1-110 | head -25
+  done
 }
 
 # Records seedgate has sent: all destinations, or only destination $1.

@@ -5,7 +5,7 @@
 # sink). Prints records/s acknowledged and records/s delivered (acked records
 # over the time until seedgate_exporter_sent_records_total caught up).
 #
-#   bash scripts/load-lb.sh [SECONDS=15] [CONCURRENCY=16]
+#   bash scripts/load-lb.sh [SECONDS=15] [CONCURRENCY=16]    (PERF=1: and where the CPU goes)
 #
 # Needs a release build (cargo build --release); uses $CARGO_TARGET_DIR.
 set -euo pipefail
@@ -36,30 +36,40 @@ EOF
 run() {
   local name=$1
   start_seedgate "$name"
-  local t0
+  perf_during "$name" $((secs / 2))
+  local t0 cpu0 sinks0
   t0=$(date +%s.%N)
+  cpu0=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086 # a list of pids
+  sinks0=$(cpu_ticks $sink_pids)
   "$bin" loadgen --endpoint http://127.0.0.1:37317 --signal traces --concurrency "$conc" \
     --tenants 10 --records-per-request 100 --quiet --duration "${secs}s" \
     --summary-json "$work/$name.json"
   local acked
   acked=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records_acked'])" "$work/$name.json")
   while [ "$(sent)" -lt "$acked" ]; do sleep 0.05; done
-  local t1
+  local t1 cpu sinks
   t1=$(date +%s.%N)
+  cpu=$(($(cpu_ticks "$pid") - cpu0))
+  # shellcheck disable=SC2086
+  sinks=$(($(cpu_ticks $sink_pids) - sinks0))
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name.json" "$name" "$t0" "$t1" "$rss" <<'PY'
+  python3 - "$work/$name.json" "$name" "$t0" "$t1" "$rss" "$cpu" "$sinks" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 name, t0, t1, rss = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+cpu, sinks, hz = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 print(f"{name:>6}: {s['records_per_sec']/1000:.0f}k spans/s acked (p50 {s['latency']['p50_ms']:.1f} ms, "
       f"p99 {s['latency']['p99_ms']:.1f} ms), {s['records_acked']/(t1-t0)/1000:.0f}k spans/s delivered "
-      f"({s['records_acked']} in {t1-t0:.1f} s), peak RSS {rss//1024} MiB")
+      f"({s['records_acked']} in {t1-t0:.1f} s), peak RSS {rss//1024} MiB, "
+      f"CPU per span: seedgate {cpu/hz/s['records_acked']*1e6:.2f} us, sinks {sinks/hz/s['records_acked']*1e6:.2f} us")
 PY
 }
 
 echo "traces, ${secs}s, $conc in flight, 100 spans/request (one trace each), fsync"
 run single
 run lb
+perf_report

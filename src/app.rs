@@ -121,6 +121,7 @@ pub fn run(config: Validated<Config>, opts: RunOptions) -> anyhow::Result<()> {
         rt: rt.handle().clone(),
         lb_faults: config.admin.fault_injection.then(Arc::default),
         shoot_http: Arc::default(),
+        lb_routers: Arc::default(),
     };
     let (seeds, mut stuck_after) = build_seeds(&config, &factory, &metrics)?;
     warn_orphan_queues(&store, &seeds);

@@ -382,6 +382,8 @@ impl Ingest {
         let mut append = Vec::with_capacity(parts.len());
         let mut admitted: Vec<Part> = Vec::with_capacity(parts.len());
         let mut stored = vec![false; blocks.len()];
+        // Routes split by: held until the commit is answered.
+        let mut spreads: Vec<crate::loadbalancing::router::Spreading> = Vec::new();
         for part in parts {
             let ranges: Vec<_> = part
                 .blocks
@@ -403,6 +405,14 @@ impl Ingest {
                     return Err(IngestError::Processor(format!("{}: {e}", d.name)));
                 }
             };
+            // A load-balanced share goes straight to its backends' queues
+            // (reserved there); what does not stays for the pipeline queue.
+            let (entries, mut spreading) = match &d.balance {
+                Some(router) => router.spread(&d.queue, entries),
+                None => (entries, None),
+            };
+            let split_whole = spreading.as_ref().is_some_and(|s| !s.parts.is_empty())
+                && !entries.iter().any(|e| Arc::ptr_eq(&e.queue, &d.queue));
             // The destination's own queue is held to its limit; a stage's
             // side entries (span metrics deltas) are small and go with it.
             let own: u64 = entries
@@ -410,7 +420,7 @@ impl Ingest {
                 .filter(|e| Arc::ptr_eq(&e.queue, &d.queue))
                 .map(|e| e.payload.len() as u64)
                 .sum();
-            if d.queue.try_reserve(own, d.limits.max_bytes.0) {
+            if split_whole || d.queue.try_reserve(own, d.limits.max_bytes.0) {
                 for &i in &part.blocks {
                     if let Some(s) = stored.get_mut(i) {
                         *s = true;
@@ -422,8 +432,15 @@ impl Ingest {
                     }
                     append.push(e);
                 }
+                if let Some(mut s) = spreading {
+                    append.append(&mut s.parts);
+                    spreads.push(s);
+                }
                 admitted.push(part);
                 continue;
+            }
+            if let Some(s) = spreading.take() {
+                s.release();
             }
             match d.limits.when_full {
                 WhenFull::Block => {
@@ -488,6 +505,9 @@ impl Ingest {
         }
         match committed.await {
             Ok(Ok(())) => {
+                for s in spreads {
+                    s.committed();
+                }
                 self.count(signal, &admitted, &states, blocks, &drops);
                 Ok(accepted)
             }
@@ -666,9 +686,6 @@ impl Ingest {
     }
 }
 
-/// The bytes of `ranges` of `body` as one request. When the ranges are the
-/// whole body in order (the common case: one destination takes every block)
-/// this is a zero-copy slice.
 /// Gives back the queue reservations of parts that will not be stored.
 fn release_reserved(parts: &[AppendPart]) {
     for p in parts {
@@ -676,6 +693,9 @@ fn release_reserved(parts: &[AppendPart]) {
     }
 }
 
+/// The bytes of `ranges` of `body` as one request. When the ranges are the
+/// whole body in order (the common case: one destination takes every block)
+/// this is a zero-copy slice.
 fn assemble(body: &Bytes, ranges: &[std::ops::Range<usize>]) -> Bytes {
     let contiguous = ranges.windows(2).all(|w| w[0].end == w[1].start);
     if contiguous && let (Some(first), Some(last)) = (ranges.first(), ranges.last()) {

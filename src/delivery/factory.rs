@@ -60,6 +60,8 @@ pub struct Factory {
     /// The HTTP clients shoot clients share: their outputs differ only in
     /// the endpoint.
     pub shoot_http: Arc<crate::exporters::otlp_http::SharedClients>,
+    /// Load-balanced pipelines' routers, kept across reloads.
+    pub lb_routers: Arc<crate::loadbalancing::router::Routers>,
 }
 
 impl Factory {
@@ -89,6 +91,9 @@ impl Factory {
             .map_or_else(|| Arc::clone(&queue), |t| Arc::clone(&t.pending));
         let stages = processors.has_stages();
         let processors = Arc::new(std::mem::take(&mut processors));
+        // Ingest splits a load-balanced share straight into the backend
+        // queues, unless tail sampling stands between ingest and the queue.
+        let split_at_ingest = Arc::ptr_eq(&ingest_queue, &queue);
         let destination = Arc::new(Destination {
             name: spec.name.to_owned(),
             kind: spec.kind,
@@ -96,6 +101,10 @@ impl Factory {
             queue,
             limits: spec.queue,
             processors: Arc::clone(&processors),
+            balance: spec
+                .loadbalancing
+                .filter(|_| split_at_ingest)
+                .map(|_| self.lb_routers.of(&queue_name)),
         });
         let ingest = if Arc::ptr_eq(&ingest_queue, &destination.queue) {
             Arc::clone(&destination)
@@ -107,6 +116,7 @@ impl Factory {
                 queue: ingest_queue,
                 limits: destination.limits,
                 processors: Arc::clone(&processors),
+                balance: None,
             })
         };
         let balance = spec.loadbalancing.map(|lb| {

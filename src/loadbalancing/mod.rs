@@ -2,18 +2,22 @@
 //! record on the backend that owns its routing key.
 //!
 //! ```text
-//! ingest ─▶ pipeline queue ─▶ balancer ─(split by key, Move)─▶ backend queue ─▶ delivery loop ─▶ backend
-//!                                                           └▶ backend queue ─▶ delivery loop ─▶ backend
+//! ingest ─(split by key, router::Route)──────────────▶ backend queue ─▶ delivery loop ─▶ backend
+//!    └─(no ring yet, or a backend queue full)─▶ pipeline queue ─▶ balancer ─(split, Move)─┘
 //! ```
 //!
-//! Ingest is unchanged: a request is acked once it is in the pipeline's
-//! LMDB queue. The balancer reads that queue, splits each batch by routing
-//! key ([`crate::proto::split`]) over the backends in the ring
-//! ([`ring::Ring`]), and moves the parts into one LMDB queue per backend
-//! with a single [`WriteOp::Move`]: the append to the backend queues and
-//! the delete from the pipeline queue commit in one transaction. Each
-//! backend queue has an ordinary delivery loop (batching, retries, TLS,
-//! auth: the output block is shared).
+//! Ingest splits the pipeline's share of each request by routing key
+//! ([`crate::proto::split`]) over the ring ([`ring::Ring`]) the balancer
+//! published ([`router`]) and appends each part to its backend's LMDB queue
+//! in the transaction that acknowledges the request: each record is
+//! written and read once, as for one destination. The pipeline's own queue
+//! takes a request only while there is no ring (before the resolver's
+//! first answer, or with every backend out) or when a backend queue has no
+//! room; the balancer reads it, splits each batch and moves the parts into
+//! the backend queues with a single [`WriteOp::Move`] (the append to the
+//! backend queues and the delete from the pipeline queue commit in one
+//! transaction). Each backend queue has an ordinary delivery loop
+//! (batching, retries, TLS, auth: the output block is shared).
 //!
 //! Membership comes from the resolver ([`resolver`]: a static list, DNS,
 //! or a Kubernetes Service's EndpointSlices)
@@ -25,10 +29,12 @@
 //! # The guarantee when a backend leaves or fails
 //!
 //! When a backend is removed by the resolver or taken out for failing, its
-//! delivery loop is stopped first, then everything still in its queue is
-//! split again over the new ring and moved, entry by entry, into the queues
-//! of the backends that now own those keys (again one transaction per
-//! move). Therefore:
+//! delivery loop is stopped and the ring without it is published; once no
+//! request split by the old ring is still uncommitted
+//! ([`router::Router::quiesce`]), everything still in its queue is split
+//! again over the new ring and moved, entry by entry, into the queues of
+//! the backends that now own those keys (again one transaction per move).
+//! Therefore:
 //! - **nothing acknowledged is lost**: an entry is in exactly one queue at
 //!   every instant, across crashes too (a restart finds it in the old
 //!   backend's queue, which is adopted and re-routed once the resolver has
@@ -92,9 +98,11 @@ use crate::store::{AppendPart, Queue, Reply, StoreError, WriteOp};
 pub mod faults;
 pub mod resolver;
 pub mod ring;
+pub mod router;
 
 use faults::{Faults, LoopFault, Registration};
 use ring::Ring;
+use router::{Member, Route, Router};
 
 /// How often the balancer looks at health and membership when idle.
 const TICK: Duration = Duration::from_millis(250);
@@ -251,6 +259,10 @@ pub async fn run(input: Delivery, balance: Arc<Balance>) {
         Arc::clone(&input.metrics),
     )));
     input.metrics.lb.init(&label, input.destination.signal);
+    // A pipeline whose ingest does not split (tail sampling feeds its
+    // queue) still gets a router of its own; no one reads it.
+    let router = input.destination.balance.clone().unwrap_or_default();
+    let token = router.take_over();
     let mut balancer = Balancer {
         input,
         balance,
@@ -261,6 +273,8 @@ pub async fn run(input: Delivery, balance: Arc<Balance>) {
         resolved: rx,
         probes: JoinSet::new(),
         orphans: Vec::new(),
+        router,
+        token,
         _resolver: resolver,
     };
     balancer.run().await;
@@ -278,7 +292,19 @@ struct Balancer {
     probes: JoinSet<(String, bool)>,
     /// Queues of backends that left, still holding data.
     orphans: Vec<Arc<Queue>>,
+    /// Where the ring is published for ingest to split by.
+    router: Arc<Router>,
+    /// This balancer's right to publish there.
+    token: u64,
     _resolver: Owned,
+}
+
+impl Drop for Balancer {
+    /// Ingest falls back to the pipeline queue until the next balancer
+    /// publishes.
+    fn drop(&mut self) {
+        self.router.publish(self.token, None);
+    }
 }
 
 impl Balancer {
@@ -293,6 +319,10 @@ impl Balancer {
             .into_iter()
             .filter(|q| q.name.starts_with(&prefix))
             .collect();
+        // Whatever an earlier balancer of this pipeline published is
+        // withdrawn (`take_over`); what ingest still splits by it commits
+        // before those queues are read.
+        self.router.quiesce().await;
         while self.resolved.borrow().is_none() {
             self.input.heartbeat.beat();
             if tokio::time::timeout(TICK, self.resolved.changed())
@@ -497,6 +527,7 @@ impl Balancer {
             limits: d.limits,
             // The pipeline's processors ran before its queue.
             processors: Arc::default(),
+            balance: None,
         });
         delivery.exporter = Arc::new(exporter);
         // Concurrency and rate limits are per backend: a dead backend's
@@ -565,6 +596,8 @@ impl Balancer {
             .set(i64::from(up));
     }
 
+    /// Rebuilds the ring from the backends whose loops run and publishes
+    /// it for ingest.
     fn rebuild_ring(&mut self) {
         let up: Vec<String> = self
             .backends
@@ -573,6 +606,32 @@ impl Balancer {
             .map(|(e, _)| e.clone())
             .collect();
         self.ring = Ring::new(up);
+        let members: Option<Vec<Member>> = self
+            .ring
+            .members()
+            .map(|m| {
+                self.backends.get(m).map(|b| Member {
+                    queue: Arc::clone(b.queue()),
+                    routed: self
+                        .input
+                        .metrics
+                        .lb
+                        .routed_records
+                        .get_or_create(&self.labels(m))
+                        .clone(),
+                })
+            })
+            .collect();
+        let route = members.filter(|m| !m.is_empty()).map(|members| {
+            Route::new(
+                self.input.destination.signal,
+                self.balance.config.routing_key,
+                self.ring.clone(),
+                members,
+                self.input.destination.limits.max_bytes.0,
+            )
+        });
+        self.router.publish(self.token, route);
     }
 
     /// Takes out backends failing for too long; probes those that are out.
@@ -832,8 +891,10 @@ impl Balancer {
 
     /// Waits until every write sent before is committed: the deletes of
     /// what a stopped loop's backend accepted, so a re-route does not send
-    /// that again.
+    /// that again, and what ingest split by a ring published before (so a
+    /// backend that left the ring gets nothing after its last re-route).
     async fn settle(&self) {
+        self.router.quiesce().await;
         self.commit(|reply| WriteOp::Flush { reply }).await;
     }
 

@@ -70,7 +70,8 @@ pub struct LbMetrics {
     pub backend_up: Family<Backend, Gauge>,
     /// Records queued for the backend.
     pub backend_queue_records: Family<Backend, Gauge>,
-    /// Records the balancer moved into the backend's queue.
+    /// Records stored in the backend's queue: split there at ingest, or
+    /// moved there by the balancer.
     pub routed_records: Family<Backend, Counter>,
     /// Records moved from a backend that left, failed or whose loop waits
     /// for a restart to the backends now owning their keys.
@@ -104,7 +105,7 @@ impl LbMetrics {
         );
         r.register(
             "routed_records",
-            "Records moved into the backend's queue by routing key",
+            "Records stored in the backend's queue by routing key (at ingest, or moved by the balancer)",
             self.routed_records.clone(),
         );
         r.register(

@@ -28,6 +28,8 @@
 //! records has an empty body.
 #![warn(clippy::indexing_slicing)]
 
+use std::cell::Cell;
+
 use prost::encoding::{WireType, encode_key, encode_varint};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -66,6 +68,58 @@ pub fn split(
     n: usize,
     owner: &dyn Fn(u64) -> usize,
 ) -> Result<Vec<Part>, ScanError> {
+    Ok(spread(signal, key, buf, n, owner)?.into_parts(buf, n))
+}
+
+/// How [`spread`] divides a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spread {
+    /// No records at all.
+    Nothing,
+    /// Every record goes to backend `to`: the request as it is.
+    Whole {
+        /// The owner's index.
+        to: usize,
+        /// Records in the request.
+        records: u32,
+    },
+    /// Several backends: one part each (empty for those with no records).
+    Parts(Vec<Part>),
+}
+
+impl Spread {
+    /// One part per backend, copying `buf` for [`Spread::Whole`].
+    pub fn into_parts(self, buf: &[u8], n: usize) -> Vec<Part> {
+        let mut parts = vec![Part::default(); n.max(1)];
+        match self {
+            Spread::Nothing => parts,
+            Spread::Whole { to, records } => {
+                if let Some(p) = parts.get_mut(to) {
+                    *p = Part {
+                        body: buf.to_vec(),
+                        records,
+                    };
+                }
+                parts
+            }
+            Spread::Parts(built) => built,
+        }
+    }
+}
+
+/// [`split`], except that a request whose records all go to one backend is
+/// answered as [`Spread::Whole`], so the caller keeps its bytes instead of a
+/// copy (ingest stores the very buffer it received).
+///
+/// # Errors
+/// A [`ScanError`] for a framing problem in the levels walked.
+pub fn spread(
+    signal: Signal,
+    key: RoutingKey,
+    buf: &[u8],
+    n: usize,
+    owner: &dyn Fn(u64) -> usize,
+) -> Result<Spread, ScanError> {
     let n = n.max(1);
     let pick = |hash: u64| {
         let i = owner(hash);
@@ -75,10 +129,16 @@ pub fn split(
         signal,
         key,
         pick: &pick,
+        last: Cell::new(None),
         n,
     };
-    let routed = splitter.message(&Reader::new(buf), Level::Request, 0)?;
-    Ok(splitter.to_parts(routed, buf))
+    Ok(
+        match splitter.message(&Reader::new(buf), Level::Request, 0)? {
+            Routed::Nothing => Spread::Nothing,
+            Routed::One { to, records } => Spread::Whole { to, records },
+            Routed::Many(parts) => Spread::Parts(parts),
+        },
+    )
 }
 
 /// Where a subtree's records go.
@@ -107,10 +167,25 @@ struct Splitter<'a> {
     signal: Signal,
     key: RoutingKey,
     pick: &'a dyn Fn(u64) -> usize,
+    /// The last key asked and its owner: the spans of a trace usually come
+    /// together, and the ring's answer costs a hash per backend.
+    last: Cell<Option<(u64, usize)>>,
     n: usize,
 }
 
 impl Splitter<'_> {
+    /// The owner of `hash`, remembered for the next key.
+    fn owner(&self, hash: u64) -> usize {
+        if let Some((last, to)) = self.last.get()
+            && last == hash
+        {
+            return to;
+        }
+        let to = (self.pick)(hash);
+        self.last.set(Some((hash, to)));
+        to
+    }
+
     /// Field numbers of `level` that hold its children, the child's level
     /// for each, and the fields folded into the stream key.
     fn child(&self, level: Level, number: u32) -> Option<Level> {
@@ -209,7 +284,7 @@ impl Splitter<'_> {
             Routed::Nothing
         } else {
             Routed::One {
-                to: (self.pick)(hash),
+                to: self.owner(hash),
                 records,
             }
         })
@@ -217,6 +292,10 @@ impl Splitter<'_> {
 
     /// Routes the records (field `number`) of a scope or a metric's data,
     /// each by its own key; the message's other fields are its header.
+    ///
+    /// The first pass only finds the owners; the records of a message that
+    /// all go to one backend (one trace per request, or keys that happen
+    /// to agree) are neither collected nor copied.
     fn leaves(
         &self,
         r: &Reader<'_>,
@@ -224,8 +303,37 @@ impl Splitter<'_> {
         leaf: Leaf,
         ctx: u64,
     ) -> Result<Routed, ScanError> {
+        let mut single: Option<usize> = None;
+        let mut records: u32 = 0;
+        // Filled only once two owners differ.
+        let mut owners: Vec<usize> = Vec::new();
+        let mut fields = r.clone();
+        while let Some(f) = fields.next_field()? {
+            if f.number != number {
+                continue;
+            }
+            let (s, e) = f.expect_len(names(self.signal).records)?;
+            let to = self.owner(self.leaf_key(&fields.nested(s, e), leaf, ctx)?);
+            match single {
+                None => single = Some(to),
+                Some(first) if owners.is_empty() && first != to => {
+                    owners = vec![first; records as usize];
+                    owners.push(to);
+                }
+                Some(_) if !owners.is_empty() => owners.push(to),
+                Some(_) => {}
+            }
+            records = records.saturating_add(1);
+        }
+        if owners.is_empty() {
+            return Ok(match single {
+                None => Routed::Nothing,
+                Some(to) => Routed::One { to, records },
+            });
+        }
         let mut header: Vec<(usize, usize)> = Vec::new();
-        let mut children: Vec<(Field, usize, Routed)> = Vec::new();
+        let mut children: Vec<(Field, usize, Routed)> = Vec::with_capacity(owners.len());
+        let mut owners = owners.into_iter();
         let mut fields = r.clone();
         while let Some(f) = fields.next_field()? {
             let end = fields.position();
@@ -233,16 +341,8 @@ impl Splitter<'_> {
                 header.push((f.offset, end));
                 continue;
             }
-            let (s, e) = f.expect_len(names(self.signal).records)?;
-            let hash = self.leaf_key(&fields.nested(s, e), leaf, ctx)?;
-            children.push((
-                f,
-                end,
-                Routed::One {
-                    to: (self.pick)(hash),
-                    records: 1,
-                },
-            ));
+            let to = owners.next().unwrap_or_default();
+            children.push((f, end, Routed::One { to, records: 1 }));
         }
         Ok(self.combine(r, &header, children))
     }
@@ -336,24 +436,6 @@ impl Splitter<'_> {
             }
         }
         Routed::Many(parts)
-    }
-
-    /// The request's routing as one body per backend.
-    fn to_parts(&self, routed: Routed, buf: &[u8]) -> Vec<Part> {
-        match routed {
-            Routed::Nothing => vec![Part::default(); self.n],
-            Routed::One { to, records } => {
-                let mut parts = vec![Part::default(); self.n];
-                if let Some(p) = parts.get_mut(to) {
-                    *p = Part {
-                        body: buf.to_vec(),
-                        records,
-                    };
-                }
-                parts
-            }
-            Routed::Many(parts) => parts,
-        }
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Destination {
     pub limits: QueueConfig,
     /// What it does to its share of a request before it is stored.
     pub processors: Arc<crate::processors::Processors>,
+    /// Set for a load-balanced pipeline whose share ingest splits straight
+    /// into the backend queues (see [`crate::loadbalancing::router`]).
+    pub balance: Option<Arc<crate::loadbalancing::router::Router>>,
 }
 
 impl Destination {

@@ -41,6 +41,7 @@ impl Fixture {
             queue: self.store.queue(&queue_name).unwrap(),
             limits: QueueConfig::default(),
             processors: Arc::default(),
+            balance: None,
         })
     }
 

@@ -48,6 +48,7 @@ fn restarting_the_batcher_the_exporter_pool_or_health_disturbs_nothing_else() {
         queue: store.queue("pipeline/b/logs").unwrap(),
         limits: QueueConfig::default(),
         processors: Arc::default(),
+        balance: None,
     });
     let exporter = {
         let _g = rt.enter();
