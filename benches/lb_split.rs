@@ -20,7 +20,10 @@
 //!   plus a reservation on each backend queue, given back after each
 //!   iteration), the request as ingest holds it (`Bytes`);
 //! - `ingest_split_one_trace`: the same for a request holding one trace (as
-//!   `scripts/load-lb.sh` sends): the request is stored as it is, no copy.
+//!   `scripts/load-lb.sh` sends): the request is stored as it is, no copy;
+//! - `…_scan_keys`: the same two with each span's trace key taken from the
+//!   ingest scan (`proto::scan_keyed`), as ingest does: no span is read
+//!   again.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use seedgate::config::Durability;
 use seedgate::config::RoutingKey;
 use seedgate::loadbalancing::ring::Ring;
 use seedgate::loadbalancing::router::{Member, Route, Router};
+use seedgate::proto::Limits;
 use seedgate::proto::split::split;
 use seedgate::signal::Signal;
 use seedgate::store::{AppendPart, Store, StoreOptions};
@@ -162,24 +166,38 @@ fn bench(c: &mut Criterion) {
             u64::MAX,
         )),
     );
-    let spread = |body: &Bytes| {
+    let spread = |body: &Bytes, keys: Option<&[u64]>| {
         let entry = AppendPart {
             queue: Arc::clone(&pipeline),
             records: SPANS as u32,
             payload: body.clone(),
         };
-        let (_, spreading) = router.spread(&pipeline, vec![entry]);
+        let (_, spreading) = router.spread(&pipeline, vec![entry], keys);
         if let Some(s) = spreading {
             s.release();
         }
     };
+    let scan_keys = |body: &[u8]| {
+        let mut keys = Vec::new();
+        seedgate::proto::scan_keyed(Signal::Traces, body, &[], Limits::DEFAULT, Some(&mut keys))
+            .expect("our own request scans");
+        keys
+    };
     let body = Bytes::from(buf.clone());
+    let keys = scan_keys(&body);
     g.bench_function("ingest_split_4_backends", |b| {
-        b.iter(|| spread(black_box(&body)));
+        b.iter(|| spread(black_box(&body), None));
+    });
+    g.bench_function("ingest_split_4_backends_scan_keys", |b| {
+        b.iter(|| spread(black_box(&body), Some(&keys)));
     });
     let one_trace = Bytes::from(one_trace_request());
+    let one_keys = scan_keys(&one_trace);
     g.bench_function("ingest_split_one_trace", |b| {
-        b.iter(|| spread(black_box(&one_trace)));
+        b.iter(|| spread(black_box(&one_trace), None));
+    });
+    g.bench_function("ingest_split_one_trace_scan_keys", |b| {
+        b.iter(|| spread(black_box(&one_trace), Some(&one_keys)));
     });
     g.finish();
 }

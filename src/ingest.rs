@@ -132,6 +132,9 @@ struct Routed {
     states: Vec<RouteState>,
     /// Records no pipeline selected.
     unrouted: u64,
+    /// For traces with a load-balanced pipeline: each span's trace ID hash,
+    /// in request order (empty otherwise).
+    trace_keys: Vec<u64>,
 }
 
 /// Records dropped on the way (counted only once the request's outcome is
@@ -254,7 +257,18 @@ impl Ingest {
         } else {
             body
         };
-        let blocks = proto::scan_with(signal, &body, &snapshot.keys, self.limits)?;
+        // A load-balanced pipeline splits by the spans' trace IDs: the scan
+        // hands them over, so the split need not read every span again.
+        let wanted = signal == Signal::Traces && snapshot.splits_at_ingest(signal);
+        // Sized for spans of ~100 bytes, so that growing it rarely copies.
+        let mut trace_keys = Vec::with_capacity(if wanted { body.len() / 100 } else { 0 });
+        let blocks = proto::scan_keyed(
+            signal,
+            &body,
+            &snapshot.keys,
+            self.limits,
+            wanted.then_some(&mut trace_keys),
+        )?;
         let total: u64 = blocks.iter().map(|b| u64::from(b.records)).sum();
 
         // Route every block; group the blocks by destination, keeping
@@ -302,6 +316,7 @@ impl Ingest {
             drops,
             states,
             unrouted,
+            trace_keys,
         };
         self.admit(signal, &body, &blocks, routed, total).await
     }
@@ -357,6 +372,7 @@ impl Ingest {
             drops: Drops::default(),
             states,
             unrouted: 0,
+            trace_keys: Vec::new(),
         };
         self.admit(signal, &body, &blocks, routed, total).await
     }
@@ -377,6 +393,7 @@ impl Ingest {
             mut drops,
             states,
             unrouted,
+            trace_keys,
         } = routed;
         // Admit: reserve every destination's bytes, or give them all back.
         let mut append = Vec::with_capacity(parts.len());
@@ -408,7 +425,10 @@ impl Ingest {
             // A load-balanced share goes straight to its backends' queues
             // (reserved there); what does not stays for the pipeline queue.
             let (entries, mut spreading) = match &d.balance {
-                Some(router) => router.spread(&d.queue, entries),
+                Some(router) => {
+                    let keys = part_trace_keys(blocks, &part.blocks, &trace_keys);
+                    router.spread(&d.queue, entries, keys.as_deref())
+                }
                 None => (entries, None),
             };
             let split_whole = spreading.as_ref().is_some_and(|s| !s.parts.is_empty())
@@ -686,6 +706,35 @@ impl Ingest {
     }
 }
 
+/// The trace ID hashes of the spans of `part` (indexes into `blocks`), in
+/// order, out of the request's `keys`; `None` when there are none.
+fn part_trace_keys<'k>(
+    blocks: &[proto::Block<'_>],
+    part: &[usize],
+    keys: &'k [u64],
+) -> Option<std::borrow::Cow<'k, [u64]>> {
+    if keys.is_empty() {
+        return None;
+    }
+    if part.len() == blocks.len() && part.iter().enumerate().all(|(i, b)| i == *b) {
+        return Some(std::borrow::Cow::Borrowed(keys));
+    }
+    let mut starts = Vec::with_capacity(blocks.len());
+    let mut at = 0usize;
+    for b in blocks {
+        starts.push(at);
+        at = at.saturating_add(b.records as usize);
+    }
+    let mut out = Vec::new();
+    for &i in part {
+        let (Some(start), Some(block)) = (starts.get(i), blocks.get(i)) else {
+            return None;
+        };
+        out.extend_from_slice(keys.get(*start..start.saturating_add(block.records as usize))?);
+    }
+    Some(std::borrow::Cow::Owned(out))
+}
+
 /// Gives back the queue reservations of parts that will not be stored.
 fn release_reserved(parts: &[AppendPart]) {
     for p in parts {
@@ -719,6 +768,37 @@ fn release_all(op: WriteOp) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parts_trace_keys_are_those_of_its_blocks_spans_in_order() {
+        let block = |records| proto::Block {
+            range: 0..0,
+            records,
+            key: None,
+        };
+        let blocks = [block(2), block(3), block(1)];
+        let keys = [10, 11, 20, 21, 22, 30];
+        let all = part_trace_keys(&blocks, &[0, 1, 2], &keys).unwrap();
+        assert!(
+            matches!(all, std::borrow::Cow::Borrowed(_)),
+            "the whole request: no copy"
+        );
+        assert_eq!(&all[..], &keys);
+        let some = part_trace_keys(&blocks, &[0, 2], &keys).unwrap();
+        assert_eq!(&some[..], &[10, 11, 30]);
+        assert_eq!(
+            &part_trace_keys(&blocks, &[1], &keys).unwrap()[..],
+            &[20, 21, 22]
+        );
+        assert!(
+            part_trace_keys(&blocks, &[0], &[]).is_none(),
+            "no keys taken"
+        );
+        assert!(
+            part_trace_keys(&blocks, &[2], &keys[..5]).is_none(),
+            "keys that do not fit"
+        );
+    }
 
     #[test]
     fn contiguous_ranges_are_a_zero_copy_slice() {

@@ -80,7 +80,10 @@ fn accepted(cfg: &Config) {
     assert!(cfg.clone().validate().is_ok());
     let printed = serde_saphyr::to_string(cfg).expect("check-config prints it");
     match config::parse("printed.yaml", &printed) {
-        Ok(again) => assert!(*again == *cfg, "{again:?}\n!=\n{cfg:?}\nprinted:\n{printed}"),
+        Ok(again) => assert!(
+            *again == *cfg,
+            "{again:?}\n!=\n{cfg:?}\nprinted:\n{printed}"
+        ),
         Err(e) => panic!("check-config's output is refused: {e}\nprinted:\n{printed}"),
     }
 }

@@ -201,6 +201,16 @@ impl PerSignal for Split<'_> {
             return;
         };
         assert_eq!(parts.len(), self.n);
+        // Ingest's split takes the trace keys its scan found: it must come
+        // to exactly the same parts as reading the spans.
+        let mut keys = Vec::new();
+        if proto::scan_keyed(self.signal, self.buf, &[], Limits::MAX, Some(&mut keys)).is_ok() {
+            let hinted =
+                split::spread_keyed(self.signal, self.key, self.buf, self.n, &owner, Some(&keys))
+                    .expect("it split without the keys")
+                    .into_parts(self.buf, self.n);
+            assert_eq!(hinted, parts);
+        }
         let total: u64 = parts.iter().map(|p| u64::from(p.records)).sum();
         assert_eq!(Ok(total), proto::count_records(self.signal, self.buf));
         for p in &parts {

@@ -32,7 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::ring::Ring;
 use crate::config::RoutingKey;
-use crate::proto::split::{Spread, spread};
+use crate::proto::split::{Spread, spread_keyed};
 use crate::signal::Signal;
 use crate::store::{AppendPart, Queue};
 
@@ -102,23 +102,35 @@ impl Route {
 
     /// The parts of `payload` per member, each reserved on its queue; `None`
     /// (nothing reserved) when it does not split or a queue has no room.
-    fn split(&self, payload: &bytes::Bytes) -> Option<Vec<(usize, AppendPart)>> {
+    fn split(
+        &self,
+        payload: &bytes::Bytes,
+        trace_keys: Option<&[u64]>,
+    ) -> Option<Vec<(usize, AppendPart)>> {
         let ring = &self.ring;
         if ring.len() != self.queues.len() || ring.is_empty() {
             return None;
         }
         let owner = |h: u64| ring.owner(h);
-        let pieces: Vec<(usize, bytes::Bytes, u32)> =
-            match spread(self.signal, self.key, payload, ring.len(), &owner).ok()? {
-                Spread::Nothing => return None,
-                Spread::Whole { to, records } => vec![(to, payload.clone(), records)],
-                Spread::Parts(parts) => parts
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.records > 0)
-                    .map(|(i, p)| (i, bytes::Bytes::from(p.body), p.records))
-                    .collect(),
-            };
+        let pieces: Vec<(usize, bytes::Bytes, u32)> = match spread_keyed(
+            self.signal,
+            self.key,
+            payload,
+            ring.len(),
+            &owner,
+            trace_keys,
+        )
+        .ok()?
+        {
+            Spread::Nothing => return None,
+            Spread::Whole { to, records } => vec![(to, payload.clone(), records)],
+            Spread::Parts(parts) => parts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, p)| p.records > 0)
+                .map(|(i, p)| (i, bytes::Bytes::from(p.body), p.records))
+                .collect(),
+        };
         let mut parts: Vec<(usize, AppendPart)> = Vec::with_capacity(pieces.len());
         for (i, body, records) in pieces {
             let queue = self.queues.get(i)?;
@@ -179,26 +191,37 @@ impl Router {
     /// route. Returns the entries left for their own queues (those of other
     /// queues, and those that did not split or found no room) and, when a
     /// route was used, the backend parts with the route held.
+    ///
+    /// `trace_keys`: each span's trace ID hash, in order, when the share is
+    /// one entry (see [`crate::proto::scan_keyed`]); the split then reads
+    /// no span again.
     pub fn spread(
         &self,
         pipeline: &Arc<Queue>,
         entries: Vec<AppendPart>,
+        trace_keys: Option<&[u64]>,
     ) -> (Vec<AppendPart>, Option<Spreading>) {
         let Some(route) = self.current.load_full() else {
             return (entries, None);
         };
-        let mut left = Vec::with_capacity(entries.len());
+        // Usually every entry splits: nothing left, nothing allocated.
+        let mut left = Vec::new();
         let mut spreading = Spreading {
             records: vec![0; route.queues.len()],
             parts: Vec::new(),
             route,
         };
+        let own = entries
+            .iter()
+            .filter(|e| Arc::ptr_eq(&e.queue, pipeline))
+            .count();
+        let trace_keys = trace_keys.filter(|_| own == 1);
         for entry in entries {
             if !Arc::ptr_eq(&entry.queue, pipeline) {
                 left.push(entry);
                 continue;
             }
-            match spreading.route.split(&entry.payload) {
+            match spreading.route.split(&entry.payload, trace_keys) {
                 Some(parts) => {
                     for (i, part) in parts {
                         if let Some(n) = spreading.records.get_mut(i) {
@@ -385,12 +408,12 @@ mod tests {
         let router = Router::default();
         // No route: everything stays for the pipeline queue.
         let body = request(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         assert!(spreading.is_none() && left.len() == 1);
 
         let token = router.take_over();
         router.publish(token, Some(f.route(u64::MAX)));
-        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         let spreading = spreading.unwrap();
         assert!(left.is_empty());
         assert!(spreading.parts.len() > 1, "8 traces over 3 backends");
@@ -408,7 +431,7 @@ mod tests {
 
         // One trace: the part is the request itself, not a copy.
         let one = request(&[9, 9, 9]);
-        let (_, spreading) = router.spread(&f.pipeline, vec![f.entry(&one)]);
+        let (_, spreading) = router.spread(&f.pipeline, vec![f.entry(&one)], None);
         let spreading = spreading.unwrap();
         assert_eq!(spreading.parts.len(), 1);
         assert_eq!(spreading.parts[0].payload.as_ptr(), one.as_ptr());
@@ -425,7 +448,7 @@ mod tests {
         // parts reserved on them before it are given back.
         assert!(f.backends[2].try_reserve(10_000, 10_000));
         let body = request(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         assert_eq!(left.len(), 1);
         assert!(Arc::ptr_eq(&left[0].queue, &f.pipeline));
         assert!(spreading.unwrap().parts.is_empty());
@@ -449,7 +472,7 @@ mod tests {
         router.publish(first, Some(f.route(u64::MAX)));
         let body = request(&[1, 2, 3]);
         // An ingest splits by the ring and has not committed yet.
-        let (_, held) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (_, held) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         let held = held.unwrap();
         router.publish(first, None);
         let wait = tokio::time::timeout(Duration::from_millis(50), router.quiesce()).await;
@@ -465,13 +488,18 @@ mod tests {
         // A new balancer takes over: the old one's publish is ignored.
         let second = router.take_over();
         router.publish(first, Some(f.route(u64::MAX)));
-        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (left, spreading) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         assert!(spreading.is_none() && left.len() == 1);
         router.publish(second, Some(f.route(u64::MAX)));
-        assert!(router.spread(&f.pipeline, vec![f.entry(&body)]).1.is_some());
+        assert!(
+            router
+                .spread(&f.pipeline, vec![f.entry(&body)], None)
+                .1
+                .is_some()
+        );
         // Taking over withdraws the predecessor's route and waits for its
         // readers too.
-        let (_, held) = router.spread(&f.pipeline, vec![f.entry(&body)]);
+        let (_, held) = router.spread(&f.pipeline, vec![f.entry(&body)], None);
         let _third = router.take_over();
         assert!(
             tokio::time::timeout(Duration::from_millis(50), router.quiesce())

@@ -299,7 +299,8 @@ fn field(msg: Msg, number: u32) -> Option<(&'static str, Kind)> {
 
 /// Checks one occurrence of `msg` (its fields in `r`) and everything below
 /// it. `depth` is the value depth (containers entered) of the enclosing
-/// `AnyValue`, 0 outside of one.
+/// `AnyValue`, 0 outside of one. Returns where the last ID in field 1 is
+/// (a span's trace ID), if any.
 ///
 /// # Errors
 /// The first problem found: framing, wire type, UTF-8, ID length, packed
@@ -309,8 +310,12 @@ pub(crate) fn message(
     msg: Msg,
     limits: Limits,
     depth: u32,
-) -> Result<(), ScanError> {
+) -> Result<Option<(usize, usize)>, ScanError> {
     let mut r = r.clone();
+    // The last occurrence of an ID in field 1 (a span's or a link's
+    // `trace_id`): what a decoder keeps, handed to the caller so that a
+    // span's trace ID costs no second walk.
+    let mut id_1: Option<(usize, usize)> = None;
     while let Some(f) = r.next_field()? {
         let Some((name, kind)) = field(msg, f.number) else {
             continue;
@@ -328,6 +333,9 @@ pub(crate) fn message(
             }
             Kind::Id { len } => {
                 let (s, e) = f.expect_len(name)?;
+                if f.number == 1 {
+                    id_1 = Some((s, e));
+                }
                 let actual = e.saturating_sub(s);
                 if actual != len && actual != 0 {
                     return Err(ScanError::InvalidIdLength {
@@ -373,7 +381,7 @@ pub(crate) fn message(
             },
         }
     }
-    Ok(())
+    Ok(id_1)
 }
 
 /// Checks that `start..end` of the request is UTF-8.

@@ -238,10 +238,35 @@ pub fn scan_with<'a>(
     keys: &[String],
     limits: Limits,
 ) -> Result<Vec<Block<'a>>, ScanError> {
+    scan_keyed(signal, buf, keys, limits, None)
+}
+
+/// [`scan_with`], and for traces the [`split::key_hash`] of each span's
+/// trace ID pushed to `trace_keys`, in request order (the spans of block
+/// `i` follow those of the blocks before it, `records` each): the
+/// load-balancing split by trace ID takes them instead of walking every
+/// span again ([`split::spread_keyed`]).
+///
+/// # Errors
+/// As for [`scan`].
+pub fn scan_keyed<'a>(
+    signal: Signal,
+    buf: &'a [u8],
+    keys: &[String],
+    limits: Limits,
+    mut trace_keys: Option<&mut Vec<u64>>,
+) -> Result<Vec<Block<'a>>, ScanError> {
     let mut blocks = Vec::new();
     let mut top = Reader::new(buf);
     while let Some(field) = top.next_field()? {
-        if let Some(block) = top_level_block(signal, &top, &field, keys, limits)? {
+        if let Some(block) = top_level_block(
+            signal,
+            &top,
+            &field,
+            keys,
+            limits,
+            trace_keys.as_deref_mut(),
+        )? {
             blocks.push(block);
         }
     }
@@ -259,7 +284,7 @@ pub fn count_records(signal: Signal, buf: &[u8]) -> Result<u64, ScanError> {
     let mut total: u64 = 0;
     let mut top = Reader::new(buf);
     while let Some(field) = top.next_field()? {
-        if let Some(block) = top_level_block(signal, &top, &field, &[], Limits::MAX)? {
+        if let Some(block) = top_level_block(signal, &top, &field, &[], Limits::MAX, None)? {
             // u32 per block and the buffer is < 2^64 bytes: cannot overflow,
             // but saturate rather than assume.
             total = total.saturating_add(u64::from(block.records));
@@ -287,6 +312,7 @@ fn top_level_block<'a>(
     field: &Field,
     keys: &[String],
     limits: Limits,
+    mut trace_keys: Option<&mut Vec<u64>>,
 ) -> Result<Option<Block<'a>>, ScanError> {
     if field.number != 1 {
         return Ok(None);
@@ -305,7 +331,12 @@ fn top_level_block<'a>(
             }
             2 => {
                 let (s, e) = f.expect_len(names(signal).scope)?;
-                let n = scope_records(signal, &block.nested(s, e), Some(limits))?;
+                let n = scope_records(
+                    signal,
+                    &block.nested(s, e),
+                    Some(limits),
+                    trace_keys.as_deref_mut(),
+                )?;
                 records = records.checked_add(n).ok_or(ScanError::CountOverflow {
                     offset: field.offset,
                 })?;
@@ -497,6 +528,7 @@ fn scope_records(
     signal: Signal,
     scope: &Reader<'_>,
     limits: Option<Limits>,
+    mut trace_keys: Option<&mut Vec<u64>>,
 ) -> Result<u32, ScanError> {
     let n = names(signal);
     let mut r = scope.clone();
@@ -519,7 +551,13 @@ fn scope_records(
                     Signal::Metrics => Msg::Metric,
                 };
                 if let Some(limits) = limits {
-                    check::message(&record, msg, limits, 0)?;
+                    let id = check::message(&record, msg, limits, 0)?;
+                    if signal == Signal::Traces
+                        && let Some(out) = trace_keys.as_deref_mut()
+                    {
+                        // An absent trace ID is the empty key, as in the split.
+                        out.push(split::key_hash(id.map_or(&[][..], |(s, e)| r.bytes(s, e))));
+                    }
                 }
                 match signal {
                     Signal::Logs | Signal::Traces => 1,

@@ -120,25 +120,74 @@ pub fn spread(
     n: usize,
     owner: &dyn Fn(u64) -> usize,
 ) -> Result<Spread, ScanError> {
+    spread_keyed(signal, key, buf, n, owner, None)
+}
+
+/// [`spread`] with, for a traces request split by `traceID`, the key hash
+/// of each span in request order (from [`super::scan_keyed`]): the split
+/// then reads no span's fields. Hints that do not match the request (a
+/// different number of spans) are ignored and the spans read instead.
+///
+/// # Errors
+/// A [`ScanError`] for a framing problem in the levels walked.
+pub fn spread_keyed(
+    signal: Signal,
+    key: RoutingKey,
+    buf: &[u8],
+    n: usize,
+    owner: &dyn Fn(u64) -> usize,
+    trace_keys: Option<&[u64]>,
+) -> Result<Spread, ScanError> {
     let n = n.max(1);
     let pick = |hash: u64| {
         let i = owner(hash);
         if i < n { i } else { 0 }
     };
+    let hints = trace_keys.filter(|_| signal == Signal::Traces && key == RoutingKey::TraceId);
     let splitter = Splitter {
         signal,
         key,
         pick: &pick,
         last: Cell::new(None),
+        hints: hints.map(|h| Hints {
+            keys: h,
+            next: Cell::new(0),
+            missed: Cell::new(false),
+        }),
         n,
     };
-    Ok(
-        match splitter.message(&Reader::new(buf), Level::Request, 0)? {
-            Routed::Nothing => Spread::Nothing,
-            Routed::One { to, records } => Spread::Whole { to, records },
-            Routed::Many(parts) => Spread::Parts(parts),
-        },
-    )
+    let routed = splitter.message(&Reader::new(buf), Level::Request, 0)?;
+    if let Some(h) = &splitter.hints
+        && (h.missed.get() || h.next.get() != h.keys.len())
+    {
+        return spread_keyed(signal, key, buf, n, owner, None);
+    }
+    Ok(match routed {
+        Routed::Nothing => Spread::Nothing,
+        Routed::One { to, records } => Spread::Whole { to, records },
+        Routed::Many(parts) => Spread::Parts(parts),
+    })
+}
+
+/// Span key hashes handed in by the caller, taken in order.
+struct Hints<'a> {
+    keys: &'a [u64],
+    next: Cell<usize>,
+    /// More spans than hints: the rest were read, and the split is redone
+    /// without hints (they did not describe this request).
+    missed: Cell<bool>,
+}
+
+impl Hints<'_> {
+    fn take(&self) -> Option<u64> {
+        let i = self.next.get();
+        let key = self.keys.get(i).copied();
+        match key {
+            Some(_) => self.next.set(i + 1),
+            None => self.missed.set(true),
+        }
+        key
+    }
 }
 
 /// Where a subtree's records go.
@@ -170,6 +219,8 @@ struct Splitter<'a> {
     /// The last key asked and its owner: the spans of a trace usually come
     /// together, and the ring's answer costs a hash per backend.
     last: Cell<Option<(u64, usize)>>,
+    /// Each span's key, when the caller has them.
+    hints: Option<Hints<'a>>,
     n: usize,
 }
 
@@ -269,7 +320,7 @@ impl Splitter<'_> {
                 }
                 2 => {
                     let (s, e) = f.expect_len(names(self.signal).scope)?;
-                    let n = super::scope_records(self.signal, &fields.nested(s, e), None)?;
+                    let n = super::scope_records(self.signal, &fields.nested(s, e), None, None)?;
                     records = records
                         .checked_add(n)
                         .ok_or(ScanError::CountOverflow { offset: f.offset })?;
@@ -313,7 +364,15 @@ impl Splitter<'_> {
                 continue;
             }
             let (s, e) = f.expect_len(names(self.signal).records)?;
-            let to = self.owner(self.leaf_key(&fields.nested(s, e), leaf, ctx)?);
+            let hint = match (&self.hints, leaf) {
+                (Some(h), Leaf::Span) => h.take(),
+                _ => None,
+            };
+            let hash = match hint {
+                Some(h) => h,
+                None => self.leaf_key(&fields.nested(s, e), leaf, ctx)?,
+            };
+            let to = self.owner(hash);
             match single {
                 None => single = Some(to),
                 Some(first) if owners.is_empty() && first != to => {
@@ -523,6 +582,104 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_scan_hands_over_each_spans_trace_key_and_the_split_uses_them() {
+        let mut req = traces(3, 5, 4);
+        // An absent trace ID is the empty key; a repeated one counts last.
+        req.resource_spans[1].scope_spans[0].spans[2]
+            .trace_id
+            .clear();
+        let buf = req.encode_to_vec();
+        let mut keys = Vec::new();
+        let blocks = super::super::scan_keyed(
+            Signal::Traces,
+            &buf,
+            &[],
+            super::super::Limits::DEFAULT,
+            Some(&mut keys),
+        )
+        .unwrap();
+        assert_eq!(blocks.len(), 3);
+        let want: Vec<u64> = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|span| key_hash(&span.trace_id))
+            .collect();
+        assert_eq!(keys, want);
+        assert_eq!(keys[12], key_hash(&[]));
+
+        // With the hints, the same parts as reading the spans.
+        let read = spread(Signal::Traces, RoutingKey::TraceId, &buf, 3, &by_mod(3)).unwrap();
+        let hinted = spread_keyed(
+            Signal::Traces,
+            RoutingKey::TraceId,
+            &buf,
+            3,
+            &by_mod(3),
+            Some(&keys),
+        )
+        .unwrap();
+        assert_eq!(hinted, read);
+        // The hints are what decides: all-equal hints send everything to
+        // one backend, whatever the spans say.
+        let same = vec![keys[0]; keys.len()];
+        let one = spread_keyed(
+            Signal::Traces,
+            RoutingKey::TraceId,
+            &buf,
+            3,
+            &by_mod(3),
+            Some(&same),
+        )
+        .unwrap();
+        assert!(matches!(one, Spread::Whole { records: 30, .. }), "{one:?}");
+        // Hints that do not fit the request (one short, one too many) are
+        // dropped and the spans read.
+        for wrong in [&keys[1..], &[&keys[..], &[0]].concat()[..]] {
+            let got = spread_keyed(
+                Signal::Traces,
+                RoutingKey::TraceId,
+                &buf,
+                3,
+                &by_mod(3),
+                Some(wrong),
+            )
+            .unwrap();
+            assert_eq!(got, read);
+        }
+
+        // A span with its trace ID twice: the scan keeps the last, as the
+        // split (and prost) does.
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        let mut dup = span.encode_to_vec();
+        dup.extend_from_slice(&[0x0a, 16]);
+        dup.extend_from_slice(&[0xee; 16]);
+        // A request with that one span, encoded by hand (prost would merge
+        // the two IDs).
+        let wrap = |number: u32, body: &[u8]| {
+            let mut out = Vec::new();
+            encode_key(number, WireType::LengthDelimited, &mut out);
+            encode_varint(body.len() as u64, &mut out);
+            out.extend_from_slice(body);
+            out
+        };
+        // Span in ScopeSpans.spans (2), in ResourceSpans.scope_spans (2), in
+        // the request's resource_spans (1).
+        let raw = wrap(1, &wrap(2, &wrap(2, &dup)));
+        let mut keys = Vec::new();
+        super::super::scan_keyed(
+            Signal::Traces,
+            &raw,
+            &[],
+            super::super::Limits::DEFAULT,
+            Some(&mut keys),
+        )
+        .unwrap();
+        assert_eq!(keys, vec![key_hash(&[0xee; 16])]);
     }
 
     fn by_mod(n: usize) -> impl Fn(u64) -> usize {

@@ -458,6 +458,14 @@ impl Snapshot {
             .find(|s| s.owned.name == name)
     }
 
+    /// Whether a pipeline of `signal` is load-balanced with ingest
+    /// splitting its share (see [`crate::loadbalancing::router`]).
+    pub fn splits_at_ingest(&self, signal: Signal) -> bool {
+        self.seeds[signal_index(signal)]
+            .iter()
+            .any(|s| s.destination.balance.is_some())
+    }
+
     /// The seed pipelines of `signal` that take a block with routing key
     /// `key` (whatever the state table says).
     pub fn seed_destinations<'a>(
