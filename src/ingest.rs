@@ -27,7 +27,7 @@ use crate::proto::{self, ScanError};
 use crate::routing::shoots::ShootDirectory;
 use crate::routing::{Destination, DestinationKind, RouteState, Snapshot};
 use crate::signal::Signal;
-use crate::store::{AppendPart, FullReason, StoreError, WriteOp};
+use crate::store::{AppendPart, FullReason, StoreError, WriteOp, release_parts};
 
 /// The result of an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -418,7 +418,7 @@ impl Ingest {
             let entries = match entries {
                 Ok(p) => p,
                 Err(e) => {
-                    release_reserved(&append);
+                    release_parts(&append);
                     return Err(IngestError::Processor(format!("{}: {e}", d.name)));
                 }
             };
@@ -464,7 +464,7 @@ impl Ingest {
             }
             match d.limits.when_full {
                 WhenFull::Block => {
-                    release_reserved(&append);
+                    release_parts(&append);
                     return Err(IngestError::QueueFull {
                         destination: d.name.clone(),
                         used: d.queue.used_bytes(),
@@ -735,13 +735,6 @@ fn part_trace_keys<'k>(
     Some(std::borrow::Cow::Owned(out))
 }
 
-/// Gives back the queue reservations of parts that will not be stored.
-fn release_reserved(parts: &[AppendPart]) {
-    for p in parts {
-        p.queue.release(p.payload.len() as u64);
-    }
-}
-
 /// The bytes of `ranges` of `body` as one request. When the ranges are the
 /// whole body in order (the common case: one destination takes every block)
 /// this is a zero-copy slice.
@@ -759,9 +752,7 @@ fn assemble(body: &Bytes, ranges: &[std::ops::Range<usize>]) -> Bytes {
 
 fn release_all(op: WriteOp) {
     if let WriteOp::Append { parts, .. } = op {
-        for p in parts {
-            p.queue.release(p.payload.len() as u64);
-        }
+        release_parts(&parts);
     }
 }
 

@@ -836,10 +836,7 @@ impl Balancer {
                     .then_some(queue)
             });
             let Some(queue) = reserved else {
-                for p in &append {
-                    let p: &AppendPart = p;
-                    p.queue.release(p.payload.len() as u64);
-                }
+                crate::store::release_parts(&append);
                 return Moved::Blocked;
             };
             routed.push((endpoint.clone(), part.records));

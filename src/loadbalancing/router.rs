@@ -135,7 +135,7 @@ impl Route {
         for (i, body, records) in pieces {
             let queue = self.queues.get(i)?;
             if !queue.try_reserve(body.len() as u64, self.limit) {
-                release(&parts);
+                parts.iter().for_each(|(_, p)| p.release());
                 return None;
             }
             parts.push((
@@ -148,12 +148,6 @@ impl Route {
             ));
         }
         Some(parts)
-    }
-}
-
-fn release(parts: &[(usize, AppendPart)]) {
-    for (_, p) in parts {
-        p.queue.release(p.payload.len() as u64);
     }
 }
 
@@ -180,9 +174,7 @@ impl Spreading {
 
     /// The parts will not be stored: give back their reservations.
     pub fn release(&self) {
-        for p in &self.parts {
-            p.queue.release(p.payload.len() as u64);
-        }
+        crate::store::release_parts(&self.parts);
     }
 }
 

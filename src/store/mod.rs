@@ -479,6 +479,18 @@ pub struct AppendPart {
     pub payload: Bytes,
 }
 
+impl AppendPart {
+    /// Gives back the bytes reserved on its queue: it will not be stored.
+    pub fn release(&self) {
+        self.queue.release(self.payload.len() as u64);
+    }
+}
+
+/// Gives back the reservations of `parts`, none of which will be stored.
+pub fn release_parts(parts: &[AppendPart]) {
+    parts.iter().for_each(AppendPart::release);
+}
+
 /// Where the writer sends the outcome of an operation.
 pub type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 

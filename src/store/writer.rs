@@ -27,7 +27,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use heed::RwTxn;
 
 use super::metrics::{ErrorKindLabels, FullLabels};
-use super::{AppendPart, FullReason, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp};
+use super::{
+    AppendPart, FullReason, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp, release_parts,
+};
 use super::{format, space};
 use crate::config::Durability;
 
@@ -104,13 +106,6 @@ fn answer(reply: Reply, result: Result<(), StoreError>) {
     // The requester may have given up (timeout, disconnect); the outcome
     // stands either way, so a closed receiver is not an error.
     drop(reply.send(result));
-}
-
-/// Gives back the reservations of parts that will not be stored.
-fn release_parts(parts: &[AppendPart]) {
-    for part in parts {
-        part.queue.release(part.payload.len() as u64);
-    }
 }
 
 impl Store {
@@ -270,7 +265,7 @@ impl Writer {
             parts.retain(|part| {
                 let gone = part.queue.is_dropped() || dropping.contains(&part.queue.id);
                 if gone {
-                    part.queue.release(part.payload.len() as u64);
+                    part.release();
                 }
                 !gone
             });

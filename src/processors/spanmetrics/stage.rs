@@ -416,9 +416,7 @@ async fn settle(
         reply,
     }) {
         if let WriteOp::Settle { parts, .. } = op {
-            for p in &parts {
-                p.queue.release(p.payload.len() as u64);
-            }
+            crate::store::release_parts(&parts);
         }
         return Err(StoreError::WriterGone.to_string());
     }
