@@ -5,6 +5,7 @@
 # namespaces to one seed pipeline). Prints records/s acknowledged for both.
 #
 #   bash scripts/load-shoots.sh [SHOOTS=1000] [SECONDS=15] [CONCURRENCY=16]
+#   (PERF=1: and where seedgate's CPU goes in the warm run)
 #
 # Needs a release build (cargo build --release); uses $CARGO_TARGET_DIR.
 set -euo pipefail
@@ -57,8 +58,17 @@ run() {
     --tenants "$shoots" --resources-per-request 10 --records-per-request 100 --quiet)
   # Cold: includes creating every shoot client on its first record.
   "${load[@]}" --duration "${secs}s" --summary-json "$work/$name-cold.json"
-  # Warm: the same again, every client in place.
+  # Warm: the same again, every client in place; CPU per record of
+  # seedgate and of the sinks (all three share the machine's cores).
+  perf_during "$name" $((secs / 2))
+  local cpu0 sinks0 cpu sinks
+  cpu0=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086 # a list of pids
+  sinks0=$(cpu_ticks $sink_pids)
   "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
+  cpu=$(($(cpu_ticks "$pid") - cpu0))
+  # shellcheck disable=SC2086
+  sinks=$(($(cpu_ticks $sink_pids) - sinks0))
   # Idle: CPU over 10 s with every client in place and nothing to send
   # (timers, wake-ups, health walks: what a seed's quiet shoots cost).
   local idle_ms
@@ -76,7 +86,7 @@ run() {
   clients=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" "$idle_ms" <<'PY'
+  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" "$idle_ms" "$cpu" "$sinks" "$(getconf CLK_TCK)" <<'PY'
 import datetime, json, re, sys
 # First to last "Created a shoot client" in seedgate's log: how long making
 # every client took while the cold run sent their first records.
@@ -92,6 +102,10 @@ for run in ("cold", "warm"):
           f"failed {s['requests_failed']}, refused {s['requests_refused']}")
 print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB (at the end: {sys.argv[6]}), shoot clients {sys.argv[4]}")
 print(f"{sys.argv[2]:>7}: idle {sys.argv[7]} ms of CPU over 10 s")
+warm = json.load(open(sys.argv[1] + ".json"))["records_acked"]
+hz = int(sys.argv[10])
+print(f"{sys.argv[2]:>7} warm: CPU per record: seedgate {int(sys.argv[8])/hz/warm*1e6:.2f} us, "
+      f"sinks {int(sys.argv[9])/hz/warm*1e6:.2f} us")
 PY
 }
 
@@ -104,3 +118,4 @@ rate = lambda f: json.load(open(f"{sys.argv[1]}/{f}.json"))["records_per_sec"]
 for run, suffix in (("warm", ""), ("cold", "-cold")):
     print(f"shoots vs single, {run}: {rate('shoots' + suffix) / rate('single' + suffix):.2f}x")
 PY
+perf_report

@@ -350,8 +350,10 @@ impl Delivery {
                     drop(permit);
                     loop {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        // Woken or timed out: either way, look at the counters.
-                        tokio::time::timeout(left, queue.appended()).await.ok();
+                        // Woken (the batch could be full) or timed out:
+                        // either way, look at the counters.
+                        let fill = queue.filled_to(self.batch.max_records, self.batch.max_bytes.0);
+                        tokio::time::timeout(left, fill).await.ok();
                         let filled = queue.used_bytes() >= self.batch.max_bytes.0
                             || queue.records() >= self.batch.max_records;
                         if filled || Instant::now() >= deadline {

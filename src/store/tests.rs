@@ -665,6 +665,32 @@ async fn appended_wakes_waiters_and_is_not_missed_by_late_ones() {
     // ... and only one: the next wait is for the next commit.
     assert!(q.appended().now_or_never().is_none());
 
+    // A consumer lingering over a partial batch (two records now) is not
+    // woken by commits that leave the queue short of its batch ...
+    let fill = q.filled_to(4, u64::MAX);
+    tokio::pin!(fill);
+    assert!(futures::poll!(fill.as_mut()).is_pending());
+    append(&q).await.unwrap().unwrap();
+    assert!(
+        futures::poll!(fill.as_mut()).is_pending(),
+        "woken at 3 of 4 records"
+    );
+    // ... but by the one that fills it.
+    append(&q).await.unwrap().unwrap();
+    fill.await;
+    // Once the wait is over (or cancelled), every commit wakes again.
+    q.appended().now_or_never();
+    let cancelled = q.filled_to(100, u64::MAX);
+    drop(cancelled.now_or_never());
+    append(&q).await.unwrap().unwrap();
+    assert!(q.appended().now_or_never().is_some());
+    // The byte threshold counts too (reservations included).
+    let fill = q.filled_to(u64::MAX, 6);
+    tokio::pin!(fill);
+    assert!(futures::poll!(fill.as_mut()).is_pending());
+    append(&q).await.unwrap().unwrap();
+    fill.await;
+
     drop(tx);
     tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await

@@ -619,7 +619,7 @@ impl Writer {
             queue.next_seq.store(*next_seq, Ordering::Release);
             queue.records.fetch_add(*records, Ordering::AcqRel);
             queue.entries.fetch_add(*entries, Ordering::AcqRel);
-            queue.wake();
+            queue.wake_if_due();
         }
     }
 
