@@ -48,6 +48,7 @@ pub mod grpc_codec;
 pub mod handoff;
 pub mod ingest;
 pub mod loadbalancing;
+pub mod malloc;
 pub mod metrics;
 pub mod operator;
 pub mod processors;

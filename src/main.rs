@@ -111,6 +111,13 @@ fn main() -> ExitCode {
             worker_threads,
             kube,
         } => {
+            if seedgate::malloc::tune() == seedgate::malloc::Tuning::Applied {
+                tracing::info!(
+                    trim_threshold = seedgate::malloc::TRIM_THRESHOLD,
+                    mmap_threshold = seedgate::malloc::MMAP_THRESHOLD,
+                    "Set glibc malloc's thresholds (GLIBC_TUNABLES with glibc.malloc.* settings overrides them)"
+                );
+            }
             let loaded = match &config {
                 Some(path) => config::load_file(path),
                 None => Ok(config::embedded_default()),

@@ -1065,7 +1065,15 @@ impl Store {
         max_records: u64,
     ) -> Result<Option<Batch>, StoreError> {
         let mut batch: Option<Batch> = None;
-        let mut body = bytes::BytesMut::new();
+        // Sized once from the queue's counters (what it holds, at most a
+        // batch's worth): grown by doubling, the body was copied about
+        // twice per batch and every step faulted in fresh pages.
+        let used = queue.used_bytes();
+        let per_record = used / queue.records().max(1);
+        let hint = used
+            .min(max_bytes)
+            .min(max_records.saturating_add(1).saturating_mul(per_record));
+        let mut body = bytes::BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
         self.for_each_entry(
             queue,
             from_seq,
