@@ -5,13 +5,18 @@
 # sink). Prints records/s acknowledged and records/s delivered (acked records
 # over the time until seedgate_exporter_sent_records_total caught up).
 #
-#   bash scripts/load-lb.sh [SECONDS=15] [CONCURRENCY=16]    (PERF=1: and where the CPU goes)
+#   bash scripts/load-lb.sh [SECONDS=15] [CONCURRENCY=16] [ROUNDS=1]    (PERF=1: and where the CPU goes)
+#
+# With ROUNDS > 1 the two runs alternate that many times and the script
+# prints the ratio of each round and their median: on a shared machine one
+# pair of runs can be 10% off either way.
 #
 # Needs a release build (cargo build --release); uses $CARGO_TARGET_DIR.
 set -euo pipefail
 
 secs=${1:-15}
 conc=${2:-16}
+rounds=${3:-1}
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "$0")/load-common.sh"
 for i in 2 3 4 5; do noop_sink $i; done
@@ -35,8 +40,9 @@ EOF
 
 run() {
   local name=$1
+  rm -rf "$work/data-$name"
   start_seedgate "$name"
-  perf_during "$name" $((secs / 2))
+  [ "$round" -gt 1 ] || perf_during "$name" $((secs / 2))
   local t0 cpu0 sinks0
   t0=$(date +%s.%N)
   cpu0=$(cpu_ticks "$pid")
@@ -57,6 +63,7 @@ run() {
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill -TERM "$pid"
   wait "$pid" || true
+  echo "$round $name $(python3 -c "import sys; print(int(sys.argv[1]) / (float(sys.argv[3]) - float(sys.argv[2])))" "$acked" "$t0" "$t1")" >>"$work/delivered"
   python3 - "$work/$name.json" "$name" "$t0" "$t1" "$rss" "$cpu" "$sinks" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -70,6 +77,17 @@ PY
 }
 
 echo "traces, ${secs}s, $conc in flight, 100 spans/request (one trace each), fsync"
-run single
-run lb
+for round in $(seq 1 "$rounds"); do
+  run single
+  run lb
+done
+python3 - "$work/delivered" <<'PY'
+import statistics, sys
+rate = {}
+for line in open(sys.argv[1]):
+    r, name, v = line.split()
+    rate[(r, name)] = float(v)
+ratios = [rate[(r, "lb")] / rate[(r, "single")] for r in sorted({r for r, _ in rate}, key=int)]
+print("lb vs single, delivered: " + ", ".join(f"{x:.2f}x" for x in ratios) + f" (median {statistics.median(ratios):.2f}x)")
+PY
 perf_report
