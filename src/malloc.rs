@@ -28,7 +28,7 @@
 //! them: this module then changes nothing.
 
 /// Free memory an arena keeps at its top before giving it back.
-pub const TRIM_THRESHOLD: usize = 4 * 1024 * 1024;
+pub const TRIM_THRESHOLD: usize = 16 * 1024 * 1024;
 /// Blocks at least this large get a mapping of their own (and lose it when
 /// freed); smaller ones come from the arenas. Above twice the default
 /// `batch.max_bytes`, since encode buffers grow by doubling.
