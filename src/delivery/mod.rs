@@ -354,8 +354,7 @@ impl Delivery {
                         // either way, look at the counters.
                         let fill = queue.filled_to(self.batch.max_records, self.batch.max_bytes.0);
                         tokio::time::timeout(left, fill).await.ok();
-                        let filled = queue.used_bytes() >= self.batch.max_bytes.0
-                            || queue.records() >= self.batch.max_records;
+                        let filled = queue.holds(self.batch.max_records, self.batch.max_bytes.0);
                         if filled || Instant::now() >= deadline {
                             break;
                         }

@@ -133,11 +133,15 @@ impl Route {
         };
         let mut parts: Vec<(usize, AppendPart)> = Vec::with_capacity(pieces.len());
         for (i, body, records) in pieces {
-            let queue = self.queues.get(i)?;
-            if !queue.try_reserve(body.len() as u64, self.limit) {
+            let reserved = self
+                .queues
+                .get(i)
+                .filter(|q| q.try_reserve(body.len() as u64, self.limit));
+            let Some(queue) = reserved else {
+                // What was reserved on the others goes back too.
                 parts.iter().for_each(|(_, p)| p.release());
                 return None;
-            }
+            };
             parts.push((
                 i,
                 AppendPart {

@@ -453,14 +453,21 @@ impl Queue {
         self.notify.notified().await;
     }
 
+    /// Whether the queue holds at least `records` records or `bytes` bytes
+    /// (reservations included): a batch of those limits would be full.
+    pub fn holds(&self, records: u64, bytes: u64) -> bool {
+        self.records() >= records || self.used_bytes() >= bytes
+    }
+
     /// Called by the writer after a commit appended to this queue: wakes
     /// its consumer unless it waits in [`Queue::filled_to`] for more than
     /// the queue holds now.
     fn wake_if_due(&self) {
-        let records = self.wake_at_records.load(Ordering::Acquire);
-        let bytes = self.wake_at_bytes.load(Ordering::Acquire);
         // Both 0 outside `filled_to`: always due.
-        if self.records() >= records || self.used_bytes() >= bytes {
+        if self.holds(
+            self.wake_at_records.load(Ordering::Acquire),
+            self.wake_at_bytes.load(Ordering::Acquire),
+        ) {
             self.wake();
         }
     }
