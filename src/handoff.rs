@@ -164,6 +164,7 @@ pub async fn hand_off(
             };
             let (first, last) = (first.seq, last.seq);
             let records: u64 = batch.iter().map(|e| u64::from(e.records)).sum();
+            let entries = batch.len() as u64;
             // Export requests concatenate into one: their repeated top-level
             // field merges.
             let body: Vec<u8> = batch
@@ -194,7 +195,7 @@ pub async fn hand_off(
             }
             delete(writer, &queue, first, last).await?;
             summary.records_handed_over += records;
-            summary.entries_handed_over += last - first + 1;
+            summary.entries_handed_over += entries;
         }
         tracing::info!(queue = %queue.name, records = summary.records_handed_over, elapsed_s = started.elapsed().as_secs_f64(), "Queue handed over");
     }

@@ -34,10 +34,10 @@
 //!   records, and a crash leaves neither a name without its entries nor
 //!   entries without their name.
 //!
-//! # On-disk format (format version 1)
+//! # On-disk format (format version 2)
 //!
 //! One LMDB environment in [`StoreOptions::dir`] (`data.mdb`, `lock.mdb`)
-//! with two named databases. All integers are big-endian.
+//! with three named databases. All integers are big-endian.
 //!
 //! `meta`:
 //!
@@ -45,46 +45,82 @@
 //! | --- | --- | --- |
 //! | `next_queue_id` | u32 | next queue id to hand out: above every id on disk, so an id that ever held data is never reused |
 //! | `queue/<name>` | u32 | a queue's id, written in the transaction of its first entry |
-//! | `seq/` ++ id (u32) | u64 | that queue's next sequence number |
+//! | `next_seq` | u64 | next log position to hand out: above every position ever written |
+//! | `done/` ++ id (u32) | u64 | every entry of that queue below this position is consumed |
 //! | `freelist_tick` | u64 | rewritten to age LMDB's freelist, see below |
 //!
-//! `entries`:
+//! `log` (every queue's entries, in append order):
 //!
-//! | key (12 bytes) | value |
+//! | key (8 bytes) | value |
 //! | --- | --- |
-//! | queue id (u32) ++ seq (u64) | header (16 bytes) ++ payload |
+//! | position (u64) | header (20 bytes) ++ payload |
 //!
-//! The header is: format version (u8, `1`), three reserved zero bytes, the
-//! record count (u32) and the append time in Unix milliseconds (u64). The
-//! payload is opaque here; the ingest path stores concatenated OTLP resource
-//! blocks, which are again a valid OTLP request body.
+//! The header is: format version (u8, `2`), three reserved zero bytes, the
+//! record count (u32), the append time in Unix milliseconds (u64) and the
+//! queue id (u32). The payload is opaque here; the ingest path stores
+//! concatenated OTLP resource blocks, which are again a valid OTLP request
+//! body. An entry's position is its sequence number in its queue.
 //!
-//! Because keys sort as bytes, one cursor range over `id ++ 0 ..= id ++ MAX`
-//! is one queue, oldest first: that is all [`Store::read`] does.
+//! `entries` is format 1's per-queue layout (`id ++ seq` keys, 16-byte
+//! headers): [`Store::open`] moves whatever it holds into `log`, oldest
+//! first within each queue, in bounded transactions, and drops format 1's
+//! `seq/<id>` keys.
+//!
+//! # Why one log and not a key range per queue
+//!
+//! With keys `queue id ++ seq` (format 1), every commit of a seed with a
+//! thousand shoot queues wrote to a thousand places in the B-tree: each
+//! queue's tail leaf for its appends, its head leaf for its deletes, and
+//! its `seq/<id>` key. That was 80-odd scattered page writes and 2.25×
+//! the payload per commit, and the writer thread was the bottleneck at
+//! half the single destination's rate. In one log every commit's appends
+//! land together at its end, like one queue's; a queue's entries are found
+//! through its in-memory index of positions ([`Queue`]), rebuilt by the
+//! scan at open (8 bytes per entry, plus the set's overhead).
+//!
+//! Deleting a delivered batch where it lies would scatter again (a shoot's
+//! batch of one second spans one second of everyone's appends). So a
+//! consumer that takes a queue's oldest entries (a delivery, nearly always)
+//! writes only the queue's `done/<id>` mark, and the entries wait in the
+//! log for the sweep: it deletes consumed entries in log order, below the
+//! oldest entry any queue still holds or, whichever is later, below what
+//! was appended three seconds ago, so runs of whole pages go at once and a
+//! dead shoot's entries do not hold back everything after them (they stay
+//! where they are; LMDB merges the nearly empty pages they leave). Entries
+//! taken from the middle of a queue (a tail sampling decision, a
+//! re-route) cannot be said by a mark and are deleted at once. After a
+//! crash, [`Store::open`] deletes what the marks say was consumed, so the
+//! sweep's lag never sends anything twice.
 //!
 //! # Invariants
 //!
-//! - Sequence numbers of a queue are consecutive in append order and never
-//!   reused, even across restarts and after the queue was fully drained
-//!   (`seq/<id>` is written in the same transaction as the appends).
+//! - Sequence numbers (positions) increase in append order within a queue
+//!   and are never reused, even across restarts and after the log was
+//!   swept empty (`next_seq` is written in the same transaction as the
+//!   appends). They are shared by every queue, so a queue's are not
+//!   consecutive.
 //! - Every entry belongs to a queue named in `meta`: [`WriteOp::Drop`]
-//!   deletes a queue's entries, name and sequence key in one transaction.
-//!   [`Store::open`] deletes any entry that breaks this (or whose header it
-//!   cannot decode), with a warning, since nothing could ever read it.
-//! - Only the writer thread writes entries; [`Store::queue`] writes `meta`
-//!   when it creates a queue. LMDB serialises the two.
-//! - In-memory stats ([`Queue::records`], [`Queue::entries`],
+//!   deletes a queue's entries (those waiting for the sweep included), name
+//!   and mark in one transaction. [`Store::open`] deletes any entry that
+//!   breaks this (or whose header it cannot decode), with a warning, since
+//!   nothing could ever read it.
+//! - An entry below its queue's `done/<id>` mark is consumed: no read
+//!   returns it, and it is deleted by the sweep or the next open.
+//! - Only the writer thread writes entries, marks and positions; queue
+//!   indexes and in-memory stats ([`Queue::records`], [`Queue::entries`],
 //!   [`Queue::used_bytes`]) change only after a successful commit, and are
-//!   rebuilt by a scan in [`Store::open`].
-//!
+//!   rebuilt by the scan in [`Store::open`].
+
 //! # How acknowledgements free space
 //!
 //! An exporter reads a batch with [`Store::read`], sends it and, once the
 //! backend accepted it, sends [`WriteOp::Delete`] for the batch's sequence
-//! range. The writer deletes those entries in its next group (deletes are
-//! applied before appends, so the pages they free can be reused by the
-//! appends of the same commit) and, after the commit, lowers the queue's
-//! `used_bytes`, which lets admission accept new data. LMDB reuses freed
+//! range. The writer consumes those entries in its next group (a mark, or
+//! a delete; the sweep's deletes run in the same transaction, so the pages
+//! they free can be reused by later appends) and, after the commit, lowers
+//! the queue's `used_bytes`, which lets admission accept new data. When
+//! appends find the map full, the deletes-only retry sweeps every consumed
+//! entry at once. LMDB reuses freed
 //! pages once no reader still sees them, and never earlier than two
 //! transactions after the one that freed them. So when appends hit a full
 //! map right after a commit that deleted entries, the writer commits a tiny
@@ -95,10 +131,9 @@
 //! committed the entries stay on disk and are sent again after a restart:
 //! delivery is at-least-once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
-use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -134,6 +169,16 @@ pub const MAX_QUEUE_NAME_LEN: usize = 400;
 /// LMDB page size assumed when rounding the map size; the map must be a
 /// multiple of the OS page size, which is 4 KiB on the platforms we ship.
 const PAGE_SIZE: u64 = 4096;
+
+/// Entries one transaction of the format 1 migration or of the clean-up
+/// at open takes: bounded, because a transaction may dirty at most about
+/// 512 MiB of pages.
+const MIGRATE_PER_TXN: usize = 16 * 1024;
+/// Payload bytes one transaction of the migration moves at most.
+const MIGRATE_BYTES_PER_TXN: usize = 64 * 1024 * 1024;
+
+/// Positions a read takes from a queue's index at a time.
+const READ_POSITIONS: usize = 512;
 
 /// How often a long scan in [`Store::open`] reports progress.
 const SCAN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -299,6 +344,19 @@ impl StoreError {
     }
 }
 
+/// Decodes the value of entry `seq`, read for `queue`.
+fn decode_entry<'v>(
+    queue: &Queue,
+    seq: u64,
+    value: &'v [u8],
+) -> Result<(format::Header, &'v [u8]), StoreError> {
+    format::decode_value(value).ok_or(StoreError::Corrupt {
+        queue: queue.name.clone(),
+        seq,
+        detail: "unknown format version or truncated header",
+    })
+}
+
 /// Maps a heed error of operation `op` to a [`StoreError`].
 fn lmdb_err(op: &'static str, map_size: u64) -> impl Fn(heed::Error) -> StoreError {
     move |e| StoreError::from_heed(op, e, map_size)
@@ -334,8 +392,13 @@ pub struct Queue {
     used_bytes: AtomicU64,
     records: AtomicU64,
     entries: AtomicU64,
-    /// Next sequence number to assign; only the writer thread changes it.
+    /// One past the last sequence number appended to it; only the writer
+    /// thread changes it.
     next_seq: AtomicU64,
+    /// Positions (sequence numbers) of its entries in the log, committed
+    /// and not consumed: readers find its entries here, since the log
+    /// interleaves every queue's. Changed only by the writer, after commit.
+    index: Mutex<BTreeSet<u64>>,
     /// Set once a [`WriteOp::Drop`] of this queue is committed.
     dropped: AtomicBool,
     /// Whether its name is on disk. A new queue exists in memory only
@@ -362,6 +425,7 @@ impl Queue {
             records: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
+            index: Mutex::new(BTreeSet::new()),
             dropped: AtomicBool::new(false),
             persisted: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
@@ -401,9 +465,32 @@ impl Queue {
         self.entries.load(Ordering::Acquire)
     }
 
-    /// The sequence number the next append will get.
+    /// One past the last sequence number appended to this queue: every
+    /// entry it holds has a lower one, and the next append gets this or a
+    /// higher one (sequence numbers are log positions, shared by every
+    /// queue: increasing within a queue, not consecutive).
     pub fn next_seq(&self) -> u64 {
         self.next_seq.load(Ordering::Acquire)
+    }
+
+    fn lock_index(&self) -> MutexGuard<'_, BTreeSet<u64>> {
+        // Changed only whole (insert, remove) under the lock: a panic
+        // cannot leave it half-updated.
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to `limit` positions of its entries from `from` on, in order.
+    fn positions(&self, from: u64, limit: usize) -> Vec<u64> {
+        self.lock_index()
+            .range(from..)
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
+    /// The position of its oldest entry, if it holds any.
+    fn oldest(&self) -> Option<u64> {
+        self.lock_index().first().copied()
     }
 
     /// Whether the queue's name is on disk: after the commit of its first
@@ -634,7 +721,13 @@ pub(crate) fn scratch_store(dir: &std::path::Path) -> Arc<Store> {
 pub struct Store {
     env: Env<WithoutTls>,
     meta: RawDb,
-    entries: RawDb,
+    /// Every queue's entries, keyed by position: appends go to its end.
+    log: RawDb,
+    /// Format 1's per-queue `entries`, emptied into `log` at open.
+    legacy: RawDb,
+    /// The position the next append gets: above every position on disk.
+    /// Only the writer advances it (and persists it with its appends).
+    next_seq: AtomicU64,
     /// Live queues by name. Locked only briefly, and never while the writer
     /// holds a write transaction.
     queues: Mutex<HashMap<String, Arc<Queue>>>,
@@ -677,7 +770,7 @@ impl std::fmt::Debug for Store {
 struct ScanStats {
     bytes: u64,
     records: u64,
-    entries: u64,
+    index: BTreeSet<u64>,
     next_seq: u64,
 }
 
@@ -704,7 +797,7 @@ impl Store {
         let mut builder = EnvOpenOptions::new().read_txn_without_tls();
         builder
             .map_size(usize::try_from(map_size).unwrap_or(usize::MAX))
-            .max_dbs(2);
+            .max_dbs(3);
         if opts.durability == Durability::None {
             // SAFETY: NO_SYNC only skips the fsync after a commit. LMDB stays
             // consistent after a crash of this process (the page cache has
@@ -738,12 +831,12 @@ impl Store {
         }
 
         let wtxn = env.write_txn().map_err(lmdb("create databases"))?;
-        let (meta, entries): (RawDb, RawDb) = env
+        let (meta, log, legacy): (RawDb, RawDb, RawDb) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
                 let meta = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("meta"))?;
-                let entries =
-                    opener.create_database::<RawBytes, RawBytes>(wtxn, Some("entries"))?;
-                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, entries)))
+                let log = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("log"))?;
+                let legacy = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("entries"))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, log, legacy)))
             })
             .map_err(lmdb("create databases"))?
             .commit()
@@ -755,7 +848,9 @@ impl Store {
         let mut store = Store {
             env,
             meta,
-            entries,
+            log,
+            legacy,
+            next_seq: AtomicU64::new(0),
             queues: Mutex::new(HashMap::new()),
             map_size,
             reserve: space::reserve_bytes(map_size),
@@ -768,12 +863,85 @@ impl Store {
             next_id: AtomicU32::new(0),
             discarded_at_open: 0,
         };
+        store.migrate_format_1()?;
         store.discarded_at_open = store.resume()?;
         Ok(Arc::new(store))
     }
 
-    /// Loads queue names from `meta`, scans `entries` to rebuild stats, and
-    /// deletes entries nobody could ever read; returns how many.
+    /// Moves format 1's per-queue entries into the log, oldest first within
+    /// each queue, in transactions of [`MIGRATE_PER_TXN`] entries: each
+    /// entry is in exactly one of the two at every commit, so a crash
+    /// half-way loses nothing and the next open goes on.
+    fn migrate_format_1(&self) -> Result<(), StoreError> {
+        let lmdb = |op| lmdb_err(op, self.map_size);
+        let mut moved = 0u64;
+        loop {
+            let mut wtxn = self.env.write_txn().map_err(lmdb("migrate"))?;
+            let mut next = self.stored_next_seq(&wtxn)?;
+            let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut chunk_bytes = 0;
+            for item in self.legacy.iter(&wtxn).map_err(lmdb("migrate"))? {
+                let (key, value) = item.map_err(lmdb("migrate"))?;
+                chunk_bytes += value.len();
+                chunk.push((key.to_vec(), value.to_vec()));
+                if chunk.len() >= MIGRATE_PER_TXN || chunk_bytes >= MIGRATE_BYTES_PER_TXN {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                if moved > 0 {
+                    let seq_keys: Vec<Vec<u8>> = self
+                        .meta
+                        .prefix_iter(&wtxn, format::V1_META_SEQ_PREFIX)
+                        .map_err(lmdb("migrate"))?
+                        .map(|item| item.map(|(k, _)| k.to_vec()))
+                        .collect::<Result<_, _>>()
+                        .map_err(lmdb("migrate"))?;
+                    for key in seq_keys {
+                        self.meta.delete(&mut wtxn, &key).map_err(lmdb("migrate"))?;
+                    }
+                    wtxn.commit().map_err(lmdb("migrate"))?;
+                    tracing::info!(entries = moved, "Moved the buffer to storage format 2.");
+                }
+                return Ok(());
+            }
+            for (key, value) in &chunk {
+                // What does not decode stays behind nowhere: open would
+                // have deleted it as unreadable in format 1 too.
+                let converted = format::decode_v1_entry_key(key)
+                    .and_then(|(id, _)| format::v1_value_to_v2(id, value));
+                if let Some(v2) = converted {
+                    self.log
+                        .put(&mut wtxn, &format::log_key(next), &v2)
+                        .map_err(lmdb("migrate"))?;
+                    next += 1;
+                }
+                self.legacy
+                    .delete(&mut wtxn, key)
+                    .map_err(lmdb("migrate"))?;
+            }
+            self.meta
+                .put(&mut wtxn, format::META_NEXT_SEQ, &next.to_be_bytes())
+                .map_err(lmdb("migrate"))?;
+            wtxn.commit().map_err(lmdb("migrate"))?;
+            moved += chunk.len() as u64;
+            tracing::info!(entries = moved, "Moving the buffer to storage format 2.");
+        }
+    }
+
+    /// The `next_seq` stored in `meta` (0 when there is none).
+    fn stored_next_seq(&self, txn: &heed::RoTxn<'_, WithoutTls>) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(txn, format::META_NEXT_SEQ)
+            .map_err(lmdb_err("resume", self.map_size))?
+            .and_then(format::decode_u64)
+            .unwrap_or(0))
+    }
+
+    /// Loads queue names from `meta`, scans the log to rebuild each queue's
+    /// index and stats, and deletes entries nobody could ever read (counted,
+    /// returned) and consumed entries the sweep had not reached yet.
     fn resume(&self) -> Result<u64, StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
         let rtxn = self.env.read_txn().map_err(lmdb("resume"))?;
@@ -784,8 +952,8 @@ impl Store {
             .map_err(lmdb("resume"))?
             .and_then(format::decode_u32)
             .unwrap_or(0);
+        let mut next_seq = self.stored_next_seq(&rtxn)?;
         let mut names: HashMap<u32, String> = HashMap::new();
-        let mut seqs: HashMap<u32, u64> = HashMap::new();
         for item in self
             .meta
             .prefix_iter(&rtxn, format::META_QUEUE_PREFIX)
@@ -800,17 +968,18 @@ impl Store {
                 None => tracing::warn!(queue = %name, "Ignoring a queue with an undecodable id."),
             }
         }
+        let mut done: HashMap<u32, u64> = HashMap::new();
         for item in self
             .meta
-            .prefix_iter(&rtxn, format::META_SEQ_PREFIX)
+            .prefix_iter(&rtxn, format::META_DONE_PREFIX)
             .map_err(lmdb("resume"))?
         {
             let (key, value) = item.map_err(lmdb("resume"))?;
-            if let (Some(id), Some(seq)) = (
-                format::decode_u32(&key[format::META_SEQ_PREFIX.len()..]),
+            if let (Some(id), Some(pos)) = (
+                format::decode_u32(&key[format::META_DONE_PREFIX.len()..]),
                 format::decode_u64(value),
             ) {
-                seqs.insert(id, seq);
+                done.insert(id, pos);
             }
         }
 
@@ -818,9 +987,11 @@ impl Store {
         let mut last_report = started;
         let mut scanned: u64 = 0;
         let mut stats: HashMap<u32, ScanStats> = HashMap::new();
-        // Keys of entries to delete: orphans and undecodable values.
+        // Keys of entries to delete: orphans and undecodable values...
         let mut garbage: Vec<Vec<u8>> = Vec::new();
-        for item in self.entries.iter(&rtxn).map_err(lmdb("resume"))? {
+        // ...and consumed entries the sweep had not deleted yet.
+        let mut consumed: Vec<Vec<u8>> = Vec::new();
+        for item in self.log.iter(&rtxn).map_err(lmdb("resume"))? {
             let (key, value) = item.map_err(lmdb("resume"))?;
             scanned += 1;
             if scanned.is_multiple_of(4096) && last_report.elapsed() >= SCAN_PROGRESS_EVERY {
@@ -831,20 +1002,24 @@ impl Store {
                     "Scanning the LMDB buffer to resume queues."
                 );
             }
-            let Some((id, seq)) = format::decode_entry_key(key) else {
-                // Not our key shape: no queue can ever read it.
+            let (Some(pos), Some((header, payload))) =
+                (format::decode_log_key(key), format::decode_value(value))
+            else {
+                // Not our key or value shape: no queue can ever read it.
                 garbage.push(key.to_vec());
                 continue;
             };
-            match (names.contains_key(&id), format::decode_value(value)) {
-                (true, Some((header, payload))) => {
-                    let s = stats.entry(id).or_default();
-                    s.bytes += payload.len() as u64;
-                    s.records += u64::from(header.records);
-                    s.entries += 1;
-                    s.next_seq = seq.saturating_add(1);
-                }
-                _ => garbage.push(key.to_vec()),
+            next_seq = next_seq.max(pos.saturating_add(1));
+            if !names.contains_key(&header.queue) {
+                garbage.push(key.to_vec());
+            } else if done.get(&header.queue).is_some_and(|&below| pos < below) {
+                consumed.push(key.to_vec());
+            } else {
+                let s = stats.entry(header.queue).or_default();
+                s.bytes += payload.len() as u64;
+                s.records += u64::from(header.records);
+                s.index.insert(pos);
+                s.next_seq = pos.saturating_add(1);
             }
             self.release(value);
         }
@@ -855,9 +1030,20 @@ impl Store {
                 entries = garbage.len(),
                 "Deleting LMDB entries that belong to no queue or cannot be decoded."
             );
+        }
+        if !consumed.is_empty() {
+            tracing::info!(
+                entries = consumed.len(),
+                "Deleting consumed entries the last run had not swept yet."
+            );
+        }
+        for keys in garbage
+            .chunks(MIGRATE_PER_TXN)
+            .chain(consumed.chunks(MIGRATE_PER_TXN))
+        {
             let mut wtxn = self.env.write_txn().map_err(lmdb("resume cleanup"))?;
-            for key in &garbage {
-                self.entries
+            for key in keys {
+                self.log
                     .delete(&mut wtxn, key.as_slice())
                     .map_err(lmdb("resume cleanup"))?;
             }
@@ -871,6 +1057,7 @@ impl Store {
             .unwrap_or(0)
             .max(stored_next_id);
         self.next_id.store(next_id, Ordering::Release);
+        self.next_seq.store(next_seq, Ordering::Release);
         let mut queues = self.lock_queues();
         let mut total_bytes = 0u64;
         for (id, name) in names {
@@ -879,9 +1066,10 @@ impl Store {
             queue.persisted.store(true, Ordering::Release);
             queue.used_bytes.store(s.bytes, Ordering::Release);
             queue.records.store(s.records, Ordering::Release);
-            queue.entries.store(s.entries, Ordering::Release);
-            let next_seq = s.next_seq.max(seqs.get(&id).copied().unwrap_or(0));
-            queue.next_seq.store(next_seq, Ordering::Release);
+            queue.entries.store(s.index.len() as u64, Ordering::Release);
+            let next = s.next_seq.max(done.get(&id).copied().unwrap_or(0));
+            queue.next_seq.store(next, Ordering::Release);
+            *queue.lock_index() = s.index;
             total_bytes += s.bytes;
             queues.insert(name, Arc::new(queue));
         }
@@ -999,15 +1187,15 @@ impl Store {
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
-            let key = format::entry_key(queue.id, seq);
-            let Some(value) = self.entries.get(&rtxn, &key[..]).map_err(lmdb("read"))? else {
+            let key = format::log_key(seq);
+            let Some(value) = self.log.get(&rtxn, &key[..]).map_err(lmdb("read"))? else {
                 continue;
             };
-            let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
-                queue: queue.name.clone(),
-                seq,
-                detail: "unknown format version or truncated header",
-            })?;
+            let (header, payload) = decode_entry(queue, seq, value)?;
+            if header.queue != queue.id {
+                // Another queue's entry: this one's is long gone.
+                continue;
+            }
             out.push(Entry {
                 seq,
                 records: header.records,
@@ -1144,31 +1332,46 @@ impl Store {
         mut f: impl FnMut(u64, &format::Header, &[u8]),
     ) -> Result<(), StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
+        // Positions first, then the transaction: every position in the
+        // index was committed before it got there, so the transaction sees
+        // it unless it was consumed since (then it is skipped).
+        let mut positions = queue.positions(from_seq, READ_POSITIONS);
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
-        let lo = format::entry_key(queue.id, from_seq);
-        let hi = format::entry_key(queue.id, u64::MAX);
-        let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
         let (mut taken, mut bytes, mut records) = (0usize, 0u64, 0u64);
-        for item in self.entries.range(&rtxn, &range).map_err(lmdb("read"))? {
-            let (key, value) = item.map_err(lmdb("read"))?;
-            let seq = format::decode_entry_key(key).map_or(0, |(_, seq)| seq);
-            let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
-                queue: queue.name.clone(),
-                seq,
-                detail: "unknown format version or truncated header",
-            })?;
-            let next_bytes = bytes + payload.len() as u64;
-            let next_records = records + u64::from(header.records);
-            if taken > 0 && (next_bytes > max_bytes || next_records > max_records) {
-                break;
+        while let Some(&last) = positions.last() {
+            for &seq in &positions {
+                let Some(value) = self
+                    .log
+                    .get(&rtxn, &format::log_key(seq)[..])
+                    .map_err(lmdb("read"))?
+                else {
+                    continue;
+                };
+                let (header, payload) = decode_entry(queue, seq, value)?;
+                if header.queue != queue.id {
+                    continue;
+                }
+                let next_bytes = bytes + payload.len() as u64;
+                let next_records = records + u64::from(header.records);
+                if taken > 0 && (next_bytes > max_bytes || next_records > max_records) {
+                    return Ok(());
+                }
+                (taken, bytes, records) = (taken + 1, next_bytes, next_records);
+                f(seq, &header, payload);
+                if release {
+                    self.release(value);
+                }
             }
-            (taken, bytes, records) = (taken + 1, next_bytes, next_records);
-            f(seq, &header, payload);
-            if release {
-                self.release(value);
-            }
+            positions = queue.positions(last.saturating_add(1), READ_POSITIONS);
         }
         Ok(())
+    }
+
+    /// Entries in the log, consumed ones the sweep has not reached included.
+    #[cfg(test)]
+    fn log_len(&self) -> u64 {
+        let rtxn = self.env.read_txn().unwrap_or_else(|e| panic!("{e}"));
+        self.log.len(&rtxn).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The last time the writer loop was alive; it wakes at least once a

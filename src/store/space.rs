@@ -110,7 +110,7 @@ impl Room {
         let main = store.env.unnamed_database_stat();
         let page_size = u64::from(main.page_size).max(1);
         let mut held = 2 + db_pages(&main); // and the two meta pages
-        for db in [&store.meta, &store.entries] {
+        for db in [&store.meta, &store.log, &store.legacy] {
             held += db_pages(&db.stat(txn)?);
         }
         let high_water = info.last_page_number as u64 + 1;

@@ -123,7 +123,9 @@ fn append_read_delete_roundtrip_fifo_and_independent_queues() {
 
     let got = read_all(&h.store, &a);
     assert_eq!(payloads(&got), vec![&b"a0"[..], b"a1-", b"a2--"]);
-    assert_eq!(seqs(&got), vec![0, 1, 2]);
+    // Sequence numbers are log positions: every queue's appends share
+    // them, so a queue's increase but leave gaps.
+    assert_eq!(seqs(&got), vec![0, 1, 3]);
     assert_eq!(
         got.iter().map(|e| e.records).collect::<Vec<_>>(),
         vec![1, 2, 4]
@@ -131,20 +133,21 @@ fn append_read_delete_roundtrip_fifo_and_independent_queues() {
     assert_eq!((a.entries(), a.records(), a.used_bytes()), (3, 7, 9));
     let got_b = read_all(&h.store, &b);
     assert_eq!(payloads(&got_b), vec![&b"b0"[..], b"b1"]);
-    assert_eq!(seqs(&got_b), vec![0, 1]);
+    assert_eq!(seqs(&got_b), vec![2, 4]);
     assert_eq!((b.entries(), b.records(), b.used_bytes()), (2, 8, 4));
 
     // Limits: stop before the entry that would exceed, but never return
     // nothing when something is there.
     assert_eq!(
         seqs(&h.store.read(&a, 1, u64::MAX, u64::MAX).unwrap()),
-        vec![1, 2]
+        vec![1, 3]
     );
     assert_eq!(seqs(&h.store.read(&a, 0, 5, u64::MAX).unwrap()), vec![0, 1]);
     assert_eq!(seqs(&h.store.read(&a, 0, 1, 1).unwrap()), vec![0]);
     assert_eq!(seqs(&h.store.read(&a, 0, u64::MAX, 3).unwrap()), vec![0, 1]);
-    assert_eq!(seqs(&h.store.read(&a, 2, 0, 0).unwrap()), vec![2]);
-    assert!(h.store.read(&a, 3, u64::MAX, u64::MAX).unwrap().is_empty());
+    // From a position in a gap: the next entry of this queue.
+    assert_eq!(seqs(&h.store.read(&a, 2, 0, 0).unwrap()), vec![3]);
+    assert!(h.store.read(&a, 4, u64::MAX, u64::MAX).unwrap().is_empty());
     // read_batch is the same walk, concatenated.
     for (from, max_bytes, max_records) in [
         (0, u64::MAX, u64::MAX),
@@ -175,7 +178,7 @@ fn append_read_delete_roundtrip_fifo_and_independent_queues() {
     }
     assert!(
         h.store
-            .read_batch(&a, 3, u64::MAX, u64::MAX)
+            .read_batch(&a, 4, u64::MAX, u64::MAX)
             .unwrap()
             .is_none()
     );
@@ -184,7 +187,7 @@ fn append_read_delete_roundtrip_fifo_and_independent_queues() {
     h.delete(&a, 0, 1);
     h.flush().unwrap();
     let got = read_all(&h.store, &a);
-    assert_eq!(seqs(&got), vec![2]);
+    assert_eq!(seqs(&got), vec![3]);
     assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 4, 4));
     assert_eq!(payloads(&read_all(&h.store, &b)), vec![&b"b0"[..], b"b1"]);
     assert_eq!((b.entries(), b.records(), b.used_bytes()), (2, 8, 4));
@@ -212,8 +215,9 @@ fn reopen_resumes_entries_stats_and_seq_numbering() {
         h.append(&b, 1, b"drained").unwrap();
         h.append(&b, 1, b"drained").unwrap();
         h.delete(&a, 0, 0);
-        // b is drained completely: only `seq/<id>` remembers its numbering.
-        h.delete(&b, 0, 1);
+        // b is drained completely: only `next_seq` and its `done/<id>`
+        // mark remember the numbering.
+        h.delete(&b, 5, 6);
         h.flush().unwrap();
         h.close();
     }
@@ -235,10 +239,10 @@ fn reopen_resumes_entries_stats_and_seq_numbering() {
 
     h.append(&a, 1, b"new").unwrap();
     h.append(&b, 1, b"new").unwrap();
-    assert_eq!(seqs(&read_all(&h.store, &a)), vec![1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&read_all(&h.store, &a)), vec![1, 2, 3, 4, 7]);
     assert_eq!(
         seqs(&read_all(&h.store, &b)),
-        vec![2],
+        vec![8],
         "seqs must not be reused"
     );
     // A new queue never takes an old id.
@@ -310,7 +314,7 @@ fn queued_requests_are_group_committed_and_acked_only_when_readable() {
                     let got = read_all(&store, &queue);
                     assert!(got.len() > i);
                     assert_eq!(got[i].payload, payload);
-                    assert_eq!(got[i].seq, i as u64);
+                    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
                 }
             })
         })
@@ -858,4 +862,204 @@ fn pages_outside_the_map_are_never_released() {
     released.unmap();
     map.release(&heap);
     assert!(heap.iter().all(|b| *b == 7), "heap memory kept its bytes");
+}
+
+#[test]
+fn delivered_entries_wait_for_the_sweep_and_a_crash_before_it_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_seqs, b_seqs);
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        let b = h.store.queue("b").unwrap();
+        // Interleaved, as a thousand shoots' entries are in the log.
+        for i in 0..4u8 {
+            h.append_parts(vec![(&b, 1, &[b'b', i]), (&a, 2, &[b'a', i])])
+                .unwrap();
+        }
+        a_seqs = seqs(&read_all(&h.store, &a));
+        b_seqs = seqs(&read_all(&h.store, &b));
+        // a delivers its oldest three: a mark, not eight scattered deletes.
+        h.delete(&a, a_seqs[0], a_seqs[2]);
+        h.flush().unwrap();
+        assert_eq!(seqs(&read_all(&h.store, &a)), vec![a_seqs[3]]);
+        assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 2, 2));
+        // b still holds the oldest entry, so a's wait in the log.
+        assert_eq!(h.store.log_len(), 8);
+        // The process dies here (no further commit, no sweep).
+        h.close();
+    }
+    {
+        let h = Harness::start(options(dir.path()));
+        // The open finished the sweep: not counted as damage.
+        assert_eq!(h.store.discarded_at_open(), 0);
+        assert_eq!(h.store.log_len(), 5);
+        let a = h.store.queue("a").unwrap();
+        let b = h.store.queue("b").unwrap();
+        assert_eq!(seqs(&read_all(&h.store, &a)), vec![a_seqs[3]]);
+        assert_eq!(seqs(&read_all(&h.store, &b)), b_seqs);
+        assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 2, 2));
+
+        // Once b delivers too, the next commit sweeps the log empty.
+        h.delete(&b, b_seqs[0], b_seqs[3]);
+        h.flush().unwrap();
+        h.delete(&a, a_seqs[3], a_seqs[3]);
+        h.flush().unwrap();
+        h.flush().unwrap();
+        assert_eq!(h.store.log_len(), 0);
+        // Numbering goes on after the last position ever used.
+        h.append(&a, 1, b"next").unwrap();
+        assert!(seqs(&read_all(&h.store, &a))[0] > b_seqs[3].max(a_seqs[3]));
+        h.close();
+    }
+}
+
+#[test]
+fn entries_taken_from_the_middle_of_a_queue_are_deleted_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        for i in 0..3u8 {
+            h.append(&a, 1, &[i]).unwrap();
+        }
+        // Not the oldest: no mark could say it, so it goes now.
+        h.delete(&a, 1, 1);
+        h.flush().unwrap();
+        assert_eq!(h.store.log_len(), 2);
+        assert_eq!(seqs(&read_all(&h.store, &a)), vec![0, 2]);
+        // The same range again changes nothing (counted once).
+        h.delete(&a, 0, 1);
+        h.delete(&a, 1, 1);
+        h.flush().unwrap();
+        assert_eq!((a.entries(), a.used_bytes()), (1, 1));
+        h.close();
+    }
+    let h = Harness::start(options(dir.path()));
+    let a = h.store.queue("a").unwrap();
+    assert_eq!(seqs(&read_all(&h.store, &a)), vec![2]);
+    assert_eq!(h.store.discarded_at_open(), 0);
+    h.close();
+}
+
+#[test]
+fn a_dropped_queue_takes_its_unswept_entries_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let h = Harness::start(options(dir.path()));
+        let keep = h.store.queue("keep").unwrap();
+        let gone = h.store.queue("gone").unwrap();
+        h.append(&keep, 1, b"k").unwrap();
+        h.append(&gone, 1, b"g0").unwrap();
+        h.append(&gone, 1, b"g1").unwrap();
+        // Delivered, but `keep` holds the oldest entry: not swept yet.
+        h.delete(&gone, 0, 2);
+        h.flush().unwrap();
+        assert_eq!(h.store.log_len(), 3);
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(WriteOp::Drop {
+            queue: Arc::clone(&gone),
+            reply: Some(reply),
+        })
+        .unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(h.store.log_len(), 1);
+        h.close();
+    }
+    let h = Harness::start(options(dir.path()));
+    assert_eq!(h.store.discarded_at_open(), 0, "entries of no queue");
+    let names: Vec<_> = h.store.queues().iter().map(|q| q.name.clone()).collect();
+    assert_eq!(names, vec!["keep"]);
+    h.close();
+}
+
+#[test]
+fn a_format_1_buffer_is_moved_into_the_log_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // Format 1 as the previous release wrote it: per-queue keys
+    // `id ++ seq` in `entries`, 16-byte headers, `seq/<id>` marks.
+    {
+        // SAFETY: a fresh directory of this test, opened once.
+        #[allow(unsafe_code)]
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(64 << 20)
+                .max_dbs(3)
+                .open(dir.path())
+                .unwrap()
+        };
+        let (meta, entries): (RawDb, RawDb) = env
+            .create_databases_and_commit(env.write_txn().unwrap(), |opener, wtxn| {
+                let meta = opener.create_database(wtxn, Some("meta"))?;
+                let entries = opener.create_database(wtxn, Some("entries"))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((meta, entries)))
+            })
+            .unwrap()
+            .commit()
+            .unwrap();
+        let mut wtxn = env.write_txn().unwrap();
+        for (name, id) in [("b", 1u32), ("a", 2u32)] {
+            meta.put(&mut wtxn, &format::queue_name_key(name), &id.to_be_bytes())
+                .unwrap();
+            let mut seq_key = b"seq/".to_vec();
+            seq_key.extend_from_slice(&id.to_be_bytes());
+            meta.put(&mut wtxn, &seq_key, &100u64.to_be_bytes())
+                .unwrap();
+            for seq in [97u64, 98, 99] {
+                let mut key = id.to_be_bytes().to_vec();
+                key.extend_from_slice(&seq.to_be_bytes());
+                let mut value = vec![1u8, 0, 0, 0];
+                value.extend_from_slice(&(id * 10).to_be_bytes());
+                value.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+                value.extend_from_slice(format!("{name}{seq}").as_bytes());
+                entries.put(&mut wtxn, &key, &value).unwrap();
+            }
+        }
+        meta.put(&mut wtxn, format::META_NEXT_ID, &3u32.to_be_bytes())
+            .unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+    }
+    let h = Harness::start(options(dir.path()));
+    assert_eq!(h.store.discarded_at_open(), 0);
+    assert_eq!(h.store.log_len(), 6);
+    for (name, id) in [("a", 2u32), ("b", 1u32)] {
+        let queue = h.store.queue(name).unwrap();
+        assert_eq!(queue.id, id);
+        let got = read_all(&h.store, &queue);
+        assert_eq!(
+            payloads(&got),
+            vec![
+                format!("{name}97").as_bytes(),
+                format!("{name}98").as_bytes(),
+                format!("{name}99").as_bytes()
+            ]
+        );
+        assert!(got.iter().all(|e| e.records == id * 10));
+        assert!(got.iter().all(|e| e.appended_at_ms == 1_700_000_000_000));
+        assert_eq!(
+            (queue.entries(), queue.records()),
+            (3, 3 * u64::from(id) * 10)
+        );
+    }
+    {
+        let rtxn = h.store.env.read_txn().unwrap();
+        assert_eq!(h.store.legacy.len(&rtxn).unwrap(), 0);
+        let old_marks = h
+            .store
+            .meta
+            .prefix_iter(&rtxn, format::V1_META_SEQ_PREFIX)
+            .unwrap()
+            .count();
+        assert_eq!(old_marks, 0);
+    }
+    // It goes on as a format 2 store: new entries after the moved ones.
+    let a = h.store.queue("a").unwrap();
+    h.append(&a, 1, b"new").unwrap();
+    let got = read_all(&h.store, &a);
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].payload, Bytes::from_static(b"new"));
+    let new_queue = h.store.queue("c").unwrap();
+    assert!(new_queue.id >= 3);
+    h.close();
 }

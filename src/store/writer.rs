@@ -15,9 +15,8 @@
 //! - I/O and LMDB errors are answered and counted, never panicked on: the
 //!   loop keeps running until every sender is gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::Write as _;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -40,6 +39,14 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// transaction may dirty at most ~512 MiB of pages (`MDB_TXN_FULL`), and a
 /// bounded group keeps a commit's latency bounded too.
 const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Consumed entries older than this are swept even when some entry around
+/// them is still pending (a dead shoot's, a backlog's): it stays, and
+/// LMDB merges the pages it leaves nearly empty.
+const SWEEP_LAG: Duration = Duration::from_secs(3);
+
+/// Most consumed entries one commit sweeps: bounds its transaction.
+const MAX_SWEEP_PER_COMMIT: usize = 64 * 1024;
 
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -68,10 +75,20 @@ struct Group {
 /// What a successful transaction changed, applied to memory after commit.
 #[derive(Default)]
 struct Applied {
-    /// Per queue id: (queue, payload bytes, records, entries) deleted.
+    /// Per queue id: (queue, payload bytes, records, entries) consumed.
     deleted: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
-    /// Per queue id: (queue, next seq, records, entries) appended.
-    appended: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
+    /// Per queue id: the positions taken out of its index.
+    removed: HashMap<u32, BTreeSet<u64>>,
+    /// Positions consumed by a "done" mark, for the sweep, with their queue.
+    marked: Vec<(u64, u32)>,
+    /// Positions the sweep deleted.
+    swept: Vec<u64>,
+    /// Whether anything was deleted from the log (pages freed).
+    freed: bool,
+    /// Per queue id: (queue, positions appended, records).
+    appended: HashMap<u32, (Arc<Queue>, Vec<u64>, u64)>,
+    /// The store's next position after the appends.
+    next_seq: u64,
     /// Payload bytes appended in total.
     appended_bytes: u64,
 }
@@ -99,6 +116,13 @@ struct Writer {
     freed_pending: bool,
     /// Counter written by [`Writer::retry_appends`].
     ticks: u64,
+    /// Consumed positions still in the log, with their queue: deleted in
+    /// log order by [`Writer::sweep_bound`]'s rule, so that deleting them
+    /// frees whole pages instead of dirtying one page per entry.
+    sweep: BTreeMap<u64, u32>,
+    /// The store's next position after recent commits, oldest first, kept
+    /// for [`SWEEP_LAG`].
+    history: VecDeque<(Instant, u64)>,
 }
 
 /// Sends `result` to `reply`.
@@ -141,6 +165,8 @@ impl Store {
             last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
+            sweep: BTreeMap::new(),
+            history: VecDeque::new(),
         };
         let slot = Arc::clone(self);
         let spawned = std::thread::Builder::new()
@@ -184,7 +210,7 @@ impl Writer {
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.deferred.is_empty() {
+                    if !self.deferred.is_empty() || !self.sweep.is_empty() {
                         self.commit_group(Group::default());
                     }
                     continue;
@@ -412,7 +438,21 @@ impl Writer {
         self.metrics
             .commit_bytes
             .observe(applied.appended_bytes as f64);
-        self.freed_pending = applied.deleted.values().any(|d| d.3 > 0);
+        self.freed_pending = applied.freed;
+        for pos in &applied.swept {
+            self.sweep.remove(pos);
+        }
+        self.sweep.extend(applied.marked.iter().copied());
+        let now = Instant::now();
+        self.history.push_back((now, applied.next_seq));
+        while self.history.len() > 1
+            && self
+                .history
+                .get(1)
+                .is_some_and(|(at, _)| now.duration_since(*at) >= SWEEP_LAG)
+        {
+            self.history.pop_front();
+        }
         self.apply_in_memory(applied, drops);
     }
 
@@ -437,61 +477,40 @@ impl Writer {
                 room.page_size(),
             ))?;
         }
-        let mut applied = Applied::default();
+        let mut applied = Applied {
+            next_seq: store.next_seq.load(Ordering::Acquire),
+            ..Applied::default()
+        };
         let (deletes, drops) = if with_deletes {
             (&group.deletes[..], &group.drops[..])
         } else {
             (&[][..], &[][..])
         };
         for (queue, first, last) in deletes {
-            if first > last {
-                continue;
-            }
-            let freed = self
-                .delete_range(&mut txn, queue, *first, *last)
+            self.consume(&mut txn, queue, *first, *last, &mut applied)
                 .map_err(err("delete"))?;
-            applied.add_deleted(queue, freed);
         }
         for (queue, _) in drops {
-            let (bytes, records, entries) = self
-                .delete_range(&mut txn, queue, 0, u64::MAX)
+            self.drop_queue(&mut txn, queue, &mut applied)
                 .map_err(err("drop"))?;
-            store
-                .meta
-                .delete(&mut txn, &format::queue_name_key(&queue.name))
-                .map_err(err("drop"))?;
-            store
-                .meta
-                .delete(&mut txn, &format::queue_seq_key(queue.id))
-                .map_err(err("drop"))?;
-            applied.add_deleted(queue, (bytes, records, entries));
         }
         if with_appends {
             // A move's source range goes in the transaction of its appends,
             // never in a deletes-only retry: all or nothing.
             for (queue, first, last) in group.appends.iter().flat_map(|(_, c, _)| c) {
-                if first > last {
-                    continue;
-                }
-                let freed = self
-                    .delete_range(&mut txn, queue, *first, *last)
+                self.consume(&mut txn, queue, *first, *last, &mut applied)
                     .map_err(err("move"))?;
-                applied.add_deleted(queue, freed);
             }
             for part in group.appends.iter().flat_map(|(parts, _, _)| parts) {
                 let queue = &part.queue;
-                let slot = applied
-                    .appended
-                    .entry(queue.id)
-                    .or_insert_with(|| (Arc::clone(queue), queue.next_seq(), 0, 0));
-                let key = format::entry_key(queue.id, slot.1);
-                let header = format::encode_header(part.records);
+                let pos = applied.next_seq;
+                let header = format::encode_header(queue.id, part.records);
                 let payload = &part.payload;
                 store
-                    .entries
+                    .log
                     .put_reserved(
                         &mut txn,
-                        &key,
+                        &format::log_key(pos),
                         format::HEADER_LEN + payload.len(),
                         |space| {
                             space.write_all(&header)?;
@@ -499,17 +518,31 @@ impl Writer {
                         },
                     )
                     .map_err(err("append"))?;
-                slot.1 += 1;
+                applied.next_seq += 1;
+                let slot = applied
+                    .appended
+                    .entry(queue.id)
+                    .or_insert_with(|| (Arc::clone(queue), Vec::new(), 0));
+                slot.1.push(pos);
                 slot.2 += u64::from(part.records);
-                slot.3 += 1;
                 applied.appended_bytes += payload.len() as u64;
             }
-            // Persist each queue's numbering so seqs are never reused, even
-            // after the queue drains and the process restarts; a queue's
-            // first entry also brings its name (and the id counter) to disk
-            // in this transaction: never one without the other.
+            if !applied.appended.is_empty() {
+                // Positions are never reused, even after the log was swept
+                // empty and the process restarted.
+                store
+                    .meta
+                    .put(
+                        &mut txn,
+                        format::META_NEXT_SEQ,
+                        &applied.next_seq.to_be_bytes(),
+                    )
+                    .map_err(err("append"))?;
+            }
+            // A queue's first entry brings its name (and the id counter)
+            // to disk in this transaction: never one without the other.
             let mut named = false;
-            for (id, (queue, next_seq, _, _)) in &applied.appended {
+            for (id, (queue, _, _)) in &applied.appended {
                 if !queue.is_persisted() {
                     store
                         .meta
@@ -521,14 +554,6 @@ impl Writer {
                         .map_err(err("create queue"))?;
                     named = true;
                 }
-                store
-                    .meta
-                    .put(
-                        &mut txn,
-                        &format::queue_seq_key(*id),
-                        &next_seq.to_be_bytes(),
-                    )
-                    .map_err(err("append"))?;
             }
             if named {
                 let next_id = store.next_id.load(Ordering::Acquire);
@@ -538,44 +563,139 @@ impl Writer {
                     .map_err(err("create queue"))?;
             }
         }
+        if with_deletes {
+            // A deletes-only retry is a full map or disk: free all it can.
+            let bound = if with_appends {
+                self.sweep_bound(applied.next_seq)
+            } else {
+                u64::MAX
+            };
+            self.sweep(&mut txn, bound, &mut applied)
+                .map_err(err("sweep"))?;
+        }
         txn.commit().map_err(err("commit"))?;
         Ok(applied)
     }
 
-    /// Deletes entries `first..=last` of `queue`; returns the payload
-    /// bytes, records and entries removed.
-    fn delete_range(
+    /// Takes entries `first..=last` of `queue` out of it in `txn`. When they
+    /// are the oldest it holds (a delivery, nearly always), that is a "done"
+    /// mark in `meta` and the entries wait for the sweep; otherwise (a tail
+    /// sampling decision, a re-route out of the middle) they are deleted now.
+    /// Either way they are gone for readers once committed, and for the next
+    /// open too.
+    fn consume(
+        &self,
+        txn: &mut RwTxn<'_>,
+        queue: &Arc<Queue>,
+        first: u64,
+        last: u64,
+        applied: &mut Applied,
+    ) -> Result<(), heed::Error> {
+        if first > last {
+            return Ok(());
+        }
+        let removed = applied.removed.entry(queue.id).or_default();
+        let (positions, oldest) = {
+            let index = queue.lock_index();
+            let positions: Vec<u64> = index
+                .range(first..=last)
+                .copied()
+                .filter(|pos| !removed.contains(pos))
+                .collect();
+            // Oldest unless something older is left. Looking at one more
+            // than this transaction removed is enough to know.
+            let oldest = index
+                .range(..first)
+                .take(removed.len() + 1)
+                .all(|pos| removed.contains(pos));
+            (positions, oldest)
+        };
+        let Some(&newest) = positions.last() else {
+            return Ok(());
+        };
+        let freed = self.take_entries(txn, queue, &positions, !oldest)?;
+        removed.extend(positions.iter().copied());
+        if oldest {
+            self.store.meta.put(
+                txn,
+                &format::queue_done_key(queue.id),
+                &newest.saturating_add(1).to_be_bytes(),
+            )?;
+            applied
+                .marked
+                .extend(positions.iter().map(|&pos| (pos, queue.id)));
+        } else {
+            applied.freed = true;
+        }
+        applied.add_deleted(queue, freed);
+        Ok(())
+    }
+
+    /// Deletes everything of `queue` (its entries, those of its entries
+    /// waiting for the sweep, its name and mark) in `txn`.
+    fn drop_queue(
+        &self,
+        txn: &mut RwTxn<'_>,
+        queue: &Arc<Queue>,
+        applied: &mut Applied,
+    ) -> Result<(), heed::Error> {
+        let removed = applied.removed.entry(queue.id).or_default();
+        let positions: Vec<u64> = queue
+            .lock_index()
+            .iter()
+            .copied()
+            .filter(|pos| !removed.contains(pos))
+            .collect();
+        let freed = self.take_entries(txn, queue, &positions, true)?;
+        removed.extend(positions.iter().copied());
+        applied.add_deleted(queue, freed);
+        // Its consumed entries must not outlive its name: the next open
+        // would find entries of no queue.
+        for (&pos, _) in self.sweep.iter().filter(|(_, id)| **id == queue.id) {
+            self.store.log.delete(txn, &format::log_key(pos))?;
+            applied.swept.push(pos);
+        }
+        self.store
+            .meta
+            .delete(txn, &format::queue_name_key(&queue.name))?;
+        self.store
+            .meta
+            .delete(txn, &format::queue_done_key(queue.id))?;
+        applied.freed = true;
+        Ok(())
+    }
+
+    /// Sums the payload bytes, records and entries at `positions` (of
+    /// `queue`) and, if `delete`, deletes them.
+    fn take_entries(
         &self,
         txn: &mut RwTxn<'_>,
         queue: &Queue,
-        first: u64,
-        last: u64,
+        positions: &[u64],
+        delete: bool,
     ) -> Result<(u64, u64, u64), heed::Error> {
-        let lo = format::entry_key(queue.id, first);
-        let hi = format::entry_key(queue.id, last);
-        let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
         let (mut bytes, mut records, mut entries) = (0u64, 0u64, 0u64);
         let mut released = self.store.released(queue);
-        // Sum first (LMDB has no "delete and tell me what it was"), then
-        // delete the same range; the pages are hot from the first pass.
-        for item in self.store.entries.range(txn, &range)? {
-            let (_, value) = item?;
-            entries += 1;
-            if let Some(r) = &mut released {
-                r.note(value);
-            }
-            match format::decode_value(value) {
-                Some((header, payload)) => {
-                    bytes += payload.len() as u64;
-                    records += u64::from(header.records);
+        for &pos in positions {
+            let key = format::log_key(pos);
+            if let Some(value) = self.store.log.get(txn, &key[..])? {
+                entries += 1;
+                if let Some(r) = &mut released {
+                    r.note(value);
                 }
-                // Undecodable entries are removed at open; count their bytes
-                // the way open would have, had it kept them.
-                None => bytes += value.len().saturating_sub(format::HEADER_LEN) as u64,
+                match format::decode_value(value) {
+                    Some((header, payload)) => {
+                        bytes += payload.len() as u64;
+                        records += u64::from(header.records);
+                    }
+                    // Undecodable entries are removed at open; count their
+                    // bytes the way open would have, had it kept them.
+                    None => bytes += value.len().saturating_sub(format::HEADER_LEN) as u64,
+                }
             }
-        }
-        if entries > 0 {
-            self.store.entries.delete_range(txn, &range)?;
+            if delete {
+                self.store.log.delete(txn, &key[..])?;
+            }
         }
         // The pages this touched (the headers just read; LMDB reads a large
         // value's first page to free it) are of no more use to this process.
@@ -585,11 +705,72 @@ impl Writer {
         Ok((bytes, records, entries))
     }
 
+    /// Up to which position the sweep may delete consumed entries: below
+    /// the oldest entry any queue still holds, so that it deletes runs of
+    /// the log and frees whole pages; and in any case what was appended
+    /// [`SWEEP_LAG`] ago or earlier, so that a dead shoot's or a backlog's
+    /// entries do not keep everything after them.
+    fn sweep_bound(&self, next_seq: u64) -> u64 {
+        if self.sweep.is_empty() {
+            return 0;
+        }
+        let oldest_held = self
+            .store
+            .lock_queues()
+            .values()
+            .filter_map(|queue| queue.oldest())
+            .min()
+            .unwrap_or(next_seq);
+        let lagged = self
+            .history
+            .front()
+            .filter(|(at, _)| at.elapsed() >= SWEEP_LAG)
+            .map_or(0, |(_, pos)| *pos);
+        oldest_held.max(lagged)
+    }
+
+    /// Deletes consumed entries below `bound`, oldest first, at most
+    /// [`MAX_SWEEP_PER_COMMIT`]. A sweep of a backlog's worth gives the
+    /// pages its deletes touched back (LMDB reads a large value's first
+    /// page to free it); the few of a sweep that keeps up are reused by the
+    /// next appends and stay mapped (see [`super::mapped`]).
+    fn sweep(
+        &self,
+        txn: &mut RwTxn<'_>,
+        bound: u64,
+        applied: &mut Applied,
+    ) -> Result<(), heed::Error> {
+        let mut released = self.store.map.map(super::mapped::Released::new);
+        let mut bytes = 0u64;
+        for (&pos, _) in self.sweep.range(..bound).take(MAX_SWEEP_PER_COMMIT) {
+            let key = format::log_key(pos);
+            if let Some(value) = self.store.log.get(txn, &key[..])? {
+                bytes += value.len() as u64;
+                if let Some(r) = &mut released {
+                    r.note(value);
+                }
+            }
+            self.store.log.delete(txn, &key[..])?;
+            applied.swept.push(pos);
+            applied.freed = true;
+        }
+        if let Some(r) = released.filter(|_| bytes > super::mapped::BACKLOG_BYTES) {
+            r.unmap();
+        }
+        Ok(())
+    }
+
     /// After a commit: move stats and seqs, forget dropped queues, wake
     /// consumers.
     fn apply_in_memory(&self, applied: &Applied, drops: &[(Arc<Queue>, Option<Reply>)]) {
         let mut deleted_bytes = 0;
         for (queue, bytes, records, entries) in applied.deleted.values() {
+            if let Some(removed) = applied.removed.get(&queue.id) {
+                let mut index = queue.lock_index();
+                for pos in removed {
+                    index.remove(pos);
+                }
+            }
             super::sub_saturating(&queue.used_bytes, *bytes);
             super::sub_saturating(&queue.records, *records);
             super::sub_saturating(&queue.entries, *entries);
@@ -613,12 +794,20 @@ impl Writer {
                 queue.wake();
             }
         }
-        for (queue, next_seq, records, entries) in applied.appended.values() {
+        self.store
+            .next_seq
+            .fetch_max(applied.next_seq, Ordering::AcqRel);
+        for (queue, positions, records) in applied.appended.values() {
             queue.persisted.store(true, Ordering::Release);
+            queue.lock_index().extend(positions.iter().copied());
             // used_bytes already counts these bytes: they were reserved.
-            queue.next_seq.store(*next_seq, Ordering::Release);
+            if let Some(last) = positions.last() {
+                queue.next_seq.store(last + 1, Ordering::Release);
+            }
             queue.records.fetch_add(*records, Ordering::AcqRel);
-            queue.entries.fetch_add(*entries, Ordering::AcqRel);
+            queue
+                .entries
+                .fetch_add(positions.len() as u64, Ordering::AcqRel);
             queue.wake_if_due();
         }
     }
