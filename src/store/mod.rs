@@ -131,7 +131,7 @@
 //! committed the entries stay on disk and are sent again after a restart:
 //! delivery is at-least-once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -398,7 +398,7 @@ pub struct Queue {
     /// Positions (sequence numbers) of its entries in the log, committed
     /// and not consumed: readers find its entries here, since the log
     /// interleaves every queue's. Changed only by the writer, after commit.
-    index: Mutex<BTreeSet<u64>>,
+    index: Mutex<BTreeMap<u64, Held>>,
     /// Set once a [`WriteOp::Drop`] of this queue is committed.
     dropped: AtomicBool,
     /// Whether its name is on disk. A new queue exists in memory only
@@ -425,7 +425,7 @@ impl Queue {
             records: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
-            index: Mutex::new(BTreeSet::new()),
+            index: Mutex::new(BTreeMap::new()),
             dropped: AtomicBool::new(false),
             persisted: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
@@ -473,7 +473,7 @@ impl Queue {
         self.next_seq.load(Ordering::Acquire)
     }
 
-    fn lock_index(&self) -> MutexGuard<'_, BTreeSet<u64>> {
+    fn lock_index(&self) -> MutexGuard<'_, BTreeMap<u64, Held>> {
         // Changed only whole (insert, remove) under the lock: a panic
         // cannot leave it half-updated.
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
@@ -484,13 +484,13 @@ impl Queue {
         self.lock_index()
             .range(from..)
             .take(limit)
-            .copied()
+            .map(|(pos, _)| *pos)
             .collect()
     }
 
     /// The position of its oldest entry, if it holds any.
     fn oldest(&self) -> Option<u64> {
-        self.lock_index().first().copied()
+        self.lock_index().first_key_value().map(|(pos, _)| *pos)
     }
 
     /// Whether the queue's name is on disk: after the commit of its first
@@ -566,6 +566,24 @@ impl Queue {
         // the consumer that is between its read and its `appended().await`.
         self.notify.notify_waiters();
         self.notify.notify_one();
+    }
+}
+
+/// What a queue's index keeps of each entry: enough to account for it
+/// when it is consumed without reading it back from the map.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    records: u32,
+    /// Payload bytes (a request body is far below 4 GiB).
+    bytes: u32,
+}
+
+impl Held {
+    fn new(records: u32, payload_len: usize) -> Self {
+        Self {
+            records,
+            bytes: u32::try_from(payload_len).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -770,7 +788,7 @@ impl std::fmt::Debug for Store {
 struct ScanStats {
     bytes: u64,
     records: u64,
-    index: BTreeSet<u64>,
+    index: BTreeMap<u64, Held>,
     next_seq: u64,
 }
 
@@ -1018,7 +1036,8 @@ impl Store {
                 let s = stats.entry(header.queue).or_default();
                 s.bytes += payload.len() as u64;
                 s.records += u64::from(header.records);
-                s.index.insert(pos);
+                s.index
+                    .insert(pos, Held::new(header.records, payload.len()));
                 s.next_seq = pos.saturating_add(1);
             }
             self.release(value);

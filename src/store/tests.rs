@@ -900,12 +900,16 @@ fn delivered_entries_wait_for_the_sweep_and_a_crash_before_it_loses_nothing() {
         assert_eq!(seqs(&read_all(&h.store, &b)), b_seqs);
         assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 2, 2));
 
-        // Once b delivers too, the next commit sweeps the log empty.
+        // Once b delivers too, a commit soon after sweeps the log empty
+        // (the writer looks up the oldest held entry every 20 ms, and
+        // sweeps on its idle tick too).
         h.delete(&b, b_seqs[0], b_seqs[3]);
-        h.flush().unwrap();
         h.delete(&a, a_seqs[3], a_seqs[3]);
-        h.flush().unwrap();
-        h.flush().unwrap();
+        let started = std::time::Instant::now();
+        while h.store.log_len() > 0 && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(25));
+            h.flush().unwrap();
+        }
         assert_eq!(h.store.log_len(), 0);
         // Numbering goes on after the last position ever used.
         h.append(&a, 1, b"next").unwrap();
@@ -957,6 +961,19 @@ fn a_dropped_queue_takes_its_unswept_entries_with_it() {
         h.flush().unwrap();
         assert_eq!(h.store.log_len(), 3);
         let (reply, rx) = oneshot::channel();
+        h.tx.send(WriteOp::Drop {
+            queue: Arc::clone(&gone),
+            reply: Some(reply),
+        })
+        .unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(h.store.log_len(), 1);
+        // Consumed and dropped in one group: the consumed entries go too.
+        let gone = h.store.queue("gone-too").unwrap();
+        h.append(&gone, 1, b"g").unwrap();
+        let pos = seqs(&read_all(&h.store, &gone))[0];
+        let (reply, rx) = oneshot::channel();
+        h.delete(&gone, pos, pos);
         h.tx.send(WriteOp::Drop {
             queue: Arc::clone(&gone),
             reply: Some(reply),

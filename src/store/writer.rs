@@ -15,6 +15,7 @@
 //! - I/O and LMDB errors are answered and counted, never panicked on: the
 //!   loop keeps running until every sender is gone.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -27,7 +28,8 @@ use heed::RwTxn;
 
 use super::metrics::{ErrorKindLabels, FullLabels};
 use super::{
-    AppendPart, FullReason, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp, release_parts,
+    AppendPart, FullReason, Held, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp,
+    release_parts,
 };
 use super::{format, space};
 use crate::config::Durability;
@@ -44,6 +46,10 @@ const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// them is still pending (a dead shoot's, a backlog's): it stays, and
 /// LMDB merges the pages it leaves nearly empty.
 const SWEEP_LAG: Duration = Duration::from_secs(3);
+
+/// How long [`Writer::sweep_bound`] uses the oldest held position it
+/// looked up.
+const OLDEST_HELD_FOR: Duration = Duration::from_millis(20);
 
 /// Most consumed entries one commit sweeps: bounds its transaction.
 const MAX_SWEEP_PER_COMMIT: usize = 64 * 1024;
@@ -79,14 +85,14 @@ struct Applied {
     deleted: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
     /// Per queue id: the positions taken out of its index.
     removed: HashMap<u32, BTreeSet<u64>>,
-    /// Positions consumed by a "done" mark, for the sweep, with their queue.
-    marked: Vec<(u64, u32)>,
+    /// Positions consumed by a "done" mark, for the sweep.
+    marked: Vec<(u64, Swept)>,
     /// Positions the sweep deleted.
     swept: Vec<u64>,
     /// Whether anything was deleted from the log (pages freed).
     freed: bool,
-    /// Per queue id: (queue, positions appended, records).
-    appended: HashMap<u32, (Arc<Queue>, Vec<u64>, u64)>,
+    /// Per queue id: what was appended to it.
+    appended: HashMap<u32, Appended>,
     /// The store's next position after the appends.
     next_seq: u64,
     /// Payload bytes appended in total.
@@ -116,13 +122,31 @@ struct Writer {
     freed_pending: bool,
     /// Counter written by [`Writer::retry_appends`].
     ticks: u64,
-    /// Consumed positions still in the log, with their queue: deleted in
-    /// log order by [`Writer::sweep_bound`]'s rule, so that deleting them
-    /// frees whole pages instead of dirtying one page per entry.
-    sweep: BTreeMap<u64, u32>,
+    /// Consumed positions still in the log: deleted in log order by
+    /// [`Writer::sweep_bound`]'s rule, so that deleting them frees whole
+    /// pages instead of dirtying one page per entry.
+    sweep: BTreeMap<u64, Swept>,
+    /// The oldest position any queue held, and when that was looked up: a
+    /// walk over every queue, so not on every commit. A stale value is
+    /// still a safe bound, since the true one never decreases (every new
+    /// entry is above every older one).
+    oldest_held: Cell<Option<(Instant, u64)>>,
     /// The store's next position after recent commits, oldest first, kept
     /// for [`SWEEP_LAG`].
     history: VecDeque<(Instant, u64)>,
+}
+
+/// The entries one transaction appended to a queue: the queue, their
+/// positions, and their records in all.
+type Appended = (Arc<Queue>, Vec<(u64, Held)>, u64);
+
+/// A consumed entry waiting for the sweep.
+#[derive(Debug, Clone, Copy)]
+struct Swept {
+    /// Its queue: a drop takes it along.
+    queue: u32,
+    /// Its payload bytes: whether a sweep is a backlog's worth.
+    bytes: u32,
 }
 
 /// Sends `result` to `reply`.
@@ -166,6 +190,7 @@ impl Store {
             freed_pending: false,
             ticks: 0,
             sweep: BTreeMap::new(),
+            oldest_held: Cell::new(None),
             history: VecDeque::new(),
         };
         let slot = Arc::clone(self);
@@ -501,29 +526,38 @@ impl Writer {
                 self.consume(&mut txn, queue, *first, *last, &mut applied)
                     .map_err(err("move"))?;
             }
+            // Every append goes after the last key: `MDB_APPEND` skips the
+            // search and, when the last leaf is full, starts a new one
+            // instead of splitting it in half, so the log's leaves end up
+            // full (small shoot entries took twice the pages without it).
             for part in group.appends.iter().flat_map(|(parts, _, _)| parts) {
                 let queue = &part.queue;
                 let pos = applied.next_seq;
                 let header = format::encode_header(queue.id, part.records);
                 let payload = &part.payload;
-                store
-                    .log
-                    .put_reserved(
-                        &mut txn,
-                        &format::log_key(pos),
-                        format::HEADER_LEN + payload.len(),
-                        |space| {
-                            space.write_all(&header)?;
-                            space.write_all(payload)
-                        },
-                    )
-                    .map_err(err("append"))?;
+                // SAFETY: heed marks cursor writes unsafe for two reasons,
+                // and neither applies. This is an insert (`MDB_APPEND`
+                // without `MDB_CURRENT`): LMDB places it after the last key
+                // itself and refuses a key that is not above it
+                // (`MDB_KEYEXIST`), so the cursor's position cannot write
+                // the wrong entry. And nothing read from the database is
+                // borrowed across it: the payload is our own buffer.
+                let put = store.log.put_reserved(
+                    &mut txn,
+                    &format::log_key(pos),
+                    format::HEADER_LEN + payload.len(),
+                    |space| {
+                        space.write_all(&header)?;
+                        space.write_all(payload)
+                    },
+                );
+                put.map_err(err("append"))?;
                 applied.next_seq += 1;
                 let slot = applied
                     .appended
                     .entry(queue.id)
                     .or_insert_with(|| (Arc::clone(queue), Vec::new(), 0));
-                slot.1.push(pos);
+                slot.1.push((pos, Held::new(part.records, payload.len())));
                 slot.2 += u64::from(part.records);
                 applied.appended_bytes += payload.len() as u64;
             }
@@ -595,39 +629,43 @@ impl Writer {
             return Ok(());
         }
         let removed = applied.removed.entry(queue.id).or_default();
-        let (positions, oldest) = {
+        let (taken, oldest) = {
             let index = queue.lock_index();
-            let positions: Vec<u64> = index
+            let taken: Vec<(u64, Held)> = index
                 .range(first..=last)
-                .copied()
-                .filter(|pos| !removed.contains(pos))
+                .filter(|(pos, _)| !removed.contains(pos))
+                .map(|(pos, held)| (*pos, *held))
                 .collect();
             // Oldest unless something older is left. Looking at one more
             // than this transaction removed is enough to know.
             let oldest = index
                 .range(..first)
                 .take(removed.len() + 1)
-                .all(|pos| removed.contains(pos));
-            (positions, oldest)
+                .all(|(pos, _)| removed.contains(pos));
+            (taken, oldest)
         };
-        let Some(&newest) = positions.last() else {
+        let Some(&(newest, _)) = taken.last() else {
             return Ok(());
         };
-        let freed = self.take_entries(txn, queue, &positions, !oldest)?;
-        removed.extend(positions.iter().copied());
+        removed.extend(taken.iter().map(|(pos, _)| *pos));
         if oldest {
             self.store.meta.put(
                 txn,
                 &format::queue_done_key(queue.id),
                 &newest.saturating_add(1).to_be_bytes(),
             )?;
-            applied
-                .marked
-                .extend(positions.iter().map(|&pos| (pos, queue.id)));
+            applied.marked.extend(taken.iter().map(|(pos, held)| {
+                let swept = Swept {
+                    queue: queue.id,
+                    bytes: held.bytes,
+                };
+                (*pos, swept)
+            }));
         } else {
+            self.delete_entries(txn, queue, taken.iter().map(|(pos, _)| *pos))?;
             applied.freed = true;
         }
-        applied.add_deleted(queue, freed);
+        applied.add_deleted(queue, &taken);
         Ok(())
     }
 
@@ -640,21 +678,29 @@ impl Writer {
         applied: &mut Applied,
     ) -> Result<(), heed::Error> {
         let removed = applied.removed.entry(queue.id).or_default();
-        let positions: Vec<u64> = queue
+        let taken: Vec<(u64, Held)> = queue
             .lock_index()
             .iter()
-            .copied()
-            .filter(|pos| !removed.contains(pos))
+            .filter(|(pos, _)| !removed.contains(pos))
+            .map(|(pos, held)| (*pos, *held))
             .collect();
-        let freed = self.take_entries(txn, queue, &positions, true)?;
-        removed.extend(positions.iter().copied());
-        applied.add_deleted(queue, freed);
+        removed.extend(taken.iter().map(|(pos, _)| *pos));
+        self.delete_entries(txn, queue, taken.iter().map(|(pos, _)| *pos))?;
+        applied.add_deleted(queue, &taken);
         // Its consumed entries must not outlive its name: the next open
         // would find entries of no queue.
-        for (&pos, _) in self.sweep.iter().filter(|(_, id)| **id == queue.id) {
+        for (&pos, _) in self.sweep.iter().filter(|(_, s)| s.queue == queue.id) {
             self.store.log.delete(txn, &format::log_key(pos))?;
             applied.swept.push(pos);
         }
+        // And those consumed earlier in this same transaction.
+        let (gone, others) = std::mem::take(&mut applied.marked)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, s)| s.queue == queue.id);
+        for (pos, _) in gone {
+            self.store.log.delete(txn, &format::log_key(pos))?;
+        }
+        applied.marked = others;
         self.store
             .meta
             .delete(txn, &format::queue_name_key(&queue.name))?;
@@ -665,44 +711,29 @@ impl Writer {
         Ok(())
     }
 
-    /// Sums the payload bytes, records and entries at `positions` (of
-    /// `queue`) and, if `delete`, deletes them.
-    fn take_entries(
+    /// Deletes the entries at `positions` of `queue`, giving back the map
+    /// pages the deletes touch while the queue holds a backlog (LMDB reads
+    /// a large value's first page to free it).
+    fn delete_entries(
         &self,
         txn: &mut RwTxn<'_>,
         queue: &Queue,
-        positions: &[u64],
-        delete: bool,
-    ) -> Result<(u64, u64, u64), heed::Error> {
-        let (mut bytes, mut records, mut entries) = (0u64, 0u64, 0u64);
+        positions: impl Iterator<Item = u64>,
+    ) -> Result<(), heed::Error> {
         let mut released = self.store.released(queue);
-        for &pos in positions {
+        for pos in positions {
             let key = format::log_key(pos);
-            if let Some(value) = self.store.log.get(txn, &key[..])? {
-                entries += 1;
-                if let Some(r) = &mut released {
-                    r.note(value);
-                }
-                match format::decode_value(value) {
-                    Some((header, payload)) => {
-                        bytes += payload.len() as u64;
-                        records += u64::from(header.records);
-                    }
-                    // Undecodable entries are removed at open; count their
-                    // bytes the way open would have, had it kept them.
-                    None => bytes += value.len().saturating_sub(format::HEADER_LEN) as u64,
-                }
+            if let Some(r) = &mut released
+                && let Some(value) = self.store.log.get(txn, &key[..])?
+            {
+                r.note(value);
             }
-            if delete {
-                self.store.log.delete(txn, &key[..])?;
-            }
+            self.store.log.delete(txn, &key[..])?;
         }
-        // The pages this touched (the headers just read; LMDB reads a large
-        // value's first page to free it) are of no more use to this process.
         if let Some(r) = released {
             r.unmap();
         }
-        Ok((bytes, records, entries))
+        Ok(())
     }
 
     /// Up to which position the sweep may delete consumed entries: below
@@ -714,13 +745,20 @@ impl Writer {
         if self.sweep.is_empty() {
             return 0;
         }
-        let oldest_held = self
-            .store
-            .lock_queues()
-            .values()
-            .filter_map(|queue| queue.oldest())
-            .min()
-            .unwrap_or(next_seq);
+        let oldest_held = match self.oldest_held.get() {
+            Some((at, pos)) if at.elapsed() < OLDEST_HELD_FOR => pos,
+            _ => {
+                let pos = self
+                    .store
+                    .lock_queues()
+                    .values()
+                    .filter_map(|queue| queue.oldest())
+                    .min()
+                    .unwrap_or(next_seq);
+                self.oldest_held.set(Some((Instant::now(), pos)));
+                pos
+            }
+        };
         let lagged = self
             .history
             .front()
@@ -740,21 +778,25 @@ impl Writer {
         bound: u64,
         applied: &mut Applied,
     ) -> Result<(), heed::Error> {
-        let mut released = self.store.map.map(super::mapped::Released::new);
-        let mut bytes = 0u64;
-        for (&pos, _) in self.sweep.range(..bound).take(MAX_SWEEP_PER_COMMIT) {
+        let due = || self.sweep.range(..bound).take(MAX_SWEEP_PER_COMMIT);
+        let bytes: u64 = due().map(|(_, s)| u64::from(s.bytes)).sum();
+        let mut released = self
+            .store
+            .map
+            .filter(|_| bytes > super::mapped::BACKLOG_BYTES)
+            .map(super::mapped::Released::new);
+        for (&pos, _) in due() {
             let key = format::log_key(pos);
-            if let Some(value) = self.store.log.get(txn, &key[..])? {
-                bytes += value.len() as u64;
-                if let Some(r) = &mut released {
-                    r.note(value);
-                }
+            if let Some(r) = &mut released
+                && let Some(value) = self.store.log.get(txn, &key[..])?
+            {
+                r.note(value);
             }
             self.store.log.delete(txn, &key[..])?;
             applied.swept.push(pos);
             applied.freed = true;
         }
-        if let Some(r) = released.filter(|_| bytes > super::mapped::BACKLOG_BYTES) {
+        if let Some(r) = released {
             r.unmap();
         }
         Ok(())
@@ -801,7 +843,7 @@ impl Writer {
             queue.persisted.store(true, Ordering::Release);
             queue.lock_index().extend(positions.iter().copied());
             // used_bytes already counts these bytes: they were reserved.
-            if let Some(last) = positions.last() {
+            if let Some((last, _)) = positions.last() {
                 queue.next_seq.store(last + 1, Ordering::Release);
             }
             queue.records.fetch_add(*records, Ordering::AcqRel);
@@ -900,15 +942,17 @@ fn defer(deferred: &mut Vec<Consumed>, deletes: Vec<Consumed>) {
 // === impl Applied ===
 
 impl Applied {
-    /// Adds `(bytes, records, entries)` freed from `queue` in this transaction.
-    fn add_deleted(&mut self, queue: &Arc<Queue>, (bytes, records, entries): (u64, u64, u64)) {
+    /// Adds the entries `taken` from `queue` in this transaction.
+    fn add_deleted(&mut self, queue: &Arc<Queue>, taken: &[(u64, Held)]) {
         let slot = self
             .deleted
             .entry(queue.id)
             .or_insert_with(|| (Arc::clone(queue), 0, 0, 0));
-        slot.1 += bytes;
-        slot.2 += records;
-        slot.3 += entries;
+        for (_, held) in taken {
+            slot.1 += u64::from(held.bytes);
+            slot.2 += u64::from(held.records);
+            slot.3 += 1;
+        }
     }
 }
 
