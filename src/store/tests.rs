@@ -1080,3 +1080,46 @@ fn a_format_1_buffer_is_moved_into_the_log_at_open() {
     assert!(new_queue.id >= 3);
     h.close();
 }
+
+#[test]
+fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(StoreOptions {
+        durability: Durability::None,
+        ..options(dir.path())
+    });
+    let data = dir.path().canonicalize().unwrap().join("data.mdb");
+    // 4,000 entries of 1 KiB over 40 queues: each smaller than a page, so
+    // no read releases its own.
+    let queues: Vec<_> = (0..40)
+        .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
+        .collect();
+    for round in 0..100u32 {
+        let payload = [round as u8; 1024];
+        let parts: Vec<_> = queues.iter().map(|q| (q, 1, &payload[..])).collect();
+        h.append_parts(parts).unwrap();
+    }
+    for q in &queues {
+        let batch = h
+            .store
+            .read_batch(q, 0, u64::MAX, u64::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.entries, 100);
+    }
+    let read = resident_kib_of(&data);
+    assert!(read > 3 * 1024, "{read} KiB resident after reading 4 MiB");
+    // What the writer does every few seconds gives back everything mapped.
+    h.store.map.unwrap().release_all();
+    let after = resident_kib_of(&data);
+    assert!(after < 512, "{after} KiB resident after releasing the map");
+    // And the bytes read again are right.
+    let batch = h
+        .store
+        .read_batch(&queues[7], 0, u64::MAX, u64::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.body.len(), 100 * 1024);
+    assert_eq!(batch.body[99 * 1024], 99);
+    h.close();
+}

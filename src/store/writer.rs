@@ -131,6 +131,8 @@ struct Writer {
     /// still a safe bound, since the true one never decreases (every new
     /// entry is above every older one).
     oldest_held: Cell<Option<(Instant, u64)>>,
+    /// When [`Writer::release_map`] last gave back the map's pages.
+    map_released: Option<Instant>,
     /// The store's next position after recent commits, oldest first, kept
     /// for [`SWEEP_LAG`].
     history: VecDeque<(Instant, u64)>,
@@ -191,6 +193,7 @@ impl Store {
             ticks: 0,
             sweep: BTreeMap::new(),
             oldest_held: Cell::new(None),
+            map_released: None,
             history: VecDeque::new(),
         };
         let slot = Arc::clone(self);
@@ -354,6 +357,7 @@ impl Writer {
         self.metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
+        self.release_map();
 
         // Stats were updated above, before any reply: a requester that sees
         // `Ok` also sees its data counted.
@@ -437,6 +441,20 @@ impl Writer {
     /// transactions after the one that freed them.
     fn should_retry_full(&self, error: &StoreError) -> bool {
         matches!(error, StoreError::Full { .. }) && self.freed_pending
+    }
+
+    /// Gives back every mapped page of the map once per
+    /// [`super::mapped::RELEASE_ALL_EVERY`] (see [`super::mapped`]).
+    fn release_map(&mut self) {
+        let Some(map) = self.store.map else { return };
+        if self
+            .map_released
+            .is_some_and(|at| at.elapsed() < super::mapped::RELEASE_ALL_EVERY)
+        {
+            return;
+        }
+        self.map_released = Some(Instant::now());
+        map.release_all();
     }
 
     /// Commits a tiny `meta` write so pages freed by the last commit become
