@@ -111,12 +111,16 @@ fn main() -> ExitCode {
             worker_threads,
             kube,
         } => {
-            if seedgate::malloc::tune() == seedgate::malloc::Tuning::Applied {
-                tracing::info!(
+            match seedgate::malloc::tune() {
+                seedgate::malloc::Tuning::Applied => tracing::info!(
                     trim_threshold = seedgate::malloc::TRIM_THRESHOLD,
                     mmap_threshold = seedgate::malloc::MMAP_THRESHOLD,
-                    "Set glibc malloc's thresholds (GLIBC_TUNABLES with glibc.malloc.* settings overrides them)"
-                );
+                    "Set glibc malloc's thresholds (GLIBC_TUNABLES with glibc.malloc.* settings, or MALLOC_* variables, override them)"
+                ),
+                seedgate::malloc::Tuning::Operator => tracing::info!(
+                    "Left glibc malloc as the environment tunes it (GLIBC_TUNABLES or MALLOC_* variables)"
+                ),
+                seedgate::malloc::Tuning::Unavailable => {}
             }
             let loaded = match &config {
                 Some(path) => config::load_file(path),

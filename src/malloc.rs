@@ -24,8 +24,10 @@
 //! per busy arena after a burst; the README's performance section has the
 //! figures before and after.
 //!
-//! An operator who set `GLIBC_TUNABLES` with `glibc.malloc.` settings keeps
-//! them: this module then changes nothing.
+//! An operator who tuned malloc keeps the tuning: with `GLIBC_TUNABLES`
+//! holding `glibc.malloc.` settings, or any of glibc's older `MALLOC_*`
+//! variables (the deployments set `MALLOC_MMAP_THRESHOLD_`), this module
+//! changes nothing.
 
 /// Free memory an arena keeps at its top before giving it back.
 pub const TRIM_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -39,20 +41,35 @@ pub const MMAP_THRESHOLD: usize = 8 * 1024 * 1024;
 pub enum Tuning {
     /// The thresholds above are in force.
     Applied,
-    /// `GLIBC_TUNABLES` sets malloc itself: left as the operator set it.
+    /// The environment tunes malloc itself: left as the operator set it.
     Operator,
     /// Not glibc, or glibc refused a setting: its defaults are in force.
     Unavailable,
 }
 
-/// Sets the thresholds, unless `GLIBC_TUNABLES` already tunes malloc. Call
+/// Sets the thresholds, unless the environment already tunes malloc. Call
 /// it first thing, before any thread starts.
 pub fn tune() -> Tuning {
-    let operator = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."));
-    if operator {
+    if operator_tunes(std::env::vars_os()) {
         return Tuning::Operator;
     }
     set_thresholds()
+}
+
+/// Whether `vars` (the environment) tune glibc's malloc: `GLIBC_TUNABLES`
+/// with a `glibc.malloc.` setting, or one of the `MALLOC_*` variables glibc
+/// still reads (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_ARENA_MAX`, ...). A
+/// deployment that sets one has chosen its trade-off; overriding it
+/// silently would undo, for example, the per-request mappings that keep
+/// large request bodies out of the arenas.
+fn operator_tunes(
+    mut vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> bool {
+    vars.any(|(name, value)| {
+        let name = name.to_string_lossy();
+        name.starts_with("MALLOC_")
+            || (name == "GLIBC_TUNABLES" && value.to_string_lossy().contains("glibc.malloc."))
+    })
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -83,9 +100,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_operators_malloc_settings_are_left_alone() {
+        let env = |vars: &[(&str, &str)]| {
+            operator_tunes(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())))
+        };
+        assert!(!env(&[
+            ("PATH", "/bin"),
+            ("GLIBC_TUNABLES", "glibc.rtld.nns=2")
+        ]));
+        assert!(env(&[("MALLOC_MMAP_THRESHOLD_", "131072")]));
+        assert!(env(&[("MALLOC_ARENA_MAX", "2")]));
+        assert!(env(&[("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")]));
+    }
+
+    #[test]
     fn the_thresholds_are_set_unless_the_operator_tunes_malloc() {
-        // The test binary runs without GLIBC_TUNABLES (CI and scripts/test.sh).
-        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        // The test binary runs without malloc settings (CI and
+        // scripts/test.sh).
+        if !operator_tunes(std::env::vars_os()) {
             assert_eq!(tune(), Tuning::Applied);
         }
         assert!(MMAP_THRESHOLD >= 2 * crate::config::DEFAULT_BATCH_MAX_BYTES as usize);

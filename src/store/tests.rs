@@ -78,6 +78,18 @@ impl Harness {
             .unwrap();
     }
 
+    /// Drops `queue`, waiting for the commit.
+    fn drop_queue(&self, queue: &Arc<Queue>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteOp::Drop {
+                queue: Arc::clone(queue),
+                reply: Some(reply),
+            })
+            .unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(WriteOp::Flush { reply }).unwrap();
@@ -482,13 +494,7 @@ fn drop_removes_a_queue_its_data_and_its_name() {
         h.append(&a, 1, b"a1").unwrap();
         h.append(&b, 1, b"b0").unwrap();
 
-        let (reply, rx) = oneshot::channel();
-        h.tx.send(WriteOp::Drop {
-            queue: Arc::clone(&a),
-            reply: Some(reply),
-        })
-        .unwrap();
-        rx.blocking_recv().unwrap().unwrap();
+        h.drop_queue(&a).unwrap();
         assert!(a.is_dropped());
         assert!(read_all(&h.store, &a).is_empty());
         assert_eq!((a.entries(), a.records(), a.used_bytes()), (0, 0, 0));
@@ -602,13 +608,7 @@ fn move_appends_and_deletes_in_one_transaction_or_not_at_all() {
     assert_eq!((y.entries(), y.records(), y.used_bytes()), (2, 2, 5));
 
     // A move into a dropped queue is refused whole: the source keeps its entry.
-    let (reply, rx) = oneshot::channel();
-    h.tx.send(WriteOp::Drop {
-        queue: Arc::clone(&y),
-        reply: Some(reply),
-    })
-    .unwrap();
-    rx.blocking_recv().unwrap().unwrap();
+    h.drop_queue(&y).unwrap();
     assert!(send_move(vec![(&x, b"s2a"), (&y, b"s2b")], 2, 2).is_err());
     assert_eq!(payloads(&read_all(&h.store, &src)), vec![&b"s2"[..]]);
     assert_eq!(payloads(&read_all(&h.store, &x)), vec![&b"s0a"[..]]);
@@ -960,26 +960,14 @@ fn a_dropped_queue_takes_its_unswept_entries_with_it() {
         h.delete(&gone, 0, 2);
         h.flush().unwrap();
         assert_eq!(h.store.log_len(), 3);
-        let (reply, rx) = oneshot::channel();
-        h.tx.send(WriteOp::Drop {
-            queue: Arc::clone(&gone),
-            reply: Some(reply),
-        })
-        .unwrap();
-        rx.blocking_recv().unwrap().unwrap();
+        h.drop_queue(&gone).unwrap();
         assert_eq!(h.store.log_len(), 1);
         // Consumed and dropped in one group: the consumed entries go too.
         let gone = h.store.queue("gone-too").unwrap();
         h.append(&gone, 1, b"g").unwrap();
         let pos = seqs(&read_all(&h.store, &gone))[0];
-        let (reply, rx) = oneshot::channel();
         h.delete(&gone, pos, pos);
-        h.tx.send(WriteOp::Drop {
-            queue: Arc::clone(&gone),
-            reply: Some(reply),
-        })
-        .unwrap();
-        rx.blocking_recv().unwrap().unwrap();
+        h.drop_queue(&gone).unwrap();
         assert_eq!(h.store.log_len(), 1);
         h.close();
     }

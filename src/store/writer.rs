@@ -241,6 +241,7 @@ impl Writer {
                     if !self.deferred.is_empty() || !self.sweep.is_empty() {
                         self.commit_group(Group::default());
                     }
+                    self.release_map();
                     continue;
                 }
                 // Only reported once the channel is empty too: nothing is left.
