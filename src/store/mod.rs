@@ -385,7 +385,7 @@ fn duplicate_heed(e: &heed::Error) -> heed::Error {
 /// the exporter (read, `appended`). Obtained from [`Store::queue`].
 #[derive(Debug)]
 pub struct Queue {
-    /// Stable id, the prefix of this queue's entry keys.
+    /// Stable id, written in the header of each of its entries.
     pub id: u32,
     /// The name it was created with.
     pub name: String,

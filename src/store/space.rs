@@ -30,7 +30,7 @@
 
 use std::path::Path;
 
-use super::format::HEADER_LEN;
+use super::format::{HEADER_LEN, LOG_KEY_LEN};
 use super::{FullReason, Store, StoreError};
 
 /// Least reserve: a delete of a large batch rewrites a few dozen pages.
@@ -72,8 +72,8 @@ pub(super) fn pages_for(payload_lens: impl Iterator<Item = usize>, page_size: u6
     let (mut pages, mut inline) = (TXN_OVERHEAD_PAGES, 0u64);
     for len in payload_lens {
         let value = (HEADER_LEN + len) as u64;
-        // Key: queue id ++ seq, 12 bytes.
-        let node = NODE_HEADER + 12 + value;
+        // Key: the log position.
+        let node = NODE_HEADER + LOG_KEY_LEN as u64 + value;
         if node > page_size / 2 {
             pages += (PAGE_HEADER + value).div_ceil(page_size);
         } else {

@@ -482,6 +482,29 @@ fn durability_none_commits_syncs_and_reopens() {
 }
 
 #[test]
+fn a_map_full_of_delivered_entries_takes_appends_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.map_size = MIB;
+    let h = Harness::start(opts);
+    let q = h.store.queue("q").unwrap();
+    let payload = vec![7u8; 30 * 1024];
+    while h.append(&q, 1, &payload).is_ok() {}
+    // Everything is delivered: marks only, the entries wait for the sweep.
+    let last = seqs(&read_all(&h.store, &q)).last().copied().unwrap();
+    h.delete(&q, 0, last);
+    h.flush().unwrap();
+    assert_eq!(q.entries(), 0);
+    // Appends alone (no delete in their group) find the map full of
+    // consumed entries: the writer sweeps them and takes the appends.
+    for _ in 0..3 {
+        h.append(&q, 1, &payload).unwrap();
+    }
+    assert_eq!(q.entries(), 3);
+    h.close();
+}
+
+#[test]
 fn drop_removes_a_queue_its_data_and_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let (b_id, old_a_id);

@@ -325,7 +325,10 @@ impl Writer {
                 !gone
             });
         }
-        let has_deletes = !group.deletes.is_empty() || !group.drops.is_empty();
+        // Consumed entries waiting for the sweep count: when appends find
+        // the map full, the deletes-only retry is what sweeps them all.
+        let has_deletes =
+            !group.deletes.is_empty() || !group.drops.is_empty() || !self.sweep.is_empty();
         let has_appends = !group.appends.is_empty();
 
         // The outcome for deletes, drops and flushes, and for the appends.
@@ -625,6 +628,16 @@ impl Writer {
             };
             self.sweep(&mut txn, bound, &mut applied)
                 .map_err(err("sweep"))?;
+            if !with_appends {
+                // And what this transaction marked: the space is needed now.
+                for (pos, _) in std::mem::take(&mut applied.marked) {
+                    store
+                        .log
+                        .delete(&mut txn, &format::log_key(pos))
+                        .map_err(err("sweep"))?;
+                    applied.freed = true;
+                }
+            }
         }
         txn.commit().map_err(err("commit"))?;
         Ok(applied)
