@@ -587,6 +587,15 @@ impl Held {
     }
 }
 
+/// A consumed entry waiting for the sweep.
+#[derive(Debug, Clone, Copy)]
+struct Swept {
+    /// Its queue: a drop takes it along.
+    queue: u32,
+    /// Its payload bytes: whether a sweep is a backlog's worth.
+    bytes: u32,
+}
+
 /// Subtracts without wrapping: a double release must not turn a queue's
 /// usage into 2^64 and block it forever.
 fn sub_saturating(counter: &AtomicU64, n: u64) {
@@ -743,6 +752,11 @@ pub struct Store {
     log: RawDb,
     /// Format 1's per-queue `entries`, emptied into `log` at open.
     legacy: RawDb,
+    /// Consumed entries still in the log, by position: the writer deletes
+    /// them in log order (its sweep), so that deleting them frees whole
+    /// pages instead of dirtying one page per entry. Here and not in the
+    /// writer, so that a restarted writer goes on with them.
+    sweep: Mutex<BTreeMap<u64, Swept>>,
     /// The position the next append gets: above every position on disk.
     /// Only the writer advances it (and persists it with its appends).
     next_seq: AtomicU64,
@@ -869,6 +883,7 @@ impl Store {
             log,
             legacy,
             next_seq: AtomicU64::new(0),
+            sweep: Mutex::new(BTreeMap::new()),
             queues: Mutex::new(HashMap::new()),
             map_size,
             reserve: space::reserve_bytes(map_size),
@@ -1100,6 +1115,11 @@ impl Store {
             "Resumed the LMDB buffer."
         );
         Ok(garbage.len() as u64)
+    }
+
+    fn lock_sweep(&self) -> MutexGuard<'_, BTreeMap<u64, Swept>> {
+        // Only the writer thread takes it, for whole inserts and removes.
+        self.sweep.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_queues(&self) -> MutexGuard<'_, HashMap<String, Arc<Queue>>> {

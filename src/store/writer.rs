@@ -16,7 +16,7 @@
 //!   loop keeps running until every sender is gone.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,7 @@ use heed::RwTxn;
 
 use super::metrics::{ErrorKindLabels, FullLabels};
 use super::{
-    AppendPart, FullReason, Held, Queue, Reply, Store, StoreError, StoreMetrics, WriteOp,
+    AppendPart, FullReason, Held, Queue, Reply, Store, StoreError, StoreMetrics, Swept, WriteOp,
     release_parts,
 };
 use super::{format, space};
@@ -122,10 +122,6 @@ struct Writer {
     freed_pending: bool,
     /// Counter written by [`Writer::retry_appends`].
     ticks: u64,
-    /// Consumed positions still in the log: deleted in log order by
-    /// [`Writer::sweep_bound`]'s rule, so that deleting them frees whole
-    /// pages instead of dirtying one page per entry.
-    sweep: BTreeMap<u64, Swept>,
     /// The oldest position any queue held, and when that was looked up: a
     /// walk over every queue, so not on every commit. A stale value is
     /// still a safe bound, since the true one never decreases (every new
@@ -141,15 +137,6 @@ struct Writer {
 /// The entries one transaction appended to a queue: the queue, their
 /// positions, and their records in all.
 type Appended = (Arc<Queue>, Vec<(u64, Held)>, u64);
-
-/// A consumed entry waiting for the sweep.
-#[derive(Debug, Clone, Copy)]
-struct Swept {
-    /// Its queue: a drop takes it along.
-    queue: u32,
-    /// Its payload bytes: whether a sweep is a backlog's worth.
-    bytes: u32,
-}
 
 /// Sends `result` to `reply`.
 fn answer(reply: Reply, result: Result<(), StoreError>) {
@@ -191,7 +178,6 @@ impl Store {
             last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
-            sweep: BTreeMap::new(),
             oldest_held: Cell::new(None),
             map_released: None,
             history: VecDeque::new(),
@@ -238,7 +224,7 @@ impl Writer {
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.deferred.is_empty() || !self.sweep.is_empty() {
+                    if !self.deferred.is_empty() || !self.store.lock_sweep().is_empty() {
                         self.commit_group(Group::default());
                     }
                     self.release_map();
@@ -327,8 +313,9 @@ impl Writer {
         }
         // Consumed entries waiting for the sweep count: when appends find
         // the map full, the deletes-only retry is what sweeps them all.
-        let has_deletes =
-            !group.deletes.is_empty() || !group.drops.is_empty() || !self.sweep.is_empty();
+        let has_deletes = !group.deletes.is_empty()
+            || !group.drops.is_empty()
+            || !self.store.lock_sweep().is_empty();
         let has_appends = !group.appends.is_empty();
 
         // The outcome for deletes, drops and flushes, and for the appends.
@@ -486,10 +473,13 @@ impl Writer {
             .commit_bytes
             .observe(applied.appended_bytes as f64);
         self.freed_pending = applied.freed;
-        for pos in &applied.swept {
-            self.sweep.remove(pos);
+        {
+            let mut sweep = self.store.lock_sweep();
+            for pos in &applied.swept {
+                sweep.remove(pos);
+            }
+            sweep.extend(applied.marked.iter().copied());
         }
-        self.sweep.extend(applied.marked.iter().copied());
         let now = Instant::now();
         self.history.push_back((now, applied.next_seq));
         while self.history.len() > 1
@@ -721,7 +711,14 @@ impl Writer {
         applied.add_deleted(queue, &taken);
         // Its consumed entries must not outlive its name: the next open
         // would find entries of no queue.
-        for (&pos, _) in self.sweep.iter().filter(|(_, s)| s.queue == queue.id) {
+        let unswept: Vec<u64> = self
+            .store
+            .lock_sweep()
+            .iter()
+            .filter(|(_, s)| s.queue == queue.id)
+            .map(|(pos, _)| *pos)
+            .collect();
+        for pos in unswept {
             self.store.log.delete(txn, &format::log_key(pos))?;
             applied.swept.push(pos);
         }
@@ -774,7 +771,7 @@ impl Writer {
     /// [`SWEEP_LAG`] ago or earlier, so that a dead shoot's or a backlog's
     /// entries do not keep everything after them.
     fn sweep_bound(&self, next_seq: u64) -> u64 {
-        if self.sweep.is_empty() {
+        if self.store.lock_sweep().is_empty() {
             return 0;
         }
         let oldest_held = match self.oldest_held.get() {
@@ -810,14 +807,20 @@ impl Writer {
         bound: u64,
         applied: &mut Applied,
     ) -> Result<(), heed::Error> {
-        let due = || self.sweep.range(..bound).take(MAX_SWEEP_PER_COMMIT);
-        let bytes: u64 = due().map(|(_, s)| u64::from(s.bytes)).sum();
+        let due: Vec<(u64, u32)> = self
+            .store
+            .lock_sweep()
+            .range(..bound)
+            .take(MAX_SWEEP_PER_COMMIT)
+            .map(|(pos, s)| (*pos, s.bytes))
+            .collect();
+        let bytes: u64 = due.iter().map(|(_, b)| u64::from(*b)).sum();
         let mut released = self
             .store
             .map
             .filter(|_| bytes > super::mapped::BACKLOG_BYTES)
             .map(super::mapped::Released::new);
-        for (&pos, _) in due() {
+        for (pos, _) in due {
             let key = format::log_key(pos);
             if let Some(r) = &mut released
                 && let Some(value) = self.store.log.get(txn, &key[..])?
