@@ -76,7 +76,8 @@
 //! half the single destination's rate. In one log every commit's appends
 //! land together at its end, like one queue's; a queue's entries are found
 //! through its in-memory index of positions ([`Queue`]), rebuilt by the
-//! scan at open (8 bytes per entry, plus the set's overhead).
+//! scan at open (16 bytes per entry: position, records and bytes, plus the
+//! map's overhead).
 //!
 //! Deleting a delivered batch where it lies would scatter again (a shoot's
 //! batch of one second spans one second of everyone's appends). So a
@@ -344,19 +345,6 @@ impl StoreError {
     }
 }
 
-/// Decodes the value of entry `seq`, read for `queue`.
-fn decode_entry<'v>(
-    queue: &Queue,
-    seq: u64,
-    value: &'v [u8],
-) -> Result<(format::Header, &'v [u8]), StoreError> {
-    format::decode_value(value).ok_or(StoreError::Corrupt {
-        queue: queue.name.clone(),
-        seq,
-        detail: "unknown format version or truncated header",
-    })
-}
-
 /// Maps a heed error of operation `op` to a [`StoreError`].
 fn lmdb_err(op: &'static str, map_size: u64) -> impl Fn(heed::Error) -> StoreError {
     move |e| StoreError::from_heed(op, e, map_size)
@@ -568,6 +556,9 @@ impl Queue {
         self.notify.notify_one();
     }
 }
+
+/// An entry read from the map: its whole value, decoded header, payload.
+type Found<'t> = (&'t [u8], format::Header, &'t [u8]);
 
 /// What a queue's index keeps of each entry: enough to account for it
 /// when it is consumed without reading it back from the map.
@@ -803,7 +794,6 @@ struct ScanStats {
     bytes: u64,
     records: u64,
     index: BTreeMap<u64, Held>,
-    next_seq: u64,
 }
 
 // === impl Store ===
@@ -1053,7 +1043,6 @@ impl Store {
                 s.records += u64::from(header.records);
                 s.index
                     .insert(pos, Held::new(header.records, payload.len()));
-                s.next_seq = pos.saturating_add(1);
             }
             self.release(value);
         }
@@ -1101,7 +1090,8 @@ impl Store {
             queue.used_bytes.store(s.bytes, Ordering::Release);
             queue.records.store(s.records, Ordering::Release);
             queue.entries.store(s.index.len() as u64, Ordering::Release);
-            let next = s.next_seq.max(done.get(&id).copied().unwrap_or(0));
+            let after_last = s.index.last_key_value().map_or(0, |(pos, _)| pos + 1);
+            let next = after_last.max(done.get(&id).copied().unwrap_or(0));
             queue.next_seq.store(next, Ordering::Release);
             *queue.lock_index() = s.index;
             total_bytes += s.bytes;
@@ -1226,15 +1216,9 @@ impl Store {
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
-            let key = format::log_key(seq);
-            let Some(value) = self.log.get(&rtxn, &key[..]).map_err(lmdb("read"))? else {
+            let Some((value, header, payload)) = self.entry(&rtxn, queue, seq)? else {
                 continue;
             };
-            let (header, payload) = decode_entry(queue, seq, value)?;
-            if header.queue != queue.id {
-                // Another queue's entry: this one's is long gone.
-                continue;
-            }
             out.push(Entry {
                 seq,
                 records: header.records,
@@ -1379,17 +1363,9 @@ impl Store {
         let (mut taken, mut bytes, mut records) = (0usize, 0u64, 0u64);
         while let Some(&last) = positions.last() {
             for &seq in &positions {
-                let Some(value) = self
-                    .log
-                    .get(&rtxn, &format::log_key(seq)[..])
-                    .map_err(lmdb("read"))?
-                else {
+                let Some((value, header, payload)) = self.entry(&rtxn, queue, seq)? else {
                     continue;
                 };
-                let (header, payload) = decode_entry(queue, seq, value)?;
-                if header.queue != queue.id {
-                    continue;
-                }
                 let next_bytes = bytes + payload.len() as u64;
                 let next_records = records + u64::from(header.records);
                 if taken > 0 && (next_bytes > max_bytes || next_records > max_records) {
@@ -1404,6 +1380,31 @@ impl Store {
             positions = queue.positions(last.saturating_add(1), READ_POSITIONS);
         }
         Ok(())
+    }
+
+    /// Entry `seq` of `queue` as `(value, header, payload)`; `None` when it
+    /// is gone (consumed since the caller found its position) or the
+    /// position holds another queue's entry.
+    fn entry<'t>(
+        &self,
+        rtxn: &'t heed::RoTxn<'_, WithoutTls>,
+        queue: &Queue,
+        seq: u64,
+    ) -> Result<Option<Found<'t>>, StoreError> {
+        let key = format::log_key(seq);
+        let Some(value) = self
+            .log
+            .get(rtxn, &key[..])
+            .map_err(lmdb_err("read", self.map_size))?
+        else {
+            return Ok(None);
+        };
+        let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
+            queue: queue.name.clone(),
+            seq,
+            detail: "unknown format version or truncated header",
+        })?;
+        Ok((header.queue == queue.id).then_some((value, header, payload)))
     }
 
     /// Entries in the log, consumed ones the sweep has not reached included.

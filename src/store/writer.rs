@@ -538,32 +538,25 @@ impl Writer {
                 self.consume(&mut txn, queue, *first, *last, &mut applied)
                     .map_err(err("move"))?;
             }
-            // Every append goes after the last key: `MDB_APPEND` skips the
-            // search and, when the last leaf is full, starts a new one
-            // instead of splitting it in half, so the log's leaves end up
-            // full (small shoot entries took twice the pages without it).
+            // Positions only grow: every append goes after the log's last
+            // key, so a commit's appends share its last few leaves.
             for part in group.appends.iter().flat_map(|(parts, _, _)| parts) {
                 let queue = &part.queue;
                 let pos = applied.next_seq;
                 let header = format::encode_header(queue.id, part.records);
                 let payload = &part.payload;
-                // SAFETY: heed marks cursor writes unsafe for two reasons,
-                // and neither applies. This is an insert (`MDB_APPEND`
-                // without `MDB_CURRENT`): LMDB places it after the last key
-                // itself and refuses a key that is not above it
-                // (`MDB_KEYEXIST`), so the cursor's position cannot write
-                // the wrong entry. And nothing read from the database is
-                // borrowed across it: the payload is our own buffer.
-                let put = store.log.put_reserved(
-                    &mut txn,
-                    &format::log_key(pos),
-                    format::HEADER_LEN + payload.len(),
-                    |space| {
-                        space.write_all(&header)?;
-                        space.write_all(payload)
-                    },
-                );
-                put.map_err(err("append"))?;
+                store
+                    .log
+                    .put_reserved(
+                        &mut txn,
+                        &format::log_key(pos),
+                        format::HEADER_LEN + payload.len(),
+                        |space| {
+                            space.write_all(&header)?;
+                            space.write_all(payload)
+                        },
+                    )
+                    .map_err(err("append"))?;
                 applied.next_seq += 1;
                 let slot = applied
                     .appended
@@ -618,15 +611,12 @@ impl Writer {
             };
             self.sweep(&mut txn, bound, &mut applied)
                 .map_err(err("sweep"))?;
-            if !with_appends {
+            if !with_appends && !applied.marked.is_empty() {
                 // And what this transaction marked: the space is needed now.
-                for (pos, _) in std::mem::take(&mut applied.marked) {
-                    store
-                        .log
-                        .delete(&mut txn, &format::log_key(pos))
-                        .map_err(err("sweep"))?;
-                    applied.freed = true;
-                }
+                let marked = std::mem::take(&mut applied.marked);
+                self.delete_at(&mut txn, None, marked.iter().map(|(pos, _)| *pos))
+                    .map_err(err("sweep"))?;
+                applied.freed = true;
             }
         }
         txn.commit().map_err(err("commit"))?;
@@ -684,7 +674,8 @@ impl Writer {
                 (*pos, swept)
             }));
         } else {
-            self.delete_entries(txn, queue, taken.iter().map(|(pos, _)| *pos))?;
+            let released = self.store.released(queue);
+            self.delete_at(txn, released, taken.iter().map(|(pos, _)| *pos))?;
             applied.freed = true;
         }
         applied.add_deleted(queue, &taken);
@@ -707,7 +698,8 @@ impl Writer {
             .map(|(pos, held)| (*pos, *held))
             .collect();
         removed.extend(taken.iter().map(|(pos, _)| *pos));
-        self.delete_entries(txn, queue, taken.iter().map(|(pos, _)| *pos))?;
+        let released = self.store.released(queue);
+        self.delete_at(txn, released, taken.iter().map(|(pos, _)| *pos))?;
         applied.add_deleted(queue, &taken);
         // Its consumed entries must not outlive its name: the next open
         // would find entries of no queue.
@@ -718,18 +710,14 @@ impl Writer {
             .filter(|(_, s)| s.queue == queue.id)
             .map(|(pos, _)| *pos)
             .collect();
-        for pos in unswept {
-            self.store.log.delete(txn, &format::log_key(pos))?;
-            applied.swept.push(pos);
-        }
         // And those consumed earlier in this same transaction.
         let (gone, others) = std::mem::take(&mut applied.marked)
             .into_iter()
             .partition::<Vec<_>, _>(|(_, s)| s.queue == queue.id);
-        for (pos, _) in gone {
-            self.store.log.delete(txn, &format::log_key(pos))?;
-        }
         applied.marked = others;
+        let gone = gone.into_iter().map(|(pos, _)| pos);
+        self.delete_at(txn, None, unswept.iter().copied().chain(gone))?;
+        applied.swept.extend(unswept);
         self.store
             .meta
             .delete(txn, &format::queue_name_key(&queue.name))?;
@@ -740,16 +728,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes the entries at `positions` of `queue`, giving back the map
-    /// pages the deletes touch while the queue holds a backlog (LMDB reads
-    /// a large value's first page to free it).
-    fn delete_entries(
+    /// Deletes the entries at `positions`; with `released`, gives back the
+    /// map pages the deletes touch (LMDB reads a large value's first page to
+    /// free it), for a queue that holds a backlog or a sweep of one.
+    fn delete_at(
         &self,
         txn: &mut RwTxn<'_>,
-        queue: &Queue,
+        mut released: Option<super::mapped::Released>,
         positions: impl Iterator<Item = u64>,
     ) -> Result<(), heed::Error> {
-        let mut released = self.store.released(queue);
         for pos in positions {
             let key = format::log_key(pos);
             if let Some(r) = &mut released
@@ -815,25 +802,14 @@ impl Writer {
             .map(|(pos, s)| (*pos, s.bytes))
             .collect();
         let bytes: u64 = due.iter().map(|(_, b)| u64::from(*b)).sum();
-        let mut released = self
+        let released = self
             .store
             .map
             .filter(|_| bytes > super::mapped::BACKLOG_BYTES)
             .map(super::mapped::Released::new);
-        for (pos, _) in due {
-            let key = format::log_key(pos);
-            if let Some(r) = &mut released
-                && let Some(value) = self.store.log.get(txn, &key[..])?
-            {
-                r.note(value);
-            }
-            self.store.log.delete(txn, &key[..])?;
-            applied.swept.push(pos);
-            applied.freed = true;
-        }
-        if let Some(r) = released {
-            r.unmap();
-        }
+        self.delete_at(txn, released, due.iter().map(|(pos, _)| *pos))?;
+        applied.freed |= !due.is_empty();
+        applied.swept.extend(due.iter().map(|(pos, _)| *pos));
         Ok(())
     }
 
