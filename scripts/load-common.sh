@@ -78,6 +78,26 @@ perf_report() {
   done
 }
 
+# The LMDB writer's totals so far: commit time (s), commits, operations.
+writer_totals() {
+  curl -fs http://127.0.0.1:37021/metrics | awk '
+    /^seedgate_batcher_commit_duration_seconds_sum /{t=$2}
+    /^seedgate_batcher_commit_duration_seconds_count /{n=$2}
+    /^seedgate_batcher_commit_ops_sum /{o=$2}
+    END {printf "%s %s %s\n", t, n, o}'
+}
+
+# What the writer did between two writer_totals ($1, $2) over $3 seconds:
+# its busy share (commit time, fsync included, over wall time: near 100%
+# it is the bottleneck), commits a second, time and operations per commit.
+writer_report() {
+  awk -v a="$1" -v b="$2" -v secs="$3" 'BEGIN {
+    split(a, x, " "); split(b, y, " ");
+    t = y[1] - x[1]; n = y[2] - x[2]; o = y[3] - x[3];
+    if (n > 0) printf "writer busy %.0f%%, %.0f commits/s, %.2f ms and %.1f operations per commit\n", 100 * t / secs, n / secs, 1000 * t / n, o / n
+  }'
+}
+
 # Records seedgate has sent: all destinations, or only destination $1.
 sent() {
   curl -fs http://127.0.0.1:37021/metrics |

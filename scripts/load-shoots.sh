@@ -7,6 +7,9 @@
 #   bash scripts/load-shoots.sh [SHOOTS=1000] [SECONDS=15] [CONCURRENCY=16]
 #   (PERF=1: and where seedgate's CPU goes in the warm run)
 #
+# The warm run also reports how busy the LMDB writer was (commit time,
+# fsync included, over wall time): near 100% it is what limits the rate.
+#
 # Needs a release build (cargo build --release); uses $CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -65,7 +68,12 @@ run() {
   cpu0=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086 # a list of pids
   sinks0=$(cpu_ticks $sink_pids)
+  local writer0 started
+  writer0=$(writer_totals)
+  started=$(date +%s.%N)
   "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
+  # The LMDB writer over the warm run: is it the bottleneck?
+  echo "$(printf '%7s' "$name") warm: $(writer_report "$writer0" "$(writer_totals)" "$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')")"
   cpu=$(($(cpu_ticks "$pid") - cpu0))
   # shellcheck disable=SC2086
   sinks=$(($(cpu_ticks $sink_pids) - sinks0))
