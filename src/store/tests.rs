@@ -432,23 +432,35 @@ fn try_reserve_respects_the_limit_under_concurrency() {
     assert!(!queue.try_reserve(u64::MAX, u64::MAX - 1));
 }
 
-#[test]
-fn map_full_refuses_appends_keeps_data_and_recovers_after_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
+/// A store with a 1 MiB map and one queue `q`, for the full-map tests, and
+/// the 30 KiB payload they fill it with.
+fn small_map(dir: &Path) -> (Harness, Arc<Queue>, Vec<u8>) {
+    let mut opts = options(dir);
     opts.map_size = MIB;
     let h = Harness::start(opts);
     let q = h.store.queue("q").unwrap();
-    let payload = vec![7u8; 30 * 1024];
+    (h, q, vec![7u8; 30 * 1024])
+}
 
+/// Appends `payload` (of `records`) to `q` until an append is refused:
+/// how many were stored, and the refusal.
+fn fill_map(h: &Harness, q: &Arc<Queue>, records: u32, payload: &[u8]) -> (u64, StoreError) {
     let mut stored = 0u64;
-    let full = loop {
-        match h.append(&q, 100, &payload) {
+    loop {
+        match h.append(q, records, payload) {
             Ok(()) => stored += 1,
-            Err(e) => break e,
+            Err(e) => return (stored, e),
         }
         assert!(stored < 1000, "a 1 MiB map never filled up");
-    };
+    }
+}
+
+#[test]
+fn map_full_refuses_appends_keeps_data_and_recovers_after_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, q, payload) = small_map(dir.path());
+
+    let (stored, full) = fill_map(&h, &q, 100, &payload);
     assert_eq!(full.kind(), "full", "{full}");
     assert!(stored > 0);
     let map_full = FullLabels { reason: "map_full" };
@@ -511,12 +523,9 @@ fn durability_none_commits_syncs_and_reopens() {
 #[test]
 fn a_map_full_of_delivered_entries_takes_appends_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.map_size = MIB;
-    let h = Harness::start(opts);
-    let q = h.store.queue("q").unwrap();
-    let payload = vec![7u8; 30 * 1024];
-    while h.append(&q, 1, &payload).is_ok() {}
+    let (h, q, payload) = small_map(dir.path());
+    let (_, full) = fill_map(&h, &q, 1, &payload);
+    assert_eq!(full.kind(), "full", "{full}");
     // Everything is delivered: marks only, the entries wait for the sweep.
     let last = seqs(&read_all(&h.store, &q)).last().copied().unwrap();
     h.delete(&q, 0, last);
