@@ -7,23 +7,41 @@
 //! same convention so there is only one rule to remember.
 //!
 //! Invariants:
-//! - a log key is exactly [`LOG_KEY_LEN`] bytes: the entry's position, which
-//!   is also its sequence number in its queue;
-//! - an entry value is [`HEADER_LEN`] header bytes followed by the payload,
-//!   and the header's first byte is [`FORMAT_VERSION`];
+//! - a log key is exactly [`LOG_KEY_LEN`] bytes: the position of the first
+//!   part of the block it holds;
+//! - a block (format 3) is [`BLOCK_HEADER_LEN`] header bytes, a directory of
+//!   [`SLOT_LEN`]-byte slots (one per part, deltas increasing), then the
+//!   parts' payloads in slot order; a part's position is the key plus its
+//!   delta, and is its sequence number in its queue;
+//! - a format 2 value (one part: [`HEADER_LEN`] header bytes, then the
+//!   payload) is read as a block of one part at delta 0, so a buffer
+//!   written by format 2 needs no migration;
 //! - format 1 (`queue_id ++ seq` keys in `entries`, 16-byte headers) is only
 //!   ever read, by the migration at open;
 //! - decoding never panics on foreign bytes: it returns `None`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Version byte written first in every entry value. Bump it, and teach
-/// [`decode_value`] the old one, when the header changes.
+/// Version byte of a format 2 value (one part). Still read; written only
+/// by the format 1 migration.
 pub(crate) const FORMAT_VERSION: u8 = 2;
 
-/// Bytes before the payload in an entry value: version (1), reserved (3),
-/// record count (4), append time in Unix milliseconds (8), queue id (4).
+/// Bytes before the payload in a format 2 value: version (1), reserved
+/// (3), record count (4), append time in Unix milliseconds (8), queue id
+/// (4).
 pub(crate) const HEADER_LEN: usize = 20;
+
+/// Version byte of a block: every part of one commit in one value.
+pub(crate) const BLOCK_VERSION: u8 = 3;
+
+/// Bytes before a block's directory: version (1), reserved (3), slot count
+/// (4), append time in Unix milliseconds (8).
+pub(crate) const BLOCK_HEADER_LEN: usize = 16;
+
+/// Bytes of one directory slot: delta from the key (4), queue id (4),
+/// record count (4), payload offset in the value (4). A part ends where
+/// the next one starts, the last one at the value's end.
+pub(crate) const SLOT_LEN: usize = 16;
 
 /// Length of a log key: the entry's position (8).
 pub(crate) const LOG_KEY_LEN: usize = 8;
@@ -36,6 +54,12 @@ pub(crate) const META_NEXT_ID: &[u8] = b"next_queue_id";
 /// when the log was swept empty.
 pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
 
+/// Prefix of `meta` keys, followed by a part's position (u64 BE), saying
+/// that the part was consumed out of order (a tail sampling decision, a
+/// re-route) while its block still holds other live parts. Deleted with
+/// the block, or when the block is rewritten without it. Empty value.
+pub(crate) const META_GONE_PREFIX: &[u8] = b"gone/";
+
 /// `meta` key rewritten after a "full" refusal so that pages freed by the
 /// previous commit become reusable (LMDB reuses a freed page only two
 /// transactions after the one that freed it). Its value means nothing.
@@ -45,9 +69,9 @@ pub(crate) const META_TICK: &[u8] = b"freelist_tick";
 pub(crate) const META_QUEUE_PREFIX: &[u8] = b"queue/";
 
 /// Prefix of `meta` keys, followed by the queue id (u32 BE), holding the
-/// position (u64 BE) below which every entry of that queue is consumed:
-/// entries still in the log below it wait for the sweep, and are deleted at
-/// open if a crash came first.
+/// position (u64 BE) below which every entry of that queue is consumed
+/// (`u64::MAX` once the queue is dropped): their blocks go once no live
+/// part is left in them.
 pub(crate) const META_DONE_PREFIX: &[u8] = b"done/";
 
 /// Format 1: prefix of `meta` keys holding a queue's next sequence number;
@@ -95,6 +119,200 @@ pub(crate) fn queue_done_key(queue_id: u32) -> [u8; 9] {
     key
 }
 
+/// The `meta` key saying that the part at `pos` was consumed out of order.
+pub(crate) fn gone_key(pos: u64) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[..5].copy_from_slice(META_GONE_PREFIX);
+    key[5..].copy_from_slice(&pos.to_be_bytes());
+    key
+}
+
+/// The position a `gone/` key names; `None` if it is not one.
+pub(crate) fn decode_gone_key(key: &[u8]) -> Option<u64> {
+    decode_u64(key.strip_prefix(META_GONE_PREFIX)?)
+}
+
+/// One part of a block read from the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part<'v> {
+    /// Its position minus the block's key.
+    pub(crate) delta: u32,
+    /// The queue it belongs to.
+    pub(crate) queue: u32,
+    /// Log records, data points or spans in the payload.
+    pub(crate) records: u32,
+    pub(crate) payload: &'v [u8],
+}
+
+/// A decoded log value: a block of parts, or a format 2 value seen as a
+/// block of one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block<'v> {
+    value: &'v [u8],
+    /// When the block was appended, Unix milliseconds.
+    pub(crate) appended_at_ms: u64,
+    /// Directory slots (format 3); `None` for a format 2 value.
+    slots: Option<usize>,
+}
+
+/// Reads a big-endian u32 at `at`; `None` past the end.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Splits a log value into its parts' directory; `None` if it is too short
+/// or has a version this build does not know. The slots themselves are
+/// checked as they are read ([`Block::part`], [`Block::parts`]).
+pub(crate) fn decode_block(value: &[u8]) -> Option<Block<'_>> {
+    match *value.first()? {
+        FORMAT_VERSION => {
+            let (header, _) = decode_value(value)?;
+            Some(Block {
+                value,
+                appended_at_ms: header.appended_at_ms,
+                slots: None,
+            })
+        }
+        BLOCK_VERSION => {
+            let slots = usize::try_from(u32_at(value, 4)?).ok()?;
+            let dir_end = slots.checked_mul(SLOT_LEN)?.checked_add(BLOCK_HEADER_LEN)?;
+            (value.len() >= dir_end).then_some(())?;
+            Some(Block {
+                value,
+                appended_at_ms: u64::from_be_bytes(value.get(8..16)?.try_into().ok()?),
+                slots: Some(slots),
+            })
+        }
+        _ => None,
+    }
+}
+
+// === impl Block ===
+
+impl<'v> Block<'v> {
+    /// Parts in the value (those a rewrite left out are not counted).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.unwrap_or(1)
+    }
+
+    /// The part in slot `i`; `None` if the slot is out of range or does not
+    /// decode.
+    fn slot(&self, i: usize) -> Option<Part<'v>> {
+        let Some(slots) = self.slots else {
+            let (header, payload) = decode_value(self.value)?;
+            return (i == 0).then_some(Part {
+                delta: 0,
+                queue: header.queue,
+                records: header.records,
+                payload,
+            });
+        };
+        (i < slots).then_some(())?;
+        let at = BLOCK_HEADER_LEN + i * SLOT_LEN;
+        let start = usize::try_from(u32_at(self.value, at + 12)?).ok()?;
+        let end = if i + 1 < slots {
+            usize::try_from(u32_at(self.value, at + SLOT_LEN + 12)?).ok()?
+        } else {
+            self.value.len()
+        };
+        let dir_end = BLOCK_HEADER_LEN + slots * SLOT_LEN;
+        (dir_end <= start).then_some(())?;
+        Some(Part {
+            delta: u32_at(self.value, at)?,
+            queue: u32_at(self.value, at + 4)?,
+            records: u32_at(self.value, at + 8)?,
+            payload: self.value.get(start..end)?,
+        })
+    }
+
+    /// The part at `delta` from the key; `None` if the block has none
+    /// there (deltas increase from slot to slot: a binary search).
+    pub(crate) fn part(&self, delta: u32) -> Option<Part<'v>> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = match self.slots {
+                Some(_) => u32_at(self.value, BLOCK_HEADER_LEN + mid * SLOT_LEN)?,
+                None => 0,
+            };
+            match at.cmp(&delta) {
+                std::cmp::Ordering::Equal => return self.slot(mid),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        None
+    }
+
+    /// Every part, in order; `None` if any slot does not decode or the
+    /// deltas do not increase.
+    pub(crate) fn parts(&self) -> Option<Vec<Part<'v>>> {
+        let parts: Vec<Part<'v>> = (0..self.len())
+            .map(|i| self.slot(i))
+            .collect::<Option<_>>()?;
+        parts
+            .windows(2)
+            .all(|w| w[0].delta < w[1].delta)
+            .then_some(parts)
+    }
+}
+
+/// A part to write into a block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewPart<'p> {
+    pub(crate) delta: u32,
+    pub(crate) queue: u32,
+    pub(crate) records: u32,
+    pub(crate) payload: &'p [u8],
+}
+
+/// Bytes of a block holding payloads of these lengths.
+pub(crate) fn block_len(payload_lens: impl Iterator<Item = usize>) -> usize {
+    payload_lens.fold(BLOCK_HEADER_LEN, |len, payload| len + SLOT_LEN + payload)
+}
+
+/// Writes a block of `parts` (deltas increasing), appended at
+/// `appended_at_ms`, into `out`, which must take exactly
+/// [`block_len`] bytes. Offsets are u32: the writer keeps a block far below
+/// 4 GiB.
+pub(crate) fn write_block(
+    out: &mut impl std::io::Write,
+    appended_at_ms: u64,
+    parts: &[NewPart<'_>],
+) -> std::io::Result<()> {
+    let too_big = || std::io::Error::other("a block must stay below 4 GiB");
+    let mut header = [0u8; BLOCK_HEADER_LEN];
+    header[0] = BLOCK_VERSION;
+    header[4..8].copy_from_slice(
+        &u32::try_from(parts.len())
+            .map_err(|_| too_big())?
+            .to_be_bytes(),
+    );
+    header[8..16].copy_from_slice(&appended_at_ms.to_be_bytes());
+    out.write_all(&header)?;
+    let mut offset = BLOCK_HEADER_LEN + parts.len() * SLOT_LEN;
+    for part in parts {
+        let mut slot = [0u8; SLOT_LEN];
+        slot[..4].copy_from_slice(&part.delta.to_be_bytes());
+        slot[4..8].copy_from_slice(&part.queue.to_be_bytes());
+        slot[8..12].copy_from_slice(&part.records.to_be_bytes());
+        slot[12..].copy_from_slice(&u32::try_from(offset).map_err(|_| too_big())?.to_be_bytes());
+        out.write_all(&slot)?;
+        offset += part.payload.len();
+    }
+    parts
+        .iter()
+        .try_for_each(|part| out.write_all(part.payload))
+}
+
+/// Now, in Unix milliseconds. A clock before 1970 is a broken host, not a
+/// reason to refuse data: 0.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The decoded header of an entry value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
@@ -106,14 +324,11 @@ pub(crate) struct Header {
     pub(crate) queue: u32,
 }
 
-/// Encodes the header of an entry of `queue` holding `records` records,
-/// stamped now.
+/// Encodes a format 2 header of an entry of `queue` holding `records`
+/// records, stamped now.
+#[cfg(test)]
 pub(crate) fn encode_header(queue: u32, records: u32) -> [u8; HEADER_LEN] {
-    // A clock before 1970 is a broken host, not a reason to refuse data.
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    encode_header_at(queue, records, now_ms)
+    encode_header_at(queue, records, now_ms())
 }
 
 fn encode_header_at(queue: u32, records: u32, appended_at_ms: u64) -> [u8; HEADER_LEN] {
@@ -174,8 +389,8 @@ mod tests {
 
     #[test]
     fn log_keys_sort_by_position() {
-        // Appends go to the end of the log and the sweep deletes from its
-        // start only because byte order == position order.
+        // Appends go to the end of the log, and a queue's entries are in
+        // position order, only because byte order == position order.
         let mut keys = [log_key(256), log_key(1), log_key(u64::MAX), log_key(0)];
         keys.sort();
         let decoded: Vec<_> = keys.iter().map(|k| decode_log_key(k).unwrap()).collect();
@@ -195,6 +410,89 @@ mod tests {
         assert!(decode_value(&value[..HEADER_LEN - 1]).is_none());
         value[0] = FORMAT_VERSION + 1;
         assert!(decode_value(&value).is_none());
+    }
+
+    #[test]
+    fn blocks_roundtrip_find_parts_by_delta_and_reject_garbage() {
+        let parts = [
+            NewPart {
+                delta: 0,
+                queue: 4,
+                records: 2,
+                payload: b"first",
+            },
+            NewPart {
+                delta: 3,
+                queue: 9,
+                records: 0,
+                payload: b"",
+            },
+            NewPart {
+                delta: 7,
+                queue: 4,
+                records: 5,
+                payload: b"third!",
+            },
+        ];
+        let mut value = Vec::new();
+        write_block(&mut value, 1_700_000_000_123, &parts).unwrap();
+        assert_eq!(
+            value.len(),
+            block_len(parts.iter().map(|p| p.payload.len()))
+        );
+        let block = decode_block(&value).unwrap();
+        assert_eq!(block.appended_at_ms, 1_700_000_000_123);
+        assert_eq!(block.len(), 3);
+        let third = block.part(7).unwrap();
+        assert_eq!(
+            (third.queue, third.records, third.payload),
+            (4, 5, &b"third!"[..])
+        );
+        assert_eq!(block.part(3).unwrap().payload, b"");
+        assert!(block.part(1).is_none() && block.part(8).is_none());
+        let all = block.parts().unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.delta).collect::<Vec<_>>(),
+            vec![0, 3, 7]
+        );
+        assert_eq!(all[0].payload, b"first");
+
+        // Truncated anywhere: no panic, and no part reads past the value.
+        for len in 0..value.len() {
+            if let Some(block) = decode_block(&value[..len]) {
+                let _ = block.parts();
+                let _ = block.part(7);
+            }
+        }
+        // Deltas that do not increase are not a block this build wrote.
+        let mut swapped = value.clone();
+        swapped[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + 4].copy_from_slice(&9u32.to_be_bytes());
+        assert!(decode_block(&swapped).unwrap().parts().is_none());
+        value[0] = BLOCK_VERSION + 1;
+        assert!(decode_block(&value).is_none());
+    }
+
+    #[test]
+    fn format_2_values_are_blocks_of_one_part() {
+        let mut value = encode_header(7, 42).to_vec();
+        value.extend_from_slice(b"payload");
+        let block = decode_block(&value).unwrap();
+        assert_eq!(block.len(), 1);
+        let part = block.part(0).unwrap();
+        assert_eq!(
+            (part.queue, part.records, part.payload),
+            (7, 42, &b"payload"[..])
+        );
+        assert!(block.part(1).is_none());
+        assert_eq!(block.parts().unwrap(), vec![part]);
+    }
+
+    #[test]
+    fn gone_keys_name_a_position() {
+        assert_eq!(decode_gone_key(&gone_key(1 << 40)), Some(1 << 40));
+        assert!(decode_gone_key(b"done/1234").is_none());
+        // Byte order is position order: a block's marks are one range.
+        assert!(gone_key(255) < gone_key(256));
     }
 
     #[test]

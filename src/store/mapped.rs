@@ -16,11 +16,14 @@
 //! written, LMDB reuses the same few freed pages for the next entries, and
 //! their mappings stay valid; unmapping them would cost a `madvise`, a TLB
 //! flush and page faults per entry (5-8% of the plain pipeline's
-//! throughput, measured) for no memory. So the export path (`read_batch`
-//! and the writer's deletes) releases only while its queue holds a backlog
-//! of more than [`BACKLOG_BYTES`] (after an outage; span metrics' deltas
-//! between flushes; the tail sampling window): what it reads then was
-//! written long ago and spreads over the file. Reads of data that lingers
+//! throughput, measured) for no memory. So the export path (`read_batch`)
+//! releases only while its queue holds a backlog of more than
+//! [`BACKLOG_BYTES`] (after an outage; span metrics' deltas between
+//! flushes; the tail sampling window), and the writer's deletes only when
+//! one commit deletes more than that: what they touch then was written
+//! long ago and spreads over the file. A part shares its block's first and
+//! last pages with its neighbours, so a read gives back only the pages
+//! inside it, unless it is its block's only part. Reads of data that lingers
 //! by design (the tail sampling decider's) or is read once (resuming, a
 //! hand-over, a bisect) always release.
 //!
@@ -84,13 +87,27 @@ impl Map {
         })
     }
 
-    /// Unmaps the pages of `value`, a slice of the map that was read and is
-    /// no longer needed, when it fills at least one page. Such a value lives
-    /// in LMDB overflow pages of its own (anything over about half a page
-    /// does), so the pages from its first byte to its last belong to it
-    /// alone.
+    /// Unmaps the pages of `value`, a whole log value that was read and is
+    /// no longer needed, when it fills at least one page (see
+    /// [`Map::pages_of`]).
     pub(super) fn release(&self, value: &[u8]) {
         if let Some(pages) = self.pages_of(value) {
+            unmap(pages);
+        }
+    }
+
+    /// Unmaps the whole pages inside `payload`, one part of a block that
+    /// was read and is no longer needed. Only those: the pages at its
+    /// edges hold the block's other parts (or its directory), which other
+    /// readers are about to read.
+    pub(super) fn release_inside(&self, payload: &[u8]) {
+        let page = page_size();
+        let addr = payload.as_ptr() as usize;
+        let pages = (
+            addr.next_multiple_of(page),
+            (addr + payload.len()) / page * page,
+        );
+        if pages.0 < pages.1 && self.start <= pages.0 && pages.1 <= self.end {
             unmap(pages);
         }
     }
@@ -102,8 +119,10 @@ impl Map {
         unmap((self.start, self.end));
     }
 
-    /// The whole pages `[start, end)` under `value`, if it fills at least
-    /// one page and lies in the map.
+    /// The pages `[start, end)` under `value`, if it fills at least one
+    /// page and lies in the map. A value that large lives in LMDB overflow
+    /// pages of its own (anything over about half a page does), so the
+    /// pages from its first byte to its last belong to it alone.
     fn pages_of(&self, value: &[u8]) -> Option<(usize, usize)> {
         let page = page_size();
         let addr = value.as_ptr() as usize;
@@ -132,7 +151,7 @@ impl Released {
         }
     }
 
-    /// Notes the pages of `value` (see [`Map::release`]).
+    /// Notes the pages of `value`, a whole log value (see [`Map::release`]).
     pub(super) fn note(&mut self, value: &[u8]) {
         if let Some(pages) = self.map.pages_of(value) {
             self.pages.push(pages);

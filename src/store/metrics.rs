@@ -55,6 +55,9 @@ pub struct StoreMetrics {
     pub appended_bytes: Counter,
     /// Payload bytes deleted (acknowledged by a backend or dropped).
     pub deleted_bytes: Counter,
+    /// Log blocks rewritten without their consumed parts, because live
+    /// parts (a dead backend's, a backlog's) alone kept them.
+    pub blocks_rewritten: Counter,
 }
 
 impl Default for StoreMetrics {
@@ -72,6 +75,7 @@ impl Default for StoreMetrics {
             write_errors: Family::default(),
             appended_bytes: Counter::default(),
             deleted_bytes: Counter::default(),
+            blocks_rewritten: Counter::default(),
         }
     }
 }
@@ -90,7 +94,8 @@ impl StoreMetrics {
     /// `seedgate_batcher_storage_full`,
     /// `seedgate_batcher_write_errors_total{kind}`,
     /// `seedgate_batcher_appended_bytes_total`,
-    /// `seedgate_batcher_deleted_bytes_total`.
+    /// `seedgate_batcher_deleted_bytes_total`,
+    /// `seedgate_batcher_blocks_rewritten_total`.
     pub fn register(registry: &mut Registry) -> Arc<Self> {
         let metrics = Self::default();
         registry.register_with_unit(
@@ -151,6 +156,11 @@ impl StoreMetrics {
             "Payload bytes deleted from the LMDB buffer",
             Unit::Bytes,
             metrics.deleted_bytes.clone(),
+        );
+        registry.register(
+            "blocks_rewritten",
+            "LMDB log blocks rewritten without their consumed parts because live parts (a dead backend's, a backlog's) alone kept them",
+            metrics.blocks_rewritten.clone(),
         );
         Arc::new(metrics)
     }

@@ -34,7 +34,7 @@
 //!   records, and a crash leaves neither a name without its entries nor
 //!   entries without their name.
 //!
-//! # On-disk format (format version 2)
+//! # On-disk format (format version 3)
 //!
 //! One LMDB environment in [`StoreOptions::dir`] (`data.mdb`, `lock.mdb`)
 //! with three named databases. All integers are big-endian.
@@ -46,82 +46,90 @@
 //! | `next_queue_id` | u32 | next queue id to hand out: above every id on disk, so an id that ever held data is never reused |
 //! | `queue/<name>` | u32 | a queue's id, written in the transaction of its first entry |
 //! | `next_seq` | u64 | next log position to hand out: above every position ever written |
-//! | `done/` ++ id (u32) | u64 | every entry of that queue below this position is consumed |
+//! | `done/` ++ id (u32) | u64 | every entry of that queue below this position is consumed (`u64::MAX`: the queue was dropped) |
+//! | `gone/` ++ position (u64) | empty | the entry there was consumed out of order while its block holds live entries |
 //! | `freelist_tick` | u64 | rewritten to age LMDB's freelist, see below |
 //!
-//! `log` (every queue's entries, in append order):
+//! `log` (every queue's entries, in append order, a block per commit):
 //!
 //! | key (8 bytes) | value |
 //! | --- | --- |
-//! | position (u64) | header (20 bytes) ++ payload |
+//! | position of the block's first part (u64) | header (16 bytes) ++ directory (16 bytes per part) ++ payloads |
 //!
-//! The header is: format version (u8, `2`), three reserved zero bytes, the
-//! record count (u32), the append time in Unix milliseconds (u64) and the
-//! queue id (u32). The payload is opaque here; the ingest path stores
-//! concatenated OTLP resource blocks, which are again a valid OTLP request
-//! body. An entry's position is its sequence number in its queue.
+//! The header is: format version (u8, `3`), three reserved zero bytes, the
+//! number of parts (u32) and the append time in Unix milliseconds (u64).
+//! Each directory slot is: the part's delta from the key (u32), its queue
+//! id (u32), its record count (u32) and its payload's offset in the value
+//! (u32); a payload ends where the next one starts. A part's position (key
+//! plus delta) is its sequence number in its queue. The payload is opaque
+//! here; the ingest path stores concatenated OTLP resource blocks, which
+//! are again a valid OTLP request body.
 //!
-//! `entries` is format 1's per-queue layout (`id ++ seq` keys, 16-byte
-//! headers): [`Store::open`] moves whatever it holds into `log`, oldest
-//! first within each queue, in bounded transactions, and drops format 1's
-//! `seq/<id>` keys.
+//! A format 2 value (version `2`: a 20-byte header with the record count,
+//! the append time and the queue id, then one payload) is read as a block
+//! of one part at delta 0: a buffer of the previous release is read in
+//! place. `entries` is format 1's per-queue layout (`id ++ seq` keys,
+//! 16-byte headers): [`Store::open`] moves whatever it holds into `log` as
+//! format 2 values, oldest first within each queue, in bounded
+//! transactions, and drops format 1's `seq/<id>` keys.
 //!
-//! # Why one log and not a key range per queue
+//! # Why a block per commit in one log
 //!
 //! With keys `queue id ++ seq` (format 1), every commit of a seed with a
-//! thousand shoot queues wrote to a thousand places in the B-tree: each
-//! queue's tail leaf for its appends, its head leaf for its deletes, and
-//! its `seq/<id>` key. That was 80-odd scattered page writes and 2.25×
-//! the payload per commit, and the writer thread was the bottleneck at
-//! half the single destination's rate. In one log every commit's appends
-//! land together at its end, like one queue's; a queue's entries are found
-//! through its in-memory index of positions ([`Queue`]), rebuilt by the
-//! scan at open (16 bytes per entry: position, records and bytes, plus the
+//! thousand shoot queues wrote to a thousand places in the B-tree. One log
+//! with a value per part (format 2) put a commit's appends together at the
+//! end, but each part was still an entry of its own: about 58 per commit
+//! for a thousand shoots, each a leaf node (and, above half a page, a run
+//! of overflow pages) to write and later to delete, 280 KiB written in 19
+//! calls per commit for 177 KiB of payload. A block holds every part of a
+//! commit, so a commit writes one run of pages, as for a single
+//! destination (ADR 0010 and 0011). A queue finds its entries through its
+//! in-memory index of positions ([`Queue`]), rebuilt by the scan at open
+//! (position, records, bytes and delta: 20 bytes per entry, plus the
 //! map's overhead).
 //!
-//! Deleting a delivered batch where it lies would scatter again (a shoot's
-//! batch of one second spans one second of everyone's appends). So a
-//! consumer that takes a queue's oldest entries (a delivery, nearly always)
-//! writes only the queue's `done/<id>` mark, and the entries wait in the
-//! log for the sweep: it deletes consumed entries in log order, below the
-//! oldest entry any queue still holds or, whichever is later, below what
-//! was appended three seconds ago, so runs of whole pages go at once and a
-//! dead shoot's entries do not hold back everything after them (they stay
-//! where they are; LMDB merges the nearly empty pages they leave). Entries
-//! taken from the middle of a queue (a tail sampling decision, a
-//! re-route) cannot be said by a mark and are deleted at once. After a
-//! crash, [`Store::open`] deletes what the marks say was consumed, so the
-//! sweep's lag never sends anything twice.
+//! A block is deleted in the transaction that consumes its last live part.
+//! A consumer that takes a queue's oldest entries (a delivery, nearly
+//! always) writes only the queue's `done/<id>` mark; entries taken from the
+//! middle of a queue (a tail sampling decision, a re-route) each get a
+//! `gone/` key, unless their block goes in the same transaction. So a dead
+//! shoot's part does not pin everyone's payload for long: a block looked at
+//! three seconds after its append, whose live parts are at most half its
+//! bytes, is rewritten in place with its live parts alone (same key, same
+//! deltas, so positions and marks are unaffected), and a full map rewrites
+//! every block that holds a consumed part before it refuses appends.
 //!
 //! # Invariants
 //!
 //! - Sequence numbers (positions) increase in append order within a queue
 //!   and are never reused, even across restarts and after the log was
-//!   swept empty (`next_seq` is written in the same transaction as the
+//!   emptied (`next_seq` is written in the same transaction as the
 //!   appends). They are shared by every queue, so a queue's are not
 //!   consecutive.
-//! - Every entry belongs to a queue named in `meta`: [`WriteOp::Drop`]
-//!   deletes a queue's entries (those waiting for the sweep included), name
-//!   and mark in one transaction. [`Store::open`] deletes any entry that
-//!   breaks this (or whose header it cannot decode), with a warning, since
-//!   nothing could ever read it.
-//! - An entry below its queue's `done/<id>` mark is consumed: no read
-//!   returns it, and it is deleted by the sweep or the next open.
+//! - Every part in the log belongs to a queue named in `meta`, or is
+//!   consumed (below its queue's `done/` mark, which a drop sets to
+//!   `u64::MAX` and the open deletes once no block holds a part of it, or
+//!   under a `gone/` key). [`Store::open`] counts and deletes anything
+//!   else, with a warning, since nothing could ever read it.
+//! - A block with no live part is deleted in the transaction that consumed
+//!   the last one (or by the next open, if something else wrote the
+//!   marks); its `gone/` keys go with it.
 //! - Only the writer thread writes entries, marks and positions; queue
-//!   indexes and in-memory stats ([`Queue::records`], [`Queue::entries`],
-//!   [`Queue::used_bytes`]) change only after a successful commit, and are
-//!   rebuilt by the scan in [`Store::open`].
+//!   indexes, the block table and in-memory stats ([`Queue::records`],
+//!   [`Queue::entries`], [`Queue::used_bytes`]) change only after a
+//!   successful commit, and are rebuilt by the scan in [`Store::open`].
 
 //! # How acknowledgements free space
 //!
 //! An exporter reads a batch with [`Store::read`], sends it and, once the
 //! backend accepted it, sends [`WriteOp::Delete`] for the batch's sequence
 //! range. The writer consumes those entries in its next group (a mark, or
-//! a delete; the sweep's deletes run in the same transaction, so the pages
-//! they free can be reused by later appends) and, after the commit, lowers
-//! the queue's `used_bytes`, which lets admission accept new data. When
-//! appends find the map full, the deletes-only retry sweeps every consumed
-//! entry at once. LMDB reuses freed
+//! `gone/` keys; the blocks left without a live part are deleted in the
+//! same transaction, so the pages they free can be reused by later
+//! appends) and, after the commit, lowers the queue's `used_bytes`, which
+//! lets admission accept new data. When appends find the map full, the
+//! deletes-only retry rewrites every block that holds a consumed part.
+//! LMDB reuses freed
 //! pages once no reader still sees them, and never earlier than two
 //! transactions after the one that freed them. So when appends hit a full
 //! map right after a commit that deleted entries, the writer commits a tiny
@@ -132,7 +140,7 @@
 //! committed the entries stay on disk and are sent again after a restart:
 //! delivery is at-least-once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -467,18 +475,13 @@ impl Queue {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Up to `limit` positions of its entries from `from` on, in order.
-    fn positions(&self, from: u64, limit: usize) -> Vec<u64> {
+    /// Up to `limit` of its entries from position `from` on, in order.
+    fn positions(&self, from: u64, limit: usize) -> Vec<(u64, Held)> {
         self.lock_index()
             .range(from..)
             .take(limit)
-            .map(|(pos, _)| *pos)
+            .map(|(pos, held)| (*pos, *held))
             .collect()
-    }
-
-    /// The position of its oldest entry, if it holds any.
-    fn oldest(&self) -> Option<u64> {
-        self.lock_index().first_key_value().map(|(pos, _)| *pos)
     }
 
     /// Whether the queue's name is on disk: after the commit of its first
@@ -557,34 +560,58 @@ impl Queue {
     }
 }
 
-/// An entry read from the map: its whole value, decoded header, payload.
-type Found<'t> = (&'t [u8], format::Header, &'t [u8]);
+/// An entry read from the map: its decoded header, its payload, and the
+/// bytes whose pages are its alone (its whole value when it is the only
+/// part of its block, else its payload).
+type Found<'t> = (format::Header, &'t [u8], Owned<'t>);
 
-/// What a queue's index keeps of each entry: enough to account for it
-/// when it is consumed without reading it back from the map.
+/// The map bytes an entry's read may give back (see [`mapped`]).
+#[derive(Debug, Clone, Copy)]
+enum Owned<'t> {
+    /// A whole log value: its pages, from its first byte to its last.
+    Value(&'t [u8]),
+    /// A part among others: only the pages inside it.
+    Part(&'t [u8]),
+}
+
+/// What a queue's index keeps of each entry: where its block is, and
+/// enough to account for it when it is consumed without reading it back
+/// from the map.
 #[derive(Debug, Clone, Copy)]
 struct Held {
     records: u32,
     /// Payload bytes (a request body is far below 4 GiB).
     bytes: u32,
+    /// Its position minus its block's key.
+    delta: u32,
 }
 
 impl Held {
-    fn new(records: u32, payload_len: usize) -> Self {
+    fn new(records: u32, payload_len: usize, delta: u32) -> Self {
         Self {
             records,
             bytes: u32::try_from(payload_len).unwrap_or(u32::MAX),
+            delta,
         }
     }
 }
 
-/// A consumed entry waiting for the sweep.
-#[derive(Debug, Clone, Copy)]
-struct Swept {
-    /// Its queue: a drop takes it along.
-    queue: u32,
-    /// Its payload bytes: whether a sweep is a backlog's worth.
-    bytes: u32,
+/// What the writer keeps of each block in the log.
+#[derive(Debug, Clone, Copy, Default)]
+struct BlockLive {
+    /// Parts not consumed yet: the block is deleted with the last one.
+    live: u32,
+    /// Parts in the value (a rewrite leaves consumed ones out).
+    parts: u32,
+    /// Payload bytes of the live parts.
+    live_bytes: u64,
+    /// Payload bytes of every part in the value.
+    bytes: u64,
+    /// `gone/` marks on disk for its parts.
+    gone: u32,
+    /// Positions it covers from its key on (its last part's delta + 1):
+    /// where its `gone/` marks can be.
+    span: u32,
 }
 
 /// Subtracts without wrapping: a double release must not turn a queue's
@@ -743,11 +770,10 @@ pub struct Store {
     log: RawDb,
     /// Format 1's per-queue `entries`, emptied into `log` at open.
     legacy: RawDb,
-    /// Consumed entries still in the log, by position: the writer deletes
-    /// them in log order (its sweep), so that deleting them frees whole
-    /// pages instead of dirtying one page per entry. Here and not in the
-    /// writer, so that a restarted writer goes on with them.
-    sweep: Mutex<BTreeMap<u64, Swept>>,
+    /// Every block in the log, by key: how many of its parts are live.
+    /// Only the writer changes it, after a commit; here and not in the
+    /// writer, so that a restarted writer goes on with it.
+    blocks: Mutex<BTreeMap<u64, BlockLive>>,
     /// The position the next append gets: above every position on disk.
     /// Only the writer advances it (and persists it with its appends).
     next_seq: AtomicU64,
@@ -873,7 +899,7 @@ impl Store {
             log,
             legacy,
             next_seq: AtomicU64::new(0),
-            sweep: Mutex::new(BTreeMap::new()),
+            blocks: Mutex::new(BTreeMap::new()),
             queues: Mutex::new(HashMap::new()),
             map_size,
             reserve: space::reserve_bytes(map_size),
@@ -964,7 +990,7 @@ impl Store {
 
     /// Loads queue names from `meta`, scans the log to rebuild each queue's
     /// index and stats, and deletes entries nobody could ever read (counted,
-    /// returned) and consumed entries the sweep had not reached yet.
+    /// returned), blocks with no live part, and marks nothing needs.
     fn resume(&self) -> Result<u64, StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
         let rtxn = self.env.read_txn().map_err(lmdb("resume"))?;
@@ -1006,14 +1032,35 @@ impl Store {
             }
         }
 
+        let mut gone: HashSet<u64> = HashSet::new();
+        for item in self
+            .meta
+            .prefix_iter(&rtxn, format::META_GONE_PREFIX)
+            .map_err(lmdb("resume"))?
+        {
+            let (key, _) = item.map_err(lmdb("resume"))?;
+            if let Some(pos) = format::decode_gone_key(key) {
+                gone.insert(pos);
+            }
+        }
+
         let started = Instant::now();
         let mut last_report = started;
         let mut scanned: u64 = 0;
         let mut stats: HashMap<u32, ScanStats> = HashMap::new();
-        // Keys of entries to delete: orphans and undecodable values...
+        let mut blocks: BTreeMap<u64, BlockLive> = BTreeMap::new();
+        // Parts nobody could ever read: undecodable, or of no queue.
+        let mut discarded: u64 = 0;
+        // Keys of blocks to delete: undecodable ones...
         let mut garbage: Vec<Vec<u8>> = Vec::new();
-        // ...and consumed entries the sweep had not deleted yet.
+        // ...and those with no live part left (the last run died between
+        // consuming their last part and deleting them, or they hold only
+        // parts nobody could read).
         let mut consumed: Vec<Vec<u8>> = Vec::new();
+        // `gone/` marks of blocks that stay, and queues that still have a
+        // part in one: every other mark is deleted.
+        let mut gone_kept: HashSet<u64> = HashSet::new();
+        let mut ids_kept: HashSet<u32> = HashSet::new();
         for item in self.log.iter(&rtxn).map_err(lmdb("resume"))? {
             let (key, value) = item.map_err(lmdb("resume"))?;
             scanned += 1;
@@ -1025,53 +1072,90 @@ impl Store {
                     "Scanning the LMDB buffer to resume queues."
                 );
             }
-            let (Some(pos), Some((header, payload))) =
-                (format::decode_log_key(key), format::decode_value(value))
-            else {
+            let decoded = format::decode_block(value).and_then(|b| b.parts());
+            let (Some(first), Some(parts)) = (format::decode_log_key(key), decoded) else {
                 // Not our key or value shape: no queue can ever read it.
                 garbage.push(key.to_vec());
+                discarded += 1;
                 continue;
             };
-            next_seq = next_seq.max(pos.saturating_add(1));
-            if !names.contains_key(&header.queue) {
-                garbage.push(key.to_vec());
-            } else if done.get(&header.queue).is_some_and(|&below| pos < below) {
+            let mut block = BlockLive {
+                parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+                ..BlockLive::default()
+            };
+            let mut block_gone = Vec::new();
+            for part in &parts {
+                let pos = first.saturating_add(u64::from(part.delta));
+                next_seq = next_seq.max(pos.saturating_add(1));
+                let len = part.payload.len() as u64;
+                block.bytes += len;
+                if gone.contains(&pos) {
+                    block_gone.push(pos);
+                } else if done.get(&part.queue).is_some_and(|&below| pos < below) {
+                    // Consumed (a delivery's mark, or its queue was dropped).
+                } else if !names.contains_key(&part.queue) {
+                    discarded += 1;
+                } else {
+                    block.live += 1;
+                    block.live_bytes += len;
+                    let s = stats.entry(part.queue).or_default();
+                    s.bytes += len;
+                    s.records += u64::from(part.records);
+                    s.index
+                        .insert(pos, Held::new(part.records, part.payload.len(), part.delta));
+                }
+            }
+            block.span = parts.last().map_or(0, |part| part.delta.saturating_add(1));
+            if block.live == 0 {
                 consumed.push(key.to_vec());
             } else {
-                let s = stats.entry(header.queue).or_default();
-                s.bytes += payload.len() as u64;
-                s.records += u64::from(header.records);
-                s.index
-                    .insert(pos, Held::new(header.records, payload.len()));
+                block.gone = u32::try_from(block_gone.len()).unwrap_or(u32::MAX);
+                gone_kept.extend(block_gone);
+                ids_kept.extend(parts.iter().map(|part| part.queue));
+                blocks.insert(first, block);
             }
-            self.release(value);
+            self.release(Owned::Value(value));
         }
         drop(rtxn);
 
-        if !garbage.is_empty() {
+        if discarded > 0 {
             tracing::warn!(
-                entries = garbage.len(),
+                entries = discarded,
                 "Deleting LMDB entries that belong to no queue or cannot be decoded."
             );
         }
         if !consumed.is_empty() {
             tracing::info!(
-                entries = consumed.len(),
-                "Deleting consumed entries the last run had not swept yet."
+                blocks = consumed.len(),
+                "Deleting consumed entries the last run had not deleted yet."
             );
         }
-        for keys in garbage
-            .chunks(MIGRATE_PER_TXN)
-            .chain(consumed.chunks(MIGRATE_PER_TXN))
-        {
+        let mut meta_garbage: Vec<Vec<u8>> = gone
+            .iter()
+            .filter(|pos| !gone_kept.contains(pos))
+            .map(|pos| format::gone_key(*pos).to_vec())
+            .collect();
+        // The marks of dropped queues, once no block holds their parts.
+        meta_garbage.extend(
+            done.keys()
+                .filter(|id| !names.contains_key(id) && !ids_kept.contains(id))
+                .map(|id| format::queue_done_key(*id).to_vec()),
+        );
+        let cleanup = garbage
+            .iter()
+            .chain(&consumed)
+            .map(|key| (&self.log, key))
+            .chain(meta_garbage.iter().map(|key| (&self.meta, key)))
+            .collect::<Vec<_>>();
+        for keys in cleanup.chunks(MIGRATE_PER_TXN) {
             let mut wtxn = self.env.write_txn().map_err(lmdb("resume cleanup"))?;
-            for key in keys {
-                self.log
-                    .delete(&mut wtxn, key.as_slice())
+            for (db, key) in keys {
+                db.delete(&mut wtxn, key.as_slice())
                     .map_err(lmdb("resume cleanup"))?;
             }
             wtxn.commit().map_err(lmdb("resume cleanup"))?;
         }
+        *self.lock_blocks() = blocks;
 
         let next_id = names
             .keys()
@@ -1104,12 +1188,13 @@ impl Store {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "Resumed the LMDB buffer."
         );
-        Ok(garbage.len() as u64)
+        Ok(discarded)
     }
 
-    fn lock_sweep(&self) -> MutexGuard<'_, BTreeMap<u64, Swept>> {
-        // Only the writer thread takes it, for whole inserts and removes.
-        self.sweep.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_blocks(&self) -> MutexGuard<'_, BTreeMap<u64, BlockLive>> {
+        // Only the writer thread (and the open) takes it, for whole inserts,
+        // updates and removes.
+        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_queues(&self) -> MutexGuard<'_, HashMap<String, Arc<Queue>>> {
@@ -1213,10 +1298,16 @@ impl Store {
     /// As [`Store::read`].
     pub fn read_seqs(&self, queue: &Queue, seqs: &[u64]) -> Result<Vec<Entry>, StoreError> {
         let lmdb = |op| lmdb_err(op, self.map_size);
+        let held: Vec<(u64, Held)> = {
+            let index = queue.lock_index();
+            seqs.iter()
+                .filter_map(|seq| index.get(seq).map(|held| (*seq, *held)))
+                .collect()
+        };
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
-        let mut out = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            let Some((value, header, payload)) = self.entry(&rtxn, queue, seq)? else {
+        let mut out = Vec::with_capacity(held.len());
+        for (seq, held) in held {
+            let Some((header, payload, owned)) = self.entry(&rtxn, queue, seq, held)? else {
                 continue;
             };
             out.push(Entry {
@@ -1225,7 +1316,7 @@ impl Store {
                 appended_at_ms: header.appended_at_ms,
                 payload: Bytes::copy_from_slice(payload),
             });
-            self.release(value);
+            self.release(owned);
         }
         Ok(out)
     }
@@ -1325,19 +1416,14 @@ impl Store {
         queue.used_bytes() > mapped::BACKLOG_BYTES
     }
 
-    /// Where a delete from `queue` notes the pages to unmap after it, when
-    /// [`Store::releases`] says so.
-    fn released(&self, queue: &Queue) -> Option<mapped::Released> {
-        self.map
-            .filter(|_| Self::releases(queue))
-            .map(mapped::Released::new)
-    }
-
-    /// Gives back the map pages of `value`, read and copied out (see
+    /// Gives back the map pages of what was read and copied out (see
     /// [`mapped`]).
-    fn release(&self, value: &[u8]) {
+    fn release(&self, owned: Owned<'_>) {
         if let Some(map) = &self.map {
-            map.release(value);
+            match owned {
+                Owned::Value(value) => map.release(value),
+                Owned::Part(payload) => map.release_inside(payload),
+            }
         }
     }
 
@@ -1361,9 +1447,9 @@ impl Store {
         let mut positions = queue.positions(from_seq, READ_POSITIONS);
         let rtxn = self.env.read_txn().map_err(lmdb("read"))?;
         let (mut taken, mut bytes, mut records) = (0usize, 0u64, 0u64);
-        while let Some(&last) = positions.last() {
-            for &seq in &positions {
-                let Some((value, header, payload)) = self.entry(&rtxn, queue, seq)? else {
+        while let Some(&(last, _)) = positions.last() {
+            for &(seq, held) in &positions {
+                let Some((header, payload, owned)) = self.entry(&rtxn, queue, seq, held)? else {
                     continue;
                 };
                 let next_bytes = bytes + payload.len() as u64;
@@ -1374,7 +1460,7 @@ impl Store {
                 (taken, bytes, records) = (taken + 1, next_bytes, next_records);
                 f(seq, &header, payload);
                 if release {
-                    self.release(value);
+                    self.release(owned);
                 }
             }
             positions = queue.positions(last.saturating_add(1), READ_POSITIONS);
@@ -1382,16 +1468,17 @@ impl Store {
         Ok(())
     }
 
-    /// Entry `seq` of `queue` as `(value, header, payload)`; `None` when it
-    /// is gone (consumed since the caller found its position) or the
-    /// position holds another queue's entry.
+    /// Entry `seq` of `queue`, which its index says is `held`, as
+    /// `(header, payload)`; `None` when it is gone (consumed since the
+    /// caller found it) or the place holds another queue's part.
     fn entry<'t>(
         &self,
         rtxn: &'t heed::RoTxn<'_, WithoutTls>,
         queue: &Queue,
         seq: u64,
+        held: Held,
     ) -> Result<Option<Found<'t>>, StoreError> {
-        let key = format::log_key(seq);
+        let key = format::log_key(seq.saturating_sub(u64::from(held.delta)));
         let Some(value) = self
             .log
             .get(rtxn, &key[..])
@@ -1399,15 +1486,31 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (header, payload) = format::decode_value(value).ok_or(StoreError::Corrupt {
+        let corrupt = |detail| StoreError::Corrupt {
             queue: queue.name.clone(),
             seq,
-            detail: "unknown format version or truncated header",
-        })?;
-        Ok((header.queue == queue.id).then_some((value, header, payload)))
+            detail,
+        };
+        let block = format::decode_block(value)
+            .ok_or(corrupt("unknown format version or truncated header"))?;
+        let Some(part) = block.part(held.delta) else {
+            // Rewritten without it: consumed since the caller looked.
+            return Ok(None);
+        };
+        let header = format::Header {
+            records: part.records,
+            appended_at_ms: block.appended_at_ms,
+            queue: part.queue,
+        };
+        let owned = if block.len() == 1 {
+            Owned::Value(value)
+        } else {
+            Owned::Part(part.payload)
+        };
+        Ok((part.queue == queue.id).then_some((header, part.payload, owned)))
     }
 
-    /// Entries in the log, consumed ones the sweep has not reached included.
+    /// Blocks in the log.
     #[cfg(test)]
     fn log_len(&self) -> u64 {
         let rtxn = self.env.read_txn().unwrap_or_else(|e| panic!("{e}"));

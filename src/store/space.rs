@@ -30,7 +30,7 @@
 
 use std::path::Path;
 
-use super::format::{HEADER_LEN, LOG_KEY_LEN};
+use super::format::LOG_KEY_LEN;
 use super::{FullReason, Store, StoreError};
 
 /// Least reserve: a delete of a large batch rewrites a few dozen pages.
@@ -65,13 +65,13 @@ pub(super) fn disk_available(dir: &Path) -> Option<u64> {
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Pages LMDB needs to store entries with these payload lengths: a value
-/// larger than half a page goes to its own run of overflow pages, smaller
-/// ones share leaf pages (half full after splits, at worst).
-pub(super) fn pages_for(payload_lens: impl Iterator<Item = usize>, page_size: u64) -> u64 {
+/// Pages LMDB needs to store log values of these lengths: a value larger
+/// than half a page goes to its own run of overflow pages, smaller ones
+/// share leaf pages (half full after splits, at worst).
+pub(super) fn pages_for(value_lens: impl Iterator<Item = usize>, page_size: u64) -> u64 {
     let (mut pages, mut inline) = (TXN_OVERHEAD_PAGES, 0u64);
-    for len in payload_lens {
-        let value = (HEADER_LEN + len) as u64;
+    for len in value_lens {
+        let value = len as u64;
         // Key: the log position.
         let node = NODE_HEADER + LOG_KEY_LEN as u64 + value;
         if node > page_size / 2 {

@@ -111,16 +111,21 @@ impl Harness {
         self.tx = tx;
     }
 
-    /// Flushes until the sweep has emptied the log (the writer looks up
-    /// the oldest held entry every 20 ms and sweeps on its idle tick too);
-    /// how many entries are left after 5 s.
-    fn swept_empty(&self) -> u64 {
-        let started = std::time::Instant::now();
-        while self.store.log_len() > 0 && started.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(25));
-            self.flush().unwrap();
-        }
+    /// Blocks in the log once everything sent before is committed.
+    fn log_len_after_flush(&self) -> u64 {
+        self.flush().unwrap();
         self.store.log_len()
+    }
+
+    /// The raw `meta` keys starting with `prefix`.
+    fn meta_keys(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        let rtxn = self.store.env.read_txn().unwrap();
+        self.store
+            .meta
+            .prefix_iter(&rtxn, prefix)
+            .unwrap()
+            .map(|item| item.unwrap().0.to_vec())
+            .collect()
     }
 
     /// Stops the writer and closes the environment so it can be reopened.
@@ -526,13 +531,12 @@ fn a_map_full_of_delivered_entries_takes_appends_again() {
     let (h, q, payload) = small_map(dir.path());
     let (_, full) = fill_map(&h, &q, 1, &payload);
     assert_eq!(full.kind(), "full", "{full}");
-    // Everything is delivered: marks only, the entries wait for the sweep.
+    // Everything is delivered: each block goes with its last part.
     let last = seqs(&read_all(&h.store, &q)).last().copied().unwrap();
     h.delete(&q, 0, last);
     h.flush().unwrap();
     assert_eq!(q.entries(), 0);
-    // Appends alone (no delete in their group) find the map full of
-    // consumed entries: the writer sweeps them and takes the appends.
+    // Appends alone (no delete in their group) find room again.
     for _ in 0..3 {
         h.append(&q, 1, &payload).unwrap();
     }
@@ -924,52 +928,220 @@ fn pages_outside_the_map_are_never_released() {
 }
 
 #[test]
-fn delivered_entries_wait_for_the_sweep_and_a_crash_before_it_loses_nothing() {
+fn delivered_parts_wait_in_their_block_and_a_crash_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a_seqs, b_seqs);
     {
         let h = Harness::start(options(dir.path()));
         let a = h.store.queue("a").unwrap();
         let b = h.store.queue("b").unwrap();
-        // Interleaved, as a thousand shoots' entries are in the log.
+        // One block per commit, each holding a part of both queues, as a
+        // commit holds the parts of a thousand shoots.
         for i in 0..4u8 {
             h.append_parts(vec![(&b, 1, &[b'b', i]), (&a, 2, &[b'a', i])])
                 .unwrap();
         }
+        assert_eq!(h.store.log_len(), 4);
         a_seqs = seqs(&read_all(&h.store, &a));
         b_seqs = seqs(&read_all(&h.store, &b));
-        // a delivers its oldest three: a mark, not eight scattered deletes.
+        // Both queues' parts of a commit are numbered one after the other.
+        assert_eq!(a_seqs[0], b_seqs[0] + 1);
+        // a delivers its oldest three: a mark; b's parts keep the blocks.
         h.delete(&a, a_seqs[0], a_seqs[2]);
-        h.flush().unwrap();
+        assert_eq!(h.log_len_after_flush(), 4);
         assert_eq!(seqs(&read_all(&h.store, &a)), vec![a_seqs[3]]);
         assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 2, 2));
-        // b still holds the oldest entry, so a's wait in the log.
-        assert_eq!(h.store.log_len(), 8);
-        // The process dies here (no further commit, no sweep).
+        // The process dies here.
         h.close();
     }
     {
         let h = Harness::start(options(dir.path()));
-        // The open finished the sweep: not counted as damage.
         assert_eq!(h.store.discarded_at_open(), 0);
-        assert_eq!(h.store.log_len(), 5);
+        assert_eq!(h.store.log_len(), 4);
         let a = h.store.queue("a").unwrap();
         let b = h.store.queue("b").unwrap();
+        // The mark holds: a's delivered parts do not come back.
         assert_eq!(seqs(&read_all(&h.store, &a)), vec![a_seqs[3]]);
         assert_eq!(seqs(&read_all(&h.store, &b)), b_seqs);
         assert_eq!((a.entries(), a.records(), a.used_bytes()), (1, 2, 2));
+        assert_eq!(payloads(&read_all(&h.store, &b))[2], &[b'b', 2][..]);
 
-        // Once b delivers too, a commit soon after sweeps the log empty
-        // (the writer looks up the oldest held entry every 20 ms, and
-        // sweeps on its idle tick too).
-        h.delete(&b, b_seqs[0], b_seqs[3]);
+        // b delivers its oldest two: their blocks go with them.
+        h.delete(&b, b_seqs[0], b_seqs[1]);
+        assert_eq!(h.log_len_after_flush(), 2);
+        h.delete(&b, b_seqs[2], b_seqs[3]);
         h.delete(&a, a_seqs[3], a_seqs[3]);
-        assert_eq!(h.swept_empty(), 0);
+        assert_eq!(h.log_len_after_flush(), 0);
         // Numbering goes on after the last position ever used.
         h.append(&a, 1, b"next").unwrap();
         assert!(seqs(&read_all(&h.store, &a))[0] > b_seqs[3].max(a_seqs[3]));
         h.close();
     }
+}
+
+#[test]
+fn parts_taken_out_of_order_from_a_shared_block_stay_taken_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_seqs, b_seqs);
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        let b = h.store.queue("b").unwrap();
+        for i in 0..3u8 {
+            h.append_parts(vec![(&a, 1, &[b'a', i]), (&b, 1, &[b'b', i])])
+                .unwrap();
+        }
+        a_seqs = seqs(&read_all(&h.store, &a));
+        b_seqs = seqs(&read_all(&h.store, &b));
+        // a's middle part (a tail sampling decision, say): no mark can say
+        // it, and b's part keeps the block, so a `gone/` key does.
+        h.delete(&a, a_seqs[1], a_seqs[1]);
+        assert_eq!(h.log_len_after_flush(), 3);
+        assert_eq!(h.meta_keys(format::META_GONE_PREFIX).len(), 1);
+        assert_eq!(seqs(&read_all(&h.store, &a)), vec![a_seqs[0], a_seqs[2]]);
+        h.close();
+    }
+    let h = Harness::start(options(dir.path()));
+    assert_eq!(h.store.discarded_at_open(), 0);
+    let a = h.store.queue("a").unwrap();
+    let b = h.store.queue("b").unwrap();
+    assert_eq!(
+        payloads(&read_all(&h.store, &a)),
+        vec![&b"a\x00"[..], &b"a\x02"[..]]
+    );
+    assert_eq!((a.entries(), a.used_bytes()), (2, 4));
+    // b's part goes too, out of order as well: the block has nothing left
+    // and goes, with its `gone/` key.
+    h.delete(&b, b_seqs[1], b_seqs[1]);
+    assert_eq!(h.log_len_after_flush(), 2);
+    assert!(h.meta_keys(format::META_GONE_PREFIX).is_empty());
+    h.delete(&a, a_seqs[0], a_seqs[2]);
+    h.delete(&b, b_seqs[0], b_seqs[2]);
+    assert_eq!(h.log_len_after_flush(), 0);
+    h.close();
+}
+
+/// A dead backend's part keeps its block: once the block is a few seconds
+/// old, it is rewritten with that part alone, which stays readable.
+#[test]
+fn blocks_kept_by_a_dead_queue_are_rewritten_without_the_delivered_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let dead = h.store.queue("dead").unwrap();
+    let live = h.store.queue("live").unwrap();
+    let big = vec![9u8; 64 * 1024];
+    for i in 0..3u8 {
+        h.append_parts(vec![(&dead, 1, &[b'd', i]), (&live, 10, &big)])
+            .unwrap();
+    }
+    let delivered = seqs(&read_all(&h.store, &live));
+    h.delete(&live, delivered[0], delivered[2]);
+    h.flush().unwrap();
+    let value_lens = |h: &Harness| -> Vec<usize> {
+        let rtxn = h.store.env.read_txn().unwrap();
+        let lens = h.store.log.iter(&rtxn).unwrap();
+        lens.map(|item| item.unwrap().1.len()).collect()
+    };
+    assert!(value_lens(&h).iter().all(|len| *len > 64 * 1024));
+    // The writer looks at blocks once they are COMPACT_AFTER old, on a
+    // commit or its idle tick.
+    let started = std::time::Instant::now();
+    while h.metrics.blocks_rewritten.get() < 3 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        h.flush().unwrap();
+    }
+    assert_eq!(h.metrics.blocks_rewritten.get(), 3);
+    assert!(
+        value_lens(&h).iter().all(|len| *len < 64),
+        "{:?}",
+        value_lens(&h)
+    );
+    let kept = read_all(&h.store, &dead);
+    assert_eq!(
+        payloads(&kept),
+        vec![&b"d\x00"[..], &b"d\x01"[..], &b"d\x02"[..]]
+    );
+    // Same positions as before the rewrite: delivering them works as ever.
+    h.delete(&dead, kept[0].seq, kept[2].seq);
+    assert_eq!(h.log_len_after_flush(), 0);
+    h.close();
+}
+
+/// A full map of blocks that a dead queue's small parts keep: the
+/// deletes-only retry rewrites them all, and appends fit again.
+#[test]
+fn a_map_full_of_blocks_kept_by_a_dead_queue_takes_appends_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, q, payload) = small_map(dir.path());
+    let dead = h.store.queue("dead").unwrap();
+    let mut stored = 0;
+    let full = loop {
+        match h.append_parts(vec![(&dead, 1, b"d"), (&q, 1, &payload)]) {
+            Ok(()) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 1000, "a 1 MiB map never filled up");
+    };
+    assert_eq!(full.kind(), "full", "{full}");
+    let last = seqs(&read_all(&h.store, &q)).last().copied().unwrap();
+    h.delete(&q, 0, last);
+    h.flush().unwrap();
+    assert_eq!(h.store.log_len(), stored);
+    for _ in 0..3 {
+        h.append(&q, 1, &payload).unwrap();
+    }
+    assert_eq!(q.entries(), 3);
+    assert_eq!(dead.entries(), stored);
+    assert!(h.metrics.blocks_rewritten.get() >= 1);
+    h.close();
+}
+
+/// A buffer written by the previous release (format 2: a value per part)
+/// is read in place, one part per block.
+#[test]
+fn a_format_2_buffer_is_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let h = Harness::start(options(dir.path()));
+        let a = h.store.queue("a").unwrap();
+        h.append(&a, 1, b"new-style").unwrap();
+        h.close();
+    }
+    {
+        // Two format 2 values of queue a after the block, as format 2
+        // wrote them (and the next position).
+        let store = Store::open(options(dir.path())).unwrap();
+        let a = store.queue("a").unwrap();
+        let mut wtxn = store.env.write_txn().unwrap();
+        for (pos, body) in [(1u64, &b"old-1"[..]), (2, b"old-2")] {
+            let mut value = format::encode_header(a.id, 7).to_vec();
+            value.extend_from_slice(body);
+            store
+                .log
+                .put(&mut wtxn, &format::log_key(pos), &value)
+                .unwrap();
+        }
+        store
+            .meta
+            .put(&mut wtxn, format::META_NEXT_SEQ, &3u64.to_be_bytes())
+            .unwrap();
+        wtxn.commit().unwrap();
+    }
+    let h = Harness::start(options(dir.path()));
+    assert_eq!(h.store.discarded_at_open(), 0);
+    let a = h.store.queue("a").unwrap();
+    let got = read_all(&h.store, &a);
+    assert_eq!(
+        payloads(&got),
+        vec![&b"new-style"[..], &b"old-1"[..], &b"old-2"[..]]
+    );
+    assert_eq!(seqs(&got), vec![0, 1, 2]);
+    assert_eq!(a.records(), 15);
+    h.delete(&a, 0, 1);
+    assert_eq!(h.log_len_after_flush(), 1);
+    h.append(&a, 1, b"after").unwrap();
+    assert_eq!(seqs(&read_all(&h.store, &a)), vec![2, 3]);
+    h.close();
 }
 
 #[test]
@@ -1001,34 +1173,48 @@ fn entries_taken_from_the_middle_of_a_queue_are_deleted_at_once() {
 }
 
 #[test]
-fn a_dropped_queue_takes_its_unswept_entries_with_it() {
+fn a_dropped_queue_leaves_no_readable_part_behind() {
     let dir = tempfile::tempdir().unwrap();
     {
         let h = Harness::start(options(dir.path()));
         let keep = h.store.queue("keep").unwrap();
         let gone = h.store.queue("gone").unwrap();
-        h.append(&keep, 1, b"k").unwrap();
-        h.append(&gone, 1, b"g0").unwrap();
+        h.append_parts(vec![(&keep, 1, b"k0"), (&gone, 1, b"g0")])
+            .unwrap();
         h.append(&gone, 1, b"g1").unwrap();
-        // Delivered, but `keep` holds the oldest entry: not swept yet.
-        h.delete(&gone, 0, 2);
-        h.flush().unwrap();
-        assert_eq!(h.store.log_len(), 3);
+        // Partly delivered, then dropped: its own block goes, the shared
+        // one stays for `keep`.
+        let first = seqs(&read_all(&h.store, &gone))[0];
+        h.delete(&gone, first, first);
         h.drop_queue(&gone).unwrap();
         assert_eq!(h.store.log_len(), 1);
-        // Consumed and dropped in one group: the consumed entries go too.
+        // Consumed and dropped in one group.
         let gone = h.store.queue("gone-too").unwrap();
-        h.append(&gone, 1, b"g").unwrap();
+        h.append_parts(vec![(&keep, 1, b"k1"), (&gone, 1, b"g")])
+            .unwrap();
         let pos = seqs(&read_all(&h.store, &gone))[0];
         h.delete(&gone, pos, pos);
         h.drop_queue(&gone).unwrap();
-        assert_eq!(h.store.log_len(), 1);
+        assert_eq!(h.store.log_len(), 2);
         h.close();
     }
+    {
+        let h = Harness::start(options(dir.path()));
+        assert_eq!(h.store.discarded_at_open(), 0, "entries of no queue");
+        let names: Vec<_> = h.store.queues().iter().map(|q| q.name.clone()).collect();
+        assert_eq!(names, vec!["keep"]);
+        let keep = h.store.queue("keep").unwrap();
+        let kept = read_all(&h.store, &keep);
+        assert_eq!(payloads(&kept), vec![&b"k0"[..], &b"k1"[..]]);
+        // The dropped queues' marks stay while blocks hold their parts...
+        assert_eq!(h.meta_keys(format::META_DONE_PREFIX).len(), 2);
+        h.delete(&keep, kept[0].seq, kept[1].seq);
+        assert_eq!(h.log_len_after_flush(), 0);
+        h.close();
+    }
+    // ...and the open after the last of those blocks went deletes them.
     let h = Harness::start(options(dir.path()));
-    assert_eq!(h.store.discarded_at_open(), 0, "entries of no queue");
-    let names: Vec<_> = h.store.queues().iter().map(|q| q.name.clone()).collect();
-    assert_eq!(names, vec!["keep"]);
+    assert_eq!(h.meta_keys(format::META_DONE_PREFIX).len(), 1, "keep's own");
     h.close();
 }
 
@@ -1167,26 +1353,24 @@ fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
 }
 
 #[test]
-fn a_restarted_writer_goes_on_with_the_sweep() {
+fn a_restarted_writer_goes_on_with_the_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = Harness::start(options(dir.path()));
     let (a, b) = (h.store.queue("a").unwrap(), h.store.queue("b").unwrap());
-    h.append(&b, 1, b"b").unwrap();
-    h.append(&a, 1, b"a").unwrap();
+    h.append_parts(vec![(&b, 1, b"b"), (&a, 1, b"a")]).unwrap();
     let (pa, pb) = (
         seqs(&read_all(&h.store, &a))[0],
         seqs(&read_all(&h.store, &b))[0],
     );
-    // a is delivered, but b holds the oldest entry: a's waits.
+    // a is delivered, but b's part keeps the block.
     h.delete(&a, pa, pa);
-    h.flush().unwrap();
-    assert_eq!(h.store.log_len(), 2);
+    assert_eq!(h.log_len_after_flush(), 1);
     h.restart_writer();
     h.delete(&b, pb, pb);
     assert_eq!(
-        h.swept_empty(),
+        h.log_len_after_flush(),
         0,
-        "the first writer's consumed entry stayed"
+        "the next writer knows what the first one consumed"
     );
     h.close();
 }

@@ -16,8 +16,7 @@
 //!   loop keeps running until every sender is gone.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::io::Write as _;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -28,8 +27,8 @@ use heed::RwTxn;
 
 use super::metrics::{ErrorKindLabels, FullLabels};
 use super::{
-    AppendPart, FullReason, Held, Queue, Reply, Store, StoreError, StoreMetrics, Swept, WriteOp,
-    release_parts,
+    AppendPart, BlockLive, FullReason, Held, Queue, Reply, Store, StoreError, StoreMetrics,
+    WriteOp, release_parts,
 };
 use super::{format, space};
 use crate::config::Durability;
@@ -42,17 +41,20 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// bounded group keeps a commit's latency bounded too.
 const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Consumed entries older than this are swept even when some entry around
-/// them is still pending (a dead shoot's, a backlog's): it stays, and
-/// LMDB merges the pages it leaves nearly empty.
-const SWEEP_LAG: Duration = Duration::from_secs(3);
+/// A block this old that its live parts alone hold (a dead shoot's, a
+/// backlog's) is rewritten without its consumed parts (see
+/// [`Writer::compact`]): deliveries that keep up consume a block's parts
+/// within a second or two.
+const COMPACT_AFTER: Duration = Duration::from_secs(3);
 
-/// How long [`Writer::sweep_bound`] uses the oldest held position it
-/// looked up.
-const OLDEST_HELD_FOR: Duration = Duration::from_millis(20);
+/// Most blocks one commit rewrites: bounds its transaction.
+const MAX_COMPACT_PER_COMMIT: usize = 64;
 
-/// Most consumed entries one commit sweeps: bounds its transaction.
-const MAX_SWEEP_PER_COMMIT: usize = 64 * 1024;
+/// Most payload bytes in one block: a group's parts go into blocks of up
+/// to this size. A block is a run of overflow pages that LMDB allocates
+/// in one piece, so a bounded size keeps freed runs reusable by the next
+/// blocks.
+const MAX_BLOCK_BYTES: usize = 1024 * 1024;
 
 /// Least time between two "storage full" warnings.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -85,10 +87,14 @@ struct Applied {
     deleted: HashMap<u32, (Arc<Queue>, u64, u64, u64)>,
     /// Per queue id: the positions taken out of its index.
     removed: HashMap<u32, BTreeSet<u64>>,
-    /// Positions consumed by a "done" mark, for the sweep.
-    marked: Vec<(u64, Swept)>,
-    /// Positions the sweep deleted.
-    swept: Vec<u64>,
+    /// Parts consumed: position, what the index held, and whether out of
+    /// order (no mark says so: a `gone/` key must, unless its block goes).
+    consumed: Vec<(u64, Held, bool)>,
+    /// Blocks this transaction appended, changed (`Some`) or deleted
+    /// (`None`), by key: applied to [`Store::blocks`] after the commit.
+    blocks: BTreeMap<u64, Option<BlockLive>>,
+    /// Blocks rewritten without their consumed parts.
+    rewritten: u64,
     /// Whether anything was deleted from the log (pages freed).
     freed: bool,
     /// Per queue id: what was appended to it.
@@ -122,15 +128,12 @@ struct Writer {
     freed_pending: bool,
     /// Counter written by [`Writer::retry_appends`].
     ticks: u64,
-    /// The oldest position any queue held, and when that was looked up: a
-    /// walk over every queue, so not on every commit. A stale value is
-    /// still a safe bound, since the true one never decreases (every new
-    /// entry is above every older one).
-    oldest_held: Cell<Option<(Instant, u64)>>,
+    /// Blocks below this key were looked at by [`Writer::compact`].
+    compacted_to: Cell<u64>,
     /// When [`Writer::release_map`] last gave back the map's pages.
     map_released: Option<Instant>,
     /// The store's next position after recent commits, oldest first, kept
-    /// for [`SWEEP_LAG`].
+    /// for [`COMPACT_AFTER`].
     history: VecDeque<(Instant, u64)>,
 }
 
@@ -178,7 +181,7 @@ impl Store {
             last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
-            oldest_held: Cell::new(None),
+            compacted_to: Cell::new(0),
             map_released: None,
             history: VecDeque::new(),
         };
@@ -224,7 +227,7 @@ impl Writer {
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.deferred.is_empty() || !self.store.lock_sweep().is_empty() {
+                    if !self.deferred.is_empty() || self.compaction_due() {
                         self.commit_group(Group::default());
                     }
                     self.release_map();
@@ -311,11 +314,7 @@ impl Writer {
                 !gone
             });
         }
-        // Consumed entries waiting for the sweep count: when appends find
-        // the map full, the deletes-only retry is what sweeps them all.
-        let has_deletes = !group.deletes.is_empty()
-            || !group.drops.is_empty()
-            || !self.store.lock_sweep().is_empty();
+        let has_deletes = !group.deletes.is_empty() || !group.drops.is_empty();
         let has_appends = !group.appends.is_empty();
 
         // The outcome for deletes, drops and flushes, and for the appends.
@@ -330,7 +329,10 @@ impl Writer {
                     // Retry without the appends: deletes and drops free space
                     // and must not be held hostage by a full map or a bad
                     // append.
-                    let control = if has_deletes {
+                    // Blocks that hold consumed parts count: when appends
+                    // find the map full, the deletes-only retry rewrites
+                    // them all without those.
+                    let control = if has_deletes || self.compactable() {
                         self.try_commit(&group, true, false)
                             .map(|applied| self.after_commit(&applied, &group.drops))
                             .map_err(|e| self.classify(e))
@@ -472,13 +474,16 @@ impl Writer {
         self.metrics
             .commit_bytes
             .observe(applied.appended_bytes as f64);
+        self.metrics.blocks_rewritten.inc_by(applied.rewritten);
         self.freed_pending = applied.freed;
         {
-            let mut sweep = self.store.lock_sweep();
-            for pos in &applied.swept {
-                sweep.remove(pos);
+            let mut blocks = self.store.lock_blocks();
+            for (key, block) in &applied.blocks {
+                match block {
+                    Some(block) => blocks.insert(*key, *block),
+                    None => blocks.remove(key),
+                };
             }
-            sweep.extend(applied.marked.iter().copied());
         }
         let now = Instant::now();
         self.history.push_back((now, applied.next_seq));
@@ -486,7 +491,7 @@ impl Writer {
             && self
                 .history
                 .get(1)
-                .is_some_and(|(at, _)| now.duration_since(*at) >= SWEEP_LAG)
+                .is_some_and(|(at, _)| now.duration_since(*at) >= COMPACT_AFTER)
         {
             self.history.pop_front();
         }
@@ -508,11 +513,10 @@ impl Writer {
             // Measured before this transaction writes anything: as of the
             // last commit, which is what LMDB allocates from.
             let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
-            let lens = group.appends.iter().flat_map(|(parts, _, _)| parts);
-            room.check(space::pages_for(
-                lens.map(|part| part.payload.len()),
-                room.page_size(),
-            ))?;
+            let parts: Vec<&AppendPart> = group.appends.iter().flat_map(|(p, _, _)| p).collect();
+            let lens = blocks_of(&parts)
+                .map(|block| format::block_len(block.iter().map(|part| part.payload.len())));
+            room.check(space::pages_for(lens, room.page_size()))?;
         }
         let mut applied = Applied {
             next_seq: store.next_seq.load(Ordering::Acquire),
@@ -538,33 +542,14 @@ impl Writer {
                 self.consume(&mut txn, queue, *first, *last, &mut applied)
                     .map_err(err("move"))?;
             }
-            // Positions only grow: every append goes after the log's last
-            // key, so a commit's appends share its last few leaves.
-            for part in group.appends.iter().flat_map(|(parts, _, _)| parts) {
-                let queue = &part.queue;
-                let pos = applied.next_seq;
-                let header = format::encode_header(queue.id, part.records);
-                let payload = &part.payload;
-                store
-                    .log
-                    .put_reserved(
-                        &mut txn,
-                        &format::log_key(pos),
-                        format::HEADER_LEN + payload.len(),
-                        |space| {
-                            space.write_all(&header)?;
-                            space.write_all(payload)
-                        },
-                    )
+            // Every part of the group in one block (or a few, for a large
+            // group) at the end of the log: one run of pages per commit,
+            // whatever queues the parts are for.
+            let parts: Vec<&AppendPart> = group.appends.iter().flat_map(|(p, _, _)| p).collect();
+            let appended_at_ms = format::now_ms();
+            for block in blocks_of(&parts) {
+                self.append_block(&mut txn, block, appended_at_ms, &mut applied)
                     .map_err(err("append"))?;
-                applied.next_seq += 1;
-                let slot = applied
-                    .appended
-                    .entry(queue.id)
-                    .or_insert_with(|| (Arc::clone(queue), Vec::new(), 0));
-                slot.1.push((pos, Held::new(part.records, payload.len())));
-                slot.2 += u64::from(part.records);
-                applied.appended_bytes += payload.len() as u64;
             }
             if !applied.appended.is_empty() {
                 // Positions are never reused, even after the log was swept
@@ -602,33 +587,75 @@ impl Writer {
                     .map_err(err("create queue"))?;
             }
         }
+        self.settle_blocks(&mut txn, &mut applied)
+            .map_err(err("delete"))?;
         if with_deletes {
             // A deletes-only retry is a full map or disk: free all it can.
-            let bound = if with_appends {
-                self.sweep_bound(applied.next_seq)
-            } else {
-                u64::MAX
-            };
-            self.sweep(&mut txn, bound, &mut applied)
-                .map_err(err("sweep"))?;
-            if !with_appends && !applied.marked.is_empty() {
-                // And what this transaction marked: the space is needed now.
-                let marked = std::mem::take(&mut applied.marked);
-                self.delete_at(&mut txn, None, marked.iter().map(|(pos, _)| *pos))
-                    .map_err(err("sweep"))?;
-                applied.freed = true;
-            }
+            self.compact(&mut txn, &mut applied, !with_appends)
+                .map_err(err("rewrite"))?;
         }
         txn.commit().map_err(err("commit"))?;
         Ok(applied)
     }
 
+    /// Writes `parts` as one block at the log's end (positions only grow,
+    /// so a commit's block lands after every other).
+    fn append_block(
+        &self,
+        txn: &mut RwTxn<'_>,
+        parts: &[&AppendPart],
+        appended_at_ms: u64,
+        applied: &mut Applied,
+    ) -> Result<(), heed::Error> {
+        let key = applied.next_seq;
+        let new: Vec<format::NewPart<'_>> = parts
+            .iter()
+            .zip(0u32..)
+            .map(|(part, delta)| format::NewPart {
+                delta,
+                queue: part.queue.id,
+                records: part.records,
+                payload: &part.payload,
+            })
+            .collect();
+        let len = format::block_len(parts.iter().map(|part| part.payload.len()));
+        self.store
+            .log
+            .put_reserved(txn, &format::log_key(key), len, |space| {
+                format::write_block(space, appended_at_ms, &new)
+            })?;
+        let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+        let mut block = BlockLive {
+            live: count,
+            parts: count,
+            span: count,
+            ..BlockLive::default()
+        };
+        for (part, delta) in parts.iter().zip(0u32..) {
+            let queue = &part.queue;
+            let len = part.payload.len();
+            let slot = applied
+                .appended
+                .entry(queue.id)
+                .or_insert_with(|| (Arc::clone(queue), Vec::new(), 0));
+            let pos = key + u64::from(delta);
+            slot.1.push((pos, Held::new(part.records, len, delta)));
+            slot.2 += u64::from(part.records);
+            block.bytes += len as u64;
+        }
+        block.live_bytes = block.bytes;
+        applied.appended_bytes += block.bytes;
+        applied.blocks.insert(key, Some(block));
+        applied.next_seq = key + u64::from(count);
+        Ok(())
+    }
+
     /// Takes entries `first..=last` of `queue` out of it in `txn`. When they
     /// are the oldest it holds (a delivery, nearly always), that is a "done"
-    /// mark in `meta` and the entries wait for the sweep; otherwise (a tail
-    /// sampling decision, a re-route out of the middle) they are deleted now.
-    /// Either way they are gone for readers once committed, and for the next
-    /// open too.
+    /// mark in `meta`; otherwise (a tail sampling decision, a re-route out
+    /// of the middle) each needs a `gone/` mark, unless its block goes in
+    /// this transaction ([`Writer::settle_blocks`]). Either way they are
+    /// gone for readers once committed, and for the next open too.
     fn consume(
         &self,
         txn: &mut RwTxn<'_>,
@@ -666,24 +693,17 @@ impl Writer {
                 &format::queue_done_key(queue.id),
                 &newest.saturating_add(1).to_be_bytes(),
             )?;
-            applied.marked.extend(taken.iter().map(|(pos, held)| {
-                let swept = Swept {
-                    queue: queue.id,
-                    bytes: held.bytes,
-                };
-                (*pos, swept)
-            }));
-        } else {
-            let released = self.store.released(queue);
-            self.delete_at(txn, released, taken.iter().map(|(pos, _)| *pos))?;
-            applied.freed = true;
         }
+        applied
+            .consumed
+            .extend(taken.iter().map(|(pos, held)| (*pos, *held, !oldest)));
         applied.add_deleted(queue, &taken);
         Ok(())
     }
 
-    /// Deletes everything of `queue` (its entries, those of its entries
-    /// waiting for the sweep, its name and mark) in `txn`.
+    /// Takes everything out of `queue` and forgets its name in `txn`. Its
+    /// mark says "all consumed" for as long as a block holds one of its
+    /// parts (the next open deletes it after the last).
     fn drop_queue(
         &self,
         txn: &mut RwTxn<'_>,
@@ -698,118 +718,245 @@ impl Writer {
             .map(|(pos, held)| (*pos, *held))
             .collect();
         removed.extend(taken.iter().map(|(pos, _)| *pos));
-        let released = self.store.released(queue);
-        self.delete_at(txn, released, taken.iter().map(|(pos, _)| *pos))?;
+        applied
+            .consumed
+            .extend(taken.iter().map(|(pos, held)| (*pos, *held, false)));
         applied.add_deleted(queue, &taken);
-        // Its consumed entries must not outlive its name: the next open
-        // would find entries of no queue.
-        let unswept: Vec<u64> = self
-            .store
-            .lock_sweep()
-            .iter()
-            .filter(|(_, s)| s.queue == queue.id)
-            .map(|(pos, _)| *pos)
-            .collect();
-        // And those consumed earlier in this same transaction.
-        let (gone, others) = std::mem::take(&mut applied.marked)
-            .into_iter()
-            .partition::<Vec<_>, _>(|(_, s)| s.queue == queue.id);
-        applied.marked = others;
-        let gone = gone.into_iter().map(|(pos, _)| pos);
-        self.delete_at(txn, None, unswept.iter().copied().chain(gone))?;
-        applied.swept.extend(unswept);
         self.store
             .meta
             .delete(txn, &format::queue_name_key(&queue.name))?;
-        self.store
-            .meta
-            .delete(txn, &format::queue_done_key(queue.id))?;
-        applied.freed = true;
+        self.store.meta.put(
+            txn,
+            &format::queue_done_key(queue.id),
+            &u64::MAX.to_be_bytes(),
+        )?;
         Ok(())
     }
 
-    /// Deletes the entries at `positions`; with `released`, gives back the
-    /// map pages the deletes touch (LMDB reads a large value's first page to
-    /// free it), for a queue that holds a backlog or a sweep of one.
-    fn delete_at(
-        &self,
-        txn: &mut RwTxn<'_>,
-        mut released: Option<super::mapped::Released>,
-        positions: impl Iterator<Item = u64>,
-    ) -> Result<(), heed::Error> {
-        for pos in positions {
-            let key = format::log_key(pos);
-            if let Some(r) = &mut released
-                && let Some(value) = self.store.log.get(txn, &key[..])?
-            {
-                r.note(value);
+    /// Counts this transaction's consumed parts against their blocks:
+    /// deletes each block whose last live part went, and writes a `gone/`
+    /// mark for each part consumed out of order from a block that stays.
+    fn settle_blocks(&self, txn: &mut RwTxn<'_>, applied: &mut Applied) -> Result<(), heed::Error> {
+        if applied.consumed.is_empty() {
+            return Ok(());
+        }
+        // Per block key: parts and bytes consumed, and the out-of-order ones.
+        let mut touched: BTreeMap<u64, (u32, u64, Vec<u64>)> = BTreeMap::new();
+        for (pos, held, out_of_order) in std::mem::take(&mut applied.consumed) {
+            let slot = touched
+                .entry(pos.saturating_sub(u64::from(held.delta)))
+                .or_default();
+            slot.0 += 1;
+            slot.1 += u64::from(held.bytes);
+            if out_of_order {
+                slot.2.push(pos);
             }
-            self.store.log.delete(txn, &key[..])?;
         }
-        if let Some(r) = released {
-            r.unmap();
-        }
-        Ok(())
-    }
-
-    /// Up to which position the sweep may delete consumed entries: below
-    /// the oldest entry any queue still holds, so that it deletes runs of
-    /// the log and frees whole pages; and in any case what was appended
-    /// [`SWEEP_LAG`] ago or earlier, so that a dead shoot's or a backlog's
-    /// entries do not keep everything after them.
-    fn sweep_bound(&self, next_seq: u64) -> u64 {
-        if self.store.lock_sweep().is_empty() {
-            return 0;
-        }
-        let oldest_held = match self.oldest_held.get() {
-            Some((at, pos)) if at.elapsed() < OLDEST_HELD_FOR => pos,
-            _ => {
-                let pos = self
-                    .store
-                    .lock_queues()
-                    .values()
-                    .filter_map(|queue| queue.oldest())
-                    .min()
-                    .unwrap_or(next_seq);
-                self.oldest_held.set(Some((Instant::now(), pos)));
-                pos
+        let mut dead: Vec<(u64, BlockLive)> = Vec::new();
+        {
+            let table = self.store.lock_blocks();
+            for (key, (parts, bytes, out_of_order)) in touched {
+                let current = match applied.blocks.get(&key) {
+                    Some(block) => *block,
+                    None => table.get(&key).copied(),
+                };
+                let Some(mut block) = current else { continue };
+                block.live = block.live.saturating_sub(parts);
+                block.live_bytes = block.live_bytes.saturating_sub(bytes);
+                if block.live == 0 {
+                    dead.push((key, block));
+                    applied.blocks.insert(key, None);
+                    continue;
+                }
+                for pos in &out_of_order {
+                    self.store.meta.put(txn, &format::gone_key(*pos), &[])?;
+                }
+                block.gone += u32::try_from(out_of_order.len()).unwrap_or(u32::MAX);
+                applied.blocks.insert(key, Some(block));
             }
-        };
-        let lagged = self
-            .history
-            .front()
-            .filter(|(at, _)| at.elapsed() >= SWEEP_LAG)
-            .map_or(0, |(_, pos)| *pos);
-        oldest_held.max(lagged)
-    }
-
-    /// Deletes consumed entries below `bound`, oldest first, at most
-    /// [`MAX_SWEEP_PER_COMMIT`]. A sweep of a backlog's worth gives the
-    /// pages its deletes touched back (LMDB reads a large value's first
-    /// page to free it); the few of a sweep that keeps up are reused by the
-    /// next appends and stay mapped (see [`super::mapped`]).
-    fn sweep(
-        &self,
-        txn: &mut RwTxn<'_>,
-        bound: u64,
-        applied: &mut Applied,
-    ) -> Result<(), heed::Error> {
-        let due: Vec<(u64, u32)> = self
-            .store
-            .lock_sweep()
-            .range(..bound)
-            .take(MAX_SWEEP_PER_COMMIT)
-            .map(|(pos, s)| (*pos, s.bytes))
-            .collect();
-        let bytes: u64 = due.iter().map(|(_, b)| u64::from(*b)).sum();
-        let released = self
+        }
+        // Deleting a backlog's worth gives the pages it touched back
+        // (LMDB reads a large value's first page to free it); the few of
+        // deliveries that keep up are reused by the next appends and stay
+        // mapped (see [`super::mapped`]).
+        let bytes: u64 = dead.iter().map(|(_, block)| block.bytes).sum();
+        let mut released = self
             .store
             .map
             .filter(|_| bytes > super::mapped::BACKLOG_BYTES)
             .map(super::mapped::Released::new);
-        self.delete_at(txn, released, due.iter().map(|(pos, _)| *pos))?;
-        applied.freed |= !due.is_empty();
-        applied.swept.extend(due.iter().map(|(pos, _)| *pos));
+        for (key, block) in &dead {
+            let log_key = format::log_key(*key);
+            if let Some(r) = &mut released
+                && let Some(value) = self.store.log.get(txn, &log_key[..])?
+            {
+                r.note(value);
+            }
+            self.store.log.delete(txn, &log_key[..])?;
+            self.delete_gone(txn, *key, block)?;
+        }
+        if let Some(r) = released {
+            r.unmap();
+        }
+        applied.freed |= !dead.is_empty();
+        Ok(())
+    }
+
+    /// Deletes the `gone/` marks of the parts of `block` at `key`.
+    fn delete_gone(
+        &self,
+        txn: &mut RwTxn<'_>,
+        key: u64,
+        block: &BlockLive,
+    ) -> Result<(), heed::Error> {
+        if block.gone == 0 {
+            return Ok(());
+        }
+        let (from, to) = (
+            format::gone_key(key),
+            format::gone_key(key.saturating_add(u64::from(block.span))),
+        );
+        let range = (
+            std::ops::Bound::Included(&from[..]),
+            std::ops::Bound::Excluded(&to[..]),
+        );
+        self.store.meta.delete_range(txn, &range)?;
+        Ok(())
+    }
+
+    /// The key below which blocks were appended [`COMPACT_AFTER`] ago or
+    /// earlier.
+    fn aged_bound(&self) -> u64 {
+        self.history
+            .front()
+            .filter(|(at, _)| at.elapsed() >= COMPACT_AFTER)
+            .map_or(0, |(_, pos)| *pos)
+    }
+
+    /// Whether [`Writer::compact`] has blocks to look at.
+    fn compaction_due(&self) -> bool {
+        let bound = self.aged_bound();
+        let from = self.compacted_to.get();
+        from < bound && self.store.lock_blocks().range(from..bound).next().is_some()
+    }
+
+    /// Whether any block holds a consumed part: what a deletes-only retry
+    /// can free.
+    fn compactable(&self) -> bool {
+        self.store
+            .lock_blocks()
+            .values()
+            .any(|block| block.live < block.parts)
+    }
+
+    /// Rewrites blocks that their live parts alone keep (a dead shoot's
+    /// part among a thousand delivered ones) without their consumed parts.
+    /// Each block is looked at once, when it is [`COMPACT_AFTER`] old, and
+    /// rewritten when at most half its bytes are live; `all` (the map is
+    /// full) rewrites every block that holds a consumed part. Bounded per
+    /// transaction; the parts keep their positions, so readers and marks
+    /// are unaffected.
+    fn compact(
+        &self,
+        txn: &mut RwTxn<'_>,
+        applied: &mut Applied,
+        all: bool,
+    ) -> Result<(), heed::Error> {
+        let (from, bound) = if all {
+            (0, u64::MAX)
+        } else {
+            (self.compacted_to.get(), self.aged_bound())
+        };
+        if from >= bound {
+            return Ok(());
+        }
+        let candidates: Vec<(u64, BlockLive)> = {
+            let table = self.store.lock_blocks();
+            let mut out = Vec::new();
+            let mut looked_to = bound;
+            for (key, block) in table.range(from..bound) {
+                if out.len() >= MAX_COMPACT_PER_COMMIT {
+                    looked_to = *key;
+                    break;
+                }
+                let block = match applied.blocks.get(key) {
+                    Some(Some(block)) => *block,
+                    Some(None) => continue,
+                    None => *block,
+                };
+                let sparse = block.live_bytes.saturating_mul(2) <= block.bytes;
+                if block.live < block.parts && (all || sparse) {
+                    out.push((*key, block));
+                }
+            }
+            if !all {
+                self.compacted_to.set(looked_to);
+            }
+            out
+        };
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let queues: HashMap<u32, Arc<Queue>> = self
+            .store
+            .lock_queues()
+            .values()
+            .map(|queue| (queue.id, Arc::clone(queue)))
+            .collect();
+        for (key, mut block) in candidates {
+            let log_key = format::log_key(key);
+            let Some(value) = self.store.log.get(txn, &log_key[..])? else {
+                continue;
+            };
+            let Some(decoded) = format::decode_block(value) else {
+                continue;
+            };
+            let Some(parts) = decoded.parts() else {
+                continue;
+            };
+            let live = |part: &format::Part<'_>| {
+                let pos = key.saturating_add(u64::from(part.delta));
+                queues.get(&part.queue).is_some_and(|queue| {
+                    queue.lock_index().contains_key(&pos)
+                        && !applied
+                            .removed
+                            .get(&queue.id)
+                            .is_some_and(|removed| removed.contains(&pos))
+                })
+            };
+            let kept: Vec<format::NewPart<'_>> = parts
+                .iter()
+                .filter(|part| live(part))
+                .map(|part| format::NewPart {
+                    delta: part.delta,
+                    queue: part.queue,
+                    records: part.records,
+                    payload: part.payload,
+                })
+                .collect();
+            let kept_bytes: u64 = kept.iter().map(|part| part.payload.len() as u64).sum();
+            let mut rewritten = Vec::with_capacity(format::block_len(
+                kept.iter().map(|part| part.payload.len()),
+            ));
+            format::write_block(&mut rewritten, decoded.appended_at_ms, &kept)
+                .map_err(heed::Error::Io)?;
+            let count = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+            self.delete_gone(txn, key, &block)?;
+            if count == 0 {
+                self.store.log.delete(txn, &log_key[..])?;
+                applied.blocks.insert(key, None);
+            } else {
+                self.store.log.put(txn, &log_key[..], &rewritten)?;
+                block.parts = count;
+                block.live = count;
+                block.bytes = kept_bytes;
+                block.live_bytes = kept_bytes;
+                block.gone = 0;
+                applied.blocks.insert(key, Some(block));
+            }
+            applied.rewritten += 1;
+            applied.freed = true;
+        }
         Ok(())
     }
 
@@ -948,6 +1095,29 @@ fn defer(deferred: &mut Vec<Consumed>, deletes: Vec<Consumed>) {
             None => deferred.push((queue, first, last)),
         }
     }
+}
+
+/// Splits a group's parts into blocks of at most [`MAX_BLOCK_BYTES`] of
+/// payload (a larger part gets a block of its own).
+fn blocks_of<'a, 'p>(parts: &'a [&'p AppendPart]) -> impl Iterator<Item = &'a [&'p AppendPart]> {
+    let mut rest = parts;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let len = rest
+            .iter()
+            .take_while(|part| {
+                bytes += part.payload.len();
+                bytes <= MAX_BLOCK_BYTES
+            })
+            .count()
+            .max(1);
+        let (block, tail) = rest.split_at(len);
+        rest = tail;
+        Some(block)
+    })
 }
 
 // === impl Applied ===
