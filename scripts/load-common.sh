@@ -62,10 +62,12 @@ start_seedgate() {
 
 # With PERF=1: records seedgate's CPU (perf record -g) for $2 seconds from
 # now, in the background, and prints the top of the profile at exit
-# ($work/$1.perf keeps it with KEEP=1).
+# ($work/$1.perf keeps it with KEEP=1). PERF_ARGS replaces `-g` (say
+# "--call-graph dwarf -F 499" for callers through Rust frames).
 perf_during() {
   [ -n "${PERF:-}" ] || return 0
-  perf record -g -o "$work/$1.perf" -p "$pid" -- sleep "$2" >/dev/null 2>&1 &
+  # shellcheck disable=SC2086 # PERF_ARGS is a list of options
+  perf record ${PERF_ARGS:--g} -o "$work/$1.perf" -p "$pid" -- sleep "$2" >/dev/null 2>&1 &
   perf_runs="${perf_runs:-} $1"
 }
 

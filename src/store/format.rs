@@ -472,6 +472,45 @@ mod tests {
         assert!(decode_block(&value).is_none());
     }
 
+    /// Whatever bytes a log value holds (a damaged file, another
+    /// program's writes), decoding never panics and never hands out a
+    /// part outside the value.
+    #[test]
+    fn foreign_bytes_never_panic_or_escape_the_value() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000u64 {
+            let len = usize::try_from(next() % 200).unwrap();
+            let mut value: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly plausible headers, so the slots get read too.
+            if let Some(first) = value.first_mut() {
+                *first = [FORMAT_VERSION, BLOCK_VERSION][usize::from(round % 2 == 0)];
+            }
+            if value.len() >= 8 && round % 3 == 0 {
+                value[4..8].copy_from_slice(&u32::try_from(next() % 8).unwrap().to_be_bytes());
+            }
+            let Some(block) = decode_block(&value) else {
+                continue;
+            };
+            let range = value.as_ptr_range();
+            let inside = |part: &Part<'_>| {
+                let p = part.payload.as_ptr_range();
+                range.start <= p.start && p.end <= range.end
+            };
+            for part in block.parts().into_iter().flatten() {
+                assert!(inside(&part));
+            }
+            for delta in 0..8 {
+                assert!(block.part(delta).as_ref().is_none_or(inside));
+            }
+        }
+    }
+
     #[test]
     fn format_2_values_are_blocks_of_one_part() {
         let mut value = encode_header(7, 42).to_vec();
