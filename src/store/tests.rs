@@ -927,23 +927,40 @@ fn pages_outside_the_map_are_never_released() {
     assert!(heap.iter().all(|b| *b == 7), "heap memory kept its bytes");
 }
 
+/// Queues `a` and `b`, and `n` commits that each append one part to both
+/// (`[b'a', i]` of `a_records` records, `[b'b', i]` of one; b's first
+/// when `b_first`): the queues, and a's and b's sequence numbers.
+fn shared_blocks(
+    h: &Harness,
+    n: u8,
+    a_records: u32,
+    b_first: bool,
+) -> (Arc<Queue>, Arc<Queue>, Vec<u64>, Vec<u64>) {
+    let a = h.store.queue("a").unwrap();
+    let b = h.store.queue("b").unwrap();
+    for i in 0..n {
+        let (pa, pb) = ([b'a', i], [b'b', i]);
+        let mut parts = vec![(&a, a_records, &pa[..]), (&b, 1, &pb[..])];
+        if b_first {
+            parts.reverse();
+        }
+        h.append_parts(parts).unwrap();
+    }
+    let (a_seqs, b_seqs) = (seqs(&read_all(&h.store, &a)), seqs(&read_all(&h.store, &b)));
+    (a, b, a_seqs, b_seqs)
+}
+
 #[test]
 fn delivered_parts_wait_in_their_block_and_a_crash_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a_seqs, b_seqs);
     {
         let h = Harness::start(options(dir.path()));
-        let a = h.store.queue("a").unwrap();
-        let b = h.store.queue("b").unwrap();
         // One block per commit, each holding a part of both queues, as a
         // commit holds the parts of a thousand shoots.
-        for i in 0..4u8 {
-            h.append_parts(vec![(&b, 1, &[b'b', i]), (&a, 2, &[b'a', i])])
-                .unwrap();
-        }
+        let a;
+        (a, _, a_seqs, b_seqs) = shared_blocks(&h, 4, 2, true);
         assert_eq!(h.store.log_len(), 4);
-        a_seqs = seqs(&read_all(&h.store, &a));
-        b_seqs = seqs(&read_all(&h.store, &b));
         // Both queues' parts of a commit are numbered one after the other.
         assert_eq!(a_seqs[0], b_seqs[0] + 1);
         // a delivers its oldest three: a mark; b's parts keep the blocks.
@@ -985,14 +1002,8 @@ fn parts_taken_out_of_order_from_a_shared_block_stay_taken_after_a_crash() {
     let (a_seqs, b_seqs);
     {
         let h = Harness::start(options(dir.path()));
-        let a = h.store.queue("a").unwrap();
-        let b = h.store.queue("b").unwrap();
-        for i in 0..3u8 {
-            h.append_parts(vec![(&a, 1, &[b'a', i]), (&b, 1, &[b'b', i])])
-                .unwrap();
-        }
-        a_seqs = seqs(&read_all(&h.store, &a));
-        b_seqs = seqs(&read_all(&h.store, &b));
+        let a;
+        (a, _, a_seqs, b_seqs) = shared_blocks(&h, 3, 1, false);
         // a's middle part (a tail sampling decision, say): no mark can say
         // it, and b's part keeps the block, so a `gone/` key does.
         h.delete(&a, a_seqs[1], a_seqs[1]);
