@@ -20,8 +20,10 @@
 //! releases only while its queue holds a backlog of more than
 //! [`BACKLOG_BYTES`] (after an outage; span metrics' deltas between
 //! flushes; the tail sampling window), and the writer's deletes only when
-//! one commit deletes more than that: what they touch then was written
-//! long ago and spreads over the file. A part shares its block's first and
+//! one commit deletes more than that, or a block that lived half a second
+//! or more (a thousand shoots' loops read every block a second after it
+//! was written): what they touch then was written long ago and spreads
+//! over the file. A part shares its block's first and
 //! last pages with its neighbours, so a read gives back only the pages
 //! inside it, unless it is its block's only part. Reads of data that lingers
 //! by design (the tail sampling decider's) or is read once (resuming, a

@@ -612,6 +612,8 @@ struct BlockLive {
     /// Positions it covers from its key on (its last part's delta + 1):
     /// where its `gone/` marks can be.
     span: u32,
+    /// When it was appended, Unix milliseconds.
+    appended_at_ms: u64,
 }
 
 /// Subtracts without wrapping: a double release must not turn a queue's
@@ -1072,7 +1074,9 @@ impl Store {
                     "Scanning the LMDB buffer to resume queues."
                 );
             }
-            let decoded = format::decode_block(value).and_then(|b| b.parts());
+            let block = format::decode_block(value);
+            let decoded_at = block.map_or(0, |b| b.appended_at_ms);
+            let decoded = block.and_then(|b| b.parts());
             let (Some(first), Some(parts)) = (format::decode_log_key(key), decoded) else {
                 // Not our key or value shape: no queue can ever read it.
                 garbage.push(key.to_vec());
@@ -1081,6 +1085,7 @@ impl Store {
             };
             let mut block = BlockLive {
                 parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+                appended_at_ms: decoded_at,
                 ..BlockLive::default()
             };
             let mut block_gone = Vec::new();

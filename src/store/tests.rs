@@ -1320,6 +1320,57 @@ fn a_format_1_buffer_is_moved_into_the_log_at_open() {
     h.close();
 }
 
+/// A block that lived long gives back, when it dies, the pages its readers
+/// mapped; one that dies young keeps them (its pages are reused at once).
+#[test]
+fn blocks_that_lived_long_give_their_pages_back_when_they_die() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(StoreOptions {
+        durability: Durability::None,
+        ..options(dir.path())
+    });
+    let data = dir.path().canonicalize().unwrap().join("data.mdb");
+    // Four queues' parts of 256 KiB in one block, each read as a shoot's
+    // loop reads its own (the pages inside a part are its alone only when
+    // nothing else shares them: here the read keeps them, as the export
+    // path does without a backlog).
+    let queues: Vec<_> = (0..4)
+        .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
+        .collect();
+    let payload = vec![5u8; 256 * 1024];
+    let read_and_deliver = |h: &Harness, wait: Duration| -> u64 {
+        let parts = queues.iter().map(|q| (q, 1, &payload[..])).collect();
+        h.append_parts(parts).unwrap();
+        let mut read = Vec::new();
+        for q in &queues {
+            let batch = h
+                .store
+                .read_batch(q, 0, u64::MAX, u64::MAX)
+                .unwrap()
+                .unwrap();
+            assert_eq!(batch.body.len(), payload.len());
+            read.push((q, batch.first));
+        }
+        let mapped = resident_kib_of(&data);
+        assert!(mapped >= 1024, "{mapped} KiB resident after reading 1 MiB");
+        std::thread::sleep(wait);
+        for (q, seq) in read {
+            h.delete(q, seq, seq);
+        }
+        assert_eq!(h.log_len_after_flush(), 0);
+        resident_kib_of(&data)
+    };
+    let young = read_and_deliver(&h, Duration::ZERO);
+    assert!(
+        young >= 1024,
+        "{young} KiB resident after a young block died"
+    );
+    h.store.map.unwrap().release_all();
+    let old = read_and_deliver(&h, Duration::from_millis(600));
+    assert!(old < 256, "{old} KiB resident after an old block died");
+    h.close();
+}
+
 #[test]
 fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
     let dir = tempfile::tempdir().unwrap();

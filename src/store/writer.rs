@@ -47,6 +47,10 @@ const MAX_GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// within a second or two.
 const COMPACT_AFTER: Duration = Duration::from_secs(3);
 
+/// A block deleted at least this long after its append gives back the
+/// map pages its readers mapped (see [`Writer::settle_blocks`]).
+const RELEASE_DEAD_AFTER_MS: u64 = 500;
+
 /// Most blocks one commit rewrites: bounds its transaction.
 const MAX_COMPACT_PER_COMMIT: usize = 64;
 
@@ -629,6 +633,7 @@ impl Writer {
             live: count,
             parts: count,
             span: count,
+            appended_at_ms,
             ..BlockLive::default()
         };
         for (part, delta) in parts.iter().zip(0u32..) {
@@ -775,19 +780,30 @@ impl Writer {
                 applied.blocks.insert(key, Some(block));
             }
         }
-        // Deleting a backlog's worth gives the pages it touched back
-        // (LMDB reads a large value's first page to free it); the few of
-        // deliveries that keep up are reused by the next appends and stay
-        // mapped (see [`super::mapped`]).
+        // Blocks that lived long give back the pages their readers mapped
+        // (LMDB reads a large value's first page to free it): a thousand
+        // shoots' loops each map every block to read their part of it, a
+        // second after it was written, and those mappings would otherwise
+        // stay in the process's RSS until the pages are reused. Blocks
+        // that die young (deliveries that keep up, read straight after
+        // their commit) keep theirs: the next appends reuse those pages,
+        // and their readers would fault each one in again (-15% for the
+        // single destination when every dead block was released).
+        let now_ms = format::now_ms();
+        let old = |block: &BlockLive| {
+            now_ms.saturating_sub(block.appended_at_ms) >= RELEASE_DEAD_AFTER_MS
+        };
         let bytes: u64 = dead.iter().map(|(_, block)| block.bytes).sum();
+        let backlog = bytes > super::mapped::BACKLOG_BYTES;
         let mut released = self
             .store
             .map
-            .filter(|_| bytes > super::mapped::BACKLOG_BYTES)
+            .filter(|_| backlog || dead.iter().any(|(_, block)| old(block)))
             .map(super::mapped::Released::new);
         for (key, block) in &dead {
             let log_key = format::log_key(*key);
             if let Some(r) = &mut released
+                && (backlog || old(block))
                 && let Some(value) = self.store.log.get(txn, &log_key[..])?
             {
                 r.note(value);
