@@ -1320,23 +1320,30 @@ fn a_format_1_buffer_is_moved_into_the_log_at_open() {
     h.close();
 }
 
+/// A store in `dir` without fsync (the tests of mapped pages need no
+/// disk), the path of its `data.mdb`, and queues `shoot/0..n`.
+fn mapped_shoots(dir: &Path, n: usize) -> (Harness, std::path::PathBuf, Vec<Arc<Queue>>) {
+    let h = Harness::start(StoreOptions {
+        durability: Durability::None,
+        ..options(dir)
+    });
+    let data = dir.canonicalize().unwrap().join("data.mdb");
+    let queues = (0..n)
+        .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
+        .collect();
+    (h, data, queues)
+}
+
 /// A block that lived long gives back, when it dies, the pages its readers
 /// mapped; one that dies young keeps them (its pages are reused at once).
 #[test]
 fn blocks_that_lived_long_give_their_pages_back_when_they_die() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start(StoreOptions {
-        durability: Durability::None,
-        ..options(dir.path())
-    });
-    let data = dir.path().canonicalize().unwrap().join("data.mdb");
     // Four queues' parts of 256 KiB in one block, each read as a shoot's
     // loop reads its own (the pages inside a part are its alone only when
     // nothing else shares them: here the read keeps them, as the export
     // path does without a backlog).
-    let queues: Vec<_> = (0..4)
-        .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
-        .collect();
+    let (h, data, queues) = mapped_shoots(dir.path(), 4);
     let payload = vec![5u8; 256 * 1024];
     let read_and_deliver = |h: &Harness, wait: Duration| -> u64 {
         let parts = queues.iter().map(|q| (q, 1, &payload[..])).collect();
@@ -1374,16 +1381,9 @@ fn blocks_that_lived_long_give_their_pages_back_when_they_die() {
 #[test]
 fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start(StoreOptions {
-        durability: Durability::None,
-        ..options(dir.path())
-    });
-    let data = dir.path().canonicalize().unwrap().join("data.mdb");
     // 4,000 entries of 1 KiB over 40 queues: each smaller than a page, so
     // no read releases its own.
-    let queues: Vec<_> = (0..40)
-        .map(|i| h.store.queue(&format!("shoot/{i}")).unwrap())
-        .collect();
+    let (h, data, queues) = mapped_shoots(dir.path(), 40);
     for round in 0..100u32 {
         let payload = [round as u8; 1024];
         let parts: Vec<_> = queues.iter().map(|q| (q, 1, &payload[..])).collect();
