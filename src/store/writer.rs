@@ -322,35 +322,44 @@ impl Writer {
         let has_appends = !group.appends.is_empty();
 
         // The outcome for deletes, drops and flushes, and for the appends.
-        let (control, appends): (Result<(), StoreError>, Result<(), StoreError>) =
-            match self.try_commit(&group, true, true) {
-                Ok(applied) => {
-                    self.after_commit(&applied, &group.drops);
-                    (Ok(()), Ok(()))
+        let (control, appends): (Result<(), StoreError>, Result<(), StoreError>) = match self
+            .try_commit(&group, true, true)
+        {
+            Ok(applied) => {
+                self.after_commit(&applied, &group.drops);
+                (Ok(()), Ok(()))
+            }
+            Err(first) => {
+                let first = self.classify(first);
+                // Retry without the appends: deletes and drops free space
+                // and must not be held hostage by a full map or a bad
+                // append.
+                let control = if has_deletes {
+                    self.try_commit(&group, true, false)
+                        .map(|applied| self.after_commit(&applied, &group.drops))
+                        .map_err(|e| self.classify(e))
+                } else {
+                    Ok(())
+                };
+                // Then every block that holds consumed parts is
+                // rewritten without them, in a transaction of its own:
+                // a rewrite takes fresh pages before it frees any, so
+                // on a disk with no byte left it must not hold the
+                // deletes back (they free pages without new ones).
+                if control.is_ok()
+                    && self.compactable()
+                    && let Err(e) = self.rewrite_all()
+                {
+                    tracing::debug!(error = %e, "Could not rewrite blocks on a full buffer yet.");
                 }
-                Err(first) => {
-                    let first = self.classify(first);
-                    // Retry without the appends: deletes and drops free space
-                    // and must not be held hostage by a full map or a bad
-                    // append.
-                    // Blocks that hold consumed parts count: when appends
-                    // find the map full, the deletes-only retry rewrites
-                    // them all without those.
-                    let control = if has_deletes || self.compactable() {
-                        self.try_commit(&group, true, false)
-                            .map(|applied| self.after_commit(&applied, &group.drops))
-                            .map_err(|e| self.classify(e))
-                    } else {
-                        Ok(())
-                    };
-                    let appends = if has_appends && self.should_retry_full(&first) {
-                        self.retry_appends(&group).map_err(|e| self.classify(e))
-                    } else {
-                        Err(first)
-                    };
-                    (control, appends)
-                }
-            };
+                let appends = if has_appends && self.should_retry_full(&first) {
+                    self.retry_appends(&group).map_err(|e| self.classify(e))
+                } else {
+                    Err(first)
+                };
+                (control, appends)
+            }
+        };
         self.metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
@@ -452,6 +461,25 @@ impl Writer {
         }
         self.map_released = Some(Instant::now());
         map.release_all();
+    }
+
+    /// Rewrites every block that holds a consumed part, in a transaction
+    /// of its own (the map or the disk is full).
+    fn rewrite_all(&mut self) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.store);
+        let err = |op| super::lmdb_err(op, store.map_size);
+        let mut txn = store.env.write_txn().map_err(err("begin"))?;
+        let mut applied = Applied {
+            next_seq: store.next_seq.load(Ordering::Acquire),
+            ..Applied::default()
+        };
+        self.compact(&mut txn, &mut applied, true)
+            .map_err(err("rewrite"))?;
+        if applied.rewritten > 0 {
+            txn.commit().map_err(err("commit"))?;
+            self.after_commit(&applied, &[]);
+        }
+        Ok(())
     }
 
     /// Commits a tiny `meta` write so pages freed by the last commit become
@@ -593,9 +621,9 @@ impl Writer {
         }
         self.settle_blocks(&mut txn, &mut applied)
             .map_err(err("delete"))?;
-        if with_deletes {
-            // A deletes-only retry is a full map or disk: free all it can.
-            self.compact(&mut txn, &mut applied, !with_appends)
+        if with_deletes && with_appends {
+            // Not in a deletes-only retry: see `Writer::rewrite_all`.
+            self.compact(&mut txn, &mut applied, false)
                 .map_err(err("rewrite"))?;
         }
         txn.commit().map_err(err("commit"))?;
@@ -856,8 +884,8 @@ impl Writer {
         from < bound && self.store.lock_blocks().range(from..bound).next().is_some()
     }
 
-    /// Whether any block holds a consumed part: what a deletes-only retry
-    /// can free.
+    /// Whether any block holds a consumed part: what a rewrite on a full
+    /// buffer can free.
     fn compactable(&self) -> bool {
         self.store
             .lock_blocks()
