@@ -128,8 +128,10 @@
 //! same transaction, so the pages they free can be reused by later
 //! appends) and, after the commit, lowers the queue's `used_bytes`, which
 //! lets admission accept new data. When appends find the map full, the
-//! deletes-only retry rewrites every block that holds a consumed part.
-//! LMDB reuses freed
+//! writer commits the group's deletes alone, then rewrites every block
+//! that holds a consumed part in a transaction of its own (a rewrite
+//! takes fresh pages before it frees any, so it must not hold the deletes
+//! back on a disk with no byte left). LMDB reuses freed
 //! pages once no reader still sees them, and never earlier than two
 //! transactions after the one that freed them. So when appends hit a full
 //! map right after a commit that deleted entries, the writer commits a tiny
