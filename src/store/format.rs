@@ -132,7 +132,7 @@ pub(crate) fn decode_gone_key(key: &[u8]) -> Option<u64> {
     decode_u64(key.strip_prefix(META_GONE_PREFIX)?)
 }
 
-/// One part of a block read from the map.
+/// One part of a block: read from the map, or to be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Part<'v> {
     /// Its position minus the block's key.
@@ -257,15 +257,6 @@ impl<'v> Block<'v> {
     }
 }
 
-/// A part to write into a block.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NewPart<'p> {
-    pub(crate) delta: u32,
-    pub(crate) queue: u32,
-    pub(crate) records: u32,
-    pub(crate) payload: &'p [u8],
-}
-
 /// Bytes of a block holding payloads of these lengths.
 pub(crate) fn block_len(payload_lens: impl Iterator<Item = usize>) -> usize {
     payload_lens.fold(BLOCK_HEADER_LEN, |len, payload| len + SLOT_LEN + payload)
@@ -278,7 +269,7 @@ pub(crate) fn block_len(payload_lens: impl Iterator<Item = usize>) -> usize {
 pub(crate) fn write_block(
     out: &mut impl std::io::Write,
     appended_at_ms: u64,
-    parts: &[NewPart<'_>],
+    parts: &[Part<'_>],
 ) -> std::io::Result<()> {
     let too_big = || std::io::Error::other("a block must stay below 4 GiB");
     let mut header = [0u8; BLOCK_HEADER_LEN];
@@ -415,19 +406,19 @@ mod tests {
     #[test]
     fn blocks_roundtrip_find_parts_by_delta_and_reject_garbage() {
         let parts = [
-            NewPart {
+            Part {
                 delta: 0,
                 queue: 4,
                 records: 2,
                 payload: b"first",
             },
-            NewPart {
+            Part {
                 delta: 3,
                 queue: 9,
                 records: 0,
                 payload: b"",
             },
-            NewPart {
+            Part {
                 delta: 7,
                 queue: 4,
                 records: 5,

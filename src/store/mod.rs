@@ -1476,8 +1476,9 @@ impl Store {
     }
 
     /// Entry `seq` of `queue`, which its index says is `held`, as
-    /// `(header, payload)`; `None` when it is gone (consumed since the
-    /// caller found it) or the place holds another queue's part.
+    /// `(header, payload, the map bytes its read may give back)`; `None`
+    /// when it is gone (consumed since the caller found it) or the place
+    /// holds another queue's part.
     fn entry<'t>(
         &self,
         rtxn: &'t heed::RoTxn<'_, WithoutTls>,

@@ -541,11 +541,16 @@ impl Writer {
         let store = &self.store;
         let err = |op| super::lmdb_err(op, store.map_size);
         let mut txn = store.env.write_txn().map_err(err("begin"))?;
+        // Every part of the group, in order: what its blocks hold.
+        let parts: Vec<&AppendPart> = if with_appends {
+            group.appends.iter().flat_map(|(p, _, _)| p).collect()
+        } else {
+            Vec::new()
+        };
         if with_appends && !group.appends.is_empty() {
             // Measured before this transaction writes anything: as of the
             // last commit, which is what LMDB allocates from.
             let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
-            let parts: Vec<&AppendPart> = group.appends.iter().flat_map(|(p, _, _)| p).collect();
             let lens = blocks_of(&parts)
                 .map(|block| format::block_len(block.iter().map(|part| part.payload.len())));
             room.check(space::pages_for(lens, room.page_size()))?;
@@ -577,7 +582,6 @@ impl Writer {
             // Every part of the group in one block (or a few, for a large
             // group) at the end of the log: one run of pages per commit,
             // whatever queues the parts are for.
-            let parts: Vec<&AppendPart> = group.appends.iter().flat_map(|(p, _, _)| p).collect();
             let appended_at_ms = format::now_ms();
             for block in blocks_of(&parts) {
                 self.append_block(&mut txn, block, appended_at_ms, &mut applied)
@@ -640,10 +644,10 @@ impl Writer {
         applied: &mut Applied,
     ) -> Result<(), heed::Error> {
         let key = applied.next_seq;
-        let new: Vec<format::NewPart<'_>> = parts
+        let new: Vec<format::Part<'_>> = parts
             .iter()
             .zip(0u32..)
-            .map(|(part, delta)| format::NewPart {
+            .map(|(part, delta)| format::Part {
                 delta,
                 queue: part.queue.id,
                 records: part.records,
@@ -968,16 +972,7 @@ impl Writer {
                             .is_some_and(|removed| removed.contains(&pos))
                 })
             };
-            let kept: Vec<format::NewPart<'_>> = parts
-                .iter()
-                .filter(|part| live(part))
-                .map(|part| format::NewPart {
-                    delta: part.delta,
-                    queue: part.queue,
-                    records: part.records,
-                    payload: part.payload,
-                })
-                .collect();
+            let kept: Vec<format::Part<'_>> = parts.into_iter().filter(live).collect();
             let kept_bytes: u64 = kept.iter().map(|part| part.payload.len() as u64).sum();
             let mut rewritten = Vec::with_capacity(format::block_len(
                 kept.iter().map(|part| part.payload.len()),
