@@ -21,6 +21,13 @@
 //! [`Room::check`] then estimates the pages the appends need and refuses
 //! them as [`StoreError::Full`] when they would eat into the reserve.
 //!
+//! The reserve is kept inside `data.mdb` ([`FileReserve`]): the file is
+//! allocated at least the reserve past LMDB's high-water mark, so a delete
+//! writes into blocks the file already owns even when another process
+//! took the disk's last byte. Appends that grow the log past its free
+//! pages must leave the reserve in that slack or on the disk; surplus free
+//! pages do not count for it.
+//!
 //! The estimate is deliberately rough (it counts pages freed by the last
 //! two commits as free although LMDB hands them out a little later, and it
 //! cannot see the freelist's own pages); the reserve absorbs that. When
@@ -28,6 +35,7 @@
 //! [`disk_full_after`] turns the resulting I/O error into the same
 //! backpressure.
 
+use std::cell::Cell;
 use std::path::Path;
 
 use super::format::LOG_KEY_LEN;
@@ -125,11 +133,6 @@ impl Room {
         })
     }
 
-    /// The environment's page size in bytes.
-    pub(super) fn page_size(&self) -> u64 {
-        self.page_size
-    }
-
     /// `Ok` when `pages` more fit and leave the reserve, else why not.
     ///
     /// Free pages are reused first, then the file's slack, and only the
@@ -146,7 +149,18 @@ impl Room {
                 ),
             });
         }
-        let new_bytes = wanted.saturating_sub(self.free + self.file_slack) * self.page_size;
+        // Appends that fit in free pages need no disk. Those that grow the
+        // log past them must leave the reserve in the file's slack or on
+        // the disk, whatever else is free: free pages go to the appends
+        // first, and those freed lately are not reusable while a reader
+        // still sees them (see [`FileReserve`]).
+        let from_file = pages.saturating_sub(self.free);
+        let new_bytes = if from_file == 0 {
+            0
+        } else {
+            (from_file + self.reserve.div_ceil(self.page_size)).saturating_sub(self.file_slack)
+                * self.page_size
+        };
         if let Some(disk) = self.disk
             && new_bytes > disk
         {
@@ -159,6 +173,98 @@ impl Room {
             });
         }
         Ok(())
+    }
+}
+
+/// The reserve, allocated inside `data.mdb`: the file is kept at least
+/// [`reserve_bytes`] longer than what LMDB wrote or is about to write, with
+/// its blocks allocated (`fallocate`). LMDB writes past its high-water mark
+/// before it grows anything, so deletes land in blocks the file already
+/// owns even when another process has taken the disk to the last byte.
+///
+/// Why not only the disk's free space: a reserve kept there belongs to
+/// whoever writes first, and a delete copies pages before it frees any, so
+/// with no free page in the file and no byte on the disk it can never
+/// commit (a full-disk test caught one delete refused for good). The
+/// writer allocates before it measures an append's [`Room`], which counts
+/// these pages as the file's slack: an append that would eat into the
+/// reserve is refused unless the file (or, where `fallocate` fails, the
+/// disk) holds it.
+#[derive(Debug)]
+pub(super) struct FileReserve {
+    file: Option<std::fs::File>,
+    /// Bytes of the file known to be allocated.
+    allocated: Cell<u64>,
+    reserve: u64,
+    /// The map's size: the file never grows past it.
+    limit: u64,
+}
+
+// === impl FileReserve ===
+
+impl FileReserve {
+    /// For the data file of `store`; without one (it cannot be opened),
+    /// the reserve stays on the disk.
+    pub(super) fn open(store: &Store) -> FileReserve {
+        let path = store.env.path().join("data.mdb");
+        let file = std::fs::OpenOptions::new().write(true).open(&path);
+        if let Err(e) = &file {
+            tracing::warn!(path = %path.display(), error = %e, "Could not open the LMDB data file to keep its reserve allocated; deletes rely on free disk space.");
+        }
+        let allocated = file
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        FileReserve {
+            file: file.ok(),
+            allocated: Cell::new(allocated),
+            reserve: store.reserve,
+            limit: store.map_size,
+        }
+    }
+
+    /// Makes sure the file is allocated `reserve` bytes past `end` (what
+    /// LMDB wrote, or is about to write). It grows by twice the reserve at
+    /// a time, so rarely; on a full disk it takes what it can get and
+    /// tries again with the next call.
+    pub(super) fn keep(&self, end: u64) {
+        let Some(file) = &self.file else { return };
+        let wanted = (end + self.reserve).min(self.limit);
+        let allocated = self.allocated.get();
+        if allocated >= wanted {
+            return;
+        }
+        let step = (end + 2 * self.reserve).min(self.limit);
+        for target in [step, wanted] {
+            match rustix::fs::fallocate(
+                file,
+                rustix::fs::FallocateFlags::empty(),
+                allocated,
+                target - allocated,
+            ) {
+                Ok(()) => {
+                    self.allocated.set(target);
+                    return;
+                }
+                Err(rustix::io::Errno::NOSPC) => {}
+                Err(e) => {
+                    // Not supported here: the reserve stays on the disk.
+                    tracing::info!(error = %e, "The file system cannot allocate the LMDB data file ahead; deletes rely on free disk space.");
+                    self.allocated.set(u64::MAX);
+                    return;
+                }
+            }
+        }
+        // A failed call may have allocated a part: the length says.
+        if let Ok(m) = file.metadata() {
+            self.allocated.set(m.len());
+        }
+        tracing::debug!(
+            allocated = self.allocated.get(),
+            wanted,
+            "No disk space to allocate the LMDB reserve ahead yet."
+        );
     }
 }
 
@@ -259,10 +365,14 @@ mod tests {
             (0, 1000, 0, disk, 61, Some(Disk)),
             (0, 1000, 10, disk, 70, None),
             (0, 1000, 10, disk, 71, Some(Disk)),
-            // What fits in free pages needs no disk, even a full one, as
-            // long as the reserve stays.
-            (80, 1000, 0, Some(0), 40, None),
-            (80, 1000, 0, Some(0), 41, Some(Disk)),
+            // What fits in free pages needs no disk, even a full one.
+            (80, 1000, 0, Some(0), 80, None),
+            // Beyond them, the reserve must stay in the file's slack or on
+            // the disk: surplus free pages do not stand for it.
+            (80, 1000, 0, Some(0), 81, Some(Disk)),
+            (80, 1000, 41, Some(0), 81, None),
+            (80, 1000, 40, Some(4096), 81, None),
+            (0, 1000, 40, Some(0), 1, Some(Disk)),
         ];
         for (free, map_unused, file_slack, disk, pages, want) in cases {
             let r = room(free, map_unused, file_slack, disk);

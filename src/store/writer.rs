@@ -139,6 +139,8 @@ struct Writer {
     /// The store's next position after recent commits, oldest first, kept
     /// for [`COMPACT_AFTER`].
     history: VecDeque<(Instant, u64)>,
+    /// Keeps the reserve for deletes allocated in the data file.
+    file_reserve: space::FileReserve,
 }
 
 /// The entries one transaction appended to a queue: the queue, their
@@ -188,6 +190,7 @@ impl Store {
             compacted_to: Cell::new(0),
             map_released: None,
             history: VecDeque::new(),
+            file_reserve: space::FileReserve::open(self),
         };
         let slot = Arc::clone(self);
         let spawned = std::thread::Builder::new()
@@ -226,6 +229,7 @@ impl Writer {
             durability = ?self.store.durability,
             "Storage writer started."
         );
+        self.keep_reserve(0);
         loop {
             self.store.beat();
             let first = match self.rx.recv_timeout(IDLE_TICK) {
@@ -463,6 +467,14 @@ impl Writer {
         map.release_all();
     }
 
+    /// Keeps the reserve allocated past LMDB's high-water mark and `more`
+    /// bytes it is about to write (see [`space::FileReserve`]).
+    fn keep_reserve(&self, more: u64) {
+        let pages = self.store.env.info().last_page_number as u64 + 1;
+        self.file_reserve
+            .keep(pages * rustix::param::page_size() as u64 + more);
+    }
+
     /// Rewrites every block that holds a consumed part, in a transaction
     /// of its own (the map or the disk is full).
     fn rewrite_all(&mut self) -> Result<(), StoreError> {
@@ -508,6 +520,7 @@ impl Writer {
             .observe(applied.appended_bytes as f64);
         self.metrics.blocks_rewritten.inc_by(applied.rewritten);
         self.freed_pending = applied.freed;
+        self.keep_reserve(0);
         {
             let mut blocks = self.store.lock_blocks();
             for (key, block) in &applied.blocks {
@@ -550,10 +563,13 @@ impl Writer {
         if with_appends && !group.appends.is_empty() {
             // Measured before this transaction writes anything: as of the
             // last commit, which is what LMDB allocates from.
-            let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
             let lens = blocks_of(&parts)
                 .map(|block| format::block_len(block.iter().map(|part| part.payload.len())));
-            room.check(space::pages_for(lens, room.page_size()))?;
+            let page = rustix::param::page_size() as u64;
+            let pages = space::pages_for(lens, page);
+            self.keep_reserve(pages * page);
+            let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
+            room.check(pages)?;
         }
         let mut applied = Applied {
             next_seq: store.next_seq.load(Ordering::Acquire),
