@@ -544,35 +544,6 @@ fn a_map_full_of_delivered_entries_takes_appends_again() {
     h.close();
 }
 
-/// The reserve for deletes lives in `data.mdb`, allocated past LMDB's
-/// high-water mark: another process filling the disk cannot take it.
-#[test]
-fn the_reserve_for_deletes_is_allocated_inside_the_data_file() {
-    use std::os::unix::fs::MetadataExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start(options(dir.path()));
-    let q = h.store.queue("q").unwrap();
-    let data = dir.path().join("data.mdb");
-    let page = rustix::param::page_size() as u64;
-    let reserve = space::reserve_bytes(64 * MIB);
-    for round in 0..3 {
-        for _ in 0..40 {
-            h.append(&q, 1, &vec![round; 50_000]).unwrap();
-        }
-        let high_water = (h.store.env.info().last_page_number as u64 + 1) * page;
-        let meta = std::fs::metadata(&data).unwrap();
-        assert!(
-            meta.len() >= high_water + reserve,
-            "round {round}: {} bytes of file for {high_water} bytes of pages and a {reserve}-byte reserve",
-            meta.len()
-        );
-        assert!(meta.len() <= 64 * MIB, "never past the map");
-        // Allocated, not a hole: 512-byte blocks cover the whole length.
-        assert!(meta.blocks() * 512 >= meta.len(), "{meta:?}");
-    }
-    h.close();
-}
-
 #[test]
 fn drop_removes_a_queue_its_data_and_its_name() {
     let dir = tempfile::tempdir().unwrap();
