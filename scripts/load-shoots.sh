@@ -4,8 +4,12 @@
 # to the single-destination figure measured in the same run (the same
 # namespaces to one seed pipeline). Prints records/s acknowledged for both.
 #
-#   bash scripts/load-shoots.sh [SHOOTS=1000] [SECONDS=15] [CONCURRENCY=16]
+#   bash scripts/load-shoots.sh [SHOOTS=1000] [SECONDS=15] [CONCURRENCY=16] [ROUNDS=1]
 #   (PERF=1: and where seedgate's CPU goes in the warm run)
+#
+# With ROUNDS > 1 the two runs alternate that many times, each on a fresh
+# buffer, and the script prints the ratios of each round and their median:
+# on a shared machine one pair of runs can be 10-20% off either way.
 #
 # The warm run also reports how busy the LMDB writer was (commit time,
 # fsync included, over wall time): near 100% it is what limits the rate.
@@ -16,6 +20,7 @@ set -euo pipefail
 shoots=${1:-1000}
 secs=${2:-15}
 conc=${3:-16}
+rounds=${4:-1}
 # shellcheck source=scripts/load-common.sh
 source "$(dirname "$0")/load-common.sh"
 noop_sink 2
@@ -56,6 +61,7 @@ EOF
 
 run() {
   local name=$1
+  rm -rf "$work/data-$name"
   start_seedgate "$name"
   local load=("$bin" loadgen --endpoint http://127.0.0.1:37317 --concurrency "$conc"
     --tenants "$shoots" --resources-per-request 10 --records-per-request 100 --quiet)
@@ -63,7 +69,7 @@ run() {
   "${load[@]}" --duration "${secs}s" --summary-json "$work/$name-cold.json"
   # Warm: the same again, every client in place; CPU per record of
   # seedgate and of the sinks (all three share the machine's cores).
-  perf_during "$name" $((secs / 2))
+  [ "$round" -gt 1 ] || perf_during "$name" $((secs / 2))
   local cpu0 sinks0 cpu sinks
   cpu0=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086 # a list of pids
@@ -118,12 +124,21 @@ PY
 }
 
 echo "$shoots namespaces, ${secs}s, $conc in flight, 100 records/request over 10 namespaces, fsync"
-run single
-run shoots
-python3 - "$work" <<'PY'
+for round in $(seq 1 "$rounds"); do
+  run single
+  run shoots
+  python3 - "$work" "$round" >>"$work/ratios" <<'PY'
 import json, sys
 rate = lambda f: json.load(open(f"{sys.argv[1]}/{f}.json"))["records_per_sec"]
-for run, suffix in (("warm", ""), ("cold", "-cold")):
-    print(f"shoots vs single, {run}: {rate('shoots' + suffix) / rate('single' + suffix):.2f}x")
+print(sys.argv[2], *(rate("shoots" + s) / rate("single" + s) for s in ("", "-cold")))
+PY
+done
+python3 - "$work/ratios" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+for i, run in ((1, "warm"), (2, "cold")):
+    ratios = [float(r[i]) for r in rows]
+    each = ", ".join(f"{x:.2f}x" for x in ratios)
+    print(f"shoots vs single, {run}: {each}" + (f" (median {statistics.median(ratios):.2f}x)" if len(ratios) > 1 else ""))
 PY
 perf_report
