@@ -113,8 +113,14 @@ pub(super) struct Room {
 
 impl Room {
     /// Reads the numbers as of the last commit (`txn` must not have written
-    /// yet).
-    pub(super) fn measure(store: &Store, txn: &heed::RoTxn<'_>) -> Result<Room, heed::Error> {
+    /// yet); `data` gives the data file's length, `disk` what is left on
+    /// the disk (as [`FileReserve::keep`] measured it).
+    pub(super) fn measure(
+        store: &Store,
+        txn: &heed::RoTxn<'_>,
+        data: &FileReserve,
+        disk: Option<u64>,
+    ) -> Result<Room, heed::Error> {
         let info = store.env.info();
         let main = store.env.unnamed_database_stat();
         let page_size = u64::from(main.page_size).max(1);
@@ -123,13 +129,17 @@ impl Room {
             held += db_pages(&db.stat(txn)?);
         }
         let high_water = info.last_page_number as u64 + 1;
-        let file_pages = store.env.real_disk_size()? / page_size;
+        let file_len = match data.len() {
+            Some(len) => len,
+            None => store.env.real_disk_size()?,
+        };
+        let file_pages = file_len / page_size;
         Ok(Room {
             page_size,
             map_unused: (store.map_size / page_size).saturating_sub(high_water),
             free: high_water.saturating_sub(held),
             file_slack: file_pages.saturating_sub(high_water),
-            disk: disk_available(store.env.path()),
+            disk,
             reserve: store.reserve,
         })
     }
@@ -247,18 +257,35 @@ impl FileReserve {
         }
     }
 
+    /// The data file's length, from its open descriptor (one `fstat`).
+    pub(super) fn len(&self) -> Option<u64> {
+        Some(self.file.as_ref()?.metadata().ok()?.len())
+    }
+
+    /// Bytes an unprivileged writer may still put on the data file's file
+    /// system; by its descriptor, so without a path lookup per commit.
+    pub(super) fn disk_left(&self) -> Option<u64> {
+        match &self.file {
+            Some(file) => {
+                let st = rustix::fs::fstatvfs(file).ok()?;
+                Some(st.f_bavail.saturating_mul(st.f_frsize))
+            }
+            None => disk_available(&self.dir),
+        }
+    }
+
     /// Makes sure the file is allocated `reserve` bytes past `end` (what
     /// LMDB wrote, or is about to write) while the disk is nearly full. It
     /// grows by twice the reserve at a time, so rarely; on a full disk it
-    /// takes what it can get and tries again with the next call.
-    pub(super) fn keep(&self, end: u64) {
-        let Some(file) = &self.file else { return };
+    /// takes what it can get and tries again with the next call. Returns
+    /// the bytes left on the disk afterwards, for [`Room::measure`].
+    pub(super) fn keep(&self, end: u64) -> Option<u64> {
+        let disk = self.disk_left();
+        let Some(file) = &self.file else { return disk };
         let wanted = (end + self.reserve).min(self.limit);
         let allocated = self.allocated.get();
-        if allocated >= wanted
-            || disk_available(&self.dir).is_none_or(|left| left >= self.near_full)
-        {
-            return;
+        if allocated >= wanted || disk.is_none_or(|left| left >= self.near_full) {
+            return disk;
         }
         let step = (end + 2 * self.reserve).min(self.limit);
         for target in [step, wanted] {
@@ -270,14 +297,14 @@ impl FileReserve {
             ) {
                 Ok(()) => {
                     self.allocated.set(target);
-                    return;
+                    return self.disk_left();
                 }
                 Err(rustix::io::Errno::NOSPC) => {}
                 Err(e) => {
                     // Not supported here: the reserve stays on the disk.
                     tracing::info!(error = %e, "The file system cannot allocate the LMDB data file ahead; deletes rely on free disk space.");
                     self.allocated.set(u64::MAX);
-                    return;
+                    return disk;
                 }
             }
         }
@@ -290,6 +317,7 @@ impl FileReserve {
             wanted,
             "No disk space to allocate the LMDB reserve ahead yet."
         );
+        self.disk_left()
     }
 }
 
@@ -362,7 +390,8 @@ mod tests {
         let (reserve, limit) = (64 * 4096, 1024 * 4096);
         let len = || std::fs::metadata(&data).unwrap().len();
 
-        FileReserve::new(dir.path(), reserve, limit, 0).keep(8192);
+        let left = FileReserve::new(dir.path(), reserve, limit, 0).keep(8192);
+        assert!(left.is_some_and(|l| l > 0), "the disk left: {left:?}");
         assert_eq!(len(), 8192, "a roomy disk keeps the reserve itself");
 
         let near_full = FileReserve::new(dir.path(), reserve, limit, u64::MAX);

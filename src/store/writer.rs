@@ -468,11 +468,12 @@ impl Writer {
     }
 
     /// Keeps the reserve allocated past LMDB's high-water mark and `more`
-    /// bytes it is about to write (see [`space::FileReserve`]).
-    fn keep_reserve(&self, more: u64) {
+    /// bytes it is about to write (see [`space::FileReserve`]); returns the
+    /// bytes left on the disk.
+    fn keep_reserve(&self, more: u64) -> Option<u64> {
         let pages = self.store.env.info().last_page_number as u64 + 1;
         self.file_reserve
-            .keep(pages * rustix::param::page_size() as u64 + more);
+            .keep(pages * rustix::param::page_size() as u64 + more)
     }
 
     /// Rewrites every block that holds a consumed part, in a transaction
@@ -520,7 +521,6 @@ impl Writer {
             .observe(applied.appended_bytes as f64);
         self.metrics.blocks_rewritten.inc_by(applied.rewritten);
         self.freed_pending = applied.freed;
-        self.keep_reserve(0);
         {
             let mut blocks = self.store.lock_blocks();
             for (key, block) in &applied.blocks {
@@ -567,8 +567,9 @@ impl Writer {
                 .map(|block| format::block_len(block.iter().map(|part| part.payload.len())));
             let page = rustix::param::page_size() as u64;
             let pages = space::pages_for(lens, page);
-            self.keep_reserve(pages * page);
-            let room = space::Room::measure(store, &txn).map_err(err("measure"))?;
+            let disk = self.keep_reserve(pages * page);
+            let room = space::Room::measure(store, &txn, &self.file_reserve, disk)
+                .map_err(err("measure"))?;
             room.check(pages)?;
         }
         let mut applied = Applied {
