@@ -402,16 +402,17 @@ impl Ingest {
         // Routes split by: held until the commit is answered.
         let mut spreads: Vec<crate::loadbalancing::router::Spreading> = Vec::new();
         for part in parts {
-            let ranges = part
+            let ranges: Vec<_> = part
                 .blocks
                 .iter()
                 .filter_map(|&i| blocks.get(i))
-                .map(|b| b.range.clone());
+                .map(|b| b.range.clone())
+                .collect();
             let d = &part.destination;
             let records = u32::try_from(part.records).unwrap_or(u32::MAX);
             let entries = d
                 .processors
-                .apply(assemble(body, ranges))
+                .apply(assemble(body, &ranges))
                 .map_err(|e| e.to_string())
                 .and_then(|payload| d.processors.parts(&d.queue, payload, records));
             let entries = match entries {
@@ -647,29 +648,18 @@ impl Ingest {
         drops: &Drops,
     ) {
         let m = &self.metrics;
-        let mut routed: Vec<(DestinationKind, RouteState, u64)> = Vec::new();
+        let mut routed: Vec<((DestinationKind, RouteState), u64)> = Vec::new();
         // Records per series first: a request for ten shoots has ten parts
         // and one series ("shoot"), looked up once.
         let mut per_label: Vec<(&str, u64)> = Vec::with_capacity(admitted.len());
         for part in admitted.iter().filter(|p| p.records > 0) {
             let d = &part.destination;
-            let label = d.metrics_label();
-            match per_label.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, n)) => *n += part.records,
-                None => per_label.push((label, part.records)),
-            }
+            tally(&mut per_label, d.metrics_label(), part.records);
             for &i in &part.blocks {
                 let (Some(state), Some(block)) = (states.get(i), blocks.get(i)) else {
                     continue;
                 };
-                let n = u64::from(block.records);
-                match routed
-                    .iter_mut()
-                    .find(|(k, s, _)| *k == d.kind && s == state)
-                {
-                    Some((_, _, c)) => *c += n,
-                    None => routed.push((d.kind, *state, n)),
-                }
+                tally(&mut routed, (d.kind, *state), u64::from(block.records));
             }
         }
         for (label, n) in per_label {
@@ -681,7 +671,7 @@ impl Ingest {
                 })
                 .inc_by(n);
         }
-        for (kind, state, n) in routed {
+        for ((kind, state), n) in routed {
             m.router
                 .routed
                 .get_or_create(&KindState {
@@ -715,6 +705,15 @@ impl Ingest {
     }
 }
 
+/// Adds `n` to `key`'s count in `counts` (a few keys per request: a
+/// linear search beats hashing them).
+fn tally<K: PartialEq>(counts: &mut Vec<(K, u64)>, key: K, n: u64) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, c)) => *c += n,
+        None => counts.push((key, n)),
+    }
+}
+
 /// The trace ID hashes of the spans of `part` (indexes into `blocks`), in
 /// order, out of the request's `keys`; `None` when there are none.
 fn part_trace_keys<'k>(
@@ -744,38 +743,19 @@ fn part_trace_keys<'k>(
     Some(std::borrow::Cow::Owned(out))
 }
 
-/// The bytes of `ranges` of `body` as one request. When the ranges follow
-/// each other (the common case: one destination takes every block, or a
-/// shoot its one block) this is a zero-copy slice.
-fn assemble<I>(body: &Bytes, ranges: I) -> Bytes
-where
-    I: IntoIterator<Item = std::ops::Range<usize>>,
-    I::IntoIter: Clone,
-{
-    let ranges = ranges.into_iter();
-    let mut span: Option<std::ops::Range<usize>> = None;
-    let (mut contiguous, mut len) = (true, 0);
-    for r in ranges.clone() {
-        len += r.len();
-        span = match span {
-            None => Some(r),
-            Some(s) => {
-                contiguous &= s.end == r.start;
-                Some(s.start..r.end)
-            }
-        };
+/// The bytes of `ranges` of `body` as one request. When the ranges are the
+/// whole body in order (the common case: one destination takes every block)
+/// this is a zero-copy slice.
+fn assemble(body: &Bytes, ranges: &[std::ops::Range<usize>]) -> Bytes {
+    let contiguous = ranges.windows(2).all(|w| w[0].end == w[1].start);
+    if contiguous && let (Some(first), Some(last)) = (ranges.first(), ranges.last()) {
+        return body.slice(first.start..last.end);
     }
-    match span {
-        Some(span) if contiguous => body.slice(span),
-        None => Bytes::new(),
-        Some(_) => {
-            let mut out = Vec::with_capacity(len);
-            for r in ranges {
-                out.extend_from_slice(&body[r]);
-            }
-            Bytes::from(out)
-        }
+    let mut out = Vec::with_capacity(ranges.iter().map(|r| r.len()).sum());
+    for r in ranges {
+        out.extend_from_slice(&body[r.clone()]);
     }
+    Bytes::from(out)
 }
 
 fn release_all(op: WriteOp) {
@@ -822,11 +802,11 @@ mod tests {
     #[test]
     fn contiguous_ranges_are_a_zero_copy_slice() {
         let body = Bytes::from_static(b"aabbccdd");
-        let out = assemble(&body, [0..2, 2..4]);
+        let out = assemble(&body, &[0..2, 2..4]);
         assert_eq!(&out[..], b"aabb");
         assert_eq!(out.as_ptr(), body.as_ptr(), "no copy for contiguous ranges");
-        let out = assemble(&body, [0..2, 4..6]);
+        let out = assemble(&body, &[0..2, 4..6]);
         assert_eq!(&out[..], b"aacc");
-        assert!(assemble(&body, []).is_empty());
+        assert!(assemble(&body, &[]).is_empty());
     }
 }
