@@ -70,8 +70,12 @@ pub(super) fn reserve_bytes(map_size: u64) -> u64 {
 /// Bytes an unprivileged writer may still put on the file system of `dir`;
 /// `None` when the file system cannot say.
 pub(super) fn disk_available(dir: &Path) -> Option<u64> {
-    let st = rustix::fs::statvfs(dir).ok()?;
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
+    rustix::fs::statvfs(dir).ok().map(|st| available(&st))
+}
+
+/// Bytes an unprivileged writer may still put on a file system.
+fn available(st: &rustix::fs::StatVfs) -> u64 {
+    st.f_bavail.saturating_mul(st.f_frsize)
 }
 
 /// Pages LMDB needs to store log values of these lengths: a value larger
@@ -266,10 +270,7 @@ impl FileReserve {
     /// system; by its descriptor, so without a path lookup per commit.
     pub(super) fn disk_left(&self) -> Option<u64> {
         match &self.file {
-            Some(file) => {
-                let st = rustix::fs::fstatvfs(file).ok()?;
-                Some(st.f_bavail.saturating_mul(st.f_frsize))
-            }
+            Some(file) => rustix::fs::fstatvfs(file).ok().map(|st| available(&st)),
             None => disk_available(&self.dir),
         }
     }

@@ -141,6 +141,14 @@ fn read_all(store: &Store, queue: &Queue) -> Vec<Entry> {
     store.read(queue, 0, u64::MAX, u64::MAX).unwrap()
 }
 
+/// One batch of `queue` from its start, with no byte or record limit.
+fn whole_batch(store: &Store, queue: &Queue) -> Batch {
+    store
+        .read_batch(queue, 0, u64::MAX, u64::MAX)
+        .unwrap()
+        .unwrap()
+}
+
 fn payloads(entries: &[Entry]) -> Vec<&[u8]> {
     entries.iter().map(|e| &e.payload[..]).collect()
 }
@@ -1350,11 +1358,7 @@ fn blocks_that_lived_long_give_their_pages_back_when_they_die() {
         h.append_parts(parts).unwrap();
         let mut read = Vec::new();
         for q in &queues {
-            let batch = h
-                .store
-                .read_batch(q, 0, u64::MAX, u64::MAX)
-                .unwrap()
-                .unwrap();
+            let batch = whole_batch(&h.store, q);
             assert_eq!(batch.body.len(), payload.len());
             read.push((q, batch.first));
         }
@@ -1390,11 +1394,7 @@ fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
         h.append_parts(parts).unwrap();
     }
     for q in &queues {
-        let batch = h
-            .store
-            .read_batch(q, 0, u64::MAX, u64::MAX)
-            .unwrap()
-            .unwrap();
+        let batch = whole_batch(&h.store, q);
         assert_eq!(batch.entries, 100);
     }
     let read = resident_kib_of(&data);
@@ -1404,11 +1404,7 @@ fn releasing_the_whole_map_gives_back_pages_no_single_read_could() {
     let after = resident_kib_of(&data);
     assert!(after < 512, "{after} KiB resident after releasing the map");
     // And the bytes read again are right.
-    let batch = h
-        .store
-        .read_batch(&queues[7], 0, u64::MAX, u64::MAX)
-        .unwrap()
-        .unwrap();
+    let batch = whole_batch(&h.store, &queues[7]);
     assert_eq!(batch.body.len(), 100 * 1024);
     assert_eq!(batch.body[99 * 1024], 99);
     h.close();
