@@ -192,7 +192,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     let snapshot = s.ingest.snapshot();
     s.metrics
         .refresh_queues(snapshot.destinations().map(AsRef::as_ref));
-    s.metrics.refresh_shoot_queues(&s.ingest.shoots().all());
+    s.metrics.refresh_shoot_queues(s.ingest.shoots());
     match s.metrics.encode() {
         Ok(text) => (
             [(

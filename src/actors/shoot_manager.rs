@@ -292,7 +292,7 @@ impl ShootManager {
                 continue;
             };
             self.args.directory.remove(&ns);
-            self.tasks.stop(&ns);
+            let stopped = self.tasks.stop_and_wait(&ns);
             let mut held = 0;
             let mut replies = Vec::new();
             for d in m.link.all() {
@@ -310,7 +310,14 @@ impl ShootManager {
                 replies.push((d.signal, records, done));
             }
             let metrics = Arc::clone(&self.args.metrics);
+            let shoot = ns.clone();
             let dropped: BoxFuture<'static, ()> = Box::pin(async move {
+                // The series go once the delivery loop is gone: an abort takes
+                // effect at its next yield, and a loop between two yields
+                // could set its failing gauge again after an earlier forget.
+                // A new client of the namespace waits for this future.
+                stopped.await;
+                metrics.shoot.forget(&shoot);
                 for (signal, records, done) in replies {
                     if let Ok(Ok(())) = done.await {
                         metrics
@@ -327,7 +334,6 @@ impl ShootManager {
                     this.dropping.remove(&finished);
                 }),
             );
-            self.args.metrics.shoot.forget(&ns);
             self.args
                 .metrics
                 .shoot

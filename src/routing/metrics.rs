@@ -3,9 +3,7 @@
 //! refreshed from the store before a scrape. Here, beside what they
 //! describe, so that the metrics registry does not import routing.
 
-use std::sync::Arc;
-
-use super::shoots::ShootLink;
+use super::shoots::ShootDirectory;
 use super::{Destination, DestinationKind, RouteState};
 use crate::metrics::{Dest, DestReason, KindState, Metrics, shoot, to_i64};
 
@@ -59,25 +57,32 @@ impl Metrics {
         self.shoot.init();
     }
 
-    /// Copies the shoot clients' queue depths into their gauges.
-    pub fn refresh_shoot_queues(&self, links: &[Arc<ShootLink>]) {
-        for d in links.iter().flat_map(|l| l.all()) {
-            let labels = shoot::ShootSignal {
-                shoot: d.name.clone(),
-                signal: d.signal.as_str(),
-            };
-            self.shoot
-                .queue_bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.used_bytes()));
-            self.shoot
-                .queue_records
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.records()));
-            self.shoot
-                .queue_limit
-                .get_or_create(&labels)
-                .set(to_i64(d.limits.max_bytes.0));
+    /// Copies the shoot clients' queue depths into their gauges. A client
+    /// removed while this ran loses the series set for it here (the
+    /// manager's own forget may have come first).
+    pub fn refresh_shoot_queues(&self, directory: &ShootDirectory) {
+        for link in directory.all() {
+            for d in link.all() {
+                let labels = shoot::ShootSignal {
+                    shoot: d.name.clone(),
+                    signal: d.signal.as_str(),
+                };
+                self.shoot
+                    .queue_bytes
+                    .get_or_create(&labels)
+                    .set(to_i64(d.queue.used_bytes()));
+                self.shoot
+                    .queue_records
+                    .get_or_create(&labels)
+                    .set(to_i64(d.queue.records()));
+                self.shoot
+                    .queue_limit
+                    .get_or_create(&labels)
+                    .set(to_i64(d.limits.max_bytes.0));
+            }
+            if directory.get(&link.namespace).is_none() {
+                self.shoot.forget(&link.namespace);
+            }
         }
     }
 
