@@ -231,6 +231,10 @@ impl ShootManager {
             Ok(built) => built,
             Err(e) => return Err(self.refuse(namespace, ClientRefused::Build(e))),
         };
+        self.args
+            .metrics
+            .shoot
+            .init_client(namespace, link.all().map(|d| d.signal));
         let client = ShootClient::new(namespace, plans);
         self.tasks.start(client.clone());
         let gone_since = self.cluster_is_gone(namespace).then(Instant::now);

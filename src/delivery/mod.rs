@@ -225,13 +225,18 @@ impl Delivery {
                 self.metrics.exporter.failing.get_or_create(&self.labels())
             }
             crate::routing::DestinationKind::Shoot => {
-                self.metrics
-                    .shoot
-                    .failing
-                    .get_or_create(&crate::metrics::shoot::ShootSignal {
-                        shoot: d.name.clone(),
-                        signal: d.signal.as_str(),
-                    })
+                // Only the series the manager made with the client: a send
+                // still finishing after its client was removed must not
+                // bring it back. The family's read lock, held while
+                // setting, orders this against the removal.
+                let labels = crate::metrics::shoot::ShootSignal {
+                    shoot: d.name.clone(),
+                    signal: d.signal.as_str(),
+                };
+                if let Some(gauge) = self.metrics.shoot.failing.get(&labels) {
+                    gauge.set(i64::from(failing));
+                }
+                return;
             }
         };
         gauge.set(i64::from(failing));
@@ -605,5 +610,66 @@ mod tests {
         };
         let (body, records) = join(&[entry(1, 2, b"ab"), entry(2, 3, b"cd")]);
         assert_eq!((&body[..], records), (&b"abcd"[..], 5));
+    }
+
+    /// A send that finishes after its shoot client was removed (an abort
+    /// takes effect at the send's next yield) must not bring the client's
+    /// failing series back: CI once saw `seedgate_shoot_failing` of an
+    /// expired client in `/metrics`.
+    #[tokio::test]
+    async fn a_removed_shoot_clients_failing_series_stays_gone() {
+        use crate::config::{Durability, OutputConfig, OutputType};
+        use crate::metrics::shoot::ShootSignal;
+        use crate::routing::DestinationKind;
+        use crate::signal::Signal;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(crate::store::StoreOptions {
+            dir: dir.path().to_path_buf(),
+            map_size: 16 << 20,
+            durability: Durability::None,
+            max_ops_per_commit: 16,
+        })
+        .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let factory = factory::Factory {
+            store,
+            writer: crossbeam_channel::bounded(1).0,
+            metrics: Arc::clone(&metrics),
+            rt: tokio::runtime::Handle::current(),
+            lb_faults: None,
+            shoot_http: Arc::default(),
+            lb_routers: Arc::default(),
+        };
+        let shoot = "shoot--p--a";
+        let plan = factory
+            .build(factory::Spec {
+                name: shoot,
+                kind: DestinationKind::Shoot,
+                signal: Signal::Logs,
+                output: &OutputConfig::of_kind(OutputType::Noop),
+                queue: crate::config::QueueConfig::default(),
+                batch: BatchConfig::default(),
+                retry: crate::config::RetryConfig::default(),
+                loadbalancing: None,
+                processors: &[],
+            })
+            .unwrap();
+        let failing = || {
+            let labels = ShootSignal {
+                shoot: shoot.to_owned(),
+                signal: Signal::Logs.as_str(),
+            };
+            metrics.shoot.failing.get(&labels).map(|g| g.get())
+        };
+        metrics.shoot.init_client(shoot, [Signal::Logs]);
+        assert_eq!(failing(), Some(0));
+        plan.delivery.set_failing(true);
+        assert_eq!(failing(), Some(1));
+        metrics.shoot.forget(shoot);
+        plan.delivery.set_failing(true);
+        assert_eq!(failing(), None, "the removed client's series came back");
+        // Its liveness is still recorded for the health actor.
+        assert!(plan.delivery.heartbeat.failing_for().is_some());
     }
 }

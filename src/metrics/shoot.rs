@@ -162,6 +162,20 @@ impl ShootMetrics {
         }
     }
 
+    /// Creates a new client's failing series at zero, one per signal it
+    /// carries: its delivery loops set only series that exist (see
+    /// `Delivery::set_failing`), so that one of a removed client stays gone.
+    pub fn init_client(&self, shoot: &str, signals: impl IntoIterator<Item = Signal>) {
+        for signal in signals {
+            self.failing
+                .get_or_create(&ShootSignal {
+                    shoot: shoot.to_owned(),
+                    signal: signal.as_str(),
+                })
+                .set(0);
+        }
+    }
+
     /// Removes the per-shoot series of a client that is gone.
     pub fn forget(&self, shoot: &str) {
         for signal in Signal::ALL {
