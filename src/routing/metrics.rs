@@ -3,6 +3,9 @@
 //! refreshed from the store before a scrape. Here, beside what they
 //! describe, so that the metrics registry does not import routing.
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
 use super::shoots::ShootDirectory;
 use super::{Destination, DestinationKind, RouteState};
 use crate::metrics::{Dest, DestReason, KindState, Metrics, shoot, to_i64};
@@ -67,18 +70,12 @@ impl Metrics {
                     shoot: d.name.clone(),
                     signal: d.signal.as_str(),
                 };
-                self.shoot
-                    .queue_bytes
-                    .get_or_create(&labels)
-                    .set(to_i64(d.queue.used_bytes()));
-                self.shoot
-                    .queue_records
-                    .get_or_create(&labels)
-                    .set(to_i64(d.queue.records()));
-                self.shoot
-                    .queue_limit
-                    .get_or_create(&labels)
-                    .set(to_i64(d.limits.max_bytes.0));
+                let s = &self.shoot;
+                set_depths(
+                    [&s.queue_bytes, &s.queue_records, &s.queue_limit],
+                    &labels,
+                    d,
+                );
             }
             if directory.get(&link.namespace).is_none() {
                 self.shoot.forget(&link.namespace);
@@ -94,18 +91,24 @@ impl Metrics {
                 destination: d.name.clone(),
                 signal: d.signal.as_str(),
             };
-            self.queue
-                .bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.used_bytes()));
-            self.queue
-                .records
-                .get_or_create(&labels)
-                .set(to_i64(d.queue.records()));
-            self.queue
-                .limit_bytes
-                .get_or_create(&labels)
-                .set(to_i64(d.limits.max_bytes.0));
+            let q = &self.queue;
+            set_depths([&q.bytes, &q.records, &q.limit_bytes], &labels, d);
         }
+    }
+}
+
+/// Sets a queue's depth gauges for `labels`: bytes, records, and its limit.
+fn set_depths<L: Clone + std::hash::Hash + Eq>(
+    gauges: [&Family<L, Gauge>; 3],
+    labels: &L,
+    d: &Destination,
+) {
+    let values = [
+        d.queue.used_bytes(),
+        d.queue.records(),
+        d.limits.max_bytes.0,
+    ];
+    for (gauge, value) in gauges.into_iter().zip(values) {
+        gauge.get_or_create(labels).set(to_i64(value));
     }
 }
