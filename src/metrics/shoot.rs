@@ -178,6 +178,18 @@ impl ShootMetrics {
 
     /// Removes the per-shoot series of a client that is gone.
     pub fn forget(&self, shoot: &str) {
+        self.forget_queues(shoot);
+        for signal in Signal::ALL {
+            self.failing.remove(&ShootSignal {
+                shoot: shoot.to_owned(),
+                signal: signal.as_str(),
+            });
+        }
+    }
+
+    /// Removes the queue gauges of `shoot`, which a scrape sets (and
+    /// makes again for a client that still exists).
+    pub fn forget_queues(&self, shoot: &str) {
         for signal in Signal::ALL {
             let labels = ShootSignal {
                 shoot: shoot.to_owned(),
@@ -186,7 +198,6 @@ impl ShootMetrics {
             self.queue_bytes.remove(&labels);
             self.queue_records.remove(&labels);
             self.queue_limit.remove(&labels);
-            self.failing.remove(&labels);
         }
     }
 }

@@ -61,8 +61,10 @@ impl Metrics {
     }
 
     /// Copies the shoot clients' queue depths into their gauges. A client
-    /// removed while this ran loses the series set for it here (the
-    /// manager's own forget may have come first).
+    /// removed while this ran loses the queue series set for it here (the
+    /// manager's own forget may have come first). Only those: a new client
+    /// of the same namespace, made meanwhile, keeps its failing series,
+    /// which nothing but the manager makes.
     pub fn refresh_shoot_queues(&self, directory: &ShootDirectory) {
         for link in directory.all() {
             for d in link.all() {
@@ -78,7 +80,7 @@ impl Metrics {
                 );
             }
             if directory.get(&link.namespace).is_none() {
-                self.shoot.forget(&link.namespace);
+                self.shoot.forget_queues(&link.namespace);
             }
         }
     }
