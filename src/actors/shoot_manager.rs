@@ -296,7 +296,7 @@ impl ShootManager {
                 continue;
             };
             self.args.directory.remove(&ns);
-            let stopped = self.tasks.stop_and_wait(&ns);
+            self.tasks.stop(&ns);
             let mut held = 0;
             let mut replies = Vec::new();
             for d in m.link.all() {
@@ -314,14 +314,7 @@ impl ShootManager {
                 replies.push((d.signal, records, done));
             }
             let metrics = Arc::clone(&self.args.metrics);
-            let shoot = ns.clone();
             let dropped: BoxFuture<'static, ()> = Box::pin(async move {
-                // The series go once the delivery loop is gone: an abort takes
-                // effect at its next yield, and a loop between two yields
-                // could set its failing gauge again after an earlier forget.
-                // A new client of the namespace waits for this future.
-                stopped.await;
-                metrics.shoot.forget(&shoot);
                 for (signal, records, done) in replies {
                     if let Ok(Ok(())) = done.await {
                         metrics
@@ -338,6 +331,10 @@ impl ShootManager {
                     this.dropping.remove(&finished);
                 }),
             );
+            // A send still finishing (its abort takes effect at its next
+            // yield) cannot bring the series back: it sets only series
+            // that exist (see `Delivery::set_failing`).
+            self.args.metrics.shoot.forget(&ns);
             self.args
                 .metrics
                 .shoot
