@@ -86,18 +86,41 @@ writer_totals() {
     /^seedgate_batcher_commit_duration_seconds_sum /{t=$2}
     /^seedgate_batcher_commit_duration_seconds_count /{n=$2}
     /^seedgate_batcher_commit_ops_sum /{o=$2}
-    END {printf "%s %s %s\n", t, n, o}'
+    /^seedgate_batcher_blocks_rewritten_total /{r=$2}
+    END {printf "%s %s %s %s\n", t, n, o, r + 0}'
 }
 
 # What the writer did between two writer_totals ($1, $2) over $3 seconds:
 # its busy share (commit time, fsync included, over wall time: near 100%
-# it is the bottleneck), commits a second, time and operations per commit.
+# it is the bottleneck), commits a second, time and operations per commit,
+# and log blocks rewritten a second (live parts kept a block past its
+# consumed ones: work a delivery that keeps up never causes).
 writer_report() {
   awk -v a="$1" -v b="$2" -v secs="$3" 'BEGIN {
     split(a, x, " "); split(b, y, " ");
-    t = y[1] - x[1]; n = y[2] - x[2]; o = y[3] - x[3];
-    if (n > 0) printf "writer busy %.0f%%, %.0f commits/s, %.2f ms and %.1f operations per commit\n", 100 * t / secs, n / secs, 1000 * t / n, o / n
+    t = y[1] - x[1]; n = y[2] - x[2]; o = y[3] - x[3]; r = y[4] - x[4];
+    if (n > 0) printf "writer busy %.0f%%, %.0f commits/s, %.2f ms and %.1f operations per commit, %.0f blocks rewritten/s\n", 100 * t / secs, n / secs, 1000 * t / n, o / n, r / secs
   }'
+}
+
+# Write requests and sectors the disk under $work completed so far
+# (/sys/class/block/<device>/stat, fields 5 and 7); empty where the work
+# directory's file system has no block device of its own (tmpfs, overlay).
+disk_totals() {
+  local dev
+  dev=$(df --output=source "$work" | tail -1)
+  [ -r "/sys/class/block/${dev##*/}/stat" ] && awk '{print $5, $7}' "/sys/class/block/${dev##*/}/stat"
+  return 0
+}
+
+# What the disk wrote between two disk_totals ($1, $2) over $3 commits:
+# write requests and KiB per commit, everything on that disk included.
+disk_report() {
+  [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
+    split(a, x, " "); split(b, y, " ");
+    if (n > 0) printf "disk: %.1f write requests and %.0f KiB per commit\n", (y[1] - x[1]) / n, (y[2] - x[2]) / 2 / n
+  }'
+  return 0
 }
 
 # Records seedgate has sent: all destinations, or only destination $1.

@@ -74,12 +74,20 @@ run() {
   cpu0=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086 # a list of pids
   sinks0=$(cpu_ticks $sink_pids)
-  local writer0 started
+  local writer0 writer1 disk0 disk1 started
   writer0=$(writer_totals)
+  disk0=$(disk_totals)
   started=$(date +%s.%N)
   "${load[@]}" --duration "${secs}s" --seq-start 1000000000 --summary-json "$work/$name.json"
+  writer1=$(writer_totals)
+  disk1=$(disk_totals)
   # The LMDB writer over the warm run: is it the bottleneck?
-  echo "$(printf '%7s' "$name") warm: $(writer_report "$writer0" "$(writer_totals)" "$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')")"
+  echo "$(printf '%7s' "$name") warm: $(writer_report "$writer0" "$writer1" "$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')")"
+  local commits
+  commits=$(awk -v a="$writer0" -v b="$writer1" 'BEGIN {split(a, x, " "); split(b, y, " "); print y[2] - x[2]}')
+  local disk
+  disk=$(disk_report "$disk0" "$disk1" "$commits")
+  [ -z "$disk" ] || echo "$(printf '%7s' "$name") warm: $disk"
   cpu=$(($(cpu_ticks "$pid") - cpu0))
   # shellcheck disable=SC2086
   sinks=$(($(cpu_ticks $sink_pids) - sinks0))
