@@ -104,11 +104,12 @@ writer_report() {
 }
 
 # Write requests and sectors the disk under $work completed so far
-# (/sys/class/block/<device>/stat, fields 5 and 7); empty where the work
-# directory's file system has no block device of its own (tmpfs, overlay).
+# (/sys/class/block/<device>/stat, fields 5 and 7; a /dev/mapper name is
+# followed to its dm-N); empty where the work directory's file system has
+# no block device of its own (tmpfs, overlay).
 disk_totals() {
   local dev
-  dev=$(df --output=source "$work" | tail -1)
+  dev=$(readlink -f "$(df --output=source "$work" | tail -1)")
   [ -r "/sys/class/block/${dev##*/}/stat" ] && awk '{print $5, $7}' "/sys/class/block/${dev##*/}/stat"
   return 0
 }
