@@ -218,11 +218,16 @@ impl Delivery {
     fn set_failing(&self, failing: bool) {
         self.heartbeat.record(failing);
         let d = &self.destination;
-        let gauge = match d.kind {
+        let value = i64::from(failing);
+        match d.kind {
             // The balancer owns the per-backend health series.
-            crate::routing::DestinationKind::Backend => return,
+            crate::routing::DestinationKind::Backend => {}
             crate::routing::DestinationKind::Pipeline => {
-                self.metrics.exporter.failing.get_or_create(&self.labels())
+                self.metrics
+                    .exporter
+                    .failing
+                    .get_or_create(&self.labels())
+                    .set(value);
             }
             crate::routing::DestinationKind::Shoot => {
                 // Only the series the manager made with the client: a send
@@ -234,12 +239,10 @@ impl Delivery {
                     signal: d.signal.as_str(),
                 };
                 if let Some(gauge) = self.metrics.shoot.failing.get(&labels) {
-                    gauge.set(i64::from(failing));
+                    gauge.set(value);
                 }
-                return;
             }
-        };
-        gauge.set(i64::from(failing));
+        }
     }
 
     /// Whether the last send waited for the rate limit.
