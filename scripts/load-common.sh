@@ -114,11 +114,13 @@ disk_totals() {
   return 0
 }
 
-# What the disk wrote between two disk_totals ($1, $2) over $3 commits:
-# write requests and KiB per commit, everything on that disk included.
+# What the disk wrote between two disk_totals ($1, $2), per commit between
+# two writer_totals ($3, $4): write requests and KiB, everything on that
+# disk included.
 disk_report() {
-  [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {
-    split(a, x, " "); split(b, y, " ");
+  [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); split(c, w, " "); split(d, v, " ");
+    n = v[2] - w[2];
     if (n > 0) printf "disk: %.1f write requests and %.0f KiB per commit\n", (y[1] - x[1]) / n, (y[2] - x[2]) / 2 / n
   }'
   return 0

@@ -83,10 +83,8 @@ run() {
   disk1=$(disk_totals)
   # The LMDB writer over the warm run: is it the bottleneck?
   echo "$(printf '%7s' "$name") warm: $(writer_report "$writer0" "$writer1" "$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')")"
-  local commits
-  commits=$(awk -v a="$writer0" -v b="$writer1" 'BEGIN {split(a, x, " "); split(b, y, " "); print y[2] - x[2]}')
   local disk
-  disk=$(disk_report "$disk0" "$disk1" "$commits")
+  disk=$(disk_report "$disk0" "$disk1" "$writer0" "$writer1")
   [ -z "$disk" ] || echo "$(printf '%7s' "$name") warm: $disk"
   cpu=$(($(cpu_ticks "$pid") - cpu0))
   # shellcheck disable=SC2086
