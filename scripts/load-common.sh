@@ -35,6 +35,18 @@ storage: { data_dir: $work/data-$1, durability: fsync, max_size: 8GiB }
 HEAD
 }
 
+# CPU time (clock ticks) of process $1's threads named $2 (a prefix, as
+# in /proc/<pid>/task/<tid>/comm) so far.
+thread_ticks() {
+  local t=0 task
+  for task in /proc/"$1"/task/*; do
+    case $(cat "$task/comm" 2>/dev/null) in
+    "$2"*) t=$((t + $(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0))) ;;
+    esac
+  done
+  echo "$t"
+}
+
 # The head of the config with a plain traces pipeline `traces` to the sink
 # on 127.0.0.2; what follows it (its own settings, more pipelines) is $2.
 traces_config() {

@@ -70,8 +70,9 @@ run() {
   # Warm: the same again, every client in place; CPU per record of
   # seedgate and of the sinks (all three share the machine's cores).
   [ "$round" -gt 1 ] || perf_during "$name" $((secs / 2))
-  local cpu0 sinks0 cpu sinks
+  local cpu0 sinks0 cpu sinks writer_cpu0 writer_cpu
   cpu0=$(cpu_ticks "$pid")
+  writer_cpu0=$(thread_ticks "$pid" lmdb-writer)
   # shellcheck disable=SC2086 # a list of pids
   sinks0=$(cpu_ticks $sink_pids)
   local writer0 writer1 disk0 disk1 started
@@ -87,6 +88,7 @@ run() {
   disk=$(disk_report "$disk0" "$disk1" "$writer0" "$writer1")
   [ -z "$disk" ] || echo "$(printf '%7s' "$name") warm: $disk"
   cpu=$(($(cpu_ticks "$pid") - cpu0))
+  writer_cpu=$(($(thread_ticks "$pid" lmdb-writer) - writer_cpu0))
   # shellcheck disable=SC2086
   sinks=$(($(cpu_ticks $sink_pids) - sinks0))
   # Idle: CPU over 10 s with every client in place and nothing to send
@@ -106,7 +108,7 @@ run() {
   clients=$(curl -fs http://127.0.0.1:37021/metrics | awk '/^seedgate_shoot_clients /{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
-  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" "$idle_ms" "$cpu" "$sinks" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$work/$name" "$name" "$rss" "${clients:-0}" "$work/$name.log" "$split" "$idle_ms" "$cpu" "$sinks" "$(getconf CLK_TCK)" "$writer_cpu" <<'PY'
 import datetime, json, re, sys
 # First to last "Created a shoot client" in seedgate's log: how long making
 # every client took while the cold run sent their first records.
@@ -124,7 +126,8 @@ print(f"{sys.argv[2]:>7}: peak RSS {int(sys.argv[3])//1024} MiB (at the end: {sy
 print(f"{sys.argv[2]:>7}: idle {sys.argv[7]} ms of CPU over 10 s")
 warm = json.load(open(sys.argv[1] + ".json"))["records_acked"]
 hz = int(sys.argv[10])
-print(f"{sys.argv[2]:>7} warm: CPU per record: seedgate {int(sys.argv[8])/hz/warm*1e6:.2f} us, "
+print(f"{sys.argv[2]:>7} warm: CPU per record: seedgate {int(sys.argv[8])/hz/warm*1e6:.2f} us "
+      f"(LMDB writer {int(sys.argv[11])/hz/warm*1e6:.2f} us), "
       f"sinks {int(sys.argv[9])/hz/warm*1e6:.2f} us")
 PY
 }

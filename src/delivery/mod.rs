@@ -31,6 +31,7 @@
 pub mod arc;
 pub mod backoff;
 pub mod factory;
+mod linger;
 pub mod plan;
 pub mod rate_limit;
 
@@ -305,6 +306,7 @@ impl Delivery {
         let mut cursor = 0u64;
         let mut linger_since: Option<Instant> = None;
         let queue = Arc::clone(&self.destination.queue);
+        let linger = linger::Linger::new(&queue.name, self.batch.timeout);
         // Owning the in-flight sends here means aborting this loop aborts
         // them too (a restart leaves no orphan sender behind).
         let mut inflight = tokio::task::JoinSet::new();
@@ -350,10 +352,11 @@ impl Delivery {
                 || batch.last + 1 < queue.next_seq();
             if !full {
                 // Wait for the batch to fill, at most `batch.timeout` since
-                // the first time we saw it partial. Appends in between are
-                // judged by the queue's counters, not by reading it again.
+                // the first time we saw it partial (to the destination's
+                // own grid: see [`linger`]). Appends in between are judged
+                // by the queue's counters, not by reading it again.
                 let since = *linger_since.get_or_insert_with(Instant::now);
-                let deadline = since + self.batch.timeout;
+                let deadline = linger.deadline(since);
                 if Instant::now() < deadline {
                     drop(permit);
                     loop {
