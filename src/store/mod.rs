@@ -123,7 +123,9 @@
 //!
 //! An exporter reads a batch with [`Store::read`], sends it and, once the
 //! backend accepted it, sends [`WriteOp::Delete`] for the batch's sequence
-//! range. The writer consumes those entries in its next group (a mark, or
+//! range. The writer holds deletes back for up to 20 ms, so that those of
+//! many queues share one commit (a flush, a drop, a stop or a full buffer
+//! takes them at once), then consumes them (a mark, or
 //! `gone/` keys; the blocks left without a live part are deleted in the
 //! same transaction, so the pages they free can be reused by later
 //! appends) and, after the commit, lowers the queue's `used_bytes`, which

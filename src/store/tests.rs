@@ -420,6 +420,48 @@ fn queued_requests_are_group_committed_and_acked_only_when_readable() {
     writer.join().unwrap();
 }
 
+/// Deliveries' deletes that reach an idle writer a millisecond apart (a
+/// thousand shoot clients sending on grids spread over their timeout)
+/// share commits instead of taking one each, and none waits for the idle
+/// tick: every queue is empty well within a second.
+#[test]
+fn deletes_arriving_apart_share_a_commit_and_are_not_held_long() {
+    const QUEUES: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(options(dir.path()));
+    let queues: Vec<_> = (0..QUEUES)
+        .map(|i| h.store.queue(&format!("shoot/s{i}/logs")).unwrap())
+        .collect();
+    h.append_parts(queues.iter().map(|q| (q, 1, &b"payload"[..])).collect())
+        .unwrap();
+    let positions: Vec<u64> = queues
+        .iter()
+        .map(|q| read_all(&h.store, q)[0].seq)
+        .collect();
+    let before = h.metrics.commits.get();
+    let started = std::time::Instant::now();
+    for (q, pos) in queues.iter().zip(&positions) {
+        h.delete(q, *pos, *pos);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    while queues.iter().any(|q| q.used_bytes() > 0) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "held deletes were not committed within 500 ms"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let commits = h.metrics.commits.get() - before;
+    // One each without the hold; one or two (a slow machine) with it.
+    assert!(
+        (1..QUEUES as u64 - 1).contains(&commits),
+        "{QUEUES} deletes took {commits} commits"
+    );
+    // Committed, not just forgotten in memory: the marks are on disk.
+    assert_eq!(h.log_len_after_flush(), 0);
+    h.close();
+}
+
 #[test]
 fn try_reserve_respects_the_limit_under_concurrency() {
     let dir = tempfile::tempdir().unwrap();

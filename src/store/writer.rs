@@ -36,6 +36,13 @@ use crate::config::Durability;
 /// How long the writer waits for work before it refreshes its heartbeat.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// How long a delivery's delete may wait for others to share its commit
+/// (see [`Writer::hold_deletes`]).
+const HOLD_DELETES: Duration = Duration::from_millis(20);
+
+/// Most deletes held at once: more go at once.
+const MAX_HELD_DELETES: usize = 256;
+
 /// Most payload bytes one group takes from the channel: a single LMDB
 /// transaction may dirty at most ~512 MiB of pages (`MDB_TXN_FULL`), and a
 /// bounded group keeps a commit's latency bounded too.
@@ -80,6 +87,8 @@ struct Group {
     /// A `Stop` ends the group and then the writer.
     stop: Option<Reply>,
     ops: usize,
+    /// Of `ops`, the deletes held back for a later group.
+    held: usize,
     /// Payload bytes of the appends so far.
     bytes: u64,
 }
@@ -125,6 +134,9 @@ struct Writer {
     /// past the reserve): tried again before the next group's, and on each
     /// idle tick, so delivered entries do not stay until a restart.
     deferred: Vec<Consumed>,
+    /// Deliveries' deletes waiting to share a commit, and since when.
+    held: Vec<Consumed>,
+    held_since: Option<Instant>,
     /// When deferred deletes were last logged.
     last_defer_warn: Option<Instant>,
     /// Whether the last successful commit deleted entries; see
@@ -184,6 +196,8 @@ impl Store {
             full: false,
             full_logged: false,
             deferred: Vec::new(),
+            held: Vec::new(),
+            held_since: None,
             last_defer_warn: None,
             freed_pending: false,
             ticks: 0,
@@ -232,11 +246,19 @@ impl Writer {
         self.keep_reserve(0);
         loop {
             self.store.beat();
-            let first = match self.rx.recv_timeout(IDLE_TICK) {
+            let wait = self.held_since.map_or(IDLE_TICK, |since| {
+                HOLD_DELETES.saturating_sub(since.elapsed()).min(IDLE_TICK)
+            });
+            let first = match self.rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.deferred.is_empty() || self.compaction_due() {
-                        self.commit_group(Group::default());
+                    let mut group = Group::default();
+                    self.hold_deletes(&mut group, false);
+                    if !group.deletes.is_empty()
+                        || !self.deferred.is_empty()
+                        || self.compaction_due()
+                    {
+                        self.commit_group(group);
                     }
                     self.release_map();
                     continue;
@@ -256,7 +278,10 @@ impl Writer {
                 }
             }
             let stop = group.stop.take();
-            self.commit_group(group);
+            self.hold_deletes(&mut group, stop.is_some());
+            if group.ops > group.held {
+                self.commit_group(group);
+            }
             if let Some(reply) = stop {
                 if self.store.durability == Durability::None
                     && let Err(e) = self.store.sync()
@@ -271,6 +296,11 @@ impl Writer {
                 reply.send(Ok(())).ok();
                 return;
             }
+        }
+        if !self.held.is_empty() {
+            let mut group = Group::default();
+            self.hold_deletes(&mut group, true);
+            self.commit_group(group);
         }
         if self.store.durability == Durability::None
             && let Err(e) = self.store.sync()
@@ -444,6 +474,42 @@ impl Writer {
             );
         }
         self.store.beat();
+    }
+
+    /// Holds the group's deletes (deliveries' marks) back for up to
+    /// [`HOLD_DELETES`], then hands every held one to the group that is
+    /// due: at once when `urgent` (a stop), for a drop or a flush (which
+    /// promise what came before), and while the buffer is full.
+    ///
+    /// A delete needs no commit of its own: it frees space, it promises
+    /// nobody anything. But each one that rides its own commit dirties
+    /// pages far from the appends (its queue's `done/` mark among a
+    /// thousand, the log leaf of the block it kills), and a thousand shoot
+    /// clients sending on grids spread over their timeout deliver about
+    /// one batch per commit. Held for 20 ms, their marks share leaves.
+    /// A crash loses at most the held deletes: those batches are sent
+    /// again (at least once), as any delivered in the last commit's wait.
+    fn hold_deletes(&mut self, group: &mut Group, urgent: bool) {
+        let own = group.deletes.len();
+        if own == 0 && self.held.is_empty() {
+            return;
+        }
+        self.held.append(&mut group.deletes);
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        let due = urgent
+            || !group.drops.is_empty()
+            || !group.flushes.is_empty()
+            || self.full
+            || self.held.len() >= MAX_HELD_DELETES
+            || since.elapsed() >= HOLD_DELETES;
+        if due {
+            // The group's ops count what it commits: its own and the held.
+            group.ops = group.ops - own + self.held.len();
+            group.deletes = std::mem::take(&mut self.held);
+            self.held_since = None;
+        } else {
+            group.held = own;
+        }
     }
 
     /// Whether a refused append is worth one more try: the map is full, but
