@@ -26,19 +26,25 @@ static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Linger {
     timeout: Duration,
-    /// In `[0, timeout)`.
-    phase: Duration,
+    /// The grid's period (the timeout) and phase in `[0, period)`, in
+    /// nanoseconds; none for a zero timeout or one too long to count in
+    /// nanoseconds.
+    grid: Option<(u64, u64)>,
 }
 
 impl Linger {
     /// The grid of `timeout` for the destination (queue) named `name`.
     pub(super) fn new(name: &str, timeout: Duration) -> Self {
-        // The hash scaled to [0, timeout): both factors are below 2^64.
-        let phase = u64::try_from(timeout.as_nanos()).map_or(Duration::ZERO, |nanos| {
-            let hash = u128::from(xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
-            Duration::from_nanos(u64::try_from((hash * u128::from(nanos)) >> 64).unwrap_or(0))
-        });
-        Self { timeout, phase }
+        let grid = u64::try_from(timeout.as_nanos())
+            .ok()
+            .filter(|&period| period > 0)
+            .map(|period| {
+                // The hash scaled to [0, period): both factors are below 2^64.
+                let hash = u128::from(xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
+                let phase = (hash * u128::from(period)) >> 64;
+                (period, u64::try_from(phase).unwrap_or(0))
+            });
+        Self { timeout, grid }
     }
 
     /// When a batch first seen partial at `since` goes at the latest: the
@@ -46,23 +52,20 @@ impl Linger {
     /// zero timeout).
     pub(super) fn deadline(&self, since: Instant) -> Instant {
         let latest = since + self.timeout;
-        let Some(period) = u64::try_from(self.timeout.as_nanos())
-            .ok()
-            .filter(|&n| n > 0)
-        else {
+        let Some((period, phase)) = self.grid else {
             return latest;
         };
         // Nanoseconds since the grid's point at or before `latest`.
         let elapsed = latest.saturating_duration_since(*ORIGIN).as_nanos();
-        let shifted = elapsed + u128::from(period) - self.phase.as_nanos();
+        let shifted = elapsed + u128::from(period) - u128::from(phase);
         let past = u64::try_from(shifted % u128::from(period)).unwrap_or(0);
         latest - Duration::from_nanos(past)
     }
 
-    /// The destination's phase on its grid.
+    /// The destination's phase on its grid, in nanoseconds.
     #[cfg(test)]
-    fn phase(&self) -> Duration {
-        self.phase
+    fn phase(&self) -> u64 {
+        self.grid.map_or(0, |(_, phase)| phase)
     }
 }
 
@@ -103,7 +106,7 @@ mod tests {
             sent = next;
         }
         let into_period = (sent - *ORIGIN).as_nanos() % SECOND.as_nanos();
-        assert_eq!(into_period, linger.phase().as_nanos());
+        assert_eq!(into_period, u128::from(linger.phase()));
     }
 
     #[test]

@@ -86,9 +86,9 @@ struct Group {
     flushes: Vec<Reply>,
     /// A `Stop` ends the group and then the writer.
     stop: Option<Reply>,
+    /// Operations it commits (deletes held back for a later group are
+    /// not counted here, and those handed to it are).
     ops: usize,
-    /// Of `ops`, the deletes held back for a later group.
-    held: usize,
     /// Payload bytes of the appends so far.
     bytes: u64,
 }
@@ -279,7 +279,7 @@ impl Writer {
             }
             let stop = group.stop.take();
             self.hold_deletes(&mut group, stop.is_some());
-            if group.ops > group.held {
+            if group.ops > 0 {
                 self.commit_group(group);
             }
             if let Some(reply) = stop {
@@ -502,13 +502,12 @@ impl Writer {
             || self.full
             || self.held.len() >= MAX_HELD_DELETES
             || since.elapsed() >= HOLD_DELETES;
+        // The group's ops count what it commits: the held, when due.
+        group.ops -= own;
         if due {
-            // The group's ops count what it commits: its own and the held.
-            group.ops = group.ops - own + self.held.len();
+            group.ops += self.held.len();
             group.deletes = std::mem::take(&mut self.held);
             self.held_since = None;
-        } else {
-            group.held = own;
         }
     }
 
