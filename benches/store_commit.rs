@@ -12,6 +12,12 @@
 //! creations share the writer's group commits. `single` (one commit per
 //! first entry) is what creating a queue used to cost: a commit of its own.
 //!
+//! `store_fanout`: requests of 100 records from 8 producers, each split
+//! over 10 of 1,000 queues (a seed's shoots: a part per shoot) or whole to
+//! one queue (one destination), while a deleter consumes the queues as
+//! deliveries do. Durability `none`, so it measures the writer's CPU per
+//! record, which the split multiplies by the parts a record brings.
+//!
 //! The LMDB directory lives under `CARGO_TARGET_TMPDIR`, on the same file
 //! system as the target directory, not on a possibly-tmpfs `/tmp`, so fsync
 //! costs what it costs on that disk.
@@ -75,17 +81,21 @@ impl Setup {
 /// receiver does.
 fn append_one(tx: &Sender<WriteOp>, queue: Arc<Queue>, records: u32, payload: Bytes) {
     assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+    append(
+        tx,
+        vec![AppendPart {
+            queue,
+            records,
+            payload,
+        }],
+    );
+}
+
+/// Appends `parts` (reserved) as one request and waits for its commit.
+fn append(tx: &Sender<WriteOp>, parts: Vec<AppendPart>) {
     let (reply, rx) = oneshot::channel();
-    let part = AppendPart {
-        queue,
-        records,
-        payload,
-    };
-    tx.send(WriteOp::Append {
-        parts: vec![part],
-        reply,
-    })
-    .expect("writer alive");
+    tx.send(WriteOp::Append { parts, reply })
+        .expect("writer alive");
     rx.blocking_recv()
         .expect("reply")
         .expect("append committed");
@@ -125,25 +135,7 @@ fn run(setup: &Setup, payload: &Bytes, iters: u64) -> Duration {
         })
         .collect();
     let elapsed = timed(&start, producers);
-
-    for queue in &setup.queues {
-        setup
-            .tx
-            .send(WriteOp::Delete {
-                queue: Arc::clone(queue),
-                first: 0,
-                last: u64::MAX,
-            })
-            .expect("writer alive");
-    }
-    let (reply, rx) = oneshot::channel();
-    setup
-        .tx
-        .send(WriteOp::Flush { reply })
-        .expect("writer alive");
-    rx.blocking_recv()
-        .expect("reply")
-        .expect("deletes committed");
+    delete_all(setup);
     elapsed
 }
 
@@ -214,5 +206,124 @@ fn queue_create(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store_commit, queue_create);
+/// `store_fanout`: queues, producers, and the records of a request.
+const FANOUT_QUEUES: usize = 1000;
+const FANOUT_PRODUCERS: usize = 8;
+const FANOUT_RECORDS: u32 = 100;
+const FANOUT_RECORD_BYTES: usize = 160;
+/// A queue is delivered (its entries deleted) once it holds this many,
+/// as a shoot client's batch takes many requests' parts.
+const FANOUT_BATCH_ENTRIES: u64 = 20;
+
+/// Appends `iters` requests from each of [`FANOUT_PRODUCERS`] threads,
+/// each request split over `spread` queues (its records shared evenly),
+/// while a deleter thread consumes every queue that holds
+/// [`FANOUT_BATCH_ENTRIES`] entries, as deliveries do. Returns the wall
+/// time of the appends; then (untimed) deletes what is left.
+fn fanout(setup: &Setup, spread: usize, iters: u64) -> Duration {
+    let parts = u32::try_from(spread).expect("spread");
+    let payload = Bytes::from(vec![
+        0x5a;
+        FANOUT_RECORDS as usize * FANOUT_RECORD_BYTES / spread
+    ]);
+    let start = Arc::new(Barrier::new(FANOUT_PRODUCERS + 1));
+    let producers: Vec<_> = (0..FANOUT_PRODUCERS)
+        .map(|p| {
+            let (queues, tx, payload, start) = (
+                setup.queues.clone(),
+                setup.tx.clone(),
+                payload.clone(),
+                Arc::clone(&start),
+            );
+            std::thread::spawn(move || {
+                start.wait();
+                // Each producer walks the queues from its own offset, so
+                // that a request's queues are distinct and every queue gets
+                // the same share.
+                let mut next = p * queues.len() / FANOUT_PRODUCERS;
+                for _ in 0..iters {
+                    let parts = (0..spread)
+                        .map(|_| {
+                            let queue = Arc::clone(&queues[next % queues.len()]);
+                            next += 1;
+                            assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
+                            AppendPart {
+                                queue,
+                                records: FANOUT_RECORDS / parts,
+                                payload: payload.clone(),
+                            }
+                        })
+                        .collect();
+                    append(&tx, parts);
+                }
+            })
+        })
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deleter = {
+        let (queues, tx, done) = (setup.queues.clone(), setup.tx.clone(), Arc::clone(&done));
+        let batch = if spread == 1 { 1 } else { FANOUT_BATCH_ENTRIES };
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                for queue in &queues {
+                    if queue.entries() >= batch {
+                        let last = queue.next_seq().saturating_sub(1);
+                        tx.send(WriteOp::Delete {
+                            queue: Arc::clone(queue),
+                            first: 0,
+                            last,
+                        })
+                        .expect("writer alive");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let elapsed = timed(&start, producers);
+    done.store(true, std::sync::atomic::Ordering::Release);
+    deleter.join().expect("deleter");
+    delete_all(setup);
+    elapsed
+}
+
+/// Deletes every entry of the setup's queues and waits for the commit.
+fn delete_all(setup: &Setup) {
+    for queue in &setup.queues {
+        setup
+            .tx
+            .send(WriteOp::Delete {
+                queue: Arc::clone(queue),
+                first: 0,
+                last: u64::MAX,
+            })
+            .expect("writer alive");
+    }
+    let (reply, rx) = oneshot::channel();
+    setup
+        .tx
+        .send(WriteOp::Flush { reply })
+        .expect("writer alive");
+    rx.blocking_recv()
+        .expect("reply")
+        .expect("deletes committed");
+}
+
+fn store_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_fanout/none");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(
+        u64::from(FANOUT_RECORDS) * FANOUT_PRODUCERS as u64,
+    ));
+    for (name, queues, spread) in [("single", 1, 1), ("shoots", FANOUT_QUEUES, 10)] {
+        let setup = setup(queues, Durability::None, 1024);
+        group.bench_function(BenchmarkId::new(name, spread), |b| {
+            b.iter_custom(|iters| fanout(&setup, spread, iters));
+        });
+        setup.close();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, store_commit, queue_create, store_fanout);
 criterion_main!(benches);
