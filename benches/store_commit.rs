@@ -22,6 +22,7 @@
 //! system as the target directory, not on a possibly-tmpfs `/tmp`, so fsync
 //! costs what it costs on that disk.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -221,7 +222,7 @@ const FANOUT_BATCH_ENTRIES: u64 = 20;
 /// [`FANOUT_BATCH_ENTRIES`] entries, as deliveries do. Returns the wall
 /// time of the appends; then (untimed) deletes what is left.
 fn fanout(setup: &Setup, spread: usize, iters: u64) -> Duration {
-    let parts = u32::try_from(spread).expect("spread");
+    let shares = u32::try_from(spread).expect("spread");
     let payload = Bytes::from(vec![
         0x5a;
         FANOUT_RECORDS as usize * FANOUT_RECORD_BYTES / spread
@@ -249,7 +250,7 @@ fn fanout(setup: &Setup, spread: usize, iters: u64) -> Duration {
                             assert!(queue.try_reserve(payload.len() as u64, u64::MAX));
                             AppendPart {
                                 queue,
-                                records: FANOUT_RECORDS / parts,
+                                records: FANOUT_RECORDS / shares,
                                 payload: payload.clone(),
                             }
                         })
@@ -259,12 +260,12 @@ fn fanout(setup: &Setup, spread: usize, iters: u64) -> Duration {
             })
         })
         .collect();
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let deleter = {
         let (queues, tx, done) = (setup.queues.clone(), setup.tx.clone(), Arc::clone(&done));
         let batch = if spread == 1 { 1 } else { FANOUT_BATCH_ENTRIES };
         std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
+            while !done.load(Ordering::Acquire) {
                 for queue in &queues {
                     if queue.entries() >= batch {
                         let last = queue.next_seq().saturating_sub(1);
@@ -281,7 +282,7 @@ fn fanout(setup: &Setup, spread: usize, iters: u64) -> Duration {
         })
     };
     let elapsed = timed(&start, producers);
-    done.store(true, std::sync::atomic::Ordering::Release);
+    done.store(true, Ordering::Release);
     deleter.join().expect("deleter");
     delete_all(setup);
     elapsed
